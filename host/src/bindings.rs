@@ -1,0 +1,29 @@
+//! Host bindings generated from `wit/` (the single source of truth for the guest contract).
+
+wasmtime::component::bindgen!({
+    world: "handler",
+    path: "../wit",
+    imports: {
+        // `interrupt` ends the guest's call by returning an error from the host.
+        "ackbar:plugin/acker.interrupt": trappable,
+    },
+});
+
+pub use ackbar::plugin::log::Level;
+pub use ackbar::plugin::types::Header;
+
+/// The WIT `decision` (the host's own is [`crate::outcome::Decision`]).
+pub type WitDecision = Decision;
+
+/// The WIT package this host implements.
+pub const WIT_PACKAGE: &str = "ackbar:plugin@0.1.0";
+
+impl From<WitDecision> for crate::outcome::Decision {
+    fn from(d: WitDecision) -> Self {
+        match d {
+            WitDecision::Ack => crate::outcome::Decision::Ack,
+            WitDecision::Nack => crate::outcome::Decision::Nack,
+            WitDecision::Reject => crate::outcome::Decision::Reject,
+        }
+    }
+}

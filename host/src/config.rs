@@ -1,0 +1,558 @@
+//! The TOML configuration (`ackbar run ackbar.toml`) and its validation.
+//!
+//! Every error names the file, and where it applies the pipeline and the field.
+
+use crate::plugin::PluginLimits;
+use crate::policy::AckPolicy;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// librdkafka properties Ackbar sets itself from the ack policy; configuring them would break
+/// the policy's guarantees.
+const MANAGED_PROPERTIES: [(&str, &str); 3] = [
+    ("enable.auto.commit", "it follows from ack_policy"),
+    ("enable.auto.offset.store", "it follows from ack_policy"),
+    ("group.id", "use the pipeline's `group_id`"),
+];
+
+/// A configuration error, already phrased for a person.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where Ackbar finds Kafka.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Brokers {
+    /// librdkafka's in-process mock cluster: zero setup, for demos and tests.
+    Embedded,
+    /// A real cluster's bootstrap servers.
+    Bootstrap(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    brokers: Option<String>,
+    #[serde(default)]
+    kafka: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    run: RunSettings,
+    #[serde(default)]
+    embedded: EmbeddedSettings,
+    #[serde(default, rename = "pipeline")]
+    pipelines: Vec<RawPipeline>,
+}
+
+/// Process-wide settings (`[run]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSettings {
+    /// Seconds between summary lines at info level; 0 turns them off.
+    pub summary_interval_secs: u64,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        RunSettings {
+            summary_interval_secs: 10,
+        }
+    }
+}
+
+/// Settings of the embedded broker (`[embedded]`), used when `brokers = "embedded"`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedSettings {
+    /// Partitions of each topic the embedded broker creates for the pipelines.
+    pub partitions: i32,
+}
+
+impl Default for EmbeddedSettings {
+    fn default() -> Self {
+        EmbeddedSettings { partitions: 3 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    name: String,
+    topics: Vec<String>,
+    group_id: Option<String>,
+    #[serde(default)]
+    ack_policy: AckPolicy,
+    plugin: PathBuf,
+    #[serde(default = "default_commit_interval_ms")]
+    commit_interval_ms: u64,
+    #[serde(default = "default_drain_timeout_ms")]
+    drain_timeout_ms: u64,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    backoff: Backoff,
+    #[serde(default)]
+    kafka: BTreeMap<String, toml::Value>,
+}
+
+fn default_commit_interval_ms() -> u64 {
+    1000
+}
+
+fn default_drain_timeout_ms() -> u64 {
+    10_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    deadline_ms: u64,
+    memory_mib: u64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        let d = PluginLimits::default();
+        RawLimits {
+            deadline_ms: d.deadline.as_millis() as u64,
+            memory_mib: (d.memory_bytes >> 20) as u64,
+        }
+    }
+}
+
+/// Redelivery backoff after a nack: `initial_ms`, multiplied by `multiplier` on each further
+/// nack of the same message, capped at `max_ms`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Backoff {
+    pub initial_ms: u64,
+    pub max_ms: u64,
+    pub multiplier: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial_ms: 100,
+            max_ms: 10_000,
+            multiplier: 2.0,
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before redelivering a message that has been nacked `nacks` times (≥ 1).
+    pub fn delay(&self, nacks: u32) -> Duration {
+        let exponent = nacks.saturating_sub(1).min(64) as i32;
+        let ms = self.initial_ms as f64 * self.multiplier.powi(exponent);
+        Duration::from_millis(ms.min(self.max_ms as f64) as u64)
+    }
+}
+
+/// One validated pipeline: topics → group → plugin → policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineConfig {
+    pub name: String,
+    pub topics: Vec<String>,
+    pub group_id: Option<String>,
+    pub ack_policy: AckPolicy,
+    /// Absolute, or relative to the working directory (resolved against the config file's folder).
+    pub plugin: PathBuf,
+    pub commit_interval: Duration,
+    pub drain_timeout: Duration,
+    pub limits: PluginLimits,
+    pub backoff: Backoff,
+    /// librdkafka properties for this pipeline: the global `[kafka]` table with this pipeline's
+    /// `[pipeline.kafka]` overrides applied.
+    pub kafka: BTreeMap<String, String>,
+}
+
+impl PipelineConfig {
+    /// A pipeline with defaults for everything but what must be given.
+    pub fn new(name: &str, topics: &[&str], plugin: impl Into<PathBuf>) -> Self {
+        PipelineConfig {
+            name: name.to_string(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            group_id: None,
+            ack_policy: AckPolicy::default(),
+            plugin: plugin.into(),
+            commit_interval: Duration::from_millis(default_commit_interval_ms()),
+            drain_timeout: Duration::from_millis(default_drain_timeout_ms()),
+            limits: PluginLimits::default(),
+            backoff: Backoff::default(),
+            kafka: BTreeMap::new(),
+        }
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub brokers: Brokers,
+    pub run: RunSettings,
+    pub embedded: EmbeddedSettings,
+    pub pipelines: Vec<PipelineConfig>,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, &path.display().to_string(), base)
+    }
+
+    /// Parses and validates config text; `origin` names it in errors, plugin paths are resolved
+    /// against `base`.
+    pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigError(format!("{origin}: {}", e.to_string().trim_end())))?;
+        let err = |msg: String| ConfigError(format!("{origin}: {msg}"));
+
+        let global_kafka = properties(&raw.kafka).map_err(|m| err(format!("[kafka]: {m}")))?;
+        check_managed(&global_kafka).map_err(|m| err(format!("[kafka]: {m}")))?;
+        let brokers = match (&raw.brokers, global_kafka.get("bootstrap.servers")) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "both `brokers` and [kafka] `bootstrap.servers` are set; keep one".into(),
+                ))
+            }
+            (Some(b), None) if b.trim().eq_ignore_ascii_case("embedded") => Brokers::Embedded,
+            (Some(b), None) if b.trim().is_empty() => {
+                return Err(err(
+                    "`brokers` is empty; use \"embedded\" or host:port".into()
+                ))
+            }
+            (Some(b), None) => Brokers::Bootstrap(b.trim().to_string()),
+            (None, Some(b)) => Brokers::Bootstrap(b.clone()),
+            (None, None) => Brokers::Embedded,
+        };
+        if raw.embedded.partitions < 1 {
+            return Err(err(
+                "[embedded]: field `partitions` must be at least 1".into()
+            ));
+        }
+        if raw.pipelines.is_empty() {
+            return Err(err(
+                "no [[pipeline]] defined; a config needs at least one pipeline".into(),
+            ));
+        }
+
+        let mut names = HashSet::new();
+        let mut pipelines = Vec::new();
+        for p in raw.pipelines {
+            let perr = |field: &str, msg: String| {
+                ConfigError(format!(
+                    "{origin}: pipeline '{}': field `{field}` {msg}",
+                    p.name
+                ))
+            };
+            if p.name.trim().is_empty() {
+                return Err(err("a pipeline has an empty `name`".into()));
+            }
+            if !names.insert(p.name.clone()) {
+                return Err(perr("name", "is used by another pipeline".into()));
+            }
+            if p.topics.is_empty() || p.topics.iter().any(|t| t.trim().is_empty()) {
+                return Err(perr(
+                    "topics",
+                    "must list at least one non-empty topic".into(),
+                ));
+            }
+            let group_id = p.group_id.clone().filter(|g| !g.trim().is_empty());
+            if group_id.is_none() && p.ack_policy.requires_group() {
+                return Err(perr(
+                    "group_id",
+                    format!(
+                        "is required by ack_policy {} (offsets are committed to the consumer group)",
+                        p.ack_policy
+                    ),
+                ));
+            }
+            if p.limits.deadline_ms == 0 {
+                return Err(perr("limits.deadline_ms", "must be greater than 0".into()));
+            }
+            if p.limits.memory_mib == 0 || p.limits.memory_mib > 4096 {
+                return Err(perr(
+                    "limits.memory_mib",
+                    "must be between 1 and 4096".into(),
+                ));
+            }
+            if p.commit_interval_ms == 0 {
+                return Err(perr("commit_interval_ms", "must be greater than 0".into()));
+            }
+            if !(p.backoff.multiplier >= 1.0 && p.backoff.multiplier.is_finite()) {
+                return Err(perr("backoff.multiplier", "must be a number ≥ 1".into()));
+            }
+            if p.backoff.initial_ms > p.backoff.max_ms {
+                return Err(perr(
+                    "backoff.initial_ms",
+                    format!(
+                        "({}) exceeds backoff.max_ms ({})",
+                        p.backoff.initial_ms, p.backoff.max_ms
+                    ),
+                ));
+            }
+            let overrides = properties(&p.kafka).map_err(|m| perr("kafka", m))?;
+            check_managed(&overrides).map_err(|m| perr("kafka", m))?;
+            let mut kafka = global_kafka.clone();
+            kafka.extend(overrides);
+            kafka.remove("bootstrap.servers");
+
+            let plugin = if p.plugin.is_absolute() {
+                p.plugin.clone()
+            } else {
+                base.join(&p.plugin)
+            };
+            if !plugin.is_file() {
+                return Err(perr(
+                    "plugin",
+                    format!("points at {}, which is not a file", plugin.display()),
+                ));
+            }
+            pipelines.push(PipelineConfig {
+                name: p.name.clone(),
+                topics: p.topics.clone(),
+                group_id,
+                ack_policy: p.ack_policy,
+                plugin,
+                commit_interval: Duration::from_millis(p.commit_interval_ms),
+                drain_timeout: Duration::from_millis(p.drain_timeout_ms),
+                limits: PluginLimits {
+                    deadline: Duration::from_millis(p.limits.deadline_ms),
+                    memory_bytes: (p.limits.memory_mib as usize) << 20,
+                },
+                backoff: p.backoff,
+                kafka,
+            });
+        }
+        Ok(Config {
+            brokers,
+            run: raw.run,
+            embedded: raw.embedded,
+            pipelines,
+        })
+    }
+}
+
+/// librdkafka takes every property as a string; TOML may give numbers and booleans.
+fn properties(table: &BTreeMap<String, toml::Value>) -> Result<BTreeMap<String, String>, String> {
+    table
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(format!(
+                        "property `{k}` must be a string, number or boolean, not a {}",
+                        other.type_str()
+                    ))
+                }
+            };
+            Ok((k.clone(), value))
+        })
+        .collect()
+}
+
+fn check_managed(props: &BTreeMap<String, String>) -> Result<(), String> {
+    for (key, why) in MANAGED_PROPERTIES {
+        if props.contains_key(key) {
+            return Err(format!("property `{key}` is managed by Ackbar: {why}"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_in(dir: &Path, text: &str) -> Result<Config, ConfigError> {
+        std::fs::write(dir.join("plugin.wasm"), b"\0asm").unwrap();
+        Config::parse(text, "ackbar.toml", dir)
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        parse_in(dir.path(), text)
+    }
+
+    const MINIMAL: &str = r#"
+[[pipeline]]
+name = "orders"
+topics = ["orders"]
+group_id = "g"
+ack_policy = "nack_on_error"
+plugin = "plugin.wasm"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.brokers, Brokers::Embedded);
+        let p = &c.pipelines[0];
+        assert_eq!(p.ack_policy, AckPolicy::NackOnError);
+        assert_eq!(p.limits.deadline, Duration::from_secs(5));
+        assert_eq!(p.limits.memory_bytes, 64 << 20);
+        assert_eq!(p.commit_interval, Duration::from_secs(1));
+        assert_eq!(p.backoff, Backoff::default());
+        assert!(p.plugin.is_absolute() || p.plugin.starts_with(std::env::temp_dir()));
+    }
+
+    #[test]
+    fn kafka_properties_pass_through_with_overrides() {
+        let c = parse(
+            r#"
+[kafka]
+"bootstrap.servers" = "k1:9092"
+"session.timeout.ms" = 6000
+"security.protocol" = "plaintext"
+[[pipeline]]
+name = "p"
+topics = ["t"]
+plugin = "plugin.wasm"
+[pipeline.kafka]
+"session.timeout.ms" = "7000"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.brokers, Brokers::Bootstrap("k1:9092".into()));
+        let k = &c.pipelines[0].kafka;
+        assert_eq!(k["session.timeout.ms"], "7000");
+        assert_eq!(k["security.protocol"], "plaintext");
+        assert!(!k.contains_key("bootstrap.servers"));
+    }
+
+    #[test]
+    fn ack_without_group_names_file_pipeline_and_field() {
+        let err = parse(
+            r#"
+[[pipeline]]
+name = "orders"
+topics = ["orders"]
+ack_policy = "ACK"
+plugin = "plugin.wasm"
+"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.0,
+            "ackbar.toml: pipeline 'orders': field `group_id` is required by ack_policy ACK \
+             (offsets are committed to the consumer group)"
+        );
+    }
+
+    #[test]
+    fn ack_first_needs_no_group() {
+        let c = parse("[[pipeline]]\nname = \"p\"\ntopics = [\"t\"]\nplugin = \"plugin.wasm\"\n")
+            .unwrap();
+        assert_eq!(c.pipelines[0].ack_policy, AckPolicy::AckFirst);
+        assert_eq!(c.pipelines[0].group_id, None);
+    }
+
+    #[test]
+    fn unknown_key_is_reported_with_its_line() {
+        let err = parse(&format!("{MINIMAL}retries = 3\n")).unwrap_err();
+        assert!(
+            err.0.starts_with("ackbar.toml: TOML parse error at line"),
+            "{err}"
+        );
+        assert!(err.0.contains("unknown field `retries`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_policy_is_reported() {
+        let err = parse(&MINIMAL.replace("nack_on_error", "sometimes")).unwrap_err();
+        assert!(err.0.contains("unknown ack policy 'sometimes'"), "{err}");
+        assert!(err.0.contains("line 6"), "{err}");
+    }
+
+    #[test]
+    fn missing_plugin_file_is_reported() {
+        let err = parse(&MINIMAL.replace("plugin.wasm", "missing.wasm")).unwrap_err();
+        assert!(
+            err.0
+                .contains("pipeline 'orders': field `plugin` points at"),
+            "{err}"
+        );
+        assert!(err.0.contains("missing.wasm, which is not a file"), "{err}");
+    }
+
+    #[test]
+    fn managed_property_is_refused() {
+        let err = parse(&format!(
+            "[kafka]\n\"enable.auto.commit\" = true\n{MINIMAL}"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err.0,
+            "ackbar.toml: [kafka]: property `enable.auto.commit` is managed by Ackbar: it follows from ack_policy"
+        );
+    }
+
+    #[test]
+    fn duplicate_pipeline_names_are_refused() {
+        let err = parse(&format!("{MINIMAL}{MINIMAL}")).unwrap_err();
+        assert_eq!(
+            err.0,
+            "ackbar.toml: pipeline 'orders': field `name` is used by another pipeline"
+        );
+    }
+
+    #[test]
+    fn brokers_and_bootstrap_servers_conflict() {
+        let err = parse(&format!(
+            "brokers = \"a:1\"\n[kafka]\n\"bootstrap.servers\" = \"b:2\"\n{MINIMAL}"
+        ))
+        .unwrap_err();
+        assert!(
+            err.0
+                .contains("both `brokers` and [kafka] `bootstrap.servers`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn limits_are_validated() {
+        let text = format!("{MINIMAL}[pipeline.limits]\nmemory_mib = 0\n");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(
+            err.0,
+            "ackbar.toml: pipeline 'orders': field `limits.memory_mib` must be between 1 and 4096"
+        );
+        let text = format!("{MINIMAL}[pipeline.limits]\ndeadline_ms = 250\nmemory_mib = 16\n");
+        let p = &parse(&text).unwrap().pipelines[0];
+        assert_eq!(p.limits.deadline, Duration::from_millis(250));
+        assert_eq!(p.limits.memory_bytes, 16 << 20);
+    }
+
+    #[test]
+    fn empty_config_needs_a_pipeline() {
+        let err = parse("brokers = \"embedded\"\n").unwrap_err();
+        assert!(err.0.contains("no [[pipeline]] defined"), "{err}");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let b = Backoff::default();
+        let delays: Vec<u64> = (1..=9).map(|n| b.delay(n).as_millis() as u64).collect();
+        assert_eq!(
+            delays,
+            [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]
+        );
+        assert_eq!(b.delay(1000), Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,273 @@
+//! State shared by a pipeline's consumer callbacks, partition workers and commit ticker, and the
+//! rdkafka `ConsumerContext` that reacts to rebalances and commit results.
+
+use super::partition;
+use crate::config::PipelineConfig;
+use crate::offsets::{OffsetTracker, TopicPartition};
+use crate::plugin::InstancePool;
+use crate::report::{FaultLog, ReportSink, Stats};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaResult;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+pub(crate) type PipelineConsumer = StreamConsumer<PipelineContext>;
+
+/// A running partition worker.
+struct Worker {
+    stop: CancellationToken,
+    /// Disconnects when the worker has finished (its sender is dropped on exit).
+    done: mpsc::Receiver<()>,
+}
+
+pub(crate) struct Shared {
+    pub config: PipelineConfig,
+    pub name: Arc<str>,
+    pub pool: Arc<InstancePool>,
+    pub stats: Stats,
+    pub reports: Option<ReportSink>,
+    pub runtime: tokio::runtime::Handle,
+    pub shutdown: CancellationToken,
+    pub commit_faults: FaultLog,
+    pub consume_faults: FaultLog,
+    tracker: Mutex<OffsetTracker>,
+    workers: Mutex<HashMap<TopicPartition, Worker>>,
+    consumer: OnceLock<Weak<PipelineConsumer>>,
+}
+
+impl Shared {
+    pub fn new(
+        config: PipelineConfig,
+        pool: Arc<InstancePool>,
+        reports: Option<ReportSink>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Shared {
+            name: Arc::from(config.name.as_str()),
+            config,
+            pool,
+            stats: Stats::default(),
+            reports,
+            runtime: tokio::runtime::Handle::current(),
+            shutdown,
+            commit_faults: FaultLog::new("offset commit"),
+            consume_faults: FaultLog::new("consuming"),
+            tracker: Mutex::new(OffsetTracker::default()),
+            workers: Mutex::new(HashMap::new()),
+            consumer: OnceLock::new(),
+        }
+    }
+
+    pub fn tracker(&self) -> MutexGuard<'_, OffsetTracker> {
+        self.tracker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_consumer(&self, consumer: &Arc<PipelineConsumer>) {
+        let _ = self.consumer.set(Arc::downgrade(consumer));
+    }
+
+    pub fn consumer(&self) -> Option<Arc<PipelineConsumer>> {
+        self.consumer.get().and_then(Weak::upgrade)
+    }
+
+    /// Starts a worker for each newly assigned partition.
+    pub fn start_workers_for(self: &Arc<Self>, assigned: &[TopicPartition]) {
+        let Some(consumer) = self.consumer() else {
+            return;
+        };
+        for tp in assigned {
+            // A partition assigned again without a revoke in between: retire the old worker.
+            self.stop_workers(std::slice::from_ref(tp), self.config.drain_timeout);
+            self.tracker().assign(tp.clone());
+            let Some(queue) = consumer.split_partition_queue(&tp.topic, tp.partition) else {
+                tracing::error!(pipeline = %self.name, partition = %tp, "cannot split the partition queue");
+                continue;
+            };
+            let stop = self.shutdown.child_token();
+            let (done_tx, done) = mpsc::channel();
+            self.workers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    tp.clone(),
+                    Worker {
+                        stop: stop.clone(),
+                        done,
+                    },
+                );
+            let shared = self.clone();
+            let tp = tp.clone();
+            self.runtime.spawn(async move {
+                partition::run(shared, tp, queue, stop).await;
+                drop(done_tx);
+            });
+        }
+    }
+
+    /// Stops the workers of `partitions` and waits (blocking, up to `timeout` in all) for their
+    /// in-flight messages to finish. Returns the partitions whose worker did not finish in time.
+    pub fn stop_workers(
+        &self,
+        partitions: &[TopicPartition],
+        timeout: Duration,
+    ) -> Vec<TopicPartition> {
+        let stopping: Vec<(TopicPartition, Worker)> = {
+            let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+            partitions
+                .iter()
+                .filter_map(|tp| workers.remove(tp).map(|w| (tp.clone(), w)))
+                .collect()
+        };
+        for (_, worker) in &stopping {
+            worker.stop.cancel();
+        }
+        let deadline = Instant::now() + timeout;
+        let mut late = Vec::new();
+        for (tp, worker) in stopping {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Err(mpsc::RecvTimeoutError::Timeout) = worker.done.recv_timeout(left) {
+                tracing::warn!(
+                    pipeline = %self.name, partition = %tp,
+                    "in-flight message did not finish within the drain timeout; it stays uncommitted and will be read again"
+                );
+                late.push(tp);
+            }
+        }
+        late
+    }
+
+    pub fn assigned_partitions(&self) -> Vec<TopicPartition> {
+        self.workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Commits the settled offsets of `only` (or of every partition when `None`), synchronously
+    /// or not. Nothing is sent when nothing moved.
+    pub fn commit(
+        &self,
+        consumer: &impl Consumer<PipelineContext>,
+        only: Option<&[TopicPartition]>,
+        mode: CommitMode,
+    ) {
+        if !self.config.ack_policy.commits_explicitly() {
+            return;
+        }
+        let due: Vec<(TopicPartition, i64)> = self
+            .tracker()
+            .due_commits()
+            .into_iter()
+            .filter(|(tp, _)| only.is_none_or(|only| only.contains(tp)))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (tp, offset) in &due {
+            if let Err(e) =
+                tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
+            {
+                tracing::error!(pipeline = %self.name, partition = %tp, "bad commit offset {offset}: {e}");
+            }
+        }
+        match consumer.commit(&tpl, mode) {
+            Ok(()) if matches!(mode, CommitMode::Sync) => {
+                let mut tracker = self.tracker();
+                for (tp, offset) in &due {
+                    tracker.confirm(tp, *offset);
+                }
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.commit_faults.recovered(&self.name);
+                tracing::debug!(pipeline = %self.name, ?due, "committed synchronously");
+            }
+            Ok(()) => {}
+            Err(e) => {
+                self.stats.commit_errors.fetch_add(1, Ordering::Relaxed);
+                self.commit_faults
+                    .fault(&self.name, &format!("{e}; will retry"));
+            }
+        }
+    }
+}
+
+pub(crate) fn partitions_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements()
+        .iter()
+        .map(|e| TopicPartition::new(e.topic(), e.partition()))
+        .collect()
+}
+
+/// The rdkafka context of a pipeline's consumer.
+pub(crate) struct PipelineContext {
+    pub shared: Arc<Shared>,
+}
+
+impl ClientContext for PipelineContext {}
+
+impl ConsumerContext for PipelineContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let shared = &self.shared;
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let revoked = partitions_of(tpl);
+                tracing::info!(pipeline = %shared.name, partitions = ?revoked.iter().map(ToString::to_string).collect::<Vec<_>>(), "partitions revoked");
+                shared.stop_workers(&revoked, shared.config.drain_timeout);
+                if consumer.assignment_lost() {
+                    tracing::warn!(pipeline = %shared.name, "assignment lost: settled offsets of revoked partitions are dropped, not committed");
+                } else {
+                    shared.commit(consumer, Some(&revoked), CommitMode::Sync);
+                }
+                let mut tracker = shared.tracker();
+                for tp in &revoked {
+                    tracker.revoke(tp);
+                }
+            }
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(e) => {
+                tracing::warn!(pipeline = %shared.name, "rebalance error: {e}");
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let assigned = partitions_of(tpl);
+            tracing::info!(pipeline = %self.shared.name, partitions = ?assigned.iter().map(ToString::to_string).collect::<Vec<_>>(), "partitions assigned");
+            // librdkafka's assign() resets partition queues, so they are split after it.
+            self.shared.start_workers_for(&assigned);
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let shared = &self.shared;
+        match result {
+            Ok(()) => {
+                let mut tracker = shared.tracker();
+                for e in offsets.elements() {
+                    if let (Offset::Offset(o), Ok(())) = (e.offset(), e.error()) {
+                        tracker.confirm(&TopicPartition::new(e.topic(), e.partition()), o);
+                    }
+                }
+                shared.stats.commits.fetch_add(1, Ordering::Relaxed);
+                shared.commit_faults.recovered(&shared.name);
+            }
+            Err(e) => {
+                // Typically a rebalance in progress or a lost assignment: the offsets stay due and
+                // are retried on the next tick, or dropped if the partition has been revoked.
+                shared.stats.commit_errors.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .commit_faults
+                    .fault(&shared.name, &format!("{e}; will retry"));
+            }
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Starting and stopping one pipeline: consumer, driver thread, commit ticker.
+
+use super::context::{partitions_of, PipelineConsumer, PipelineContext, Shared};
+use crate::config::PipelineConfig;
+use crate::offsets::TopicPartition;
+use crate::plugin::{InstancePool, PluginRuntime};
+use crate::report::{ReportSink, StatsSnapshot};
+use anyhow::{bail, Context, Result};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::{Message as _, Offset, TopicPartitionList};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Builds and starts pipelines.
+pub struct Pipeline;
+
+/// A running pipeline. Call [`PipelineHandle::shutdown`] to stop it gracefully.
+pub struct PipelineHandle {
+    shared: Arc<Shared>,
+    consumer: Option<Arc<PipelineConsumer>>,
+    driver: Option<JoinHandle<()>>,
+    driver_stop: CancellationToken,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Pipeline {
+    /// Loads the plugin, connects to Kafka and starts consuming. Must run inside a Tokio runtime.
+    pub fn start(
+        config: PipelineConfig,
+        bootstrap_servers: &str,
+        runtime: &PluginRuntime,
+        reports: Option<ReportSink>,
+    ) -> Result<PipelineHandle> {
+        let plugin = runtime
+            .load(&config.plugin, config.limits)
+            .with_context(|| format!("pipeline '{}'", config.name))?;
+        let pool = Arc::new(InstancePool::new(Arc::new(plugin)));
+        pool.warm_up()
+            .with_context(|| format!("pipeline '{}'", config.name))?;
+        tracing::info!(
+            pipeline = %config.name,
+            plugin = %config.plugin.display(),
+            version = pool.plugin().version(),
+            policy = %config.ack_policy,
+            topics = ?config.topics,
+            "starting pipeline"
+        );
+
+        let client_config = client_config(&config, bootstrap_servers);
+        let shared = Arc::new(Shared::new(config, pool, reports, CancellationToken::new()));
+        let consumer: Arc<PipelineConsumer> = Arc::new(
+            client_config
+                .create_with_context(PipelineContext {
+                    shared: shared.clone(),
+                })
+                .with_context(|| {
+                    format!("pipeline '{}': creating the Kafka consumer", shared.name)
+                })?,
+        );
+        shared.set_consumer(&consumer);
+
+        let topics: Vec<&str> = shared.config.topics.iter().map(String::as_str).collect();
+        if shared.config.group_id.is_some() {
+            consumer.subscribe(&topics).with_context(|| {
+                format!("pipeline '{}': subscribing to {topics:?}", shared.name)
+            })?;
+        } else {
+            assign_all(&shared, &consumer, &topics)?;
+        }
+
+        let driver_stop = CancellationToken::new();
+        let driver = spawn_driver(shared.clone(), consumer.clone(), driver_stop.clone())?;
+        let ticker = shared
+            .runtime
+            .spawn(commit_ticker(shared.clone(), consumer.clone()));
+        Ok(PipelineHandle {
+            shared,
+            consumer: Some(consumer),
+            driver: Some(driver),
+            driver_stop,
+            ticker: Some(ticker),
+        })
+    }
+}
+
+/// librdkafka settings: the user's properties, then what the ack policy requires.
+fn client_config(config: &PipelineConfig, bootstrap_servers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("auto.offset.reset", "earliest");
+    for (key, value) in &config.kafka {
+        c.set(key, value);
+    }
+    c.set("bootstrap.servers", bootstrap_servers);
+    c.set("enable.partition.eof", "false");
+    let auto_commit = config
+        .ack_policy
+        .commits_explicitly()
+        .then_some("false")
+        .unwrap_or("true");
+    match &config.group_id {
+        Some(group) => {
+            c.set("group.id", group);
+            c.set("enable.auto.commit", auto_commit);
+            c.set("enable.auto.offset.store", auto_commit);
+            c.set(
+                "auto.commit.interval.ms",
+                config.commit_interval.as_millis().to_string(),
+            );
+        }
+        // Without a group there is nowhere to commit to.
+        None => {
+            c.set("enable.auto.commit", "false");
+        }
+    }
+    c
+}
+
+/// Without a consumer group: read every partition of the topics from `auto.offset.reset`.
+fn assign_all(
+    shared: &Arc<Shared>,
+    consumer: &Arc<PipelineConsumer>,
+    topics: &[&str],
+) -> Result<()> {
+    let start = match shared
+        .config
+        .kafka
+        .get("auto.offset.reset")
+        .map(String::as_str)
+    {
+        Some("latest") | Some("largest") | Some("end") => Offset::End,
+        _ => Offset::Beginning,
+    };
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+            .with_context(|| {
+                format!(
+                    "pipeline '{}': reading metadata of topic {topic}",
+                    shared.name
+                )
+            })?;
+        let partitions = metadata
+            .topics()
+            .first()
+            .map(|t| t.partitions().iter().map(|p| p.id()).collect::<Vec<_>>())
+            .unwrap_or_default();
+        if partitions.is_empty() {
+            bail!(
+                "pipeline '{}': topic {topic} has no partitions (does it exist?)",
+                shared.name
+            );
+        }
+        for p in partitions {
+            tpl.add_partition_offset(topic, p, start)?;
+        }
+    }
+    consumer.assign(&tpl)?;
+    shared.start_workers_for(&partitions_of(&tpl));
+    Ok(())
+}
+
+/// Polls the consumer's main queue on a dedicated thread. That is where librdkafka runs the
+/// rebalance and commit callbacks; a revoke blocks there while partitions drain, so it must not
+/// hold an executor thread.
+fn spawn_driver(
+    shared: Arc<Shared>,
+    consumer: Arc<PipelineConsumer>,
+    stop: CancellationToken,
+) -> Result<JoinHandle<()>> {
+    let runtime = shared.runtime.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("ackbar-{}", shared.name))
+        .spawn(move || {
+            runtime.block_on(async move {
+                loop {
+                    let received = tokio::select! {
+                        _ = stop.cancelled() => break,
+                        received = consumer.recv() => received,
+                    };
+                    match received {
+                        // Only possible for messages fetched before the partition's queue was split:
+                        // send the partition back to it so its worker reads it in order.
+                        Ok(m) => {
+                            let (topic, partition, offset) = (m.topic().to_string(), m.partition(), m.offset());
+                            drop(m);
+                            tracing::warn!(pipeline = %shared.name, %topic, partition, offset, "message arrived on the main queue; re-reading it through its partition");
+                            if let Err(e) = consumer.seek(&topic, partition, Offset::Offset(offset), Duration::from_secs(10)) {
+                                tracing::error!(pipeline = %shared.name, "seek after main-queue message failed: {e}");
+                            }
+                        }
+                        Err(e) => {
+                            shared.consume_faults.fault(&shared.name, &e);
+                        }
+                    }
+                }
+            })
+        })
+        .context("spawning the consumer driver thread")?;
+    Ok(thread)
+}
+
+/// Commits settled offsets that moved, asynchronously, every `commit_interval`.
+async fn commit_ticker(shared: Arc<Shared>, consumer: Arc<PipelineConsumer>) {
+    let mut interval = tokio::time::interval(shared.config.commit_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            _ = interval.tick() => shared.commit(&*consumer, None, CommitMode::Async),
+        }
+    }
+}
+
+impl PipelineHandle {
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Partitions this pipeline currently consumes.
+    pub fn assigned_partitions(&self) -> Vec<TopicPartition> {
+        let mut partitions = self.shared.assigned_partitions();
+        partitions.sort();
+        partitions
+    }
+
+    /// Stops fetching, lets in-flight messages finish (up to the drain timeout), commits what is
+    /// settled synchronously, and leaves the group.
+    pub async fn shutdown(mut self) -> Result<StatsSnapshot> {
+        self.shared.shutdown.cancel();
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.await;
+        }
+        let shared = self.shared.clone();
+        let consumer = self.consumer.take();
+        let driver = self.driver.take();
+        let driver_stop = self.driver_stop.clone();
+        tokio::task::spawn_blocking(move || {
+            let partitions = shared.assigned_partitions();
+            shared.stop_workers(&partitions, shared.config.drain_timeout);
+            if let Some(consumer) = &consumer {
+                shared.commit(&**consumer, None, CommitMode::Sync);
+            }
+            driver_stop.cancel();
+            if let Some(driver) = driver {
+                let _ = driver.join();
+            }
+            // Dropping the last reference closes the consumer and leaves the group.
+            drop(consumer);
+        })
+        .await
+        .context("shutting down the pipeline")?;
+        tracing::info!(pipeline = %self.shared.name, "pipeline stopped");
+        Ok(self.shared.stats.snapshot())
+    }
+}
+
+impl Drop for PipelineHandle {
+    fn drop(&mut self) {
+        // A handle dropped without `shutdown` still stops its threads and tasks.
+        self.shared.shutdown.cancel();
+        self.driver_stop.cancel();
+    }
+}

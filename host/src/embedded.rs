@@ -1,0 +1,117 @@
+//! The embedded broker: librdkafka's in-process mock cluster, a real Kafka-protocol broker on a
+//! loopback port, for `ackbar demo`, `brokers = "embedded"` and tests. No install needed.
+//!
+//! The mock cluster is not `Send`, so it lives on its own thread and is driven by commands.
+
+use anyhow::{anyhow, Context, Result};
+use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+type Reply = mpsc::Sender<Result<()>>;
+
+enum Command {
+    CreateTopic(String, i32, Reply),
+    RequestErrors(RDKafkaApiKey, Vec<RDKafkaRespErr>, Reply),
+    BrokerDown(i32, Reply),
+    BrokerUp(i32, Reply),
+}
+
+/// A running in-process Kafka cluster; stopped when dropped.
+pub struct EmbeddedBroker {
+    bootstrap: String,
+    commands: Option<mpsc::Sender<Command>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EmbeddedBroker {
+    /// Starts a one-broker cluster.
+    pub fn start() -> Result<Self> {
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<String>>();
+        let (commands, command_rx) = mpsc::channel::<Command>();
+        let thread = std::thread::Builder::new()
+            .name("ackbar-embedded-broker".into())
+            .spawn(move || {
+                let cluster = match MockCluster::new(1) {
+                    Ok(cluster) => cluster,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(anyhow!("starting the embedded broker: {e}")));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
+                for command in command_rx {
+                    match command {
+                        Command::CreateTopic(name, partitions, reply) => {
+                            let r = cluster
+                                .create_topic(&name, partitions, 1)
+                                .with_context(|| format!("creating topic {name}"));
+                            let _ = reply.send(r);
+                        }
+                        Command::RequestErrors(api, errors, reply) => {
+                            cluster.request_errors(api, &errors);
+                            let _ = reply.send(Ok(()));
+                        }
+                        Command::BrokerDown(id, reply) => {
+                            let _ = reply.send(cluster.broker_down(id).map_err(Into::into));
+                        }
+                        Command::BrokerUp(id, reply) => {
+                            let _ = reply.send(cluster.broker_up(id).map_err(Into::into));
+                        }
+                    }
+                }
+            })
+            .context("spawning the embedded broker thread")?;
+        let bootstrap = ready_rx
+            .recv()
+            .map_err(|_| anyhow!("the embedded broker thread died while starting"))??;
+        Ok(EmbeddedBroker {
+            bootstrap,
+            commands: Some(commands),
+            thread: Some(thread),
+        })
+    }
+
+    /// The `bootstrap.servers` value for clients.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    fn send(&self, make: impl FnOnce(Reply) -> Command) -> Result<()> {
+        let (tx, rx) = mpsc::channel();
+        self.commands
+            .as_ref()
+            .expect("embedded broker is running")
+            .send(make(tx))
+            .map_err(|_| anyhow!("the embedded broker has stopped"))?;
+        rx.recv()
+            .map_err(|_| anyhow!("the embedded broker has stopped"))?
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: i32) -> Result<()> {
+        self.send(|r| Command::CreateTopic(name.to_string(), partitions, r))
+    }
+
+    /// Makes the next requests of `api` fail with `errors`, one error per request.
+    pub fn request_errors(&self, api: RDKafkaApiKey, errors: &[RDKafkaRespErr]) -> Result<()> {
+        self.send(|r| Command::RequestErrors(api, errors.to_vec(), r))
+    }
+
+    pub fn broker_down(&self, broker_id: i32) -> Result<()> {
+        self.send(|r| Command::BrokerDown(broker_id, r))
+    }
+
+    pub fn broker_up(&self, broker_id: i32) -> Result<()> {
+        self.send(|r| Command::BrokerUp(broker_id, r))
+    }
+}
+
+impl Drop for EmbeddedBroker {
+    fn drop(&mut self) {
+        self.commands.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Ackbar: a WebAssembly plugin host for Kafka consumers.
+//!
+//! A message flows one way: the [`consumer`] reads it from Kafka, the [`plugin`] runtime calls the
+//! guest's `handle`, the [`policy`] engine turns the [`outcome`] into an action, and the
+//! [`offsets`] tracker turns actions into commits or seeks.
+
+pub mod bindings;
+pub mod cli;
+pub mod config;
+pub mod consumer;
+pub mod demo;
+pub mod embedded;
+pub mod offsets;
+pub mod outcome;
+pub mod plugin;
+pub mod policy;
+pub mod report;
+pub mod tools;

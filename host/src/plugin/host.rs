@@ -1,0 +1,201 @@
+//! The per-instance host state and the host side of the guest's imports (`acker`, `log`).
+
+use super::stdio::OutputTail;
+use crate::bindings::ackbar::plugin::{acker, log, types};
+use crate::bindings::{Level, WitDecision};
+use crate::outcome::Decision;
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// Longest guest log line kept; the rest is cut so a guest cannot flood the host's log.
+const MAX_LOG_TEXT: usize = 4096;
+/// How much of the guest's stdout/stderr is kept for trap reports.
+const OUTPUT_TAIL_BYTES: usize = 8 * 1024;
+
+/// The error a host import returns to end the guest's call with a decision (`acker.interrupt`).
+#[derive(Debug, thiserror::Error)]
+#[error("handler interrupted with {0}")]
+pub struct Interrupt(pub Decision);
+
+/// The error the memory limiter returns when a guest grows past its cap.
+#[derive(Debug, thiserror::Error)]
+#[error("memory limit exceeded: the guest asked for {desired} bytes, the cap is {cap} bytes")]
+pub struct MemoryLimitExceeded {
+    pub desired: usize,
+    pub cap: usize,
+}
+
+/// Where a log line from the guest comes from: attached to every guest log event.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    pub pipeline: Arc<str>,
+    pub plugin_version: Arc<str>,
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// State of one call to `handle`.
+#[derive(Debug, Default)]
+pub struct CallState {
+    pub context: CallContext,
+    /// The first decision made through `acker` during this call.
+    pub explicit: Option<Decision>,
+    /// Set only while a call is running: acker calls outside one are ignored.
+    pub active: bool,
+}
+
+impl CallState {
+    fn record(&mut self, decision: Decision) {
+        if !self.active {
+            tracing::debug!(%decision, "acker call outside a handle call ignored");
+            return;
+        }
+        match self.explicit {
+            None => self.explicit = Some(decision),
+            Some(first) => tracing::debug!(
+                pipeline = %self.context.pipeline,
+                offset = self.context.offset,
+                %first,
+                ignored = %decision,
+                "message already settled; later decision ignored"
+            ),
+        }
+    }
+}
+
+/// Caps a single instance's linear memory; a refusal becomes a trap that names the cap.
+pub struct MemoryCap {
+    pub max_bytes: usize,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            return Err(wasmtime::Error::new(MemoryLimitExceeded {
+                desired,
+                cap: self.max_bytes,
+            }));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold function references; a million entries is far beyond any real guest.
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Everything a `Store` holds for one plugin instance.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: MemoryCap,
+    pub call: CallState,
+    pub output: OutputTail,
+}
+
+impl HostState {
+    /// A sandbox with nothing granted: no files, no environment, no arguments, no network, no
+    /// stdin; stdout and stderr go to a small in-memory tail.
+    pub fn new(memory_cap_bytes: usize) -> Self {
+        let output = OutputTail::new(OUTPUT_TAIL_BYTES);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(output.clone())
+            .stderr(output.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryCap {
+                max_bytes: memory_cap_bytes,
+            },
+            call: CallState::default(),
+            output,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl acker::Host for HostState {
+    fn ack(&mut self) {
+        self.call.record(Decision::Ack);
+    }
+
+    fn nack(&mut self) {
+        self.call.record(Decision::Nack);
+    }
+
+    fn reject(&mut self) {
+        self.call.record(Decision::Reject);
+    }
+
+    fn interrupt(&mut self, decision: WitDecision) -> wasmtime::Result<()> {
+        Err(wasmtime::Error::new(Interrupt(decision.into())))
+    }
+}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: Level, text: String) {
+        let text = truncate(&text, MAX_LOG_TEXT);
+        let c = &self.call.context;
+        macro_rules! emit {
+            ($lvl:expr) => {
+                tracing::event!(
+                    target: "ackbar::guest",
+                    $lvl,
+                    pipeline = %c.pipeline,
+                    plugin = %c.plugin_version,
+                    topic = %c.topic,
+                    partition = c.partition,
+                    offset = c.offset,
+                    "{text}"
+                )
+            };
+        }
+        match level {
+            Level::Trace => emit!(tracing::Level::TRACE),
+            Level::Debug => emit!(tracing::Level::DEBUG),
+            Level::Info => emit!(tracing::Level::INFO),
+            Level::Warn => emit!(tracing::Level::WARN),
+            Level::Error => emit!(tracing::Level::ERROR),
+        }
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+pub fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

@@ -1,0 +1,21 @@
+//! The Wasm side: one engine per process, plugins compiled once, instances reused between
+//! messages and replaced after a trap.
+//!
+//! - [`PluginRuntime`] owns the `wasmtime::Engine`, the linker (WASI with nothing granted plus the
+//!   Ackbar imports) and the epoch ticker that enforces per-call deadlines.
+//! - [`Plugin`] is a compiled, linked component ready to instantiate (`InstancePre`).
+//! - [`InstancePool`] hands out instances, calls `handle` and turns the result into an
+//!   [`Outcome`](crate::outcome::Outcome).
+
+mod check;
+mod host;
+mod instance;
+mod pool;
+mod runtime;
+mod stdio;
+
+pub use check::{inspect, PluginReport};
+pub use host::{truncate, CallContext, Interrupt, MemoryLimitExceeded};
+pub use instance::PluginInstance;
+pub use pool::InstancePool;
+pub use runtime::{Plugin, PluginLimits, PluginRuntime, EPOCH_TICK};

@@ -1,0 +1,73 @@
+//! Reusable instances of one plugin.
+
+use super::host::CallContext;
+use super::instance::PluginInstance;
+use super::runtime::Plugin;
+use crate::bindings::Message;
+use crate::outcome::{CallEnd, Outcome, TrapKind};
+use std::sync::{Arc, Mutex};
+
+/// Idle instances of one plugin. A call takes one (or instantiates one when none is idle) and
+/// gives it back unless it trapped, so the happy path never instantiates.
+pub struct InstancePool {
+    plugin: Arc<Plugin>,
+    idle: Mutex<Vec<PluginInstance>>,
+}
+
+impl InstancePool {
+    pub fn new(plugin: Arc<Plugin>) -> Self {
+        InstancePool {
+            plugin,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    /// Creates one instance up front so configuration errors surface before consuming starts.
+    pub fn warm_up(&self) -> anyhow::Result<()> {
+        let instance = PluginInstance::new(&self.plugin)?;
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(instance);
+        Ok(())
+    }
+
+    /// Calls the handler for one message. Blocking: run it off the async executor.
+    pub fn call(&self, message: &Message, context: CallContext) -> Outcome {
+        let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut instance = match taken {
+            Some(instance) => instance,
+            None => match PluginInstance::new(&self.plugin) {
+                Ok(instance) => instance,
+                Err(err) => {
+                    return Outcome {
+                        explicit: None,
+                        end: CallEnd::Trapped {
+                            kind: TrapKind::Other,
+                            detail: format!("{err:#}"),
+                            stderr: String::new(),
+                        },
+                    }
+                }
+            },
+        };
+        let ticks = self.plugin.limits().deadline_ticks();
+        let (outcome, reusable) = instance.call(message, context, ticks);
+        if reusable {
+            self.idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(instance);
+        }
+        outcome
+    }
+
+    /// Number of idle instances (for tests and metrics).
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}

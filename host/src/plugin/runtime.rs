@@ -1,0 +1,211 @@
+//! The process-wide engine, the linker, and loading components.
+
+use super::host::HostState;
+use crate::bindings::{Handler, HandlerPre};
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+/// Resolution of per-call deadlines: the epoch advances this often.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Per-instance limits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PluginLimits {
+    /// Wall-clock time one `handle` call may take.
+    pub deadline: Duration,
+    /// Largest linear memory one instance may grow to.
+    pub memory_bytes: usize,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            deadline: Duration::from_secs(5),
+            memory_bytes: 64 << 20,
+        }
+    }
+}
+
+impl PluginLimits {
+    /// The deadline in epoch ticks, at least one.
+    pub fn deadline_ticks(&self) -> u64 {
+        (self.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+    }
+}
+
+/// Advances the engine's epoch on a dedicated thread until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("ackbar-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawn epoch ticker thread");
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The process-wide Wasm runtime: create one and share it (it is cheap to clone).
+#[derive(Clone)]
+pub struct PluginRuntime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    _ticker: EpochTicker,
+}
+
+impl PluginRuntime {
+    pub fn new() -> Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        // Deadlines: a call gets N ticks of the epoch before it traps.
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("creating the Wasm engine")?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        Handler::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)
+            .context("linking the Ackbar imports")?;
+
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(PluginRuntime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Reads, compiles and links a plugin file. Errors name the file and what is wrong with it.
+    pub fn load(&self, path: &Path, limits: PluginLimits) -> Result<Plugin> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("plugin {}: cannot read the file", path.display()))?;
+        self.load_bytes(path, &bytes, limits)
+    }
+
+    /// Compiles and links plugin bytes; `path` is only used in messages.
+    pub fn load_bytes(&self, path: &Path, bytes: &[u8], limits: PluginLimits) -> Result<Plugin> {
+        let shown = path.display();
+        ensure_component(path, bytes)?;
+        let component = Component::from_binary(&self.inner.engine, bytes)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("plugin {shown}: not a valid component"))?;
+        let instance_pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!("plugin {shown}: imports something Ackbar does not provide")
+            })?;
+        let pre = HandlerPre::new(instance_pre)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "plugin {shown}: does not implement world `handler` of {} (no matching `handle` export)",
+                    crate::bindings::WIT_PACKAGE
+                )
+            })?;
+        Ok(Plugin {
+            runtime: self.clone(),
+            path: path.to_path_buf(),
+            version: version_id(bytes),
+            component,
+            pre,
+            limits,
+        })
+    }
+}
+
+/// Refuses, with a precise message, files that are not components at all.
+fn ensure_component(path: &Path, bytes: &[u8]) -> Result<()> {
+    let shown = path.display();
+    if wasmtime::wasmparser::Parser::is_component(bytes) {
+        return Ok(());
+    }
+    if wasmtime::wasmparser::Parser::is_core_wasm(bytes) {
+        bail!(
+            "plugin {shown}: is a core WebAssembly module, not a component; build it for \
+             wasm32-wasip2 or wrap it with `wasm-tools component new`"
+        );
+    }
+    bail!("plugin {shown}: is not a WebAssembly file (no `\\0asm` header)")
+}
+
+/// A short content hash that identifies a plugin version in logs and reports.
+pub fn version_id(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A compiled and linked plugin: instantiating it is cheap.
+pub struct Plugin {
+    pub(crate) runtime: PluginRuntime,
+    path: PathBuf,
+    version: String,
+    component: Component,
+    pub(crate) pre: HandlerPre<HostState>,
+    limits: PluginLimits,
+}
+
+impl Plugin {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Short content hash of the component file.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    pub fn limits(&self) -> PluginLimits {
+        self.limits
+    }
+
+    pub fn component(&self) -> &Component {
+        &self.component
+    }
+}

@@ -1,0 +1,327 @@
+//! The ack-policy engine: a pure function from (policy, outcome) to what happens to the offset.
+//!
+//! This is the single place where a handler result (including a trap) becomes a commit or a
+//! seek. The table it implements is the contract in the README ("Ack policies").
+
+use crate::outcome::{CallEnd, Decision, ErrorKind, Outcome};
+use serde::Deserialize;
+use std::fmt;
+use std::str::FromStr;
+
+/// FastStream's Kafka ack policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AckPolicy {
+    /// Only the guest's own decisions move offsets.
+    Manual,
+    /// librdkafka auto-commit on fetch: at-most-once.
+    #[default]
+    AckFirst,
+    /// Commit after the handler, whatever happened.
+    Ack,
+    /// Like `Ack`; failures are rejected (dead-lettered where configured).
+    RejectOnError,
+    /// Commit on success, seek back on failure.
+    NackOnError,
+}
+
+impl AckPolicy {
+    pub const ALL: [AckPolicy; 5] = [
+        AckPolicy::Manual,
+        AckPolicy::AckFirst,
+        AckPolicy::Ack,
+        AckPolicy::RejectOnError,
+        AckPolicy::NackOnError,
+    ];
+
+    /// Whether Ackbar commits offsets itself (all but `ACK_FIRST`, which leaves it to librdkafka).
+    pub fn commits_explicitly(self) -> bool {
+        self != AckPolicy::AckFirst
+    }
+
+    /// Whether the policy needs a consumer group to store offsets in.
+    pub fn requires_group(self) -> bool {
+        self != AckPolicy::AckFirst
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AckPolicy::Manual => "MANUAL",
+            AckPolicy::AckFirst => "ACK_FIRST",
+            AckPolicy::Ack => "ACK",
+            AckPolicy::RejectOnError => "REJECT_ON_ERROR",
+            AckPolicy::NackOnError => "NACK_ON_ERROR",
+        }
+    }
+}
+
+impl fmt::Display for AckPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for AckPolicy {
+    type Err = String;
+
+    /// Case-insensitive; `-` and `_` are interchangeable (`nack-on-error`, `NACK_ON_ERROR`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.trim().to_ascii_uppercase().replace('-', "_");
+        AckPolicy::ALL
+            .into_iter()
+            .find(|p| p.name() == wanted)
+            .ok_or_else(|| {
+                format!(
+                    "unknown ack policy '{s}', expected one of MANUAL, ACK_FIRST, ACK, REJECT_ON_ERROR, NACK_ON_ERROR"
+                )
+            })
+    }
+}
+
+impl<'de> Deserialize<'de> for AckPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What to do with a message's offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Settled: commit it (as part of the partition's low-watermark).
+    Commit,
+    /// Settled as unprocessable: dead-letter where configured, then commit.
+    Reject,
+    /// Not settled: seek the partition back to it for redelivery after a backoff.
+    Seek,
+    /// Processed but not settled by anyone: the offset moves only when a later message commits.
+    Nothing,
+}
+
+fn settle(decision: Decision) -> Action {
+    match decision {
+        Decision::Ack => Action::Commit,
+        Decision::Nack => Action::Seek,
+        Decision::Reject => Action::Reject,
+    }
+}
+
+/// Decides what happens to a message's offset.
+///
+/// Precedence: the guest's first explicit `acker` call, then an interrupt, then a returned
+/// decision, and only then the policy's automatic step.
+pub fn decide(policy: AckPolicy, outcome: &Outcome) -> Action {
+    if let Some(decision) = outcome.explicit {
+        return settle(decision);
+    }
+    match &outcome.end {
+        CallEnd::Interrupted(decision) | CallEnd::Returned(Some(decision)) => settle(*decision),
+        CallEnd::Returned(None) => match policy {
+            AckPolicy::Manual | AckPolicy::AckFirst => Action::Nothing,
+            AckPolicy::Ack | AckPolicy::RejectOnError | AckPolicy::NackOnError => Action::Commit,
+        },
+        failure @ (CallEnd::Failed { .. } | CallEnd::Trapped { .. }) => match policy {
+            AckPolicy::Manual | AckPolicy::AckFirst => Action::Nothing,
+            AckPolicy::Ack => Action::Commit,
+            AckPolicy::RejectOnError => Action::Reject,
+            AckPolicy::NackOnError => match failure {
+                // Redelivery cannot fix what the handler called permanent.
+                CallEnd::Failed {
+                    kind: ErrorKind::Fatal,
+                    ..
+                } => Action::Reject,
+                _ => Action::Seek,
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::TrapKind;
+    use AckPolicy::*;
+
+    fn ok() -> Outcome {
+        Outcome::returned(None)
+    }
+    fn error() -> Outcome {
+        Outcome {
+            explicit: None,
+            end: CallEnd::Failed {
+                kind: ErrorKind::Retry,
+                message: "boom".into(),
+            },
+        }
+    }
+    fn fatal() -> Outcome {
+        Outcome {
+            explicit: None,
+            end: CallEnd::Failed {
+                kind: ErrorKind::Fatal,
+                message: "bad data".into(),
+            },
+        }
+    }
+    fn trap(kind: TrapKind) -> Outcome {
+        Outcome {
+            explicit: None,
+            end: CallEnd::Trapped {
+                kind,
+                detail: String::new(),
+                stderr: String::new(),
+            },
+        }
+    }
+    fn with_explicit(mut outcome: Outcome, d: Decision) -> Outcome {
+        outcome.explicit = Some(d);
+        outcome
+    }
+
+    /// The table in ACK_POLICIES.md, row by row: (policy, on success, on failure).
+    const TABLE: [(AckPolicy, Action, Action); 5] = [
+        (Manual, Action::Nothing, Action::Nothing),
+        (AckFirst, Action::Nothing, Action::Nothing),
+        (Ack, Action::Commit, Action::Commit),
+        (RejectOnError, Action::Commit, Action::Reject),
+        (NackOnError, Action::Commit, Action::Seek),
+    ];
+
+    #[test]
+    fn success_column_matches_table() {
+        for (policy, on_success, _) in TABLE {
+            assert_eq!(decide(policy, &ok()), on_success, "{policy} on success");
+        }
+    }
+
+    #[test]
+    fn returned_error_column_matches_table() {
+        for (policy, _, on_failure) in TABLE {
+            assert_eq!(decide(policy, &error()), on_failure, "{policy} on error");
+        }
+    }
+
+    #[test]
+    fn every_trap_kind_is_a_failure() {
+        let kinds = [
+            TrapKind::Panic,
+            TrapKind::Deadline,
+            TrapKind::MemoryLimit,
+            TrapKind::StackOverflow,
+            TrapKind::Fuel,
+            TrapKind::Other,
+        ];
+        for (policy, _, on_failure) in TABLE {
+            for kind in kinds {
+                assert_eq!(
+                    decide(policy, &trap(kind)),
+                    on_failure,
+                    "{policy} on trap {kind}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn explicit_ack_call_wins_over_every_policy_and_ending() {
+        for policy in AckPolicy::ALL {
+            for end in [ok(), error(), trap(TrapKind::Panic)] {
+                let outcome = with_explicit(end, Decision::Ack);
+                assert_eq!(decide(policy, &outcome), Action::Commit, "{policy}");
+            }
+        }
+    }
+
+    #[test]
+    fn explicit_nack_call_seeks_even_on_success_under_ack() {
+        for policy in AckPolicy::ALL {
+            assert_eq!(
+                decide(policy, &with_explicit(ok(), Decision::Nack)),
+                Action::Seek
+            );
+        }
+    }
+
+    #[test]
+    fn explicit_reject_call_rejects() {
+        for policy in AckPolicy::ALL {
+            let outcome = with_explicit(error(), Decision::Reject);
+            assert_eq!(decide(policy, &outcome), Action::Reject);
+        }
+    }
+
+    #[test]
+    fn explicit_call_wins_over_returned_decision() {
+        let outcome = Outcome {
+            explicit: Some(Decision::Ack),
+            end: CallEnd::Returned(Some(Decision::Nack)),
+        };
+        assert_eq!(decide(NackOnError, &outcome), Action::Commit);
+    }
+
+    #[test]
+    fn explicit_call_wins_over_interrupt() {
+        let outcome = Outcome {
+            explicit: Some(Decision::Nack),
+            end: CallEnd::Interrupted(Decision::Ack),
+        };
+        assert_eq!(decide(Ack, &outcome), Action::Seek);
+    }
+
+    #[test]
+    fn interrupt_settles_with_its_decision_and_is_not_a_failure() {
+        for policy in AckPolicy::ALL {
+            let ack = Outcome {
+                explicit: None,
+                end: CallEnd::Interrupted(Decision::Ack),
+            };
+            let nack = Outcome {
+                explicit: None,
+                end: CallEnd::Interrupted(Decision::Nack),
+            };
+            assert_eq!(decide(policy, &ack), Action::Commit, "{policy}");
+            assert_eq!(decide(policy, &nack), Action::Seek, "{policy}");
+            assert!(!ack.is_failure());
+        }
+    }
+
+    #[test]
+    fn returned_decision_overrides_policy() {
+        for policy in AckPolicy::ALL {
+            for (d, action) in [
+                (Decision::Ack, Action::Commit),
+                (Decision::Nack, Action::Seek),
+                (Decision::Reject, Action::Reject),
+            ] {
+                assert_eq!(
+                    decide(policy, &Outcome::returned(Some(d))),
+                    action,
+                    "{policy} {d}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fatal_error_rejects_instead_of_seeking_under_nack_on_error() {
+        assert_eq!(decide(NackOnError, &fatal()), Action::Reject);
+        assert_eq!(decide(Ack, &fatal()), Action::Commit);
+        assert_eq!(decide(RejectOnError, &fatal()), Action::Reject);
+        assert_eq!(decide(Manual, &fatal()), Action::Nothing);
+    }
+
+    #[test]
+    fn policy_names_parse_case_insensitively() {
+        assert_eq!("nack_on_error".parse::<AckPolicy>(), Ok(NackOnError));
+        assert_eq!("Reject-On-Error".parse::<AckPolicy>(), Ok(RejectOnError));
+        assert_eq!("ACK_FIRST".parse::<AckPolicy>(), Ok(AckFirst));
+        let err = "ack_last".parse::<AckPolicy>().unwrap_err();
+        assert!(err.contains("unknown ack policy 'ack_last'"), "{err}");
+    }
+
+    #[test]
+    fn only_ack_first_works_without_a_group() {
+        for policy in AckPolicy::ALL {
+            assert_eq!(policy.requires_group(), policy != AckFirst);
+        }
+    }
+}
