@@ -5,6 +5,7 @@ use super::instance::PluginInstance;
 use super::runtime::Plugin;
 use crate::bindings::Message;
 use crate::outcome::{CallEnd, Outcome, TrapKind};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Idle instances of one plugin. A call takes one (or instantiates one when none is idle) and
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 pub struct InstancePool {
     plugin: Arc<Plugin>,
     idle: Mutex<Vec<PluginInstance>>,
+    created: AtomicU64,
 }
 
 impl InstancePool {
@@ -19,6 +21,7 @@ impl InstancePool {
         InstancePool {
             plugin,
             idle: Mutex::new(Vec::new()),
+            created: AtomicU64::new(0),
         }
     }
 
@@ -28,7 +31,7 @@ impl InstancePool {
 
     /// Creates one instance up front so configuration errors surface before consuming starts.
     pub fn warm_up(&self) -> anyhow::Result<()> {
-        let instance = PluginInstance::new(&self.plugin)?;
+        let instance = self.instantiate()?;
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -41,7 +44,7 @@ impl InstancePool {
         let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut instance = match taken {
             Some(instance) => instance,
-            None => match PluginInstance::new(&self.plugin) {
+            None => match self.instantiate() {
                 Ok(instance) => instance,
                 Err(err) => {
                     return Outcome {
@@ -64,6 +67,17 @@ impl InstancePool {
                 .push(instance);
         }
         outcome
+    }
+
+    fn instantiate(&self) -> anyhow::Result<PluginInstance> {
+        let instance = PluginInstance::new(&self.plugin)?;
+        self.created.fetch_add(1, Ordering::Relaxed);
+        Ok(instance)
+    }
+
+    /// Instances created so far, including replacements after traps.
+    pub fn instances_created(&self) -> u64 {
+        self.created.load(Ordering::Relaxed)
     }
 
     /// Number of idle instances (for tests and metrics).

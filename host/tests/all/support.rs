@@ -1,0 +1,200 @@
+//! Test fixtures: guest plugins, an embedded broker per test, and a running pipeline whose
+//! per-message reports can be awaited.
+
+use ackbar::config::{Backoff, PipelineConfig};
+use ackbar::consumer::{Pipeline, PipelineHandle};
+use ackbar::embedded::EmbeddedBroker;
+use ackbar::plugin::PluginRuntime;
+use ackbar::policy::{AckPolicy, Action};
+use ackbar::report::MessageReport;
+use ackbar::tools::{self, Record};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Path of a Rust guest (`fixture` or `orders`), built once per test run.
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let dir = repo_root().join("guest-examples/rust");
+    BUILT.get_or_init(|| {
+        let status = std::process::Command::new("bash")
+            .arg(dir.join("build.sh"))
+            .arg("--quiet")
+            .status()
+            .expect("running guest-examples/rust/build.sh");
+        assert!(status.success(), "building the Rust guests failed");
+    });
+    let path = dir.join(format!("target/wasm32-wasip2/release/{name}.wasm"));
+    assert!(path.is_file(), "{} missing after build", path.display());
+    path
+}
+
+/// One plugin runtime per test binary, as in a real process.
+pub fn runtime() -> PluginRuntime {
+    static RUNTIME: OnceLock<PluginRuntime> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| PluginRuntime::new().expect("runtime"))
+        .clone()
+}
+
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// An embedded broker with one topic, and the names a test uses on it.
+pub struct Cluster {
+    _broker: EmbeddedBroker,
+    pub bootstrap: String,
+    pub topic: String,
+    pub group: String,
+    pub partitions: i32,
+}
+
+impl Cluster {
+    pub fn new(partitions: i32) -> Self {
+        let broker = EmbeddedBroker::start().expect("embedded broker");
+        let bootstrap = broker.bootstrap_servers().to_string();
+        let topic = unique("topic");
+        broker
+            .create_topic(&topic, partitions)
+            .expect("create topic");
+        Cluster {
+            _broker: broker,
+            bootstrap,
+            topic,
+            group: unique("group"),
+            partitions,
+        }
+    }
+
+    /// Produces `(partition, payload)` pairs; returns their offsets.
+    pub async fn produce(&self, messages: &[(i32, &str)]) -> Vec<(i32, i64)> {
+        let records: Vec<Record> = messages
+            .iter()
+            .map(|(p, m)| Record::new(*p, m.as_bytes()))
+            .collect();
+        tools::produce(&self.bootstrap, &self.topic, &records)
+            .await
+            .expect("produce")
+    }
+
+    /// Committed offsets of the test's group, read back from the broker, for every partition.
+    pub fn committed(&self) -> Vec<Option<i64>> {
+        let partitions: Vec<i32> = (0..self.partitions).collect();
+        tools::committed_offsets(&self.bootstrap, &self.group, &self.topic, &partitions)
+            .expect("committed offsets")
+            .into_iter()
+            .map(|(_, o)| o)
+            .collect()
+    }
+
+    /// A pipeline on the fixture guest with test-friendly timings.
+    pub fn config(&self, policy: AckPolicy) -> PipelineConfig {
+        let mut c = PipelineConfig::new(&unique("pipeline"), &[&self.topic], guest("fixture"));
+        c.group_id = Some(self.group.clone());
+        c.ack_policy = policy;
+        c.commit_interval = Duration::from_millis(100);
+        c.drain_timeout = Duration::from_secs(5);
+        c.backoff = Backoff {
+            initial_ms: 20,
+            max_ms: 200,
+            multiplier: 2.0,
+        };
+        c.limits.deadline = Duration::from_secs(2);
+        c.kafka.insert("session.timeout.ms".into(), "6000".into());
+        c.kafka.insert("heartbeat.interval.ms".into(), "500".into());
+        c
+    }
+
+    pub fn start(&self, config: PipelineConfig) -> Running {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let handle = Pipeline::start(config, &self.bootstrap, &runtime(), Some(tx))
+            .expect("pipeline starts");
+        Running {
+            handle: Some(handle),
+            reports: rx,
+            seen: Vec::new(),
+        }
+    }
+}
+
+/// A running pipeline and every report it has produced so far.
+pub struct Running {
+    pub handle: Option<PipelineHandle>,
+    reports: UnboundedReceiver<MessageReport>,
+    pub seen: Vec<MessageReport>,
+}
+
+impl Running {
+    /// Waits until `done(all reports so far)` holds; panics after `timeout`.
+    pub async fn until(&mut self, timeout: Duration, done: impl Fn(&[MessageReport]) -> bool) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !done(&self.seen) {
+            match tokio::time::timeout_at(deadline, self.reports.recv()).await {
+                Ok(Some(r)) => self.seen.push(r),
+                Ok(None) => panic!("pipeline stopped reporting; seen: {:#?}", self.summary()),
+                Err(_) => panic!("timed out after {timeout:?}; seen: {:#?}", self.summary()),
+            }
+        }
+    }
+
+    /// Collects reports for `quiet` more time (to show nothing else happens).
+    pub async fn settle(&mut self, quiet: Duration) {
+        let deadline = tokio::time::Instant::now() + quiet;
+        while let Ok(Some(r)) = tokio::time::timeout_at(deadline, self.reports.recv()).await {
+            self.seen.push(r);
+        }
+    }
+
+    /// Stops the pipeline gracefully and collects the last reports.
+    pub async fn stop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown().await.expect("clean shutdown");
+        }
+        while let Ok(r) = self.reports.try_recv() {
+            self.seen.push(r);
+        }
+    }
+
+    pub fn deliveries(&self, partition: i32, offset: i64) -> Vec<&MessageReport> {
+        self.seen
+            .iter()
+            .filter(|r| r.partition == partition && r.offset == offset)
+            .collect()
+    }
+
+    pub fn summary(&self) -> Vec<String> {
+        self.seen
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}@{} #{} {} -> {:?}",
+                    r.partition,
+                    r.offset,
+                    r.attempt,
+                    r.outcome.label(),
+                    r.action
+                )
+            })
+            .collect()
+    }
+}
+
+/// Reports that settled their message (anything but a seek).
+pub fn settled(r: &MessageReport) -> bool {
+    r.action != Action::Seek
+}
