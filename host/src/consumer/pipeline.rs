@@ -112,8 +112,10 @@ fn client_config(config: &PipelineConfig, bootstrap_servers: &str) -> ClientConf
                 config.commit_interval.as_millis().to_string(),
             );
         }
-        // Without a group there is nowhere to commit to.
+        // Without a group nothing is committed. librdkafka still wants a group id for
+        // `assign`; this one is never joined because the pipeline assigns instead of subscribing.
         None => {
+            c.set("group.id", format!("ackbar-unjoined-{}", config.name));
             c.set("enable.auto.commit", "false");
         }
     }

@@ -34,9 +34,10 @@ impl Default for PluginLimits {
 }
 
 impl PluginLimits {
-    /// The deadline in epoch ticks, at least one.
+    /// The deadline in epoch ticks. A call starts anywhere within a tick, so one tick more
+    /// than the quotient guarantees the guest gets at least the full deadline.
     pub fn deadline_ticks(&self) -> u64 {
-        (self.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+        self.deadline.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1
     }
 }
 

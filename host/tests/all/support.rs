@@ -38,8 +38,22 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// Logs go to the test output; `ACKBAR_LOG=debug cargo test ...` shows them.
+pub fn init_logging() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("ACKBAR_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
 /// One plugin runtime per test binary, as in a real process.
 pub fn runtime() -> PluginRuntime {
+    init_logging();
     static RUNTIME: OnceLock<PluginRuntime> = OnceLock::new();
     RUNTIME
         .get_or_init(|| PluginRuntime::new().expect("runtime"))
