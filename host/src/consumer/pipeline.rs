@@ -97,11 +97,12 @@ fn client_config(config: &PipelineConfig, bootstrap_servers: &str) -> ClientConf
     }
     c.set("bootstrap.servers", bootstrap_servers);
     c.set("enable.partition.eof", "false");
-    let auto_commit = config
-        .ack_policy
-        .commits_explicitly()
-        .then_some("false")
-        .unwrap_or("true");
+    // ACK_FIRST leaves storing and committing to librdkafka; every other policy commits itself.
+    let auto_commit = if config.ack_policy.commits_explicitly() {
+        "false"
+    } else {
+        "true"
+    };
     match &config.group_id {
         Some(group) => {
             c.set("group.id", group);

@@ -1,0 +1,36 @@
+# Quick start: `make demo`, then `make test`. Both install what they need first.
+SHELL := bash
+CARGO ?= cargo
+GUESTS := guest-examples/rust/build.sh
+
+.PHONY: demo test guests lint fmt setup clean
+
+## Install the tools the build needs (the wasm32-wasip2 target; a C toolchain for librdkafka).
+setup:
+	@bash scripts/setup.sh
+
+## Build the example handlers (Wasm components).
+guests: setup
+	@bash $(GUESTS) --quiet
+
+## Run the demo on the embedded broker: no Kafka install needed.
+demo: guests
+	$(CARGO) run --quiet --locked -p ackbar -- demo
+
+## Formatting and lints, warnings are errors.
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+## Every test: unit, integration (embedded broker), CLI. Tests mostly wait on the broker, so
+## they run more threads than the machine has cores.
+test: guests lint
+	cd guest-examples/rust && $(CARGO) test --quiet --locked -p orders
+	$(CARGO) test --locked --workspace -- --test-threads 8
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
+	rm -rf guest-examples/rust/target
