@@ -153,9 +153,17 @@ async fn run(config_path: PathBuf) -> Result<()> {
     ticker.tick().await;
     let signal = shutdown_signal();
     tokio::pin!(signal);
+    let mut hangup = reload_signal()?;
     loop {
         tokio::select! {
             _ = &mut signal => break,
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading plugins");
+                for p in &pipelines {
+                    // Outcomes are logged by the reload itself.
+                    let _ = p.reload().await;
+                }
+            }
             _ = ticker.tick(), if summary_every > 0 => {
                 for (p, prev) in pipelines.iter().zip(previous.iter_mut()) {
                     let now = p.stats();
@@ -176,6 +184,13 @@ async fn run(config_path: PathBuf) -> Result<()> {
         p.shutdown().await?;
     }
     Ok(())
+}
+
+/// SIGHUP asks every pipeline to re-read its plugin file.
+fn reload_signal() -> Result<tokio::signal::unix::Signal> {
+    Ok(tokio::signal::unix::signal(
+        tokio::signal::unix::SignalKind::hangup(),
+    )?)
 }
 
 /// Resolves on SIGINT or SIGTERM.

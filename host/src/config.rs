@@ -92,6 +92,9 @@ struct RawPipeline {
     #[serde(default)]
     ack_policy: AckPolicy,
     plugin: PathBuf,
+    #[serde(default = "default_true")]
+    watch_plugin: bool,
+    smoke_payload: Option<String>,
     #[serde(default = "default_commit_interval_ms")]
     commit_interval_ms: u64,
     #[serde(default = "default_drain_timeout_ms")]
@@ -102,6 +105,10 @@ struct RawPipeline {
     backoff: Backoff,
     #[serde(default)]
     kafka: BTreeMap<String, toml::Value>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_commit_interval_ms() -> u64 {
@@ -167,6 +174,10 @@ pub struct PipelineConfig {
     pub ack_policy: AckPolicy,
     /// Absolute, or relative to the working directory (resolved against the config file's folder).
     pub plugin: PathBuf,
+    /// Reload the plugin when its file changes.
+    pub watch_plugin: bool,
+    /// A payload each new plugin version is called with before it goes live; a trap refuses it.
+    pub smoke_payload: Option<Vec<u8>>,
     pub commit_interval: Duration,
     pub drain_timeout: Duration,
     pub limits: PluginLimits,
@@ -185,6 +196,8 @@ impl PipelineConfig {
             group_id: None,
             ack_policy: AckPolicy::default(),
             plugin: plugin.into(),
+            watch_plugin: true,
+            smoke_payload: None,
             commit_interval: Duration::from_millis(default_commit_interval_ms()),
             drain_timeout: Duration::from_millis(default_drain_timeout_ms()),
             limits: PluginLimits::default(),
@@ -326,6 +339,8 @@ impl Config {
                 group_id,
                 ack_policy: p.ack_policy,
                 plugin,
+                watch_plugin: p.watch_plugin,
+                smoke_payload: p.smoke_payload.clone().map(String::into_bytes),
                 commit_interval: Duration::from_millis(p.commit_interval_ms),
                 drain_timeout: Duration::from_millis(p.drain_timeout_ms),
                 limits: PluginLimits {

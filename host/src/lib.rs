@@ -14,5 +14,6 @@ pub mod offsets;
 pub mod outcome;
 pub mod plugin;
 pub mod policy;
+pub mod reload;
 pub mod report;
 pub mod tools;

@@ -4,7 +4,7 @@
 use super::partition;
 use crate::config::PipelineConfig;
 use crate::offsets::{OffsetTracker, TopicPartition};
-use crate::plugin::InstancePool;
+use crate::reload::PluginSlot;
 use crate::report::{FaultLog, ReportSink, Stats};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -29,7 +29,7 @@ struct Worker {
 pub(crate) struct Shared {
     pub config: PipelineConfig,
     pub name: Arc<str>,
-    pub pool: Arc<InstancePool>,
+    pub plugin: Arc<PluginSlot>,
     pub stats: Stats,
     pub reports: Option<ReportSink>,
     pub runtime: tokio::runtime::Handle,
@@ -44,14 +44,14 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn new(
         config: PipelineConfig,
-        pool: Arc<InstancePool>,
+        plugin: Arc<PluginSlot>,
         reports: Option<ReportSink>,
         shutdown: CancellationToken,
     ) -> Self {
         Shared {
             name: Arc::from(config.name.as_str()),
             config,
-            pool,
+            plugin,
             stats: Stats::default(),
             reports,
             runtime: tokio::runtime::Handle::current(),

@@ -52,7 +52,6 @@ pub(crate) async fn run(
     stop: CancellationToken,
 ) {
     let policy = shared.config.ack_policy;
-    let version: Arc<str> = Arc::from(shared.pool.plugin().version());
     // How many times this host has nacked each not-yet-settled offset of the partition.
     let mut nacks: HashMap<i64, u32> = HashMap::new();
     tracing::debug!(pipeline = %shared.name, partition = %tp, "partition worker started");
@@ -83,6 +82,9 @@ pub(crate) async fn run(
             None => break, // revoked under our feet
         }
 
+        // The version current when the message starts handles it, even if a reload lands meanwhile.
+        let pool = shared.plugin.current();
+        let version = pool.plugin().version_shared();
         let context = CallContext {
             pipeline: shared.name.clone(),
             plugin_version: version.clone(),
@@ -91,7 +93,6 @@ pub(crate) async fn run(
             offset,
         };
         let started = Instant::now();
-        let pool = shared.pool.clone();
         let outcome = match tokio::task::spawn_blocking(move || pool.call(&message, context)).await
         {
             Ok(outcome) => outcome,
@@ -119,7 +120,7 @@ pub(crate) async fn run(
                 partition: tp.partition,
                 offset,
                 attempt,
-                plugin_version: version.clone(),
+                plugin_version: version,
                 outcome,
                 action,
                 elapsed,

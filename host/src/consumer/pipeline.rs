@@ -3,7 +3,8 @@
 use super::context::{partitions_of, PipelineConsumer, PipelineContext, Shared};
 use crate::config::PipelineConfig;
 use crate::offsets::TopicPartition;
-use crate::plugin::{InstancePool, PluginRuntime};
+use crate::plugin::PluginRuntime;
+use crate::reload::{PluginSlot, PluginWatcher, Reloaded};
 use crate::report::{ReportSink, StatsSnapshot};
 use anyhow::{bail, Context, Result};
 use rdkafka::config::ClientConfig;
@@ -26,6 +27,7 @@ pub struct PipelineHandle {
     driver: Option<JoinHandle<()>>,
     driver_stop: CancellationToken,
     ticker: Option<tokio::task::JoinHandle<()>>,
+    _watcher: Option<PluginWatcher>,
 }
 
 impl Pipeline {
@@ -36,23 +38,40 @@ impl Pipeline {
         runtime: &PluginRuntime,
         reports: Option<ReportSink>,
     ) -> Result<PipelineHandle> {
-        let plugin = runtime
-            .load(&config.plugin, config.limits)
-            .with_context(|| format!("pipeline '{}'", config.name))?;
-        let pool = Arc::new(InstancePool::new(Arc::new(plugin)));
-        pool.warm_up()
-            .with_context(|| format!("pipeline '{}'", config.name))?;
+        let plugin = Arc::new(
+            PluginSlot::load(
+                &config.name,
+                runtime,
+                &config.plugin,
+                config.limits,
+                config.smoke_payload.clone(),
+            )
+            .with_context(|| format!("pipeline '{}'", config.name))?,
+        );
+        let watcher = if config.watch_plugin {
+            Some(
+                PluginWatcher::start(plugin.clone())
+                    .with_context(|| format!("pipeline '{}'", config.name))?,
+            )
+        } else {
+            None
+        };
         tracing::info!(
             pipeline = %config.name,
             plugin = %config.plugin.display(),
-            version = pool.plugin().version(),
+            version = plugin.current().plugin().version(),
             policy = %config.ack_policy,
             topics = ?config.topics,
             "starting pipeline"
         );
 
         let client_config = client_config(&config, bootstrap_servers);
-        let shared = Arc::new(Shared::new(config, pool, reports, CancellationToken::new()));
+        let shared = Arc::new(Shared::new(
+            config,
+            plugin,
+            reports,
+            CancellationToken::new(),
+        ));
         let consumer: Arc<PipelineConsumer> = Arc::new(
             client_config
                 .create_with_context(PipelineContext {
@@ -84,6 +103,7 @@ impl Pipeline {
             driver: Some(driver),
             driver_stop,
             ticker: Some(ticker),
+            _watcher: watcher,
         })
     }
 }
@@ -227,6 +247,18 @@ impl PipelineHandle {
 
     pub fn stats(&self) -> StatsSnapshot {
         self.shared.stats.snapshot()
+    }
+
+    /// The version (short content hash) of the plugin that handles new messages.
+    pub fn plugin_version(&self) -> String {
+        self.shared.plugin.current().plugin().version().to_string()
+    }
+
+    /// Re-reads the plugin file and swaps it in if it changed (what the file watcher and SIGHUP
+    /// do). A version that does not load is refused and the running one stays.
+    pub async fn reload(&self) -> Result<Reloaded> {
+        let slot = self.shared.plugin.clone();
+        tokio::task::spawn_blocking(move || slot.reload()).await?
     }
 
     /// Partitions this pipeline currently consumes.

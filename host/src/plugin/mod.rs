@@ -18,4 +18,4 @@ pub use check::{inspect, PluginReport};
 pub use host::{truncate, CallContext, Interrupt, MemoryLimitExceeded};
 pub use instance::PluginInstance;
 pub use pool::InstancePool;
-pub use runtime::{Plugin, PluginLimits, PluginRuntime, EPOCH_TICK};
+pub use runtime::{version_id, Plugin, PluginLimits, PluginRuntime, EPOCH_TICK};

@@ -153,7 +153,7 @@ impl PluginRuntime {
         Ok(Plugin {
             runtime: self.clone(),
             path: path.to_path_buf(),
-            version: version_id(bytes),
+            version: Arc::from(version_id(bytes)),
             component,
             pre,
             limits,
@@ -186,7 +186,7 @@ pub fn version_id(bytes: &[u8]) -> String {
 pub struct Plugin {
     pub(crate) runtime: PluginRuntime,
     path: PathBuf,
-    version: String,
+    version: Arc<str>,
     component: Component,
     pub(crate) pre: HandlerPre<HostState>,
     limits: PluginLimits,
@@ -200,6 +200,11 @@ impl Plugin {
     /// Short content hash of the component file.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// The version as a shared string, for per-message reports without an allocation.
+    pub fn version_shared(&self) -> Arc<str> {
+        self.version.clone()
     }
 
     pub fn limits(&self) -> PluginLimits {

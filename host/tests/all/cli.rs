@@ -118,3 +118,92 @@ fn every_command_has_help() {
         assert!(text(&out.stdout).contains("Usage: ackbar"), "{cmd}");
     }
 }
+
+#[test]
+fn run_handles_messages_and_stops_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ackbar.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "brokers = \"embedded\"\n[run]\nsummary_interval_secs = 1\n[embedded]\npartitions = 1\n\
+             [kafka]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n\
+             [[pipeline]]\nname = \"orders\"\ntopics = [\"orders\"]\ngroup_id = \"g\"\n\
+             ack_policy = \"ACK\"\nplugin = \"{}\"\n",
+            guest("orders").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ackbar"))
+        .args(["run", config.to_str().unwrap()])
+        .env("ACKBAR_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ackbar run");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let mut wait_for = |needle: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {needle:?}; log:\n{}", log.join("\n")),
+            }
+        }
+    };
+    let line = wait_for("embedded broker listening on ");
+    let address = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("address")
+        .to_string();
+    let produce = ackbar(&[
+        "produce",
+        "--brokers",
+        &address,
+        "--topic",
+        "orders",
+        r#"{"id":"a","item":"pen","quantity":1}"#,
+        "not an order",
+        r#"{"id":"b","item":"ink","quantity":3}"#,
+    ]);
+    assert!(produce.status.success(), "{}", text(&produce.stderr));
+    wait_for("total 3 messages: 3 ok, 0 errors, 0 traps, 0 interrupts; 2 acks, 0 nacks, 1 rejects");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    wait_for("pipeline stopped");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ackbar did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+}

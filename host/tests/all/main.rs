@@ -7,3 +7,4 @@ mod delivery;
 mod plugin;
 mod policies;
 mod rebalance;
+mod reload;

@@ -1,0 +1,232 @@
+//! Hot reload: the plugin of a running pipeline is replaced without a restart and without losing
+//! or double-handling a message.
+//!
+//! The swap protocol: the new file is read once it stops changing, compiled and instantiated off
+//! the hot path, optionally smoke-called, and only then published with one atomic pointer swap.
+//! Each message takes the plugin current when it starts, so every message is handled by exactly
+//! one version; calls in flight finish on the old version, whose instances are dropped with the
+//! last reference to it. A file that does not load is refused and the old version keeps running.
+
+use crate::bindings::Message;
+use crate::outcome::CallEnd;
+use crate::plugin::{CallContext, InstancePool, PluginLimits, PluginRuntime};
+use anyhow::{bail, Context, Result};
+use arc_swap::ArcSwap;
+use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Events closer together than this are one change (editors and `cp` write in several steps).
+const DEBOUNCE: Duration = Duration::from_millis(150);
+/// A file is read only after its size and mtime held still this long.
+const STABLE_FOR: Duration = Duration::from_millis(50);
+const STABLE_WITHIN: Duration = Duration::from_secs(5);
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reloaded {
+    /// The file holds the version already running.
+    Unchanged { version: String },
+    /// The new version is live.
+    Swapped {
+        from: String,
+        to: String,
+        took: Duration,
+    },
+}
+
+/// The live plugin of one pipeline, replaceable while messages flow.
+pub struct PluginSlot {
+    pipeline: Arc<str>,
+    runtime: PluginRuntime,
+    path: PathBuf,
+    limits: PluginLimits,
+    smoke_payload: Option<Vec<u8>>,
+    current: ArcSwap<InstancePool>,
+    /// Serialises reloads: a watcher event and a signal may arrive together.
+    reloading: Mutex<()>,
+    pub reloads: AtomicU64,
+    pub refusals: AtomicU64,
+}
+
+impl PluginSlot {
+    /// Loads the first version. Fails, naming the file, if it does not load.
+    pub fn load(
+        pipeline: &str,
+        runtime: &PluginRuntime,
+        path: &Path,
+        limits: PluginLimits,
+        smoke_payload: Option<Vec<u8>>,
+    ) -> Result<Self> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("plugin {}: cannot read the file", path.display()))?;
+        let pool = prepare(runtime, path, &bytes, limits, smoke_payload.as_deref())?;
+        Ok(PluginSlot {
+            pipeline: Arc::from(pipeline),
+            runtime: runtime.clone(),
+            path: path.to_path_buf(),
+            limits,
+            smoke_payload,
+            current: ArcSwap::from_pointee(pool),
+            reloading: Mutex::new(()),
+            reloads: AtomicU64::new(0),
+            refusals: AtomicU64::new(0),
+        })
+    }
+
+    /// The plugin a message that starts now is handled by.
+    pub fn current(&self) -> Arc<InstancePool> {
+        self.current.load_full()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Re-reads the plugin file and swaps it in if it changed and is valid. Blocking (it may
+    /// compile for seconds): call it off the async executor. On error the old version stays.
+    pub fn reload(&self) -> Result<Reloaded> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
+        let result = self.try_reload(started);
+        match &result {
+            Ok(Reloaded::Swapped { from, to, took }) => {
+                self.reloads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    pipeline = %self.pipeline,
+                    "reloaded pipeline {}: {from} → {to} in {} ms",
+                    self.pipeline,
+                    took.as_millis()
+                );
+            }
+            Ok(Reloaded::Unchanged { .. }) => {}
+            Err(e) => {
+                self.refusals.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    pipeline = %self.pipeline,
+                    running = self.current().plugin().version(),
+                    "refused new plugin version, the running one stays: {e:#}"
+                );
+            }
+        }
+        result
+    }
+
+    fn try_reload(&self, started: Instant) -> Result<Reloaded> {
+        let bytes = read_when_stable(&self.path)?;
+        let from = self.current().plugin().version().to_string();
+        if crate::plugin::version_id(&bytes) == from {
+            return Ok(Reloaded::Unchanged { version: from });
+        }
+        let pool = prepare(
+            &self.runtime,
+            &self.path,
+            &bytes,
+            self.limits,
+            self.smoke_payload.as_deref(),
+        )?;
+        let to = pool.plugin().version().to_string();
+        self.current.store(Arc::new(pool));
+        Ok(Reloaded::Swapped {
+            from,
+            to,
+            took: started.elapsed(),
+        })
+    }
+}
+
+/// Compiles, links, instantiates and (if configured) smoke-calls a plugin version.
+fn prepare(
+    runtime: &PluginRuntime,
+    path: &Path,
+    bytes: &[u8],
+    limits: PluginLimits,
+    smoke_payload: Option<&[u8]>,
+) -> Result<InstancePool> {
+    let plugin = runtime.load_bytes(path, bytes, limits)?;
+    let pool = InstancePool::new(Arc::new(plugin));
+    pool.warm_up()?;
+    if let Some(payload) = smoke_payload {
+        let outcome = pool.call(&smoke_message(payload), CallContext::default());
+        if let CallEnd::Trapped { kind, detail, .. } = &outcome.end {
+            bail!(
+                "plugin {}: trapped ({kind}) on the smoke message: {}",
+                path.display(),
+                detail.lines().next().unwrap_or_default()
+            );
+        }
+    }
+    Ok(pool)
+}
+
+fn smoke_message(payload: &[u8]) -> Message {
+    Message {
+        topic: "__ackbar_smoke".into(),
+        partition: -1,
+        offset: -1,
+        timestamp: None,
+        key: None,
+        payload: Some(payload.to_vec()),
+        headers: Vec::new(),
+        attempt: 1,
+    }
+}
+
+/// Reads a file once its size and modification time stop changing, so a copy in progress is
+/// not mistaken for a (broken) new version.
+fn read_when_stable(path: &Path) -> Result<Vec<u8>> {
+    let stamp = |p: &Path| -> Result<(u64, SystemTime)> {
+        let m =
+            std::fs::metadata(p).with_context(|| format!("plugin {}: cannot read", p.display()))?;
+        Ok((m.len(), m.modified()?))
+    };
+    let give_up = Instant::now() + STABLE_WITHIN;
+    let mut last = stamp(path)?;
+    loop {
+        std::thread::sleep(STABLE_FOR);
+        let now = stamp(path)?;
+        if now == last || Instant::now() > give_up {
+            return std::fs::read(path)
+                .with_context(|| format!("plugin {}: cannot read the file", path.display()));
+        }
+        last = now;
+    }
+}
+
+/// Watches a slot's plugin file and reloads it when it changes. Stops when dropped.
+pub struct PluginWatcher {
+    _debouncer: Debouncer<notify::RecommendedWatcher>,
+}
+
+impl PluginWatcher {
+    pub fn start(slot: Arc<PluginSlot>) -> Result<Self> {
+        let file = slot.path.clone();
+        let dir = file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let file_name = file.file_name().map(ToOwned::to_owned);
+        let mut debouncer = new_debouncer(DEBOUNCE, move |events: DebounceEventResult| {
+            let Ok(events) = events else { return };
+            let ours = events
+                .iter()
+                .any(|e| e.path.file_name().map(ToOwned::to_owned) == file_name);
+            // Deleting the file (the first half of some replace patterns) is not a new version.
+            if ours && slot.path.is_file() {
+                let _ = slot.reload();
+            }
+        })
+        .context("starting the plugin file watcher")?;
+        // Watch the folder, not the file: editors and `mv` replace the file's inode.
+        debouncer
+            .watcher()
+            .watch(&dir, notify::RecursiveMode::NonRecursive)
+            .with_context(|| format!("watching {}", dir.display()))?;
+        Ok(PluginWatcher {
+            _debouncer: debouncer,
+        })
+    }
+}
