@@ -3,7 +3,7 @@ SHELL := bash
 CARGO ?= cargo
 GUESTS := guest-examples/rust/build.sh
 
-.PHONY: demo test guests lint fmt setup clean
+.PHONY: demo test guests lint fmt setup clean bench-reload
 
 ## Install the tools the build needs (the wasm32-wasip2 target; a C toolchain for librdkafka).
 setup:
@@ -27,6 +27,10 @@ lint:
 test: guests lint
 	cd guest-examples/rust && $(CARGO) test --quiet --locked -p orders
 	$(CARGO) test --locked --workspace -- --test-threads 8
+
+## Benchmarks (release build).
+bench-reload: guests
+	$(CARGO) bench --locked -p ackbar --bench reload
 
 fmt:
 	$(CARGO) fmt --all

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::time::Duration;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -116,6 +117,8 @@ fn check(path: PathBuf) -> Result<()> {
 }
 
 async fn run(config_path: PathBuf) -> Result<()> {
+    // Handlers first: a signal that arrives during startup must not kill the process.
+    let mut signals = Signals::install()?;
     let config = Config::load(&config_path)?;
     let (_embedded, bootstrap) = match &config.brokers {
         Brokers::Bootstrap(b) => (None, b.clone()),
@@ -151,13 +154,11 @@ async fn run(config_path: PathBuf) -> Result<()> {
     let mut previous: Vec<_> = pipelines.iter().map(|p| p.stats()).collect();
     let mut ticker = tokio::time::interval(Duration::from_secs(summary_every.max(1)));
     ticker.tick().await;
-    let signal = shutdown_signal();
-    tokio::pin!(signal);
-    let mut hangup = reload_signal()?;
     loop {
         tokio::select! {
-            _ = &mut signal => break,
-            _ = hangup.recv() => {
+            _ = signals.terminate.recv() => break,
+            _ = signals.interrupt.recv() => break,
+            _ = signals.hangup.recv() => {
                 tracing::info!("SIGHUP: reloading plugins");
                 for p in &pipelines {
                     // Outcomes are logged by the reload itself.
@@ -186,27 +187,21 @@ async fn run(config_path: PathBuf) -> Result<()> {
     Ok(())
 }
 
-/// SIGHUP asks every pipeline to re-read its plugin file.
-fn reload_signal() -> Result<tokio::signal::unix::Signal> {
-    Ok(tokio::signal::unix::signal(
-        tokio::signal::unix::SignalKind::hangup(),
-    )?)
+/// The signals `ackbar run` reacts to: SIGINT and SIGTERM stop it gracefully, SIGHUP asks every
+/// pipeline to re-read its plugin file.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+impl Signals {
+    fn install() -> Result<Self> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
     }
 }
 

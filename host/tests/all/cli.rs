@@ -119,62 +119,106 @@ fn every_command_has_help() {
     }
 }
 
-#[test]
-fn run_handles_messages_and_stops_cleanly_on_sigterm() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-    use std::time::{Duration, Instant};
+/// `ackbar run` as a child process whose log lines can be awaited.
+struct RunningAckbar {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    log: Vec<String>,
+}
 
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("ackbar.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "brokers = \"embedded\"\n[run]\nsummary_interval_secs = 1\n[embedded]\npartitions = 1\n\
-             [kafka]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n\
-             [[pipeline]]\nname = \"orders\"\ntopics = [\"orders\"]\ngroup_id = \"g\"\n\
-             ack_policy = \"ACK\"\nplugin = \"{}\"\n",
-            guest("orders").display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ackbar"))
-        .args(["run", config.to_str().unwrap()])
-        .env("ACKBAR_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ackbar run");
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
+impl RunningAckbar {
+    fn start(config_text: &str, dir: &std::path::Path) -> Self {
+        use std::io::{BufRead, BufReader};
+        let config = dir.join("ackbar.toml");
+        std::fs::write(&config, config_text).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ackbar"))
+            .args(["run", config.to_str().unwrap()])
+            .env("ACKBAR_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start ackbar run");
+        let (tx, lines) = std::sync::mpsc::channel::<String>();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        RunningAckbar {
+            child,
+            lines,
+            log: Vec::new(),
         }
-    });
-    let mut log = Vec::new();
-    let mut wait_for = |needle: &str| -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
+    }
+
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
                 Ok(line) => {
-                    log.push(line.clone());
+                    self.log.push(line.clone());
                     if line.contains(needle) {
                         return line;
                     }
                 }
-                Err(_) => panic!("no line with {needle:?}; log:\n{}", log.join("\n")),
+                Err(_) => panic!("no line with {needle:?}; log:\n{}", self.log.join("\n")),
             }
         }
-    };
-    let line = wait_for("embedded broker listening on ");
-    let address = line
-        .split("listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("address")
-        .to_string();
+    }
+
+    /// The embedded broker's address, from its startup line.
+    fn broker_address(&mut self) -> String {
+        let line = self.wait_for("embedded broker listening on ");
+        line.split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("address")
+            .to_string()
+    }
+
+    fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "ackbar did not exit");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for RunningAckbar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn embedded_config(plugin: &std::path::Path, extra: &str) -> String {
+    format!(
+        "brokers = \"embedded\"\n[run]\nsummary_interval_secs = 1\n[embedded]\npartitions = 1\n\
+         [kafka]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n\
+         [[pipeline]]\nname = \"orders\"\ntopics = [\"orders\"]\ngroup_id = \"g\"\n\
+         ack_policy = \"ACK\"\nplugin = \"{}\"\n{extra}",
+        plugin.display()
+    )
+}
+
+#[test]
+fn run_handles_messages_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ackbar_run = RunningAckbar::start(&embedded_config(&guest("orders"), ""), dir.path());
+    let address = ackbar_run.broker_address();
     let produce = ackbar(&[
         "produce",
         "--brokers",
@@ -186,24 +230,32 @@ fn run_handles_messages_and_stops_cleanly_on_sigterm() {
         r#"{"id":"b","item":"ink","quantity":3}"#,
     ]);
     assert!(produce.status.success(), "{}", text(&produce.stderr));
-    wait_for("total 3 messages: 3 ok, 0 errors, 0 traps, 0 interrupts; 2 acks, 0 nacks, 1 rejects");
-
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    wait_for("pipeline stopped");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ackbar did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    ackbar_run.wait_for(
+        "total 3 messages: 3 ok, 0 errors, 0 traps, 0 interrupts; 2 acks, 0 nacks, 1 rejects",
+    );
+    ackbar_run.signal("TERM");
+    ackbar_run.wait_for("pipeline stopped");
+    let status = ackbar_run.wait_exit();
     assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn sighup_reloads_a_plugin_that_is_not_watched() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("handler.wasm");
+    let original = std::fs::read(guest("fixture")).unwrap();
+    std::fs::write(&plugin, ackbar::tools::tag_component(&original, 1)).unwrap();
+    let mut ackbar_run = RunningAckbar::start(
+        &embedded_config(&plugin, "watch_plugin = false\n"),
+        dir.path(),
+    );
+    ackbar_run.wait_for("starting pipeline");
+    let old = ackbar::plugin::version_id(&ackbar::tools::tag_component(&original, 1));
+    let new = ackbar::plugin::version_id(&ackbar::tools::tag_component(&original, 2));
+    std::fs::write(&plugin, ackbar::tools::tag_component(&original, 2)).unwrap();
+    ackbar_run.signal("HUP");
+    let line = ackbar_run.wait_for("reloaded pipeline orders");
+    assert!(line.contains(&format!("{old} → {new} in ")), "{line}");
+    ackbar_run.signal("TERM");
+    assert!(ackbar_run.wait_exit().success());
 }

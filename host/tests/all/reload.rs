@@ -8,19 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The fixture component with a custom section appended: the same behaviour, another version.
+/// The fixture with a version tag: the same behaviour, another version.
 fn variant(tag: u32) -> Vec<u8> {
-    let mut bytes = std::fs::read(guest("fixture")).unwrap();
-    let name = b"ackbar-test-variant";
-    let payload = tag.to_le_bytes();
-    let size = 1 + name.len() + payload.len();
-    assert!(size < 128, "one-byte LEB128 sizes");
-    bytes.push(0); // custom section id
-    bytes.push(size as u8);
-    bytes.push(name.len() as u8);
-    bytes.extend_from_slice(name);
-    bytes.extend_from_slice(&payload);
-    bytes
+    ackbar::tools::tag_component(&std::fs::read(guest("fixture")).unwrap(), tag)
 }
 
 /// Replaces a file the way deploy tools do: write a temporary file, then rename over.
