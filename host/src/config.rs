@@ -99,6 +99,8 @@ struct RawPipeline {
     commit_interval_ms: u64,
     #[serde(default = "default_drain_timeout_ms")]
     drain_timeout_ms: u64,
+    #[serde(default = "default_connect_timeout_ms")]
+    connect_timeout_ms: u64,
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
@@ -116,6 +118,10 @@ fn default_commit_interval_ms() -> u64 {
 }
 
 fn default_drain_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_connect_timeout_ms() -> u64 {
     10_000
 }
 
@@ -180,6 +186,8 @@ pub struct PipelineConfig {
     pub smoke_payload: Option<Vec<u8>>,
     pub commit_interval: Duration,
     pub drain_timeout: Duration,
+    /// How long startup waits for the cluster to answer before failing.
+    pub connect_timeout: Duration,
     pub limits: PluginLimits,
     pub backoff: Backoff,
     /// librdkafka properties for this pipeline: the global `[kafka]` table with this pipeline's
@@ -200,6 +208,7 @@ impl PipelineConfig {
             smoke_payload: None,
             commit_interval: Duration::from_millis(default_commit_interval_ms()),
             drain_timeout: Duration::from_millis(default_drain_timeout_ms()),
+            connect_timeout: Duration::from_millis(default_connect_timeout_ms()),
             limits: PluginLimits::default(),
             backoff: Backoff::default(),
             kafka: BTreeMap::new(),
@@ -343,6 +352,7 @@ impl Config {
                 smoke_payload: p.smoke_payload.clone().map(String::into_bytes),
                 commit_interval: Duration::from_millis(p.commit_interval_ms),
                 drain_timeout: Duration::from_millis(p.drain_timeout_ms),
+                connect_timeout: Duration::from_millis(p.connect_timeout_ms),
                 limits: PluginLimits {
                     deadline: Duration::from_millis(p.limits.deadline_ms),
                     memory_bytes: (p.limits.memory_mib as usize) << 20,

@@ -94,6 +94,7 @@ impl Stats {
 /// occurrence, then at most one reminder per `interval` with a count, then the recovery.
 pub struct FaultLog {
     what: &'static str,
+    logged: AtomicU64,
     interval: Duration,
     state: Mutex<Option<Episode>>,
 }
@@ -107,6 +108,7 @@ impl FaultLog {
     pub fn new(what: &'static str) -> Self {
         FaultLog {
             what,
+            logged: AtomicU64::new(0),
             interval: Duration::from_secs(30),
             state: Mutex::new(None),
         }
@@ -118,6 +120,7 @@ impl FaultLog {
         match state.as_mut() {
             None => {
                 tracing::warn!(pipeline, "{} failing: {detail}", self.what);
+                self.logged.fetch_add(1, Ordering::Relaxed);
                 *state = Some(Episode {
                     last_logged: Instant::now(),
                     suppressed: 0,
@@ -133,6 +136,7 @@ impl FaultLog {
                 );
                 ep.last_logged = Instant::now();
                 ep.suppressed = 0;
+                self.logged.fetch_add(1, Ordering::Relaxed);
                 true
             }
             Some(ep) => {
@@ -140,6 +144,11 @@ impl FaultLog {
                 false
             }
         }
+    }
+
+    /// How many warnings this log has written.
+    pub fn logged(&self) -> u64 {
+        self.logged.load(Ordering::Relaxed)
     }
 
     /// Records a success; ends the episode (logged) if one was running.

@@ -142,3 +142,25 @@ pub fn tag_component(component: &[u8], tag: u32) -> Vec<u8> {
     bytes.extend_from_slice(&payload);
     bytes
 }
+
+/// Creates a topic through the Admin API (on a real cluster; the embedded broker creates topics
+/// with [`crate::embedded::EmbeddedBroker::create_topic`]).
+pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .context("creating an admin client")?;
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+        )
+        .await
+        .with_context(|| format!("creating topic {topic}"))?;
+    for result in results {
+        result.map_err(|(name, code)| anyhow!("creating topic {name}: {code}"))?;
+    }
+    Ok(())
+}

@@ -9,7 +9,6 @@ use crate::report::{FaultLog, ReportSink, Stats};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -151,13 +150,17 @@ impl Shared {
             .collect()
     }
 
-    /// Commits the settled offsets of `only` (or of every partition when `None`), synchronously
-    /// or not. Nothing is sent when nothing moved.
+    /// Commits the settled offsets of `only` (or of every partition when `None`) and waits for
+    /// the broker's answer, so a confirmed offset is never sent again and a failed one is retried
+    /// by the next call. Nothing is sent when nothing moved. Blocking: handlers never wait on it
+    /// (the commit ticker runs it on a blocking thread).
+    ///
+    /// Why not `CommitMode::Async`: librdkafka reports the result of an asynchronous commit only
+    /// to a configured `offset_commit_cb`, which rdkafka does not set, so failures would go unseen.
     pub fn commit(
         &self,
         consumer: &impl Consumer<PipelineContext>,
         only: Option<&[TopicPartition]>,
-        mode: CommitMode,
     ) {
         if !self.config.ack_policy.commits_explicitly() {
             return;
@@ -179,17 +182,16 @@ impl Shared {
                 tracing::error!(pipeline = %self.name, partition = %tp, "bad commit offset {offset}: {e}");
             }
         }
-        match consumer.commit(&tpl, mode) {
-            Ok(()) if matches!(mode, CommitMode::Sync) => {
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => {
                 let mut tracker = self.tracker();
                 for (tp, offset) in &due {
                     tracker.confirm(tp, *offset);
                 }
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
                 self.commit_faults.recovered(&self.name);
-                tracing::debug!(pipeline = %self.name, ?due, "committed synchronously");
+                tracing::debug!(pipeline = %self.name, ?due, "committed");
             }
-            Ok(()) => {}
             Err(e) => {
                 self.stats.commit_errors.fetch_add(1, Ordering::Relaxed);
                 self.commit_faults
@@ -224,7 +226,7 @@ impl ConsumerContext for PipelineContext {
                 if consumer.assignment_lost() {
                     tracing::warn!(pipeline = %shared.name, "assignment lost: settled offsets of revoked partitions are dropped, not committed");
                 } else {
-                    shared.commit(consumer, Some(&revoked), CommitMode::Sync);
+                    shared.commit(consumer, Some(&revoked));
                 }
                 let mut tracker = shared.tracker();
                 for tp in &revoked {
@@ -244,30 +246,6 @@ impl ConsumerContext for PipelineContext {
             tracing::info!(pipeline = %self.shared.name, partitions = ?assigned.iter().map(ToString::to_string).collect::<Vec<_>>(), "partitions assigned");
             // librdkafka's assign() resets partition queues, so they are split after it.
             self.shared.start_workers_for(&assigned);
-        }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        let shared = &self.shared;
-        match result {
-            Ok(()) => {
-                let mut tracker = shared.tracker();
-                for e in offsets.elements() {
-                    if let (Offset::Offset(o), Ok(())) = (e.offset(), e.error()) {
-                        tracker.confirm(&TopicPartition::new(e.topic(), e.partition()), o);
-                    }
-                }
-                shared.stats.commits.fetch_add(1, Ordering::Relaxed);
-                shared.commit_faults.recovered(&shared.name);
-            }
-            Err(e) => {
-                // Typically a rebalance in progress or a lost assignment: the offsets stay due and
-                // are retried on the next tick, or dropped if the partition has been revoked.
-                shared.stats.commit_errors.fetch_add(1, Ordering::Relaxed);
-                shared
-                    .commit_faults
-                    .fault(&shared.name, &format!("{e}; will retry"));
-            }
         }
     }
 }

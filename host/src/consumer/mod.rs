@@ -6,7 +6,7 @@
 //! - **Consume** (worker): message → plugin call → [`policy::decide`](crate::policy::decide) →
 //!   commit point moves, or the partition seeks back and waits out a backoff.
 //! - **Commit** (ticker): every `commit_interval` the settled low-watermarks that moved are
-//!   committed asynchronously in one request.
+//!   committed in one request, off the handlers' path.
 //! - **Revoke** (rebalance callback, before librdkafka's unassign): the partition's worker stops
 //!   reading, its in-flight message finishes (up to `drain_timeout`), the settled offset is
 //!   committed synchronously and the partition's state is dropped, so nothing settled in this

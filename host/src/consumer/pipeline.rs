@@ -8,7 +8,7 @@ use crate::reload::{PluginSlot, PluginWatcher, Reloaded};
 use crate::report::{ReportSink, StatsSnapshot};
 use anyhow::{bail, Context, Result};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -84,6 +84,14 @@ impl Pipeline {
         shared.set_consumer(&consumer);
 
         let topics: Vec<&str> = shared.config.topics.iter().map(String::as_str).collect();
+        // Fail fast, with the address, when the cluster cannot be reached at all.
+        if let Err(e) = consumer.fetch_metadata(None, shared.config.connect_timeout) {
+            bail!(
+                "pipeline '{}': cannot reach Kafka at {bootstrap_servers} within {} ms: {e}",
+                shared.name,
+                shared.config.connect_timeout.as_millis()
+            );
+        }
         if shared.config.group_id.is_some() {
             consumer.subscribe(&topics).with_context(|| {
                 format!("pipeline '{}': subscribing to {topics:?}", shared.name)
@@ -228,14 +236,18 @@ fn spawn_driver(
     Ok(thread)
 }
 
-/// Commits settled offsets that moved, asynchronously, every `commit_interval`.
+/// Every `commit_interval`, commits the settled offsets that moved, in one request, on a
+/// blocking thread: message handling never waits for a commit.
 async fn commit_ticker(shared: Arc<Shared>, consumer: Arc<PipelineConsumer>) {
     let mut interval = tokio::time::interval(shared.config.commit_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => break,
-            _ = interval.tick() => shared.commit(&*consumer, None, CommitMode::Async),
+            _ = interval.tick() => {
+                let (shared, consumer) = (shared.clone(), consumer.clone());
+                let _ = tokio::task::spawn_blocking(move || shared.commit(&*consumer, None)).await;
+            }
         }
     }
 }
@@ -247,6 +259,11 @@ impl PipelineHandle {
 
     pub fn stats(&self) -> StatsSnapshot {
         self.shared.stats.snapshot()
+    }
+
+    /// Warnings logged about commit and consume faults: one per episode, not per failure.
+    pub fn fault_warnings(&self) -> u64 {
+        self.shared.commit_faults.logged() + self.shared.consume_faults.logged()
     }
 
     /// The version (short content hash) of the plugin that handles new messages.
@@ -283,7 +300,7 @@ impl PipelineHandle {
             let partitions = shared.assigned_partitions();
             shared.stop_workers(&partitions, shared.config.drain_timeout);
             if let Some(consumer) = &consumer {
-                shared.commit(&**consumer, None, CommitMode::Sync);
+                shared.commit(&**consumer, None);
             }
             driver_stop.cancel();
             if let Some(driver) = driver {

@@ -1,9 +1,11 @@
 //! Integration tests: the host against real components and the embedded Kafka broker.
 
+mod brokers;
 mod support;
 
 mod cli;
 mod delivery;
+mod faults;
 mod plugin;
 mod policies;
 mod rebalance;

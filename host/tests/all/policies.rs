@@ -1,7 +1,9 @@
-//! Every ack policy × every handler outcome, on the embedded broker: how often the message is
-//! delivered and which offset the group has committed, read back from the broker. The expected
-//! values are the table in ACK_POLICIES.md, written out cell by cell.
+//! Every ack policy × every handler outcome, on every broker (embedded, Apache Kafka with both
+//! group protocols, tansu): how often the message is delivered and which offset the group has
+//! committed, read back from the broker. The expected values are the table in ACK_POLICIES.md,
+//! written out cell by cell.
 
+use crate::brokers::BrokerKind;
 use crate::support::Cluster;
 use ackbar::policy::AckPolicy;
 use std::time::Duration;
@@ -15,8 +17,8 @@ enum Expect {
 }
 use Expect::*;
 
-async fn check(policy: AckPolicy, payload: &str, label: &str, expect: Expect) {
-    let cluster = Cluster::new(1);
+async fn check(broker: BrokerKind, policy: AckPolicy, payload: &str, label: &str, expect: Expect) {
+    let cluster = Cluster::on(broker, 1).await;
     cluster.produce(&[(0, payload)]).await;
     let mut run = cluster.start(cluster.config(policy));
     let committed = match expect {
@@ -56,14 +58,64 @@ async fn check(policy: AckPolicy, payload: &str, label: &str, expect: Expect) {
     );
 }
 
+/// One test per broker for a cell of the table.
+macro_rules! on_every_broker {
+    ($policy:ident, $payload:literal, $label:literal, $expect:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn embedded() {
+            check(
+                BrokerKind::Embedded,
+                AckPolicy::$policy,
+                $payload,
+                $label,
+                $expect,
+            )
+            .await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn kafka() {
+            check(
+                BrokerKind::Kafka,
+                AckPolicy::$policy,
+                $payload,
+                $label,
+                $expect,
+            )
+            .await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn kafka_consumer_protocol() {
+            check(
+                BrokerKind::KafkaConsumerProtocol,
+                AckPolicy::$policy,
+                $payload,
+                $label,
+                $expect,
+            )
+            .await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn tansu() {
+            check(
+                BrokerKind::Tansu,
+                AckPolicy::$policy,
+                $payload,
+                $label,
+                $expect,
+            )
+            .await;
+        }
+    };
+}
+
 macro_rules! row {
     ($module:ident, $policy:ident, [$($outcome:ident: $payload:literal => $label:literal, $expect:expr;)*]) => {
         mod $module {
             use super::*;
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $outcome() {
-                    check(AckPolicy::$policy, $payload, $label, $expect).await;
+                mod $outcome {
+                    use super::*;
+                    on_every_broker!($policy, $payload, $label, $expect);
                 }
             )*
         }

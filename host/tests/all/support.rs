@@ -1,6 +1,7 @@
 //! Test fixtures: guest plugins, an embedded broker per test, and a running pipeline whose
 //! per-message reports can be awaited.
 
+use crate::brokers::{external, BrokerKind};
 use ackbar::config::{Backoff, PipelineConfig};
 use ackbar::consumer::{Pipeline, PipelineHandle};
 use ackbar::embedded::EmbeddedBroker;
@@ -69,9 +70,10 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// An embedded broker with one topic, and the names a test uses on it.
+/// A broker with one topic, and the names a test uses on it.
 pub struct Cluster {
-    _broker: EmbeddedBroker,
+    pub kind: BrokerKind,
+    pub embedded: Option<EmbeddedBroker>,
     pub bootstrap: String,
     pub topic: String,
     pub group: String,
@@ -79,6 +81,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// A fresh embedded broker with a topic of `partitions`.
     pub fn new(partitions: i32) -> Self {
         let broker = EmbeddedBroker::start().expect("embedded broker");
         let bootstrap = broker.bootstrap_servers().to_string();
@@ -87,7 +90,29 @@ impl Cluster {
             .create_topic(&topic, partitions)
             .expect("create topic");
         Cluster {
-            _broker: broker,
+            kind: BrokerKind::Embedded,
+            embedded: Some(broker),
+            bootstrap,
+            topic,
+            group: unique("group"),
+            partitions,
+        }
+    }
+
+    /// A new topic on a broker of `kind` (the shared process for real brokers).
+    pub async fn on(kind: BrokerKind, partitions: i32) -> Self {
+        if kind == BrokerKind::Embedded {
+            return Cluster::new(partitions);
+        }
+        init_logging();
+        let bootstrap = external(kind).bootstrap.clone();
+        let topic = unique("topic");
+        tools::create_topic(&bootstrap, &topic, partitions)
+            .await
+            .expect("create topic");
+        Cluster {
+            kind,
+            embedded: None,
             bootstrap,
             topic,
             group: unique("group"),
@@ -129,8 +154,13 @@ impl Cluster {
             multiplier: 2.0,
         };
         c.limits.deadline = Duration::from_secs(2);
-        c.kafka.insert("session.timeout.ms".into(), "6000".into());
-        c.kafka.insert("heartbeat.interval.ms".into(), "500".into());
+        if self.kind == BrokerKind::KafkaConsumerProtocol {
+            // KIP-848: the broker drives assignment; session settings belong to the broker.
+            c.kafka.insert("group.protocol".into(), "consumer".into());
+        } else {
+            c.kafka.insert("session.timeout.ms".into(), "6000".into());
+            c.kafka.insert("heartbeat.interval.ms".into(), "500".into());
+        }
         c
     }
 
