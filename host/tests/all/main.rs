@@ -4,6 +4,7 @@ mod brokers;
 mod support;
 
 mod cli;
+mod crash;
 mod delivery;
 mod faults;
 mod plugin;
