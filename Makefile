@@ -3,7 +3,7 @@ SHELL := bash
 CARGO ?= cargo
 GUESTS := guest-examples/rust/build.sh
 
-.PHONY: demo test guests lint fmt setup clean bench-reload
+.PHONY: demo test guests brokers kafka lint fmt setup clean bench-reload
 
 ## Install the tools the build needs (the wasm32-wasip2 target; a C toolchain for librdkafka).
 setup:
@@ -22,9 +22,17 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-## Every test: unit, integration (embedded broker), CLI. Tests mostly wait on the broker, so
+## The test brokers, cached outside the repository: Apache Kafka 4.4 (from Maven Central) and tansu.
+brokers:
+	@bash scripts/install-brokers.sh
+
+## Start Apache Kafka on 127.0.0.1:9092 (or PORT=...) to try Ackbar against it by hand.
+kafka:
+	bash scripts/kafka.sh $(PORT)
+
+## Every test: unit, integration (embedded broker, Apache Kafka, tansu), CLI. Tests mostly wait on the broker, so
 ## they run more threads than the machine has cores.
-test: guests lint
+test: guests brokers lint
 	cd guest-examples/rust && $(CARGO) test --quiet --locked -p orders
 	$(CARGO) test --locked --workspace -- --test-threads 8
 
