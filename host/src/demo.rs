@@ -67,7 +67,7 @@ fn describe(r: &MessageReport) -> String {
     let then = match r.action {
         Action::Commit => "acked",
         Action::Reject => "rejected (committed)",
-        Action::Seek => "nacked, will be redelivered after a backoff",
+        Action::Redeliver => "nacked, will be redelivered after a backoff",
         Action::Nothing => "left to the policy (no commit)",
     };
     format!(
@@ -126,9 +126,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             };
             let stalled = offsets
                 .values()
-                .any(|(n, a)| *a == Action::Seek && *n >= STALLED_AFTER_ATTEMPTS);
+                .any(|(n, a)| *a == Action::Redeliver && *n >= STALLED_AFTER_ATTEMPTS);
             stalled
-                || (0..end).all(|o| matches!(offsets.get(&o), Some((_, a)) if *a != Action::Seek))
+                || (0..end)
+                    .all(|o| matches!(offsets.get(&o), Some((_, a)) if *a != Action::Redeliver))
         })
     };
     while !finished(&seen) {
@@ -160,7 +161,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("\ncommitted offsets (read back from the broker):");
     for (p, offset) in &committed {
         let end = end[p];
-        let note = match seen.get(p).and_then(|o| o.iter().find(|(_, (n, a))| *a == Action::Seek && *n >= STALLED_AFTER_ATTEMPTS)) {
+        let note = match seen.get(p).and_then(|o| o.iter().find(|(_, (n, a))| *a == Action::Redeliver && *n >= STALLED_AFTER_ATTEMPTS)) {
             Some((o, (n, _))) => format!("stalled at offset {o} after {n} failed attempts: it is read again on the next start"),
             None if *offset == Some(end) => "all handled".to_string(),
             None => "not all committed (as the policy says)".to_string(),

@@ -4,8 +4,8 @@
 //! Kafka commits are positions: committing `n` says "everything before `n` is done". So the
 //! commit point of a partition is the low-watermark of contiguous finished messages, moved only
 //! by a *settled* message (ack or reject). A message the policy leaves alone ("nothing") does not
-//! move it, but does not block a later settled message either. A nacked message removes itself
-//! and everything after it: those offsets will be read again.
+//! move it, but does not block a later settled message either. A nacked message stays in flight
+//! until its redelivery settles it, so the commit point cannot pass it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -66,8 +66,8 @@ impl PartitionProgress {
         self.pending.insert(offset, State::InFlight);
     }
 
-    /// A message finished. Returns false if the offset was not in flight (e.g. after a nack
-    /// discarded it), in which case nothing changes.
+    /// A message finished. Returns false if the offset was not in flight (e.g. its partition was
+    /// reassigned meanwhile), in which case nothing changes.
     pub fn complete(&mut self, offset: i64, how: Completion) -> bool {
         match self.pending.get_mut(&offset) {
             Some(state @ State::InFlight) => *state = State::Done(how),
@@ -86,12 +86,6 @@ impl PartitionProgress {
             }
         }
         true
-    }
-
-    /// A message was nacked: it and every later message of the partition will be read again, so
-    /// they are forgotten. The commit point cannot pass `offset` until it is settled on redelivery.
-    pub fn nack(&mut self, offset: i64) {
-        self.pending.split_off(&offset);
     }
 
     /// The offset to commit, if it is ahead of the last confirmed commit.
@@ -199,21 +193,6 @@ mod tests {
         p.begin(1);
         p.complete(0, Completion::Unsettled);
         assert_eq!(p.commit_due(), None);
-        p.complete(1, Completion::Settled);
-        assert_eq!(p.commit_due(), Some(2));
-    }
-
-    #[test]
-    fn nack_forgets_the_message_and_everything_after_it() {
-        let mut p = PartitionProgress::default();
-        p.begin(0);
-        p.complete(0, Completion::Settled);
-        p.begin(1);
-        p.begin(2);
-        p.nack(1);
-        assert!(!p.complete(2, Completion::Settled), "2 will be read again");
-        assert_eq!(p.commit_due(), Some(1));
-        p.begin(1);
         p.complete(1, Completion::Settled);
         assert_eq!(p.commit_due(), Some(2));
     }

@@ -91,8 +91,8 @@ pub enum Action {
     Commit,
     /// Settled as unprocessable: dead-letter where configured, then commit.
     Reject,
-    /// Not settled: seek the partition back to it for redelivery after a backoff.
-    Seek,
+    /// Not settled: deliver it again after a backoff, before anything after it in the partition.
+    Redeliver,
     /// Processed but not settled by anyone: the offset moves only when a later message commits.
     Nothing,
 }
@@ -100,7 +100,7 @@ pub enum Action {
 fn settle(decision: Decision) -> Action {
     match decision {
         Decision::Ack => Action::Commit,
-        Decision::Nack => Action::Seek,
+        Decision::Nack => Action::Redeliver,
         Decision::Reject => Action::Reject,
     }
 }
@@ -129,7 +129,7 @@ pub fn decide(policy: AckPolicy, outcome: &Outcome) -> Action {
                     kind: ErrorKind::Fatal,
                     ..
                 } => Action::Reject,
-                _ => Action::Seek,
+                _ => Action::Redeliver,
             },
         },
     }
@@ -183,7 +183,7 @@ mod tests {
         (AckFirst, Action::Nothing, Action::Nothing),
         (Ack, Action::Commit, Action::Commit),
         (RejectOnError, Action::Commit, Action::Reject),
-        (NackOnError, Action::Commit, Action::Seek),
+        (NackOnError, Action::Commit, Action::Redeliver),
     ];
 
     #[test]
@@ -236,7 +236,7 @@ mod tests {
         for policy in AckPolicy::ALL {
             assert_eq!(
                 decide(policy, &with_explicit(ok(), Decision::Nack)),
-                Action::Seek
+                Action::Redeliver
             );
         }
     }
@@ -264,7 +264,7 @@ mod tests {
             explicit: Some(Decision::Nack),
             end: CallEnd::Interrupted(Decision::Ack),
         };
-        assert_eq!(decide(Ack, &outcome), Action::Seek);
+        assert_eq!(decide(Ack, &outcome), Action::Redeliver);
     }
 
     #[test]
@@ -279,7 +279,7 @@ mod tests {
                 end: CallEnd::Interrupted(Decision::Nack),
             };
             assert_eq!(decide(policy, &ack), Action::Commit, "{policy}");
-            assert_eq!(decide(policy, &nack), Action::Seek, "{policy}");
+            assert_eq!(decide(policy, &nack), Action::Redeliver, "{policy}");
             assert!(!ack.is_failure());
         }
     }
@@ -289,7 +289,7 @@ mod tests {
         for policy in AckPolicy::ALL {
             for (d, action) in [
                 (Decision::Ack, Action::Commit),
-                (Decision::Nack, Action::Seek),
+                (Decision::Nack, Action::Redeliver),
                 (Decision::Reject, Action::Reject),
             ] {
                 assert_eq!(

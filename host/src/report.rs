@@ -67,7 +67,7 @@ impl Stats {
         counter.fetch_add(1, Ordering::Relaxed);
         match action {
             Action::Commit => self.commits_requested.fetch_add(1, Ordering::Relaxed),
-            Action::Seek => self.seeks.fetch_add(1, Ordering::Relaxed),
+            Action::Redeliver => self.seeks.fetch_add(1, Ordering::Relaxed),
             Action::Reject => self.rejects.fetch_add(1, Ordering::Relaxed),
             Action::Nothing => 0,
         };
@@ -186,7 +186,7 @@ mod tests {
                     message: String::new(),
                 },
             },
-            Action::Seek,
+            Action::Redeliver,
         );
         let s = stats.snapshot();
         assert_eq!(

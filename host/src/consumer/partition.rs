@@ -8,17 +8,14 @@ use crate::plugin::CallContext;
 use crate::policy::{self, Action};
 use crate::report::MessageReport;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
-use rdkafka::consumer::Consumer;
 use rdkafka::message::{BorrowedMessage, Headers};
-use rdkafka::{Message as _, Offset};
-use std::collections::HashMap;
+use rdkafka::Message as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// After this many nacks of one message, each further one is logged as a warning.
 const REPEATED_FAILURE_WARN_AT: u32 = 3;
-const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Copies a Kafka message into the guest's `message` record.
 pub(crate) fn to_guest_message(msg: &BorrowedMessage<'_>, attempt: u32) -> Message {
@@ -52,21 +49,18 @@ pub(crate) async fn run(
     stop: CancellationToken,
 ) {
     let policy = shared.config.ack_policy;
-    // How many times this host has nacked each not-yet-settled offset of the partition.
-    let mut nacks: HashMap<i64, u32> = HashMap::new();
     tracing::debug!(pipeline = %shared.name, partition = %tp, "partition worker started");
 
-    loop {
+    'messages: loop {
         let received = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
             received = queue.recv() => received,
         };
-        let message = match received {
+        let mut message = match received {
             Ok(m) => {
                 shared.consume_faults.recovered(&shared.name);
-                let attempt = nacks.get(&m.offset()).map_or(1, |n| n + 1);
-                to_guest_message(&m, attempt)
+                to_guest_message(&m, 1)
             }
             Err(e) => {
                 shared
@@ -76,124 +70,84 @@ pub(crate) async fn run(
             }
         };
         let offset = message.offset;
-        let attempt = message.attempt;
         match shared.tracker().get_mut(&tp) {
             Some(progress) => progress.begin(offset),
             None => break, // revoked under our feet
         }
 
-        // The version current when the message starts handles it, even if a reload lands meanwhile.
-        let pool = shared.plugin.current();
-        let version = pool.plugin().version_shared();
-        let context = CallContext {
-            pipeline: shared.name.clone(),
-            plugin_version: version.clone(),
-            topic: tp.topic.clone(),
-            partition: tp.partition,
-            offset,
-        };
-        let started = Instant::now();
-        let outcome = match tokio::task::spawn_blocking(move || pool.call(&message, context)).await
-        {
-            Ok(outcome) => outcome,
-            Err(join_error) => {
-                // The host itself panicked during the call: leave the message unsettled and stop
-                // this partition; the supervisor of the pipeline sees the failure.
-                tracing::error!(pipeline = %shared.name, partition = %tp, offset, "handler call panicked in the host: {join_error}");
-                break;
-            }
-        };
-        let elapsed = started.elapsed();
-        let action = policy::decide(policy, &outcome);
-        shared.stats.record(&outcome, action);
-        log_outcome(&shared.name, &tp, offset, attempt, &outcome, action);
-
-        let settled = match action {
-            Action::Commit | Action::Reject => Some(Completion::Settled),
-            Action::Nothing => Some(Completion::Unsettled),
-            Action::Seek => None,
-        };
-        if let Some(report) = &shared.reports {
-            let _ = report.send(MessageReport {
+        // Until the message is settled. A nacked message is redelivered from memory after the
+        // backoff rather than by seeking: the effect is the same (nothing after it in the
+        // partition is handled first, and it stays uncommitted, so a crash or a revoke re-reads
+        // it), without a refetch from the broker per nack.
+        loop {
+            // The version current when a delivery starts handles it, even if a reload lands.
+            let pool = shared.plugin.current();
+            let version = pool.plugin().version_shared();
+            let context = CallContext {
                 pipeline: shared.name.clone(),
+                plugin_version: version.clone(),
                 topic: tp.topic.clone(),
                 partition: tp.partition,
                 offset,
-                attempt,
-                plugin_version: version,
-                outcome,
-                action,
-                elapsed,
+            };
+            let started = Instant::now();
+            let call = tokio::task::spawn_blocking(move || {
+                let outcome = pool.call(&message, context);
+                (outcome, message)
             });
-        }
-        match settled {
-            Some(how) => {
-                if let Some(progress) = shared.tracker().get_mut(&tp) {
-                    progress.complete(offset, how);
+            let (outcome, returned) = match call.await {
+                Ok(result) => result,
+                Err(join_error) => {
+                    // The host itself panicked during the call: leave the message unsettled
+                    // (it is re-read after a restart) and stop this partition.
+                    tracing::error!(pipeline = %shared.name, partition = %tp, offset, "handler call panicked in the host: {join_error}");
+                    break 'messages;
                 }
-                nacks.retain(|&o, _| o > offset);
+            };
+            message = returned;
+            let elapsed = started.elapsed();
+            let attempt = message.attempt;
+            let action = policy::decide(policy, &outcome);
+            shared.stats.record(&outcome, action);
+            log_outcome(&shared.name, &tp, offset, attempt, &outcome, action);
+            if let Some(report) = &shared.reports {
+                let _ = report.send(MessageReport {
+                    pipeline: shared.name.clone(),
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    offset,
+                    attempt,
+                    plugin_version: version,
+                    outcome,
+                    action,
+                    elapsed,
+                });
             }
-            None => {
-                if let Some(progress) = shared.tracker().get_mut(&tp) {
-                    progress.nack(offset);
+            let how = match action {
+                Action::Commit | Action::Reject => Completion::Settled,
+                Action::Nothing => Completion::Unsettled,
+                Action::Redeliver => {
+                    if attempt >= REPEATED_FAILURE_WARN_AT {
+                        tracing::warn!(
+                            pipeline = %shared.name, partition = %tp, offset, attempt,
+                            "message keeps failing; the partition waits for it (nothing after it is handled)"
+                        );
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => break 'messages,
+                        _ = tokio::time::sleep(shared.config.backoff.delay(attempt)) => {}
+                    }
+                    message.attempt += 1;
+                    continue;
                 }
-                let count = nacks.entry(offset).or_insert(0);
-                *count += 1;
-                let count = *count;
-                if count >= REPEATED_FAILURE_WARN_AT {
-                    tracing::warn!(
-                        pipeline = %shared.name, partition = %tp, offset, nacks = count,
-                        "message keeps failing; the partition waits for it (nothing after it is handled)"
-                    );
-                }
-                if !seek_back(&shared, &tp, offset, &stop).await {
-                    break;
-                }
-                let delay = shared.config.backoff.delay(count);
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(delay) => {}
-                }
+            };
+            if let Some(progress) = shared.tracker().get_mut(&tp) {
+                progress.complete(offset, how);
             }
+            break;
         }
     }
     tracing::debug!(pipeline = %shared.name, partition = %tp, "partition worker stopped");
-}
-
-/// Seeks the partition back to `offset`, retrying until it works or the worker is stopped:
-/// going on without the seek would skip the nacked message.
-async fn seek_back(
-    shared: &Arc<Shared>,
-    tp: &TopicPartition,
-    offset: i64,
-    stop: &CancellationToken,
-) -> bool {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let Some(consumer) = shared.consumer() else {
-            return false;
-        };
-        let topic = tp.topic.clone();
-        let partition = tp.partition;
-        let result = tokio::task::spawn_blocking(move || {
-            consumer.seek(&topic, partition, Offset::Offset(offset), SEEK_TIMEOUT)
-        })
-        .await;
-        match result {
-            Ok(Ok(())) => return true,
-            Ok(Err(e)) => {
-                shared
-                    .consume_faults
-                    .fault(&shared.name, &format!("seek {tp} to {offset}: {e}"));
-            }
-            Err(e) => tracing::error!(pipeline = %shared.name, "seek task failed: {e}"),
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return false,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
 }
 
 fn log_outcome(

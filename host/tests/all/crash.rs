@@ -13,6 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const MESSAGES: i64 = 20_000;
 const PARTITIONS: i32 = 4;
 const KILLS: usize = 4;
+// Messages take 2 ms each ("sleep:2"), so the stream lasts about 10 s over 4 partitions and
+// every kill lands mid-stream.
 const COMMIT_INTERVAL_MS: u64 = 200;
 
 /// Settled (partition, offset) pairs, parsed from the debug lines of one `ackbar run`.
@@ -22,10 +24,21 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     line.split_whitespace().find_map(|w| w.strip_prefix(name))
 }
 
-fn start_ackbar(config: &std::path::Path) -> (Child, Settled) {
+/// An `ackbar run` child that is killed if the test fails, so no consumer outlives it.
+struct Ackbar(Child);
+
+impl Drop for Ackbar {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_ackbar(config: &std::path::Path) -> (Ackbar, Settled) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ackbar"))
         .args(["run", config.to_str().unwrap()])
         .env("ACKBAR_LOG", "warn,ackbar::consumer::partition=debug")
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start ackbar run");
@@ -35,6 +48,10 @@ fn start_ackbar(config: &std::path::Path) -> (Child, Settled) {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if !line.contains("action=Commit") {
+                // Warnings and errors of the child show in the test's output on failure.
+                if !line.contains("DEBUG") {
+                    println!("ackbar: {line}");
+                }
                 continue;
             }
             let partition =
@@ -45,7 +62,7 @@ fn start_ackbar(config: &std::path::Path) -> (Child, Settled) {
             }
         }
     });
-    (child, settled)
+    (Ackbar(child), settled)
 }
 
 fn count(settled: &Settled) -> usize {
@@ -74,6 +91,7 @@ async fn survive_kill_nine(policy: &str, payload_for: impl Fn(i64) -> &'static s
         &config,
         format!(
             "brokers = \"{}\"\n[run]\nsummary_interval_secs = 0\n[kafka]\n\"session.timeout.ms\" = 6000\n\
+             \"max.poll.interval.ms\" = 10000\n\
              [[pipeline]]\nname = \"crash\"\ntopics = [\"{}\"]\ngroup_id = \"{}\"\nack_policy = \"{policy}\"\n\
              plugin = \"{}\"\ncommit_interval_ms = {COMMIT_INTERVAL_MS}\n[pipeline.backoff]\ninitial_ms = 10\n",
             cluster.bootstrap,
@@ -96,13 +114,20 @@ async fn survive_kill_nine(policy: &str, payload_for: impl Fn(i64) -> &'static s
         let (mut child, settled) = start_ackbar(&config);
         let deadline = Instant::now() + Duration::from_secs(60);
         while count(&settled) == 0 {
-            assert!(Instant::now() < deadline, "ackbar handled nothing");
+            if let Some(status) = child.0.try_wait().unwrap() {
+                panic!("ackbar exited early ({status}) in cycle {}", runs.len() + 1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ackbar handled nothing in cycle {}",
+                runs.len() + 1
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let first_handled = Instant::now();
-        tokio::time::sleep(random_delay(&mut seed, 100, 1200)).await;
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        tokio::time::sleep(random_delay(&mut seed, 100, 800)).await;
+        child.0.kill().unwrap(); // SIGKILL
+        child.0.wait().unwrap();
         let handled = count(&settled);
         let rate = handled as f64 / first_handled.elapsed().as_secs_f64().max(0.1);
         // What a kill can make us handle again: the in-flight messages and what was settled
@@ -136,10 +161,13 @@ async fn survive_kill_nine(policy: &str, payload_for: impl Fn(i64) -> &'static s
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
-    assert!(child.wait().unwrap().success(), "clean exit after SIGTERM");
+    assert!(
+        child.0.wait().unwrap().success(),
+        "clean exit after SIGTERM"
+    );
     runs.push(settled.lock().unwrap().clone());
 
     let mut times: BTreeMap<(i32, i64), usize> = BTreeMap::new();
@@ -171,7 +199,7 @@ async fn survive_kill_nine(policy: &str, payload_for: impl Fn(i64) -> &'static s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_nine_under_ack_loses_nothing() {
-    survive_kill_nine("ACK", |_| "ok").await;
+    survive_kill_nine("ACK", |_| "sleep:2").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,7 +208,7 @@ async fn kill_nine_under_nack_on_error_with_ten_percent_failures_loses_nothing()
         if i % 10 == 3 {
             "fail-until:2"
         } else {
-            "ok"
+            "sleep:2"
         }
     })
     .await;

@@ -32,8 +32,8 @@ async fn nack_on_error_redelivers_in_order_with_growing_backoff_until_success() 
     let first: Vec<&MessageReport> = run.deliveries(0, 0);
     let attempts: Vec<u32> = first.iter().map(|r| r.attempt).collect();
     assert_eq!(attempts, [1, 2, 3], "{:?}", run.summary());
-    assert_eq!(first[0].action, Action::Seek);
-    assert_eq!(first[1].action, Action::Seek);
+    assert_eq!(first[0].action, Action::Redeliver);
+    assert_eq!(first[1].action, Action::Redeliver);
     assert_eq!(first[2].action, Action::Commit);
     // Nothing after the failing message is handled before it succeeds.
     assert!(position(&run.seen, 0, 1, 1) > position(&run.seen, 0, 0, 3));
@@ -128,7 +128,7 @@ async fn first_explicit_decision_wins_over_later_ones_and_over_errors() {
     ));
     assert_eq!(
         run.deliveries(0, 2)[0].action,
-        Action::Seek,
+        Action::Redeliver,
         "nack then ack is a nack"
     );
     assert_eq!(cluster.committed(), vec![Some(2)]);

@@ -132,7 +132,7 @@ async fn a_poison_message_stalls_its_partition_with_backoff_instead_of_spinning(
     assert!(run
         .deliveries(0, 1)
         .iter()
-        .all(|r| r.action == Action::Seek));
+        .all(|r| r.action == Action::Redeliver));
     assert!(
         run.deliveries(0, 2).is_empty(),
         "nothing after the poison message is handled"

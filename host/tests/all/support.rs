@@ -240,5 +240,5 @@ impl Running {
 
 /// Reports that settled their message (anything but a seek).
 pub fn settled(r: &MessageReport) -> bool {
-    r.action != Action::Seek
+    r.action != Action::Redeliver
 }
