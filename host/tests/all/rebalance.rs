@@ -107,3 +107,84 @@ async fn second_member_joins(broker: BrokerKind, max_duplicates: Option<usize>) 
     );
     assert_eq!(cluster.committed(), vec![Some(60); 4]);
 }
+
+/// Scale-out on Apache Kafka: three members split six partitions; one leaves mid-stream (a
+/// graceful stop commits what it settled) and the other two take over its partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_split_partitions_and_one_leaving_loses_nothing_on_kafka() {
+    const TOTAL: usize = 1200;
+    let cluster = Cluster::on(BrokerKind::Kafka, 6).await;
+    let messages: Vec<(i32, &str)> = (0..TOTAL).map(|i| ((i % 6) as i32, "sleep:10")).collect();
+    cluster.produce(&messages).await;
+    let config = cluster.config(AckPolicy::Ack);
+    let mut members = vec![
+        cluster.start(config.clone()),
+        cluster.start(config.clone()),
+        cluster.start(config),
+    ];
+    // Wait until all three own partitions and are working.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        for m in members.iter_mut() {
+            m.settle(Duration::from_millis(50)).await;
+        }
+        if members.iter().all(|m| !m.seen.is_empty()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every member got partitions"
+        );
+    }
+    let owned: Vec<BTreeSet<i32>> = members
+        .iter()
+        .map(|m| {
+            m.handle
+                .as_ref()
+                .unwrap()
+                .assigned_partitions()
+                .iter()
+                .map(|tp| tp.partition)
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        owned.iter().map(BTreeSet::len).sum::<usize>(),
+        6,
+        "partitions are split: {owned:?}"
+    );
+    assert!(owned.iter().all(|o| !o.is_empty()), "{owned:?}");
+
+    let mut leaving = members.remove(0);
+    leaving.stop().await;
+    let handled = |ms: &[crate::support::Running], gone: &crate::support::Running| {
+        ms.iter()
+            .flat_map(|m| m.seen.iter())
+            .chain(gone.seen.iter())
+            .map(|r| (r.partition, r.offset))
+            .collect::<BTreeSet<_>>()
+            .len()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while handled(&members, &leaving) < TOTAL {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {TOTAL} handled",
+            handled(&members, &leaving)
+        );
+        for m in members.iter_mut() {
+            m.settle(Duration::from_millis(50)).await;
+        }
+    }
+    for m in members.iter_mut() {
+        m.stop().await;
+    }
+    let deliveries = members
+        .iter()
+        .chain(std::iter::once(&leaving))
+        .map(|m| m.seen.len())
+        .sum::<usize>();
+    // The leaver drained and committed on its way out: nothing it settled is handled again.
+    assert_eq!(deliveries, TOTAL, "{} duplicates", deliveries - TOTAL);
+    assert_eq!(cluster.committed(), vec![Some(200); 6]);
+}
