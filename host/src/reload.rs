@@ -41,7 +41,8 @@ pub enum Reloaded {
 pub struct PluginSlot {
     pipeline: Arc<str>,
     runtime: PluginRuntime,
-    path: PathBuf,
+    /// The plugin file; a config reload may point the slot at another one.
+    path: Mutex<PathBuf>,
     limits: PluginLimits,
     smoke_payload: Option<Vec<u8>>,
     current: ArcSwap<InstancePool>,
@@ -66,7 +67,7 @@ impl PluginSlot {
         Ok(PluginSlot {
             pipeline: Arc::from(pipeline),
             runtime: runtime.clone(),
-            path: path.to_path_buf(),
+            path: Mutex::new(path.to_path_buf()),
             limits,
             smoke_payload,
             current: ArcSwap::from_pointee(pool),
@@ -81,16 +82,30 @@ impl PluginSlot {
         self.current.load_full()
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn path(&self) -> PathBuf {
+        self.path.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Re-reads the plugin file and swaps it in if it changed and is valid. Blocking (it may
     /// compile for seconds): call it off the async executor. On error the old version stays.
     pub fn reload(&self) -> Result<Reloaded> {
+        self.reload_from(None)
+    }
+
+    /// Like [`reload`](Self::reload), from another file (the config now names it). The slot
+    /// follows the new path only if its plugin loads.
+    pub fn switch_to(&self, path: &Path) -> Result<Reloaded> {
+        self.reload_from(Some(path))
+    }
+
+    fn reload_from(&self, new_path: Option<&Path>) -> Result<Reloaded> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
-        let result = self.try_reload(started);
+        let path = new_path.map_or_else(|| self.path(), Path::to_path_buf);
+        let result = self.try_reload(&path, started);
+        if result.is_ok() {
+            *self.path.lock().unwrap_or_else(|e| e.into_inner()) = path;
+        }
         match &result {
             Ok(Reloaded::Swapped { from, to, took }) => {
                 self.reloads.fetch_add(1, Ordering::Relaxed);
@@ -114,15 +129,15 @@ impl PluginSlot {
         result
     }
 
-    fn try_reload(&self, started: Instant) -> Result<Reloaded> {
-        let bytes = read_when_stable(&self.path)?;
+    fn try_reload(&self, path: &Path, started: Instant) -> Result<Reloaded> {
+        let bytes = read_when_stable(path)?;
         let from = self.current().plugin().version().to_string();
         if crate::plugin::version_id(&bytes) == from {
             return Ok(Reloaded::Unchanged { version: from });
         }
         let pool = prepare(
             &self.runtime,
-            &self.path,
+            path,
             &bytes,
             self.limits,
             self.smoke_payload.as_deref(),
@@ -202,7 +217,7 @@ pub struct PluginWatcher {
 
 impl PluginWatcher {
     pub fn start(slot: Arc<PluginSlot>) -> Result<Self> {
-        let file = slot.path.clone();
+        let file = slot.path();
         let dir = file
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
@@ -215,7 +230,7 @@ impl PluginWatcher {
                 .iter()
                 .any(|e| e.path.file_name().map(ToOwned::to_owned) == file_name);
             // Deleting the file (the first half of some replace patterns) is not a new version.
-            if ours && slot.path.is_file() {
+            if ours && slot.path().is_file() {
                 let _ = slot.reload();
             }
         })

@@ -27,7 +27,7 @@ pub struct PipelineHandle {
     driver: Option<JoinHandle<()>>,
     driver_stop: CancellationToken,
     ticker: Option<tokio::task::JoinHandle<()>>,
-    _watcher: Option<PluginWatcher>,
+    watcher: std::sync::Mutex<Option<PluginWatcher>>,
 }
 
 impl Pipeline {
@@ -111,7 +111,7 @@ impl Pipeline {
             driver: Some(driver),
             driver_stop,
             ticker: Some(ticker),
-            _watcher: watcher,
+            watcher: std::sync::Mutex::new(watcher),
         })
     }
 }
@@ -276,6 +276,29 @@ impl PipelineHandle {
     pub async fn reload(&self) -> Result<Reloaded> {
         let slot = self.shared.plugin.clone();
         tokio::task::spawn_blocking(move || slot.reload()).await?
+    }
+
+    /// Points the pipeline at another plugin file (a config reload changed `plugin`) and swaps
+    /// it in; the watcher follows the new file. A file that does not load is refused and the
+    /// running version and path stay.
+    pub async fn switch_plugin(&self, path: std::path::PathBuf) -> Result<Reloaded> {
+        let slot = self.shared.plugin.clone();
+        let reloaded = tokio::task::spawn_blocking(move || slot.switch_to(&path)).await??;
+        if self.shared.config.watch_plugin {
+            let watcher = PluginWatcher::start(self.shared.plugin.clone())?;
+            *self.watcher.lock().unwrap_or_else(|e| e.into_inner()) = Some(watcher);
+        }
+        Ok(reloaded)
+    }
+
+    /// The configuration the pipeline was started with.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.shared.config
+    }
+
+    /// The plugin file the pipeline currently runs.
+    pub fn plugin_path(&self) -> std::path::PathBuf {
+        self.shared.plugin.path()
     }
 
     /// Partitions this pipeline currently consumes.

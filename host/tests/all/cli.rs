@@ -259,3 +259,27 @@ fn sighup_reloads_a_plugin_that_is_not_watched() {
     ackbar_run.signal("TERM");
     assert!(ackbar_run.wait_exit().success());
 }
+
+#[test]
+fn sighup_follows_a_plugin_path_changed_in_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = std::fs::read(guest("fixture")).unwrap();
+    let (first, second) = (dir.path().join("v1.wasm"), dir.path().join("v2.wasm"));
+    std::fs::write(&first, ackbar::tools::tag_component(&original, 1)).unwrap();
+    std::fs::write(&second, ackbar::tools::tag_component(&original, 2)).unwrap();
+    let mut ackbar_run = RunningAckbar::start(&embedded_config(&first, ""), dir.path());
+    ackbar_run.wait_for("starting pipeline");
+    std::fs::write(dir.path().join("ackbar.toml"), embedded_config(&second, "")).unwrap();
+    ackbar_run.signal("HUP");
+    let line = ackbar_run.wait_for("reloaded pipeline orders");
+    let old = ackbar::plugin::version_id(&ackbar::tools::tag_component(&original, 1));
+    let new = ackbar::plugin::version_id(&ackbar::tools::tag_component(&original, 2));
+    assert!(line.contains(&format!("{old} → {new} in ")), "{line}");
+    // The watcher now follows the new file.
+    std::fs::write(&second, ackbar::tools::tag_component(&original, 3)).unwrap();
+    let newest = ackbar::plugin::version_id(&ackbar::tools::tag_component(&original, 3));
+    let line = ackbar_run.wait_for("reloaded pipeline orders");
+    assert!(line.contains(&format!("{new} → {newest} in ")), "{line}");
+    ackbar_run.signal("TERM");
+    assert!(ackbar_run.wait_exit().success());
+}
