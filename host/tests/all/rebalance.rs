@@ -26,11 +26,12 @@ async fn a_second_member_takes_partitions_without_gaps_on_kafka_with_kip_848() {
     second_member_joins(BrokerKind::KafkaConsumerProtocol, Some(0)).await;
 }
 
-/// Two members, 4 partitions, 240 slow messages; `max_duplicates` where the broker accepts the
+/// Two members, 4 partitions, 240 messages of 50 ms (3 s per partition, so the second member
+/// joins mid-stream even on a slow machine); `max_duplicates` where the broker accepts the
 /// commit made on revoke.
 async fn second_member_joins(broker: BrokerKind, max_duplicates: Option<usize>) {
     let cluster = Cluster::on(broker, 4).await;
-    let messages: Vec<(i32, &str)> = (0..240).map(|i| (i % 4, "sleep:15")).collect();
+    let messages: Vec<(i32, &str)> = (0..240).map(|i| (i % 4, "sleep:50")).collect();
     cluster.produce(&messages).await;
     let config = cluster.config(AckPolicy::Ack);
 
@@ -114,7 +115,7 @@ async fn second_member_joins(broker: BrokerKind, max_duplicates: Option<usize>) 
 async fn three_members_split_partitions_and_one_leaving_loses_nothing_on_kafka() {
     const TOTAL: usize = 1200;
     let cluster = Cluster::on(BrokerKind::Kafka, 6).await;
-    let messages: Vec<(i32, &str)> = (0..TOTAL).map(|i| ((i % 6) as i32, "sleep:10")).collect();
+    let messages: Vec<(i32, &str)> = (0..TOTAL).map(|i| ((i % 6) as i32, "sleep:40")).collect();
     cluster.produce(&messages).await;
     let config = cluster.config(AckPolicy::Ack);
     let mut members = vec![
