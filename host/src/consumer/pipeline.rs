@@ -287,6 +287,9 @@ impl PipelineHandle {
         if self.shared.config.watch_plugin {
             let watcher = PluginWatcher::start(self.shared.plugin.clone())?;
             *self.watcher.lock().unwrap_or_else(|e| e.into_inner()) = Some(watcher);
+            // A change to the new file between the swap and the watcher's start would be missed:
+            // check once more now that the watcher is running (a no-op if nothing changed).
+            let _ = self.reload().await;
         }
         Ok(reloaded)
     }
