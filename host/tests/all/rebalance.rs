@@ -59,6 +59,18 @@ async fn second_member_joins(broker: BrokerKind, max_duplicates: Option<usize>) 
         second.settle(Duration::from_millis(50)).await;
     }
     let second_partitions: BTreeSet<i32> = second.seen.iter().map(|r| r.partition).collect();
+    // Everything settled gets committed while both members run. (Stopping one rebalances the
+    // other; on the embedded broker a commit made during that rebalance is refused.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while cluster.committed() != vec![Some(60); 4] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "committed {:?}",
+            cluster.committed()
+        );
+        first.settle(Duration::from_millis(100)).await;
+        second.settle(Duration::from_millis(100)).await;
+    }
     first.stop().await;
     second.stop().await;
 
