@@ -36,9 +36,10 @@ test: guests brokers lint
 	cd guest-examples/rust && $(CARGO) test --quiet --locked -p orders
 	$(CARGO) test --locked --workspace -- --test-threads 8
 
-## Benchmarks (release build).
+## Hot-reload benchmark. Reuses the test build: dependencies (wasmtime, librdkafka) are
+## optimised there already (opt-level 2), so no separate release build of wasmtime is needed.
 bench-reload: guests
-	$(CARGO) bench --locked -p ackbar --bench reload
+	$(CARGO) bench --locked -p ackbar --bench reload --profile dev
 
 fmt:
 	$(CARGO) fmt --all

@@ -11,8 +11,8 @@ use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-const MESSAGES: usize = 60_000;
-const PARTITIONS: i32 = 4;
+const MESSAGES: usize = 400_000;
+const PARTITIONS: i32 = 8;
 const SWAPS: u32 = 10;
 const WINDOW: Duration = Duration::from_millis(100);
 
@@ -44,7 +44,9 @@ async fn main() -> Result<()> {
     let records: Vec<Record> = (0..MESSAGES)
         .map(|i| Record::new(i as i32 % PARTITIONS, "ok"))
         .collect();
-    tools::produce(&bootstrap, "bench", &records).await?;
+    for chunk in records.chunks(50_000) {
+        tools::produce(&bootstrap, "bench", chunk).await?;
+    }
 
     let mut config = PipelineConfig::new("reload-bench", &["bench"], &plugin);
     config.group_id = Some("reload-bench".into());
