@@ -3,7 +3,7 @@ SHELL := bash
 CARGO ?= cargo
 GUESTS := guest-examples/rust/build.sh
 
-.PHONY: demo test guests brokers kafka lint fmt setup clean bench-reload
+.PHONY: demo test guests brokers kafka lint fmt setup clean bench-reload bench-handler
 
 ## Install the tools the build needs (the wasm32-wasip2 target; a C toolchain for librdkafka).
 setup:
@@ -40,6 +40,10 @@ test: guests brokers lint
 ## optimised there already (opt-level 2), so no separate release build of wasmtime is needed.
 bench-reload: guests
 	$(CARGO) bench --locked -p ackbar --bench reload --profile dev
+
+## Micro-benchmarks: policy, offset tracker, handle call (Wasm vs native), instantiation.
+bench-handler: guests
+	$(CARGO) bench --locked -p ackbar --bench handler --profile dev
 
 fmt:
 	$(CARGO) fmt --all
