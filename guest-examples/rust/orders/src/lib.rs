@@ -45,7 +45,10 @@ pub fn process(payload: &[u8], attempt: u32) -> Verdict {
     if order.warehouse.as_deref() == Some("offline") && attempt < 3 {
         return Verdict::WarehouseOffline;
     }
-    Verdict::Accepted(format!("order {}: {} x {}", order.id, order.quantity, order.item))
+    Verdict::Accepted(format!(
+        "order {}: {} x {}",
+        order.id, order.quantity, order.item
+    ))
 }
 
 struct Orders;
