@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A message that failed this often under a seeking policy counts as stalled for the demo.
+/// A message that failed this often under a redelivering policy counts as stalled for the demo.
 const STALLED_AFTER_ATTEMPTS: u32 = 3;
 const TOPIC: &str = "orders";
 const GROUP: &str = "ackbar-demo";

@@ -2,7 +2,7 @@
 //!
 //! A message flows one way: the [`consumer`] reads it from Kafka, the [`plugin`] runtime calls the
 //! guest's `handle`, the [`policy`] engine turns the [`outcome`] into an action, and the
-//! [`offsets`] tracker turns actions into commits or seeks.
+//! [`offsets`] tracker turns actions into commits.
 
 pub mod bindings;
 pub mod cli;

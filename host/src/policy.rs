@@ -1,7 +1,7 @@
 //! The ack-policy engine: a pure function from (policy, outcome) to what happens to the offset.
 //!
 //! This is the single place where a handler result (including a trap) becomes a commit or a
-//! seek. The table it implements is the contract in the README ("Ack policies").
+//! redelivery. The table it implements is the contract in the README ("Ack policies").
 
 use crate::outcome::{CallEnd, Decision, ErrorKind, Outcome};
 use serde::Deserialize;
@@ -20,7 +20,7 @@ pub enum AckPolicy {
     Ack,
     /// Like `Ack`; failures are rejected (dead-lettered where configured).
     RejectOnError,
-    /// Commit on success, seek back on failure.
+    /// Commit on success, redeliver on failure.
     NackOnError,
 }
 
@@ -232,7 +232,7 @@ mod tests {
     }
 
     #[test]
-    fn explicit_nack_call_seeks_even_on_success_under_ack() {
+    fn explicit_nack_call_redelivers_even_on_success_under_ack() {
         for policy in AckPolicy::ALL {
             assert_eq!(
                 decide(policy, &with_explicit(ok(), Decision::Nack)),
@@ -302,7 +302,7 @@ mod tests {
     }
 
     #[test]
-    fn fatal_error_rejects_instead_of_seeking_under_nack_on_error() {
+    fn fatal_error_rejects_instead_of_redelivering_under_nack_on_error() {
         assert_eq!(decide(NackOnError, &fatal()), Action::Reject);
         assert_eq!(decide(Ack, &fatal()), Action::Commit);
         assert_eq!(decide(RejectOnError, &fatal()), Action::Reject);

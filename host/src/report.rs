@@ -34,7 +34,7 @@ pub struct Stats {
     pub traps: AtomicU64,
     pub interrupts: AtomicU64,
     pub commits_requested: AtomicU64,
-    pub seeks: AtomicU64,
+    pub redeliveries: AtomicU64,
     pub rejects: AtomicU64,
     pub commits: AtomicU64,
     pub commit_errors: AtomicU64,
@@ -67,7 +67,7 @@ impl Stats {
         counter.fetch_add(1, Ordering::Relaxed);
         match action {
             Action::Commit => self.commits_requested.fetch_add(1, Ordering::Relaxed),
-            Action::Redeliver => self.seeks.fetch_add(1, Ordering::Relaxed),
+            Action::Redeliver => self.redeliveries.fetch_add(1, Ordering::Relaxed),
             Action::Reject => self.rejects.fetch_add(1, Ordering::Relaxed),
             Action::Nothing => 0,
         };
@@ -82,7 +82,7 @@ impl Stats {
             traps: get(&self.traps),
             interrupts: get(&self.interrupts),
             acks: get(&self.commits_requested),
-            nacks: get(&self.seeks),
+            nacks: get(&self.redeliveries),
             rejects: get(&self.rejects),
             commits: get(&self.commits),
             commit_errors: get(&self.commit_errors),

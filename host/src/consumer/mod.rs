@@ -4,7 +4,8 @@
 //! - **Assign** (rebalance callback, after librdkafka's assign): the partition's offset state is
 //!   reset, its fetch queue is split off the consumer and a worker task starts reading it in order.
 //! - **Consume** (worker): message → plugin call → [`policy::decide`](crate::policy::decide) →
-//!   commit point moves, or the partition seeks back and waits out a backoff.
+//!   commit point moves, or the message is redelivered after a backoff (nothing after it in
+//!   the partition runs first).
 //! - **Commit** (ticker): every `commit_interval` the settled low-watermarks that moved are
 //!   committed in one request, off the handlers' path.
 //! - **Revoke** (rebalance callback, before librdkafka's unassign): the partition's worker stops

@@ -1,5 +1,5 @@
 //! One partition's worker: reads its queue in order and sees each message through the plugin and
-//! the policy to a commit or a seek.
+//! the policy to a commit or a redelivery.
 
 use super::context::{PipelineContext, Shared};
 use crate::bindings::{Header, Message};
