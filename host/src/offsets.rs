@@ -100,17 +100,6 @@ impl PartitionProgress {
     pub fn confirm(&mut self, offset: i64) {
         self.committed = Some(self.committed.map_or(offset, |c| c.max(offset)));
     }
-
-    pub fn committable(&self) -> Option<i64> {
-        self.committable
-    }
-
-    pub fn in_flight(&self) -> usize {
-        self.pending
-            .values()
-            .filter(|s| **s == State::InFlight)
-            .count()
-    }
 }
 
 /// Progress of every partition a pipeline currently owns.
@@ -133,10 +122,6 @@ impl OffsetTracker {
 
     pub fn get_mut(&mut self, tp: &TopicPartition) -> Option<&mut PartitionProgress> {
         self.partitions.get_mut(tp)
-    }
-
-    pub fn get(&self, tp: &TopicPartition) -> Option<&PartitionProgress> {
-        self.partitions.get(tp)
     }
 
     /// Partitions whose commit point moved since the last confirmed commit.

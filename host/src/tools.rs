@@ -111,23 +111,6 @@ pub fn committed_offsets(
         .collect())
 }
 
-/// The high watermark (end offset) of each partition.
-pub fn end_offsets(bootstrap: &str, topic: &str, partitions: &[i32]) -> Result<Vec<(i32, i64)>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .context("creating a watermark-reading consumer")?;
-    partitions
-        .iter()
-        .map(|&p| {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, p, TIMEOUT)
-                .with_context(|| format!("reading watermarks of {topic}/{p}"))?;
-            Ok((p, high))
-        })
-        .collect()
-}
-
 /// The same component with a custom section appended: identical behaviour, another version id.
 /// Used to exercise hot reload with many distinct versions.
 pub fn tag_component(component: &[u8], tag: u32) -> Vec<u8> {

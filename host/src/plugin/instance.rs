@@ -67,7 +67,7 @@ impl PluginInstance {
         };
         if reusable {
             // Output of successful calls is not reported; keep the tail for the next trap only.
-            let _ = self.store.data().output.take();
+            self.store.data().output.clear();
         }
         (Outcome { explicit, end }, reusable)
     }

@@ -34,6 +34,14 @@ impl OutputTail {
         buf.extend(bytes);
     }
 
+    /// Forgets what was captured (after a call that did not trap: its output is not reported).
+    pub fn clear(&self) {
+        self.buffer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// Returns what was captured since the last call and clears it.
     pub fn take(&self) -> String {
         let mut buf = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
