@@ -19,6 +19,8 @@ pub struct MessageReport {
     pub plugin_version: Arc<str>,
     pub outcome: Outcome,
     pub action: Action,
+    /// When this delivery's handler call started.
+    pub started: Instant,
     pub elapsed: Duration,
 }
 

@@ -120,6 +120,7 @@ pub(crate) async fn run(
                     plugin_version: version,
                     outcome,
                     action,
+                    started,
                     elapsed,
                 });
             }
