@@ -6,7 +6,7 @@ use crate::embedded::EmbeddedBroker;
 use crate::plugin::{inspect, PluginRuntime};
 use crate::policy::AckPolicy;
 use crate::tools::{self, Record};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -38,6 +38,8 @@ pub enum Command {
         /// The plugin (.wasm component).
         plugin: PathBuf,
     },
+    /// Call a plugin with messages, without a broker, and print what each delivery did.
+    Invoke(InvokeArgs),
     /// Produce messages: each PAYLOAD argument, or each line of stdin when none is given.
     Produce {
         /// Bootstrap servers, e.g. 127.0.0.1:9092.
@@ -60,6 +62,8 @@ pub async fn main(cli: Cli) -> Result<()> {
         Command::Run { config } => run(config).await,
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Check { plugin } => check(plugin),
+        // Guest calls block (WASI output flushes enter tokio): keep them off the async workers.
+        Command::Invoke(args) => tokio::task::spawn_blocking(move || invoke(args)).await?,
         Command::Produce {
             brokers,
             topic,
@@ -112,6 +116,101 @@ fn check(path: PathBuf) -> Result<()> {
     println!("imports:");
     for i in &report.imports {
         println!("  {i}");
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InvokeArgs {
+    /// The plugin (.wasm component).
+    pub plugin: PathBuf,
+    /// A message payload (repeatable). Without --message or --file, stdin is read.
+    #[arg(long = "message", short = 'm')]
+    pub messages: Vec<String>,
+    /// Read messages from a file, one per line (`-` for stdin).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Input lines are JSON objects: {"payload", "key", "headers": {..}, "topic", "partition",
+    /// "offset", "timestamp"}; otherwise each line is a payload.
+    #[arg(long)]
+    pub json: bool,
+    /// The ack policy that turns outcomes into actions.
+    #[arg(long, default_value = "ACK", value_parser = parse_policy)]
+    pub policy: AckPolicy,
+    /// Deliveries per message: a redelivered (nacked) message is called again up to this many times.
+    #[arg(long, default_value_t = 5)]
+    pub max_attempts: u32,
+    /// Wall-clock limit per call.
+    #[arg(long, default_value_t = 5000)]
+    pub deadline_ms: u64,
+    /// Memory limit per instance.
+    #[arg(long, default_value_t = 64)]
+    pub memory_mib: u64,
+    /// Print one JSON object per delivery instead of text.
+    #[arg(long)]
+    pub output_json: bool,
+}
+
+fn invoke(args: InvokeArgs) -> Result<()> {
+    use crate::invoke::{InputMessage, Invoker};
+    let mut inputs: Vec<InputMessage> = args
+        .messages
+        .iter()
+        .map(|m| InputMessage::text(m))
+        .collect();
+    let read_lines = |origin: &str, reader: &mut dyn BufRead| -> Result<Vec<InputMessage>> {
+        let mut read = Vec::new();
+        for (i, line) in reader.lines().enumerate() {
+            let line = line.with_context(|| format!("{origin}: line {}", i + 1))?;
+            if args.json {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                read.push(InputMessage::from_json_line(&line, i + 1, origin)?);
+            } else {
+                read.push(InputMessage::text(&line));
+            }
+        }
+        Ok(read)
+    };
+    match &args.file {
+        Some(path) if path.as_os_str() == "-" => {
+            inputs.extend(read_lines("stdin", &mut std::io::stdin().lock())?)
+        }
+        Some(path) => {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("{}: cannot open", path.display()))?;
+            let origin = path.display().to_string();
+            inputs.extend(read_lines(&origin, &mut std::io::BufReader::new(file))?)
+        }
+        None if args.messages.is_empty() => {
+            inputs.extend(read_lines("stdin", &mut std::io::stdin().lock())?)
+        }
+        None => {}
+    }
+    let limits = crate::plugin::PluginLimits {
+        deadline: Duration::from_millis(args.deadline_ms),
+        memory_bytes: (args.memory_mib as usize) << 20,
+    };
+    let runtime = PluginRuntime::new()?;
+    let invoker = Invoker::new(
+        &runtime,
+        &args.plugin,
+        args.policy,
+        limits,
+        args.max_attempts,
+    )?;
+    for (index, input) in inputs.iter().enumerate() {
+        invoker.deliver(index, input, |delivery| {
+            if args.output_json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&delivery).expect("a delivery serializes")
+                );
+            } else {
+                println!("{delivery}");
+            }
+        });
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod consumer;
 pub mod demo;
 pub mod embedded;
+pub mod invoke;
 pub mod offsets;
 pub mod outcome;
 pub mod plugin;

@@ -89,7 +89,8 @@ fn classify(err: &wasmtime::Error, output: String) -> CallEnd {
             _ => TrapKind::Other,
         }
     };
-    let detail = format!("{err:?}");
+    // The root cause ("wasm `unreachable` instruction executed") first, then the backtrace.
+    let detail = format!("{}\n{err:?}", err.root_cause());
     CallEnd::Trapped {
         kind,
         detail: super::truncate(&detail, MAX_REPORT_TEXT).to_string(),

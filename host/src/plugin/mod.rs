@@ -7,6 +7,7 @@
 //! - [`InstancePool`] hands out instances, calls `handle` and turns the result into an
 //!   [`Outcome`](crate::outcome::Outcome).
 
+mod cache;
 mod check;
 mod host;
 mod instance;
@@ -14,6 +15,7 @@ mod pool;
 mod runtime;
 mod stdio;
 
+pub use cache::{default_cache_dir, CacheOutcome, CompiledCache};
 pub use check::{inspect, PluginReport};
 pub use host::{truncate, CallContext, Interrupt, MemoryLimitExceeded};
 pub use instance::PluginInstance;

@@ -1,5 +1,6 @@
 //! The process-wide engine, the linker, and loading components.
 
+use super::cache::{default_cache_dir, CacheOutcome, CompiledCache};
 use super::host::HostState;
 use crate::bindings::{Handler, HandlerPre};
 use anyhow::{bail, Context, Result};
@@ -85,11 +86,18 @@ pub struct PluginRuntime {
 struct RuntimeInner {
     engine: Engine,
     linker: Linker<HostState>,
+    cache: Option<CompiledCache>,
     _ticker: EpochTicker,
 }
 
 impl PluginRuntime {
+    /// A runtime that caches compiled components in [`default_cache_dir`].
     pub fn new() -> Result<Self> {
+        Self::with_cache_dir(default_cache_dir())
+    }
+
+    /// A runtime that caches compiled components in `cache_dir`, or compiles every load when `None`.
+    pub fn with_cache_dir(cache_dir: Option<PathBuf>) -> Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         // Deadlines: a call gets N ticks of the epoch before it traps.
@@ -106,11 +114,13 @@ impl PluginRuntime {
             .map_err(anyhow::Error::from)
             .context("linking the Ackbar imports")?;
 
+        let cache = cache_dir.map(|dir| CompiledCache::new(&engine, dir));
         let ticker = EpochTicker::start(engine.clone());
         Ok(PluginRuntime {
             inner: Arc::new(RuntimeInner {
                 engine,
                 linker,
+                cache,
                 _ticker: ticker,
             }),
         })
@@ -118,6 +128,10 @@ impl PluginRuntime {
 
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    pub fn cache(&self) -> Option<&CompiledCache> {
+        self.inner.cache.as_ref()
     }
 
     /// Reads, compiles and links a plugin file. Errors name the file and what is wrong with it.
@@ -131,9 +145,12 @@ impl PluginRuntime {
     pub fn load_bytes(&self, path: &Path, bytes: &[u8], limits: PluginLimits) -> Result<Plugin> {
         let shown = path.display();
         ensure_component(path, bytes)?;
-        let component = Component::from_binary(&self.inner.engine, bytes)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("plugin {shown}: not a valid component"))?;
+        let started = std::time::Instant::now();
+        let (component, cached) = self.compile(bytes, &shown)?;
+        tracing::debug!(
+            "plugin {shown}: compiled in {:?} ({cached:?})",
+            started.elapsed()
+        );
         let instance_pre = self
             .inner
             .linker
@@ -157,7 +174,25 @@ impl PluginRuntime {
             component,
             pre,
             limits,
+            cached,
         })
+    }
+
+    fn compile(
+        &self,
+        bytes: &[u8],
+        shown: &dyn std::fmt::Display,
+    ) -> Result<(Component, CacheOutcome)> {
+        let engine = &self.inner.engine;
+        match &self.inner.cache {
+            Some(cache) => cache.load_or_compile(engine, bytes, shown),
+            None => {
+                let component = Component::from_binary(engine, bytes)
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| format!("plugin {shown}: not a valid component"))?;
+                Ok((component, CacheOutcome::Uncached))
+            }
+        }
     }
 }
 
@@ -190,6 +225,7 @@ pub struct Plugin {
     component: Component,
     pub(crate) pre: HandlerPre<HostState>,
     limits: PluginLimits,
+    cached: CacheOutcome,
 }
 
 impl Plugin {
@@ -213,5 +249,10 @@ impl Plugin {
 
     pub fn component(&self) -> &Component {
         &self.component
+    }
+
+    /// Whether the compiled code came from the on-disk cache.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.cached
     }
 }

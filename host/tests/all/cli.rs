@@ -111,8 +111,99 @@ fn demo_runs_end_to_end_and_reports_committed_offsets() {
 }
 
 #[test]
+fn invoke_redelivers_nacked_messages_and_prints_each_delivery() {
+    let orders = guest("orders");
+    let out = ackbar(&[
+        "invoke",
+        orders.to_str().unwrap(),
+        "--policy",
+        "NACK_ON_ERROR",
+        "-m",
+        r#"{"id":"o1","item":"book","quantity":2}"#,
+        "-m",
+        "not json",
+        "-m",
+        r#"{"id":"o2","item":"pen","quantity":1,"warehouse":"offline"}"#,
+        "-m",
+        r#"{"id":"o3","item":"poison","quantity":1}"#,
+        "--max-attempts",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    assert_eq!(lines[0], "message 0 attempt 1: ok -> commit");
+    assert_eq!(lines[1], "message 1 attempt 1: returned:reject -> reject");
+    assert_eq!(
+        lines[2],
+        "message 2 attempt 1: error -> redeliver (warehouse offline (attempt 1))"
+    );
+    assert_eq!(
+        lines[3],
+        "message 2 attempt 2: error -> redeliver (warehouse offline (attempt 2))"
+    );
+    assert!(
+        lines[4].starts_with("message 3 attempt 1: trap:panic -> redeliver (wasm trap:")
+            && lines[4].contains("cannot price item 'poison'"),
+        "{}",
+        lines[4]
+    );
+    assert_eq!(lines.len(), 6, "{lines:?}");
+}
+
+#[test]
+fn invoke_reads_json_lines_and_names_a_bad_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("messages.jsonl");
+    std::fs::write(
+        &input,
+        "{\"payload\": \"ack\", \"key\": \"k\", \"headers\": {\"h\": \"v\"}, \"offset\": 41}\n\n{\"payload\": \"interrupt-reject\"}\n",
+    )
+    .unwrap();
+    let fixture = guest("fixture");
+    let out = ackbar(&[
+        "invoke",
+        fixture.to_str().unwrap(),
+        "--json",
+        "--output-json",
+        "--policy",
+        "MANUAL",
+        "--file",
+        input.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let deliveries: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(deliveries.len(), 2);
+    assert_eq!(deliveries[0]["outcome"], "ack+ok");
+    assert_eq!(deliveries[0]["action"], "commit");
+    assert_eq!(deliveries[1]["outcome"], "interrupt:reject");
+    assert_eq!(deliveries[1]["action"], "reject");
+
+    std::fs::write(&input, "{\"payload\": \"ok\"}\n{\"payload\": 5}\n").unwrap();
+    let out = ackbar(&[
+        "invoke",
+        fixture.to_str().unwrap(),
+        "--json",
+        "--file",
+        input.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("{}: line 2:", input.display())),
+        "{err}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing is called before the input is read whole"
+    );
+}
+
+#[test]
 fn every_command_has_help() {
-    for cmd in ["run", "demo", "check", "produce"] {
+    for cmd in ["run", "demo", "check", "invoke", "produce"] {
         let out = ackbar(&[cmd, "--help"]);
         assert!(out.status.success(), "{cmd}");
         assert!(text(&out.stdout).contains("Usage: ackbar"), "{cmd}");

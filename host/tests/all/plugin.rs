@@ -209,3 +209,65 @@ fn load_names_a_missing_file() {
         .unwrap();
     assert!(format!("{err:#}").contains("plugin /nonexistent/p.wasm: cannot read the file"));
 }
+
+#[test]
+fn compiled_cache_hits_on_the_next_load_and_rebuilds_a_bad_entry() {
+    use ackbar::plugin::{CacheOutcome, PluginRuntime};
+    let dir = tempfile::tempdir().unwrap();
+    let load = || {
+        let runtime = PluginRuntime::with_cache_dir(Some(dir.path().to_path_buf())).unwrap();
+        let plugin = runtime
+            .load(&guest("orders"), PluginLimits::default())
+            .expect("orders loads");
+        let outcome = plugin.cache_outcome();
+        let pool = InstancePool::new(Arc::new(plugin));
+        let ok = pool.call(
+            &message(r#"{"id":"o1","item":"book","quantity":2}"#),
+            CallContext::default(),
+        );
+        assert_eq!(ok.label(), "ok", "the loaded plugin runs");
+        (outcome, runtime)
+    };
+    assert_eq!(load().0, CacheOutcome::Miss);
+    let (hit, runtime) = load();
+    assert_eq!(hit, CacheOutcome::Hit);
+
+    let bytes = std::fs::read(guest("orders")).unwrap();
+    let entry = runtime.cache().unwrap().entry_path(&bytes);
+    let mut compiled = std::fs::read(&entry).unwrap();
+    let middle = compiled.len() / 2;
+    compiled[middle] ^= 0x5a;
+    std::fs::write(&entry, &compiled).unwrap();
+    assert_eq!(load().0, CacheOutcome::Rebuilt, "a flipped byte is caught");
+    assert_eq!(load().0, CacheOutcome::Hit);
+
+    std::fs::write(&entry, &compiled[..middle]).unwrap();
+    assert_eq!(
+        load().0,
+        CacheOutcome::Rebuilt,
+        "a truncated entry is caught"
+    );
+
+    // Well-formed (its checksum matches) but not code this engine wrote: wasmtime refuses it.
+    let mut foreign = b"not machine code".to_vec();
+    let checksum = sha2_digest(&foreign);
+    foreign.extend_from_slice(&checksum);
+    std::fs::write(&entry, &foreign).unwrap();
+    assert_eq!(load().0, CacheOutcome::Rebuilt);
+    assert_eq!(load().0, CacheOutcome::Hit);
+}
+
+fn sha2_digest(bytes: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).to_vec()
+}
+
+#[test]
+fn a_runtime_without_cache_compiles_every_time() {
+    use ackbar::plugin::{CacheOutcome, PluginRuntime};
+    let runtime = PluginRuntime::with_cache_dir(None).unwrap();
+    let plugin = runtime
+        .load(&guest("orders"), PluginLimits::default())
+        .unwrap();
+    assert_eq!(plugin.cache_outcome(), CacheOutcome::Uncached);
+}

@@ -1,0 +1,185 @@
+//! `ackbar invoke`: feed a plugin messages without a broker and show what each delivery did.
+//!
+//! Every message is handled exactly as a pipeline would handle it: the same runtime, limits and
+//! sandbox, the same policy decision, and redelivery (attempt + 1) after a nack, up to a cap.
+
+use crate::bindings::{Header, Message};
+use crate::outcome::{CallEnd, Outcome};
+use crate::plugin::{CallContext, InstancePool, PluginLimits, PluginRuntime};
+use crate::policy::{decide, AckPolicy, Action};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// One input message. In JSON-lines input every field but `payload` is optional.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InputMessage {
+    #[serde(default)]
+    pub payload: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub partition: Option<i32>,
+    #[serde(default)]
+    pub offset: Option<i64>,
+    #[serde(default)]
+    pub timestamp: Option<i64>,
+}
+
+impl InputMessage {
+    pub fn text(payload: &str) -> Self {
+        InputMessage {
+            payload: Some(payload.to_string()),
+            ..Default::default()
+        }
+    }
+
+    /// Parses one line of JSON-lines input; `line` is 1-based, for the error.
+    pub fn from_json_line(line: &str, number: usize, origin: &str) -> Result<Self> {
+        serde_json::from_str(line).with_context(|| {
+            format!(
+                "{origin}: line {number}: expected a JSON object like \
+                 {{\"payload\": \"...\", \"key\": \"...\", \"headers\": {{\"k\": \"v\"}}}}"
+            )
+        })
+    }
+
+    fn to_guest(&self, index: usize, attempt: u32) -> Message {
+        Message {
+            topic: self.topic.clone().unwrap_or_else(|| "invoke".into()),
+            partition: self.partition.unwrap_or(0),
+            offset: self.offset.unwrap_or(index as i64),
+            timestamp: self.timestamp,
+            key: self.key.clone().map(String::into_bytes),
+            payload: self.payload.clone().map(String::into_bytes),
+            headers: self
+                .headers
+                .iter()
+                .map(|(k, v)| Header {
+                    key: k.clone(),
+                    value: Some(v.clone().into_bytes()),
+                })
+                .collect(),
+            attempt,
+        }
+    }
+}
+
+/// What one delivery of one message did.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Delivery {
+    /// Index of the message in the input, from 0.
+    pub message: usize,
+    pub attempt: u32,
+    /// `ok`, `error`, `trap:panic`, `ack+ok`, `interrupt:nack`, ...
+    pub outcome: String,
+    /// What the policy does with the offset: `commit`, `reject`, `redeliver` or `nothing`.
+    pub action: String,
+    /// The error text or trap reason, with the guest's captured stderr.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+pub fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Commit => "commit",
+        Action::Reject => "reject",
+        Action::Redeliver => "redeliver",
+        Action::Nothing => "nothing",
+    }
+}
+
+fn detail(outcome: &Outcome) -> Option<String> {
+    match &outcome.end {
+        CallEnd::Failed { message, .. } => Some(message.clone()),
+        CallEnd::Trapped { detail, stderr, .. } => {
+            let reason = detail.lines().next().unwrap_or_default();
+            let output: Vec<&str> = stderr
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+                .collect();
+            Some(match output.as_slice() {
+                [] => reason.to_string(),
+                lines => format!("{reason}; stderr: {}", lines.join(" | ")),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Calls a plugin with each message in turn; a redelivered message is called again, with the
+/// next attempt number, until it is settled or `max_attempts` deliveries were made.
+pub struct Invoker {
+    pool: InstancePool,
+    policy: AckPolicy,
+    max_attempts: u32,
+}
+
+impl Invoker {
+    pub fn new(
+        runtime: &PluginRuntime,
+        plugin: &Path,
+        policy: AckPolicy,
+        limits: PluginLimits,
+        max_attempts: u32,
+    ) -> Result<Self> {
+        if max_attempts == 0 {
+            bail!("--max-attempts must be at least 1");
+        }
+        let plugin = runtime.load(plugin, limits)?;
+        Ok(Invoker {
+            pool: InstancePool::new(Arc::new(plugin)),
+            policy,
+            max_attempts,
+        })
+    }
+
+    /// Delivers one message until it is settled (or out of attempts), reporting every delivery.
+    pub fn deliver(&self, index: usize, input: &InputMessage, mut report: impl FnMut(Delivery)) {
+        let version = self.pool.plugin().version_shared();
+        for attempt in 1..=self.max_attempts {
+            let message = input.to_guest(index, attempt);
+            let context = CallContext {
+                pipeline: Arc::from("invoke"),
+                plugin_version: version.clone(),
+                topic: Arc::from(message.topic.as_str()),
+                partition: message.partition,
+                offset: message.offset,
+            };
+            let outcome = self.pool.call(&message, context);
+            let action = decide(self.policy, &outcome);
+            report(Delivery {
+                message: index,
+                attempt,
+                outcome: outcome.label(),
+                action: action_name(action).to_string(),
+                detail: detail(&outcome),
+            });
+            if action != Action::Redeliver {
+                return;
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "message {} attempt {}: {} -> {}",
+            self.message, self.attempt, self.outcome, self.action
+        )?;
+        if let Some(detail) = &self.detail {
+            write!(f, " ({detail})")?;
+        }
+        Ok(())
+    }
+}
