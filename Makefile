@@ -1,7 +1,7 @@
 # Quick start: `make demo`, then `make test`. Both install what they need first.
 SHELL := bash
 CARGO ?= cargo
-GUESTS := guest-examples/rust/build.sh
+LANGUAGES := rust go js python
 
 .PHONY: demo test guests brokers kafka lint fmt setup clean bench-reload bench-handler
 
@@ -9,12 +9,16 @@ GUESTS := guest-examples/rust/build.sh
 setup:
 	@bash scripts/setup.sh
 
-## Build the example handlers (Wasm components).
+## Build the example handlers of every language (Wasm components). Each build script installs its
+## toolchain into ~/.cache/ackbar/toolchains when missing.
 guests: setup
-	@bash $(GUESTS) --quiet
+	@for lang in $(LANGUAGES); do \
+		if [ -f guest-examples/$$lang/build.sh ]; then bash guest-examples/$$lang/build.sh || exit 1; fi; \
+	done
 
 ## Run the demo on the embedded broker: no Kafka install needed.
-demo: guests
+demo: setup
+	@bash guest-examples/rust/build.sh --quiet
 	$(CARGO) run --quiet --locked -p ackbar -- demo
 
 ## Formatting and lints, warnings are errors.
@@ -33,7 +37,7 @@ kafka:
 ## Every test: unit, integration (embedded broker, Apache Kafka, tansu), CLI. Tests mostly wait on the broker, so
 ## they run more threads than the machine has cores.
 test: guests brokers lint
-	cd guest-examples/rust && $(CARGO) test --quiet --locked -p orders
+	cd guest-examples/rust && $(CARGO) test --quiet --locked --workspace
 	$(CARGO) test --locked --workspace -- --test-threads 8
 
 ## Hot-reload benchmark. Reuses the test build: dependencies (wasmtime, librdkafka) are
@@ -50,4 +54,4 @@ fmt:
 
 clean:
 	$(CARGO) clean
-	rm -rf guest-examples/rust/target
+	rm -rf guest-examples/*/target

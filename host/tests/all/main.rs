@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod delivery;
 mod faults;
+mod languages;
 mod plugin;
 mod policies;
 mod rebalance;

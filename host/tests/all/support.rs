@@ -39,6 +39,32 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// An example handler (`orders` or `manual`) of one language, built by that language's
+/// `guest-examples/<language>/build.sh` once per test run (a no-op when nothing changed).
+pub fn example(language: &str, name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let dir = repo_root().join("guest-examples").join(language);
+    {
+        let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+        if !built.iter().any(|l| l == language) {
+            let output = std::process::Command::new("bash")
+                .arg(dir.join("build.sh"))
+                .output()
+                .unwrap_or_else(|e| panic!("running guest-examples/{language}/build.sh: {e}"));
+            assert!(
+                output.status.success(),
+                "guest-examples/{language}/build.sh failed:\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            built.push(language.to_string());
+        }
+    }
+    let path = dir.join(format!("target/{name}.wasm"));
+    assert!(path.is_file(), "{} missing after build", path.display());
+    path
+}
+
 /// Logs go to the test output; `ACKBAR_LOG=debug cargo test ...` shows them.
 pub fn init_logging() {
     static INIT: OnceLock<()> = OnceLock::new();

@@ -7,20 +7,8 @@
 //!   warehouse comes back on the third delivery, so under `NACK_ON_ERROR` it succeeds on attempt 3;
 //! - an order for the item `"poison"` hits a bug and panics: a trap for the host.
 
-wit_bindgen::generate!({ world: "handler", path: "../../../wit" });
-
-use ackbar::plugin::log::{log, Level};
-use serde::Deserialize;
-
-/// The order event this handler understands.
-#[derive(Debug, Deserialize)]
-pub struct Order {
-    pub id: String,
-    pub item: String,
-    pub quantity: u32,
-    #[serde(default)]
-    pub warehouse: Option<String>,
-}
+use ackbar_guest::{log, Decision, Guest, HandlerError, Level, Message};
+use order_model::Order;
 
 /// What handling one order amounts to; kept free of Wasm so it can be unit-tested natively.
 #[derive(Debug, PartialEq)]
@@ -32,26 +20,23 @@ pub enum Verdict {
 
 /// The business logic, independent of the host.
 pub fn process(payload: &[u8], attempt: u32) -> Verdict {
-    let order: Order = match serde_json::from_slice(payload) {
+    let order = match Order::parse(payload) {
         Ok(order) => order,
-        Err(err) => return Verdict::Malformed(err.to_string()),
+        Err(why) => return Verdict::Malformed(why),
     };
     if order.item == "poison" {
         panic!("order {}: cannot price item 'poison'", order.id);
     }
-    if order.quantity == 0 {
-        return Verdict::Malformed(format!("order {}: quantity must be positive", order.id));
+    if let Err(why) = order.check_quantity() {
+        return Verdict::Malformed(why);
     }
-    if order.warehouse.as_deref() == Some("offline") && attempt < 3 {
+    if order.in_warehouse("offline") && attempt < 3 {
         return Verdict::WarehouseOffline;
     }
-    Verdict::Accepted(format!(
-        "order {}: {} x {}",
-        order.id, order.quantity, order.item
-    ))
+    Verdict::Accepted(order.summary())
 }
 
-struct Orders;
+pub struct Orders;
 
 impl Guest for Orders {
     fn handle(msg: Message) -> Result<Option<Decision>, HandlerError> {
@@ -72,11 +57,12 @@ impl Guest for Orders {
     }
 }
 
-export!(Orders);
+ackbar_guest::export!(Orders);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ackbar_guest::testing::{message, run, End};
 
     #[test]
     fn valid_order_is_accepted() {
@@ -101,5 +87,34 @@ mod tests {
     #[should_panic(expected = "poison")]
     fn poison_panics() {
         process(br#"{"id":"o3","item":"poison","quantity":1}"#, 1);
+    }
+
+    // The whole handler, through the native harness: what the host would see.
+
+    #[test]
+    fn handler_logs_a_valid_order_and_leaves_the_decision_to_the_policy() {
+        let run = run::<Orders>(message(br#"{"id":"o1","item":"book","quantity":2}"#));
+        assert_eq!(run.end, End::Returned(Ok(None)));
+        assert_eq!(run.settled(), None);
+        assert_eq!(run.logs, vec![(Level::Info, "order o1: 2 x book".into())]);
+    }
+
+    #[test]
+    fn handler_rejects_zero_quantity_and_retries_an_offline_warehouse() {
+        let run_zero = run::<Orders>(message(br#"{"id":"o4","item":"pen","quantity":0}"#));
+        assert_eq!(run_zero.settled(), Some(Decision::Reject));
+        let offline = message(br#"{"id":"o2","item":"pen","quantity":1,"warehouse":"offline"}"#);
+        assert_eq!(
+            run::<Orders>(offline).end,
+            End::Returned(Err(HandlerError::Retry(
+                "warehouse offline (attempt 1)".into()
+            )))
+        );
+    }
+
+    #[test]
+    fn handler_panic_is_reported_as_a_trap() {
+        let run = run::<Orders>(message(br#"{"id":"o3","item":"poison","quantity":1}"#));
+        assert!(matches!(&run.end, End::Trapped(text) if text.contains("poison")));
     }
 }

@@ -1,0 +1,85 @@
+//! Write an Ackbar handler in Rust and unit-test it natively, without Wasm or a broker.
+//!
+//! ```ignore
+//! use ackbar_guest::{ack, interrupt, log, Decision, Guest, HandlerError, Level, Message};
+//!
+//! struct MyHandler;
+//!
+//! impl Guest for MyHandler {
+//!     fn handle(msg: Message) -> Result<Option<Decision>, HandlerError> {
+//!         log(Level::Info, "hello");
+//!         ack();
+//!         Ok(None)
+//!     }
+//! }
+//!
+//! ackbar_guest::export!(MyHandler);
+//! ```
+//!
+//! Handlers call the free functions [`ack`], [`nack`], [`reject`], [`interrupt`] and [`log`].
+//! Compiled for `wasm32-wasip2` they are the host's imports; compiled natively (`cargo test`)
+//! they are recorded by [`testing::run`], which returns everything the handler did.
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "handler",
+        path: "../../../wit",
+        pub_export_macro: true,
+        default_bindings_module: "ackbar_guest::bindings",
+        additional_derives: [PartialEq],
+    });
+}
+
+pub use bindings::ackbar::plugin::log::Level;
+pub use bindings::ackbar::plugin::types::Header;
+pub use bindings::{export, Decision, Guest, HandlerError, Message};
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+
+/// Settles the current message as acknowledged. The first decision made for a message wins.
+pub fn ack() {
+    settle(Decision::Ack)
+}
+
+/// Settles the current message as not acknowledged: it is delivered again after a backoff.
+pub fn nack() {
+    settle(Decision::Nack)
+}
+
+/// Settles the current message as rejected (committed; dead-lettered where configured).
+pub fn reject() {
+    settle(Decision::Reject)
+}
+
+/// Settles the current message with `decision` and ends the `handle` call at once, from any
+/// depth (FastStream's `AckMessage` / `NackMessage`).
+pub fn interrupt(decision: Decision) -> ! {
+    #[cfg(target_arch = "wasm32")]
+    {
+        bindings::ackbar::plugin::acker::interrupt(decision);
+        unreachable!("the host ends the call on interrupt")
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    testing::interrupt(decision)
+}
+
+/// Writes to the host's log, tagged with the pipeline, topic, partition and offset.
+pub fn log(level: Level, text: &str) {
+    #[cfg(target_arch = "wasm32")]
+    bindings::ackbar::plugin::log::log(level, text);
+    #[cfg(not(target_arch = "wasm32"))]
+    testing::record_log(level, text);
+}
+
+fn settle(decision: Decision) {
+    #[cfg(target_arch = "wasm32")]
+    match decision {
+        Decision::Ack => bindings::ackbar::plugin::acker::ack(),
+        Decision::Nack => bindings::ackbar::plugin::acker::nack(),
+        Decision::Reject => bindings::ackbar::plugin::acker::reject(),
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    testing::record_decision(decision);
+}

@@ -1,0 +1,179 @@
+//! The example handlers of every language (guest-examples/README.md) against every ack policy,
+//! on the embedded broker: the same order events must be handled the same way, with the same
+//! deliveries and the same committed offset, whichever language the handler is written in.
+
+use crate::support::{example, Cluster};
+use ackbar::policy::{AckPolicy, Action};
+use std::time::Duration;
+
+/// The order events, in partition order. The poison order comes last: under NACK_ON_ERROR it is
+/// redelivered forever and nothing after it would be handled.
+const ORDERS: [&str; 7] = [
+    r#"{"id":"o1","item":"book","quantity":2}"#,
+    "not json",
+    r#"{"id":"o4","item":"pen","quantity":0}"#,
+    r#"{"id":"o2","item":"pen","quantity":1,"warehouse":"offline"}"#,
+    r#"{"id":"o5","item":"duplicate","quantity":1}"#,
+    r#"{"id":"o6","item":"lamp","quantity":3,"warehouse":"busy"}"#,
+    r#"{"id":"o3","item":"poison","quantity":1}"#,
+];
+const POISON: i64 = 6;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Handler {
+    Orders,
+    Manual,
+}
+
+/// The outcome labels of the deliveries of each order but the poison one, in attempt order.
+fn expected_deliveries(handler: Handler, policy: AckPolicy) -> [Vec<&'static str>; 6] {
+    let nack_on_error = policy == AckPolicy::NackOnError;
+    match handler {
+        Handler::Orders => [
+            vec!["ok"],
+            vec!["returned:reject"],
+            vec!["returned:reject"],
+            if nack_on_error {
+                vec!["error", "error", "ok"]
+            } else {
+                vec!["error"]
+            },
+            vec!["ok"],
+            vec!["ok"],
+        ],
+        Handler::Manual => [
+            vec!["ack+ok"],
+            vec!["reject+ok"],
+            vec!["reject+ok"],
+            vec!["nack+ok", "nack+ok", "ack+ok"],
+            vec!["interrupt:ack"],
+            vec!["interrupt:nack", "ack+ok"],
+        ],
+    }
+}
+
+/// The group's committed offset once everything before the poison order is handled.
+fn expected_commit(handler: Handler, policy: AckPolicy) -> Option<i64> {
+    use AckPolicy::*;
+    match (handler, policy) {
+        // Nothing settles the poison order; under NACK_ON_ERROR it is redelivered.
+        (Handler::Manual, Manual | NackOnError) => Some(POISON),
+        (Handler::Orders, NackOnError) => Some(POISON),
+        // The last message anyone settled is the zero-quantity order the handler rejected.
+        (Handler::Orders, Manual) => Some(3),
+        (_, AckFirst | Ack | RejectOnError) => Some(POISON + 1),
+    }
+}
+
+async fn check(language: &str, handler: Handler, policy: AckPolicy) {
+    let name = match handler {
+        Handler::Orders => "orders",
+        Handler::Manual => "manual",
+    };
+    let plugin = example(language, name);
+    let cluster = Cluster::new(1);
+    let messages: Vec<(i32, &str)> = ORDERS.iter().map(|m| (0, *m)).collect();
+    cluster.produce(&messages).await;
+    let mut config = cluster.config(policy);
+    config.plugin = plugin;
+    // Interpreted guests (Python, JavaScript) start slower; the deadline is not under test here.
+    config.limits.deadline = Duration::from_secs(10);
+    let mut run = cluster.start(config);
+    let poison_deliveries = if policy == AckPolicy::NackOnError {
+        2
+    } else {
+        1
+    };
+    run.until(Duration::from_secs(60), |seen| {
+        seen.iter().filter(|r| r.offset == POISON).count() >= poison_deliveries
+    })
+    .await;
+    run.settle(Duration::from_millis(300)).await;
+    run.stop().await;
+
+    let context = format!("{language}/{name} under {policy}: {:#?}", run.summary());
+    for (offset, expected) in expected_deliveries(handler, policy).iter().enumerate() {
+        let seen = run.deliveries(0, offset as i64);
+        let labels: Vec<String> = seen.iter().map(|r| r.outcome.label()).collect();
+        assert_eq!(&labels, expected, "offset {offset}; {context}");
+        let attempts: Vec<u32> = seen.iter().map(|r| r.attempt).collect();
+        let in_order: Vec<u32> = (1..=expected.len() as u32).collect();
+        assert_eq!(attempts, in_order, "offset {offset}; {context}");
+        let redelivered = seen
+            .iter()
+            .filter(|r| r.action == Action::Redeliver)
+            .count();
+        assert_eq!(
+            redelivered,
+            expected.len() - 1,
+            "offset {offset}; {context}"
+        );
+    }
+    let poison = run.deliveries(0, POISON);
+    assert!(
+        poison.iter().all(|r| r.outcome.label() == "trap:panic"),
+        "{context}"
+    );
+    if policy != AckPolicy::NackOnError {
+        assert_eq!(poison.len(), 1, "{context}");
+    }
+    assert_eq!(
+        cluster.committed(),
+        vec![expected_commit(handler, policy)],
+        "committed offset; {context}"
+    );
+}
+
+macro_rules! every_policy {
+    ($language:literal, $handler:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn manual() {
+            check($language, Handler::$handler, AckPolicy::Manual).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn ack_first() {
+            check($language, Handler::$handler, AckPolicy::AckFirst).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn ack() {
+            check($language, Handler::$handler, AckPolicy::Ack).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn reject_on_error() {
+            check($language, Handler::$handler, AckPolicy::RejectOnError).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn nack_on_error() {
+            check($language, Handler::$handler, AckPolicy::NackOnError).await;
+        }
+    };
+}
+
+macro_rules! language {
+    ($module:ident, $language:literal) => {
+        mod $module {
+            use super::*;
+            mod orders {
+                use super::*;
+                every_policy!($language, Orders);
+            }
+            mod manual {
+                use super::*;
+                every_policy!($language, Manual);
+            }
+            #[test]
+            fn check_accepts_both_handlers() {
+                for name in ["orders", "manual"] {
+                    let report = ackbar::plugin::inspect(
+                        &crate::support::runtime(),
+                        &example($language, name),
+                    )
+                    .unwrap_or_else(|e| panic!("{}/{name}: {e:#}", $language));
+                    assert_eq!(report.exports, vec!["handle".to_string()]);
+                }
+            }
+        }
+    };
+}
+
+language!(rust, "rust");
