@@ -38,6 +38,8 @@ kafka:
 ## they run more threads than the machine has cores.
 test: guests brokers lint
 	cd guest-examples/rust && $(CARGO) test --quiet --locked --workspace
+	bash guest-examples/go/test.sh
+	bash guest-examples/python/test.sh
 	$(CARGO) test --locked --workspace -- --test-threads 8
 
 ## Hot-reload benchmark. Reuses the test build: dependencies (wasmtime, librdkafka) are

@@ -169,7 +169,14 @@ macro_rules! language {
                         &example($language, name),
                     )
                     .unwrap_or_else(|e| panic!("{}/{name}: {e:#}", $language));
-                    assert_eq!(report.exports, vec!["handle".to_string()]);
+                    assert!(report.exports.iter().any(|e| e == "handle"), "{report:?}");
+                    assert!(
+                        report
+                            .imports
+                            .iter()
+                            .any(|i| i.starts_with("ackbar:plugin/acker@")),
+                        "{report:?}"
+                    );
                 }
             }
         }
@@ -177,3 +184,5 @@ macro_rules! language {
 }
 
 language!(rust, "rust");
+language!(go, "go");
+language!(python, "python");
