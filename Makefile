@@ -40,6 +40,7 @@ test: guests brokers lint
 	cd guest-examples/rust && $(CARGO) test --quiet --locked --workspace
 	bash guest-examples/go/test.sh
 	bash guest-examples/python/test.sh
+	bash guest-examples/js/test.sh
 	$(CARGO) test --locked --workspace -- --test-threads 8
 
 ## Hot-reload benchmark. Reuses the test build: dependencies (wasmtime, librdkafka) are

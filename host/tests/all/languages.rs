@@ -185,4 +185,5 @@ macro_rules! language {
 
 language!(rust, "rust");
 language!(go, "go");
+language!(js, "js");
 language!(python, "python");

@@ -1,0 +1,39 @@
+// `manual`: settles every message itself (made for the MANUAL ack policy).
+//
+// - malformed → reject();  poison → uncaught exception (trap);
+// - two calls deep, check_stock ends the call at once with interrupt(): a duplicate is acked
+//   (already processed), a busy warehouse is nacked until the second delivery;
+// - an offline warehouse → nack() until the third delivery; otherwise log and ack().
+import { ack, nack, reject, interrupt } from 'ackbar:plugin/acker@0.1.0';
+import { log } from 'ackbar:plugin/log@0.1.0';
+import { parseOrder, summary, warehouseOffline } from './order.js';
+
+function checkStock(order, attempt) {
+  if (order.item === 'duplicate') {
+    interrupt('ack'); // never returns
+  }
+  if (order.warehouse === 'busy' && attempt < 2) {
+    interrupt('nack'); // never returns
+  }
+}
+
+function reserve(order, attempt) {
+  checkStock(order, attempt);
+}
+
+export function handle(msg) {
+  const parsed = parseOrder(msg.payload);
+  if (parsed.malformed !== undefined) {
+    reject();
+    return undefined;
+  }
+  const { order } = parsed;
+  reserve(order, msg.attempt);
+  if (warehouseOffline(order, msg.attempt)) {
+    nack();
+    return undefined;
+  }
+  log('info', summary(order));
+  ack();
+  return undefined;
+}
