@@ -22,6 +22,16 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log line format on stderr: `pretty` for people, `json` (one object per line, with the
+    /// message span's fields) for log pipelines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -236,6 +246,11 @@ async fn run(config_path: PathBuf) -> Result<()> {
         }
     };
     let runtime = PluginRuntime::new()?;
+    // Before any pipeline starts: metric handles made without a recorder stay no-ops.
+    let prometheus = match &config.run.metrics_addr {
+        Some(_) => Some(crate::metrics::install()?),
+        None => None,
+    };
     let mut pipelines: Vec<PipelineHandle> = Vec::new();
     for p in config.pipelines.clone() {
         match Pipeline::start(p, &bootstrap, &runtime, None) {
@@ -249,6 +264,19 @@ async fn run(config_path: PathBuf) -> Result<()> {
         }
     }
 
+    if let (Some(addr), Some(prometheus)) = (&config.run.metrics_addr, prometheus) {
+        let observed = crate::http::Observed {
+            prometheus,
+            pipelines: pipelines
+                .iter()
+                .map(|p| (p.name().to_string(), p.health()))
+                .collect(),
+            stall_threshold: Duration::from_millis(config.run.ready_stall_threshold_ms),
+        };
+        let addr = addr.parse().context("[run] metrics_addr")?;
+        let bound = crate::http::serve(addr, observed).await?;
+        tracing::info!("serving /metrics, /healthz and /readyz on http://{bound}");
+    }
     let summary_every = config.run.summary_interval_secs;
     let mut previous: Vec<_> = pipelines.iter().map(|p| p.stats()).collect();
     let mut ticker = tokio::time::interval(Duration::from_secs(summary_every.max(1)));

@@ -59,12 +59,20 @@ struct RawConfig {
 pub struct RunSettings {
     /// Seconds between summary lines at info level; 0 turns them off.
     pub summary_interval_secs: u64,
+    /// Where to serve `/metrics` (Prometheus), `/healthz` and `/readyz`, e.g. "127.0.0.1:9464".
+    /// Off when unset.
+    pub metrics_addr: Option<String>,
+    /// `/readyz` fails while a partition has been stuck on one message (redelivered or paused)
+    /// for longer than this.
+    pub ready_stall_threshold_ms: u64,
 }
 
 impl Default for RunSettings {
     fn default() -> Self {
         RunSettings {
             summary_interval_secs: 10,
+            metrics_addr: None,
+            ready_stall_threshold_ms: 60_000,
         }
     }
 }
@@ -87,6 +95,7 @@ impl Default for EmbeddedSettings {
 #[serde(deny_unknown_fields)]
 struct RawPipeline {
     name: String,
+    tenant: Option<String>,
     topics: Vec<String>,
     group_id: Option<String>,
     #[serde(default)]
@@ -105,8 +114,16 @@ struct RawPipeline {
     limits: RawLimits,
     #[serde(default)]
     backoff: Backoff,
+    max_attempts: Option<u32>,
+    dead_letter_topic: Option<String>,
+    #[serde(default = "default_dead_letter_timeout_ms")]
+    dead_letter_timeout_ms: u64,
     #[serde(default)]
     kafka: BTreeMap<String, toml::Value>,
+}
+
+fn default_dead_letter_timeout_ms() -> u64 {
+    30_000
 }
 
 fn default_true() -> bool {
@@ -171,10 +188,15 @@ impl Backoff {
     }
 }
 
+/// The tenant of a pipeline that names none.
+pub const DEFAULT_TENANT: &str = "default";
+
 /// One validated pipeline: topics → group → plugin → policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PipelineConfig {
     pub name: String,
+    /// The team the pipeline belongs to: a label on its logs and metrics.
+    pub tenant: String,
     pub topics: Vec<String>,
     pub group_id: Option<String>,
     pub ack_policy: AckPolicy,
@@ -190,6 +212,13 @@ pub struct PipelineConfig {
     pub connect_timeout: Duration,
     pub limits: PluginLimits,
     pub backoff: Backoff,
+    /// Deliveries of one message before it counts as exhausted (dead-lettered, or the partition
+    /// pauses when there is no dead-letter topic). `None`: redelivered until it succeeds.
+    pub max_attempts: Option<u32>,
+    /// Rejected and exhausted messages are written here before their offset is committed.
+    pub dead_letter_topic: Option<String>,
+    /// How long one dead-letter write may take before it is retried.
+    pub dead_letter_timeout: Duration,
     /// librdkafka properties for this pipeline: the global `[kafka]` table with this pipeline's
     /// `[pipeline.kafka]` overrides applied.
     pub kafka: BTreeMap<String, String>,
@@ -200,6 +229,7 @@ impl PipelineConfig {
     pub fn new(name: &str, topics: &[&str], plugin: impl Into<PathBuf>) -> Self {
         PipelineConfig {
             name: name.to_string(),
+            tenant: DEFAULT_TENANT.to_string(),
             topics: topics.iter().map(|t| t.to_string()).collect(),
             group_id: None,
             ack_policy: AckPolicy::default(),
@@ -211,6 +241,9 @@ impl PipelineConfig {
             connect_timeout: Duration::from_millis(default_connect_timeout_ms()),
             limits: PluginLimits::default(),
             backoff: Backoff::default(),
+            max_attempts: None,
+            dead_letter_topic: None,
+            dead_letter_timeout: Duration::from_millis(default_dead_letter_timeout_ms()),
             kafka: BTreeMap::new(),
         }
     }
@@ -263,6 +296,13 @@ impl Config {
             return Err(err(
                 "[embedded]: field `partitions` must be at least 1".into()
             ));
+        }
+        if let Some(addr) = &raw.run.metrics_addr {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(err(format!(
+                    "[run]: field `metrics_addr` must be host:port with an IP address, e.g. \"127.0.0.1:9464\", not {addr:?}"
+                )));
+            }
         }
         if raw.pipelines.is_empty() {
             return Err(err(
@@ -325,6 +365,41 @@ impl Config {
                     ),
                 ));
             }
+            if p.max_attempts == Some(0) {
+                return Err(perr("max_attempts", "must be at least 1".into()));
+            }
+            let dead_letter_topic = match &p.dead_letter_topic {
+                Some(t) if t.trim().is_empty() => {
+                    return Err(perr("dead_letter_topic", "is empty".into()))
+                }
+                Some(t) if p.topics.contains(t) => {
+                    return Err(perr(
+                        "dead_letter_topic",
+                        format!("`{t}` is also a topic the pipeline reads: dead letters would be handled again"),
+                    ))
+                }
+                other => other.clone(),
+            };
+            if dead_letter_topic.is_some() && !p.ack_policy.commits_explicitly() {
+                return Err(perr(
+                    "dead_letter_topic",
+                    format!(
+                        "needs a policy that commits after handling; {} commits before",
+                        p.ack_policy
+                    ),
+                ));
+            }
+            if p.dead_letter_timeout_ms == 0 {
+                return Err(perr(
+                    "dead_letter_timeout_ms",
+                    "must be greater than 0".into(),
+                ));
+            }
+            let tenant = match &p.tenant {
+                Some(t) if t.trim().is_empty() => return Err(perr("tenant", "is empty".into())),
+                Some(t) => t.clone(),
+                None => DEFAULT_TENANT.to_string(),
+            };
             let overrides = properties(&p.kafka).map_err(|m| perr("kafka", m))?;
             check_managed(&overrides).map_err(|m| perr("kafka", m))?;
             let mut kafka = global_kafka.clone();
@@ -344,6 +419,7 @@ impl Config {
             }
             pipelines.push(PipelineConfig {
                 name: p.name.clone(),
+                tenant,
                 topics: p.topics.clone(),
                 group_id,
                 ack_policy: p.ack_policy,
@@ -358,6 +434,9 @@ impl Config {
                     memory_bytes: (p.limits.memory_mib as usize) << 20,
                 },
                 backoff: p.backoff,
+                max_attempts: p.max_attempts,
+                dead_letter_topic,
+                dead_letter_timeout: Duration::from_millis(p.dead_letter_timeout_ms),
                 kafka,
             });
         }
@@ -579,5 +658,40 @@ plugin = "plugin.wasm"
             [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]
         );
         assert_eq!(b.delay(1000), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn operations_settings_are_validated_with_their_field() {
+        let c = parse(&format!(
+            "[run]\nmetrics_addr = \"127.0.0.1:9464\"\n{MINIMAL}tenant = \"shop\"\nmax_attempts = 5\ndead_letter_topic = \"orders-dlq\"\n"
+        ))
+        .unwrap();
+        let p = &c.pipelines[0];
+        assert_eq!(p.tenant, "shop");
+        assert_eq!(p.max_attempts, Some(5));
+        assert_eq!(p.dead_letter_topic.as_deref(), Some("orders-dlq"));
+        assert_eq!(c.run.metrics_addr.as_deref(), Some("127.0.0.1:9464"));
+        assert_eq!(parse(MINIMAL).unwrap().pipelines[0].tenant, DEFAULT_TENANT);
+
+        let err = |extra: &str| parse(&format!("{MINIMAL}{extra}")).unwrap_err().to_string();
+        assert!(err("dead_letter_topic = \"orders\"\n")
+            .contains("field `dead_letter_topic` `orders` is also a topic"));
+        assert!(err("max_attempts = 0\n")
+            .contains("pipeline 'orders': field `max_attempts` must be at least 1"));
+        assert!(err("tenant = \" \"\n").contains("field `tenant` is empty"));
+        let first = parse(&format!("[run]\nmetrics_addr = \"localhost\"\n{MINIMAL}")).unwrap_err();
+        assert!(
+            first
+                .to_string()
+                .contains("field `metrics_addr` must be host:port"),
+            "{first}"
+        );
+        let ack_first = MINIMAL.replace("nack_on_error", "ack_first");
+        let e = parse(&format!("{ack_first}dead_letter_topic = \"dlq\"\n")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("needs a policy that commits after handling"),
+            "{e}"
+        );
     }
 }

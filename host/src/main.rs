@@ -1,3 +1,4 @@
+use ackbar::cli::LogFormat;
 use clap::Parser;
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
@@ -9,14 +10,21 @@ fn main() -> std::process::ExitCode {
         ackbar::cli::Command::Demo(_) => "error",
         _ => "info",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("ACKBAR_LOG")
-                .unwrap_or_else(|_| EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let filter =
+        EnvFilter::try_from_env("ACKBAR_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Pretty => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // One JSON object per line; the enclosing message span's fields (tenant, pipeline,
+        // topic, partition, offset, attempt, plugin, trace_id) are flattened into it.
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -50,6 +50,8 @@ pub struct PluginSlot {
     reloading: Mutex<()>,
     pub reloads: AtomicU64,
     pub refusals: AtomicU64,
+    /// Instances created by versions no longer current.
+    retired_instances: AtomicU64,
 }
 
 impl PluginSlot {
@@ -74,12 +76,18 @@ impl PluginSlot {
             reloading: Mutex::new(()),
             reloads: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
+            retired_instances: AtomicU64::new(0),
         })
     }
 
     /// The plugin a message that starts now is handled by.
     pub fn current(&self) -> Arc<InstancePool> {
         self.current.load_full()
+    }
+
+    /// Instances created by every version so far.
+    pub fn instances_created(&self) -> u64 {
+        self.retired_instances.load(Ordering::Relaxed) + self.current().instances_created()
     }
 
     pub fn path(&self) -> PathBuf {
@@ -143,7 +151,9 @@ impl PluginSlot {
             self.smoke_payload.as_deref(),
         )?;
         let to = pool.plugin().version().to_string();
-        self.current.store(Arc::new(pool));
+        let old = self.current.swap(Arc::new(pool));
+        self.retired_instances
+            .fetch_add(old.instances_created(), Ordering::Relaxed);
         Ok(Reloaded::Swapped {
             from,
             to,

@@ -40,6 +40,8 @@ pub struct Stats {
     pub rejects: AtomicU64,
     pub commits: AtomicU64,
     pub commit_errors: AtomicU64,
+    pub dead_letters: AtomicU64,
+    pub dead_letter_errors: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -55,6 +57,8 @@ pub struct StatsSnapshot {
     pub rejects: u64,
     pub commits: u64,
     pub commit_errors: u64,
+    pub dead_letters: u64,
+    pub dead_letter_errors: u64,
 }
 
 impl Stats {
@@ -88,6 +92,8 @@ impl Stats {
             rejects: get(&self.rejects),
             commits: get(&self.commits),
             commit_errors: get(&self.commit_errors),
+            dead_letters: get(&self.dead_letters),
+            dead_letter_errors: get(&self.dead_letter_errors),
         }
     }
 }

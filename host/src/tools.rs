@@ -76,6 +76,43 @@ pub async fn produce(bootstrap: &str, topic: &str, records: &[Record]) -> Result
     Ok(offsets)
 }
 
+/// Reads the first `count` messages of every partition of `topic` (no consumer group), waiting
+/// up to `timeout` for them; fewer are returned if they do not arrive in time.
+pub fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+    timeout: Duration,
+) -> Result<Vec<rdkafka::message::OwnedMessage>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "ackbar-read-topic")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .context("creating a Kafka consumer")?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), TIMEOUT)
+        .with_context(|| format!("metadata of {topic}"))?;
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+        }
+    }
+    consumer.assign(&tpl)?;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut read = Vec::new();
+    while read.len() < count && std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => read.push(m.detach()),
+            Some(Err(e)) => return Err(anyhow!("reading {topic}: {e}")),
+            None => {}
+        }
+    }
+    Ok(read)
+}
+
 /// The offsets `group` has committed for `partitions` of `topic`, read from the broker
 /// (`None`: nothing committed).
 pub fn committed_offsets(

@@ -3,6 +3,9 @@
 
 use super::partition;
 use crate::config::PipelineConfig;
+use crate::deadletter::DeadLetterWriter;
+use crate::health::Health;
+use crate::metrics::PipelineMetrics;
 use crate::offsets::{OffsetTracker, TopicPartition};
 use crate::reload::PluginSlot;
 use crate::report::{FaultLog, ReportSink, Stats};
@@ -28,6 +31,10 @@ struct Worker {
 pub(crate) struct Shared {
     pub config: PipelineConfig,
     pub name: Arc<str>,
+    pub tenant: Arc<str>,
+    pub metrics: PipelineMetrics,
+    pub health: Arc<Health>,
+    pub dead_letters: Option<DeadLetterWriter>,
     pub plugin: Arc<PluginSlot>,
     pub stats: Stats,
     pub reports: Option<ReportSink>,
@@ -35,6 +42,7 @@ pub(crate) struct Shared {
     pub shutdown: CancellationToken,
     pub commit_faults: FaultLog,
     pub consume_faults: FaultLog,
+    pub dead_letter_faults: FaultLog,
     tracker: Mutex<OffsetTracker>,
     workers: Mutex<HashMap<TopicPartition, Worker>>,
     consumer: OnceLock<Weak<PipelineConsumer>>,
@@ -46,9 +54,14 @@ impl Shared {
         plugin: Arc<PluginSlot>,
         reports: Option<ReportSink>,
         shutdown: CancellationToken,
+        dead_letters: Option<DeadLetterWriter>,
     ) -> Self {
         Shared {
             name: Arc::from(config.name.as_str()),
+            tenant: Arc::from(config.tenant.as_str()),
+            metrics: PipelineMetrics::new(&config.tenant, &config.name),
+            health: Arc::new(Health::default()),
+            dead_letters,
             config,
             plugin,
             stats: Stats::default(),
@@ -57,6 +70,7 @@ impl Shared {
             shutdown,
             commit_faults: FaultLog::new("offset commit"),
             consume_faults: FaultLog::new("consuming"),
+            dead_letter_faults: FaultLog::new("dead-letter write"),
             tracker: Mutex::new(OffsetTracker::default()),
             workers: Mutex::new(HashMap::new()),
             consumer: OnceLock::new(),
@@ -141,6 +155,19 @@ impl Shared {
         late
     }
 
+    /// Copies counters kept elsewhere (the plugin slot, the instance pool) into the metrics.
+    pub fn publish_counters(&self) {
+        self.metrics
+            .reloads
+            .absolute(self.plugin.reloads.load(Ordering::Relaxed));
+        self.metrics
+            .reload_refusals
+            .absolute(self.plugin.refusals.load(Ordering::Relaxed));
+        self.metrics
+            .instances_created
+            .absolute(self.plugin.instances_created());
+    }
+
     pub fn assigned_partitions(&self) -> Vec<TopicPartition> {
         self.workers
             .lock()
@@ -189,11 +216,13 @@ impl Shared {
                     tracker.confirm(tp, *offset);
                 }
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.metrics.commits.increment(1);
                 self.commit_faults.recovered(&self.name);
                 tracing::debug!(pipeline = %self.name, ?due, "committed");
             }
             Err(e) => {
                 self.stats.commit_errors.fetch_add(1, Ordering::Relaxed);
+                self.metrics.commit_errors.increment(1);
                 self.commit_faults
                     .fault(&self.name, &format!("{e}; will retry"));
             }
@@ -213,7 +242,19 @@ pub(crate) struct PipelineContext {
     pub shared: Arc<Shared>,
 }
 
-impl ClientContext for PipelineContext {}
+impl ClientContext for PipelineContext {
+    /// librdkafka's periodic statistics carry the consumer lag of every assigned partition.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // -1 is librdkafka's internal UA partition and unknown lags.
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.shared.metrics.lag(topic, *partition, p.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for PipelineContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -231,6 +272,7 @@ impl ConsumerContext for PipelineContext {
                 let mut tracker = shared.tracker();
                 for tp in &revoked {
                     tracker.revoke(tp);
+                    shared.health.moving(tp);
                 }
             }
             Rebalance::Assign(_) => {}
@@ -246,6 +288,7 @@ impl ConsumerContext for PipelineContext {
             tracing::info!(pipeline = %self.shared.name, partitions = ?assigned.iter().map(ToString::to_string).collect::<Vec<_>>(), "partitions assigned");
             // librdkafka's assign() resets partition queues, so they are split after it.
             self.shared.start_workers_for(&assigned);
+            self.shared.health.joined();
         }
     }
 }

@@ -3,13 +3,18 @@
 
 use super::context::{PipelineContext, Shared};
 use crate::bindings::{Header, Message};
+use crate::deadletter::DeadLetter;
+use crate::metrics::MessageMetrics;
 use crate::offsets::{Completion, TopicPartition};
+use crate::outcome::{CallEnd, Outcome};
 use crate::plugin::CallContext;
 use crate::policy::{self, Action};
 use crate::report::MessageReport;
+use crate::trace_context::parse_traceparent;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::Message as _;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -48,16 +53,15 @@ pub(crate) async fn run(
     queue: StreamPartitionQueue<PipelineContext>,
     stop: CancellationToken,
 ) {
-    let policy = shared.config.ack_policy;
     tracing::debug!(pipeline = %shared.name, partition = %tp, "partition worker started");
-
-    'messages: loop {
+    let metrics = shared.metrics.message_metrics(&tp.topic);
+    loop {
         let received = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
             received = queue.recv() => received,
         };
-        let mut message = match received {
+        let message = match received {
             Ok(m) => {
                 shared.consume_faults.recovered(&shared.name);
                 to_guest_message(&m, 1)
@@ -74,15 +78,54 @@ pub(crate) async fn run(
             Some(progress) => progress.begin(offset),
             None => break, // revoked under our feet
         }
+        shared.metrics.in_flight.increment(1);
+        let settled = Delivery {
+            shared: &shared,
+            tp: &tp,
+            metrics: &metrics,
+            stop: &stop,
+        }
+        .until_settled(message)
+        .await;
+        shared.metrics.in_flight.decrement(1);
+        let Some(how) = settled else {
+            // Stopped (or the host failed) before the message settled: it stays uncommitted
+            // and is read again by whoever owns the partition next.
+            break;
+        };
+        if let Some(progress) = shared.tracker().get_mut(&tp) {
+            progress.complete(offset, how);
+        }
+        shared.health.moving(&tp);
+    }
+    tracing::debug!(pipeline = %shared.name, partition = %tp, "partition worker stopped");
+}
 
-        // Until the message is settled. A nacked message is redelivered from memory after the
-        // backoff rather than by seeking: the effect is the same (nothing after it in the
-        // partition is handled first, and it stays uncommitted, so a crash or a revoke re-reads
-        // it), without a refetch from the broker per nack.
+/// Seeing one message through: handler calls, redeliveries, dead-lettering, pausing.
+struct Delivery<'a> {
+    shared: &'a Arc<Shared>,
+    tp: &'a TopicPartition,
+    metrics: &'a MessageMetrics,
+    stop: &'a CancellationToken,
+}
+
+impl Delivery<'_> {
+    /// Calls the handler until the message settles; `None` if the worker was stopped first.
+    ///
+    /// A nacked message is redelivered from memory after the backoff rather than by seeking:
+    /// the effect is the same (nothing after it in the partition is handled first, and it stays
+    /// uncommitted, so a crash or a revoke re-reads it), without a refetch per nack.
+    async fn until_settled(&self, mut message: Message) -> Option<Completion> {
+        let shared = self.shared;
+        let tp = self.tp;
+        let offset = message.offset;
+        // Deliveries counted against `max_attempts`; a new plugin version starts a new count.
+        let mut tries = 0u32;
         loop {
             // The version current when a delivery starts handles it, even if a reload lands.
             let pool = shared.plugin.current();
             let version = pool.plugin().version_shared();
+            let span = message_span(shared, tp, &message, &version);
             let context = CallContext {
                 pipeline: shared.name.clone(),
                 plugin_version: version.clone(),
@@ -91,25 +134,49 @@ pub(crate) async fn run(
                 offset,
             };
             let started = Instant::now();
+            let call_span = span.clone();
             let call = tokio::task::spawn_blocking(move || {
+                // Guest log lines land inside the message's span.
+                let _in_span = call_span.enter();
                 let outcome = pool.call(&message, context);
                 (outcome, message)
             });
             let (outcome, returned) = match call.await {
                 Ok(result) => result,
                 Err(join_error) => {
-                    // The host itself panicked during the call: leave the message unsettled
-                    // (it is re-read after a restart) and stop this partition.
                     tracing::error!(pipeline = %shared.name, partition = %tp, offset, "handler call panicked in the host: {join_error}");
-                    break 'messages;
+                    return None;
                 }
             };
             message = returned;
             let elapsed = started.elapsed();
             let attempt = message.attempt;
-            let action = policy::decide(policy, &outcome);
+            tries += 1;
+            let mut action = policy::decide(shared.config.ack_policy, &outcome);
+            let exhausted = action == Action::Redeliver
+                && shared.config.max_attempts.is_some_and(|max| tries >= max);
+            if exhausted {
+                self.metrics.exhausted.increment(1);
+                if shared.dead_letters.is_some() {
+                    action = Action::Reject;
+                }
+            }
             shared.stats.record(&outcome, action);
-            log_outcome(&shared.name, &tp, offset, attempt, &outcome, action);
+            self.metrics.record(&outcome, action, elapsed);
+            if span.is_disabled() {
+                log_outcome(&shared.name, tp, offset, attempt, &outcome, action);
+            } else {
+                span.record("outcome", outcome.label());
+                span.in_scope(|| log_outcome(&shared.name, tp, offset, attempt, &outcome, action));
+            }
+            let reason = if exhausted {
+                format!(
+                    "{attempt} deliveries failed (max_attempts); last: {}",
+                    reason(&outcome)
+                )
+            } else {
+                reason(&outcome)
+            };
             if let Some(report) = &shared.reports {
                 let _ = report.send(MessageReport {
                     pipeline: shared.name.clone(),
@@ -117,38 +184,197 @@ pub(crate) async fn run(
                     partition: tp.partition,
                     offset,
                     attempt,
-                    plugin_version: version,
-                    outcome,
+                    plugin_version: version.clone(),
+                    outcome: outcome.clone(),
                     action,
                     started,
                     elapsed,
                 });
             }
-            let how = match action {
-                Action::Commit | Action::Reject => Completion::Settled,
-                Action::Nothing => Completion::Unsettled,
+            match action {
+                Action::Commit => return Some(Completion::Settled),
+                Action::Nothing => return Some(Completion::Unsettled),
+                Action::Reject => {
+                    let letter = DeadLetter {
+                        message: &message,
+                        reason: &reason,
+                        outcome: &outcome.label(),
+                        attempts: attempt,
+                        plugin_version: &version,
+                        tenant: &shared.tenant,
+                        pipeline: &shared.name,
+                    };
+                    return self
+                        .dead_letter(&letter)
+                        .await
+                        .then_some(Completion::Settled);
+                }
+                Action::Redeliver if exhausted => {
+                    if !self.pause(offset, attempt, &version, &reason).await {
+                        return None;
+                    }
+                    tries = 0;
+                }
                 Action::Redeliver => {
+                    self.metrics.redeliveries.increment(1);
+                    shared.health.failing(tp, offset, attempt);
                     if attempt >= REPEATED_FAILURE_WARN_AT {
                         tracing::warn!(
                             pipeline = %shared.name, partition = %tp, offset, attempt,
                             "message keeps failing; the partition waits for it (nothing after it is handled)"
                         );
                     }
-                    tokio::select! {
-                        _ = stop.cancelled() => break 'messages,
-                        _ = tokio::time::sleep(shared.config.backoff.delay(attempt)) => {}
+                    if !self.sleep(shared.config.backoff.delay(attempt)).await {
+                        return None;
                     }
-                    message.attempt += 1;
-                    continue;
                 }
-            };
-            if let Some(progress) = shared.tracker().get_mut(&tp) {
-                progress.complete(offset, how);
             }
-            break;
+            message.attempt += 1;
         }
     }
-    tracing::debug!(pipeline = %shared.name, partition = %tp, "partition worker stopped");
+
+    /// Writes the dead letter, retrying until the broker has it; only then may the offset be
+    /// committed. `false` if stopped first (the message stays uncommitted).
+    async fn dead_letter(&self, letter: &DeadLetter<'_>) -> bool {
+        let Some(writer) = &self.shared.dead_letters else {
+            return true; // no dead-letter topic: a reject is a commit
+        };
+        let mut failures = 0u32;
+        loop {
+            let written = tokio::select! {
+                _ = self.stop.cancelled() => return false,
+                written = writer.write(letter) => written,
+            };
+            match written {
+                Ok((partition, offset)) => {
+                    self.metrics.dead_letters.increment(1);
+                    self.shared
+                        .stats
+                        .dead_letters
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.shared.dead_letter_faults.recovered(&self.shared.name);
+                    tracing::info!(
+                        pipeline = %self.shared.name, partition = %self.tp, offset = letter.message.offset,
+                        "dead-lettered to {}/{partition} at offset {offset}: {}", writer.topic(), letter.reason
+                    );
+                    return true;
+                }
+                Err(e) => {
+                    failures += 1;
+                    self.metrics.dead_letter_errors.increment(1);
+                    self.shared
+                        .stats
+                        .dead_letter_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.shared.dead_letter_faults.fault(
+                        &self.shared.name,
+                        &format!(
+                            "{}: offset {}: {e:#}; the offset is not committed until it succeeds",
+                            self.tp, letter.message.offset
+                        ),
+                    );
+                    self.shared
+                        .health
+                        .failing(self.tp, letter.message.offset, letter.attempts);
+                    if !self.sleep(self.shared.config.backoff.delay(failures)).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `max_attempts` is used up and there is no dead-letter topic: stop the partition on this
+    /// message (never skip it) until a new plugin version arrives. `false` if stopped first.
+    async fn pause(&self, offset: i64, attempt: u32, version: &Arc<str>, reason: &str) -> bool {
+        let shared = self.shared;
+        shared.health.paused(self.tp, offset, attempt);
+        shared.metrics.paused.increment(1);
+        tracing::error!(
+            pipeline = %shared.name, tenant = %shared.tenant, partition = %self.tp, offset, attempt,
+            "PARTITION PAUSED: {reason}; there is no dead_letter_topic, so nothing after this message \
+             is handled until a new plugin version is loaded (hot reload or SIGHUP) or the pipeline \
+             gets a dead_letter_topic"
+        );
+        let resumed = loop {
+            if !self.sleep(PAUSE_POLL).await {
+                break false;
+            }
+            if shared.plugin.current().plugin().version() != &**version {
+                tracing::info!(pipeline = %shared.name, partition = %self.tp, offset, "new plugin version: resuming the paused partition");
+                break true;
+            }
+        };
+        shared.metrics.paused.decrement(1);
+        resumed
+    }
+
+    /// Sleeps unless stopped first; `false` if stopped.
+    async fn sleep(&self, duration: std::time::Duration) -> bool {
+        tokio::select! {
+            _ = self.stop.cancelled() => false,
+            _ = tokio::time::sleep(duration) => true,
+        }
+    }
+}
+
+/// How often a paused partition checks for a new plugin version.
+const PAUSE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// One span per delivery, joined to the producer's trace when the message carries a
+/// `traceparent` header.
+fn message_span(
+    shared: &Shared,
+    tp: &TopicPartition,
+    message: &Message,
+    version: &str,
+) -> tracing::Span {
+    use tracing::field::Empty;
+    let span = tracing::info_span!(
+        "message",
+        tenant = %shared.tenant,
+        pipeline = %shared.name,
+        topic = %tp.topic,
+        partition = tp.partition,
+        offset = message.offset,
+        attempt = message.attempt,
+        plugin = version,
+        outcome = Empty,
+        trace_id = Empty,
+        parent_id = Empty,
+    );
+    if !span.is_disabled() {
+        let parent = message
+            .headers
+            .iter()
+            .find(|h| h.key.eq_ignore_ascii_case("traceparent"))
+            .and_then(|h| h.value.as_deref())
+            .and_then(parse_traceparent);
+        if let Some(parent) = parent {
+            span.record("trace_id", parent.trace_id);
+            span.record("parent_id", parent.parent_id);
+        }
+    }
+    span
+}
+
+/// Why a message failed or was rejected, for dead-letter headers and logs.
+fn reason(outcome: &Outcome) -> String {
+    match &outcome.end {
+        CallEnd::Failed { message, .. } => message.clone(),
+        CallEnd::Trapped { kind, detail, .. } => {
+            format!(
+                "trap ({kind}): {}",
+                detail.lines().next().unwrap_or_default()
+            )
+        }
+        CallEnd::Interrupted(d) => format!("interrupted with {d}"),
+        CallEnd::Returned(Some(d)) => format!("returned {d}"),
+        CallEnd::Returned(None) => match outcome.explicit {
+            Some(d) => format!("settled with {d} by the handler"),
+            None => "handled".into(),
+        },
+    }
 }
 
 fn log_outcome(
@@ -156,10 +382,9 @@ fn log_outcome(
     tp: &TopicPartition,
     offset: i64,
     attempt: u32,
-    outcome: &crate::outcome::Outcome,
+    outcome: &Outcome,
     action: Action,
 ) {
-    use crate::outcome::CallEnd;
     match &outcome.end {
         CallEnd::Trapped {
             kind,

@@ -2,6 +2,8 @@
 
 use super::context::{partitions_of, PipelineConsumer, PipelineContext, Shared};
 use crate::config::PipelineConfig;
+use crate::deadletter::DeadLetterWriter;
+use crate::health::Health;
 use crate::offsets::TopicPartition;
 use crate::plugin::PluginRuntime;
 use crate::reload::{PluginSlot, PluginWatcher, Reloaded};
@@ -66,11 +68,13 @@ impl Pipeline {
         );
 
         let client_config = client_config(&config, bootstrap_servers);
+        let dead_letters = DeadLetterWriter::for_pipeline(&config, bootstrap_servers)?;
         let shared = Arc::new(Shared::new(
             config,
             plugin,
             reports,
             CancellationToken::new(),
+            dead_letters,
         ));
         let consumer: Arc<PipelineConsumer> = Arc::new(
             client_config
@@ -125,6 +129,10 @@ fn client_config(config: &PipelineConfig, bootstrap_servers: &str) -> ClientConf
     }
     c.set("bootstrap.servers", bootstrap_servers);
     c.set("enable.partition.eof", "false");
+    // Consumer lag for the metrics comes from librdkafka's statistics.
+    if !config.kafka.contains_key("statistics.interval.ms") {
+        c.set("statistics.interval.ms", "5000");
+    }
     // ACK_FIRST leaves storing and committing to librdkafka; every other policy commits itself.
     let auto_commit = if config.ack_policy.commits_explicitly() {
         "false"
@@ -193,6 +201,7 @@ fn assign_all(
     }
     consumer.assign(&tpl)?;
     shared.start_workers_for(&partitions_of(&tpl));
+    shared.health.joined();
     Ok(())
 }
 
@@ -246,7 +255,11 @@ async fn commit_ticker(shared: Arc<Shared>, consumer: Arc<PipelineConsumer>) {
             _ = shared.shutdown.cancelled() => break,
             _ = interval.tick() => {
                 let (shared, consumer) = (shared.clone(), consumer.clone());
-                let _ = tokio::task::spawn_blocking(move || shared.commit(&*consumer, None)).await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    shared.commit(&*consumer, None);
+                    shared.publish_counters();
+                })
+                .await;
             }
         }
     }
@@ -255,6 +268,11 @@ async fn commit_ticker(shared: Arc<Shared>, consumer: Arc<PipelineConsumer>) {
 impl PipelineHandle {
     pub fn name(&self) -> &str {
         &self.shared.name
+    }
+
+    /// Readiness of this pipeline, for `/readyz`.
+    pub fn health(&self) -> Arc<Health> {
+        self.shared.health.clone()
     }
 
     pub fn stats(&self) -> StatsSnapshot {

@@ -219,11 +219,16 @@ struct RunningAckbar {
 
 impl RunningAckbar {
     fn start(config_text: &str, dir: &std::path::Path) -> Self {
+        Self::start_with(config_text, dir, &[])
+    }
+
+    fn start_with(config_text: &str, dir: &std::path::Path, args: &[&str]) -> Self {
         use std::io::{BufRead, BufReader};
         let config = dir.join("ackbar.toml");
         std::fs::write(&config, config_text).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_ackbar"))
             .args(["run", config.to_str().unwrap()])
+            .args(args)
             .env("ACKBAR_LOG", "info")
             .env("NO_COLOR", "1")
             .stderr(std::process::Stdio::piped())
@@ -373,4 +378,174 @@ fn sighup_follows_a_plugin_path_changed_in_the_config() {
     assert!(line.contains(&format!("{new} → {newest} in ")), "{line}");
     ackbar_run.signal("TERM");
     assert!(ackbar_run.wait_exit().success());
+}
+
+/// A plain HTTP/1.1 GET: (status code, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one series in Prometheus text, e.g. `ackbar_messages_total{...outcome="ok"}`.
+fn series(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn metrics_health_and_readiness_over_http_during_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = embedded_config(&guest("fixture"), "tenant = \"shop\"\n")
+        .replace("ack_policy = \"ACK\"", "ack_policy = \"NACK_ON_ERROR\"")
+        .replace(
+            "[run]\n",
+            "[run]\nmetrics_addr = \"127.0.0.1:0\"\nready_stall_threshold_ms = 500\n",
+        );
+    let mut running = RunningAckbar::start(&config, dir.path());
+    let brokers = running.broker_address();
+    let line = running.wait_for("serving /metrics");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .expect("address")
+        .trim()
+        .to_string();
+    assert_eq!(http_get(&addr, "/healthz").0, 200);
+    poll("/readyz to be ready after the assignment", || {
+        (http_get(&addr, "/readyz").0 == 200).then_some(())
+    });
+
+    let produce = |payloads: &[&str]| {
+        let mut args = vec!["produce", "--brokers", &brokers, "--topic", "orders"];
+        args.extend_from_slice(payloads);
+        assert!(ackbar(&args).status.success());
+    };
+    produce(&["ok", "ok", "ok", "trap"]);
+    let labels = [
+        ("tenant", "shop"),
+        ("pipeline", "orders"),
+        ("topic", "orders"),
+    ];
+    let ok = |m: &str| {
+        series(
+            m,
+            "ackbar_messages_total",
+            &[labels[0], labels[1], labels[2], ("outcome", "ok")],
+        )
+    };
+    let metrics = poll("3 ok messages in /metrics", || {
+        let (_, body) = http_get(&addr, "/metrics");
+        (ok(&body) == Some(3.0)).then_some(body)
+    });
+    let trap_panics = series(
+        &metrics,
+        "ackbar_traps_total",
+        &[labels[1], ("kind", "panic")],
+    );
+    assert!(trap_panics.unwrap_or(0.0) >= 1.0, "{metrics}");
+    assert!(
+        metrics.contains("ackbar_handler_duration_seconds_bucket{"),
+        "{metrics}"
+    );
+    assert_eq!(
+        series(
+            &metrics,
+            "ackbar_actions_total",
+            &[labels[1], ("action", "ack")]
+        ),
+        Some(3.0)
+    );
+
+    // The trap is redelivered again and again: after the threshold the pipeline is not ready.
+    let body = poll("/readyz to report the stuck partition", || {
+        let (status, body) = http_get(&addr, "/readyz");
+        (status == 503).then_some(body)
+    });
+    assert!(
+        body.contains("pipeline orders: partition orders/0 stuck at offset 3"),
+        "{body}"
+    );
+    assert_eq!(http_get(&addr, "/healthz").0, 200, "alive while not ready");
+    let (_, metrics) = http_get(&addr, "/metrics");
+    assert!(
+        series(&metrics, "ackbar_redeliveries_total", &[labels[1]]).unwrap_or(0.0) >= 1.0,
+        "{metrics}"
+    );
+    running.signal("TERM");
+    assert!(running.wait_exit().success());
+}
+
+#[test]
+fn json_logs_put_guest_lines_in_the_message_span_with_the_producer_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = embedded_config(&guest("fixture"), "tenant = \"shop\"\n");
+    let mut ackbar = RunningAckbar::start_with(&config, dir.path(), &["--log-format", "json"]);
+    let brokers = ackbar.broker_address();
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let record = ackbar::tools::Record {
+        partition: Some(0),
+        key: None,
+        payload: b"log:hello from the guest".to_vec(),
+        headers: vec![("traceparent".into(), traceparent.as_bytes().to_vec())],
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(ackbar::tools::produce(&brokers, "orders", &[record]))
+        .unwrap();
+    let line = ackbar.wait_for("hello from the guest");
+    let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    let span = &event["span"];
+    assert_eq!(span["name"], "message", "{line}");
+    assert_eq!(span["tenant"], "shop");
+    assert_eq!(span["pipeline"], "orders");
+    assert_eq!(span["topic"], "orders");
+    assert_eq!(span["partition"], 0);
+    assert_eq!(span["offset"], 0);
+    assert_eq!(span["attempt"], 1);
+    assert_eq!(span["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(span["parent_id"], "b7ad6b7169203331");
+    assert_eq!(event["level"], "INFO");
+    ackbar.signal("TERM");
+    assert!(ackbar.wait_exit().success());
 }

@@ -8,6 +8,7 @@ mod crash;
 mod delivery;
 mod faults;
 mod languages;
+mod operations;
 mod plugin;
 mod policies;
 mod rebalance;

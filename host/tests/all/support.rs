@@ -195,6 +195,7 @@ impl Cluster {
         let handle = Pipeline::start(config, &self.bootstrap, &runtime(), Some(tx))
             .expect("pipeline starts");
         Running {
+            final_stats: None,
             handle: Some(handle),
             reports: rx,
             seen: Vec::new(),
@@ -205,6 +206,8 @@ impl Cluster {
 /// A running pipeline and every report it has produced so far.
 pub struct Running {
     pub handle: Option<PipelineHandle>,
+    /// The pipeline's counters when it stopped.
+    pub final_stats: Option<ackbar::report::StatsSnapshot>,
     reports: UnboundedReceiver<MessageReport>,
     pub seen: Vec<MessageReport>,
 }
@@ -233,7 +236,7 @@ impl Running {
     /// Stops the pipeline gracefully and collects the last reports.
     pub async fn stop(&mut self) {
         if let Some(handle) = self.handle.take() {
-            handle.shutdown().await.expect("clean shutdown");
+            self.final_stats = Some(handle.shutdown().await.expect("clean shutdown"));
         }
         while let Ok(r) = self.reports.try_recv() {
             self.seen.push(r);

@@ -1,0 +1,159 @@
+//! Dead-letter topics: a rejected or exhausted message is copied, with what happened to it, to
+//! the pipeline's `dead_letter_topic` before its offset may be committed.
+//!
+//! The producer is idempotent with `acks=all`, so a write counts only once every in-sync replica
+//! has it; a write that fails is retried by the caller and the source offset waits, so a message
+//! is never committed without its dead letter (it may be dead-lettered twice after a crash).
+
+use crate::bindings::Message;
+use crate::config::PipelineConfig;
+use anyhow::{Context, Result};
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use std::sync::Mutex;
+
+/// Connection properties the dead-letter producer shares with the pipeline's consumer.
+const SHARED_PROPERTY_PREFIXES: &[&str] = &[
+    "security.",
+    "sasl.",
+    "ssl.",
+    "socket.",
+    "client.dns.lookup",
+    "broker.address.family",
+    "client.id",
+];
+
+/// What is known about a message when it is dead-lettered.
+#[derive(Debug, Clone)]
+pub struct DeadLetter<'a> {
+    pub message: &'a Message,
+    /// The handler's error text, the trap reason, or why it was rejected.
+    pub reason: &'a str,
+    /// The outcome label of the last delivery (`returned:reject`, `trap:panic`, ...).
+    pub outcome: &'a str,
+    pub attempts: u32,
+    pub plugin_version: &'a str,
+    pub tenant: &'a str,
+    pub pipeline: &'a str,
+}
+
+impl DeadLetter<'_> {
+    /// The original headers, then `ackbar-*` headers describing the failure.
+    fn headers(&self) -> OwnedHeaders {
+        let m = self.message;
+        let mut headers = OwnedHeaders::new_with_capacity(m.headers.len() + 10);
+        for h in &m.headers {
+            headers = headers.insert(Header {
+                key: &h.key,
+                value: h.value.as_deref(),
+            });
+        }
+        let partition = m.partition.to_string();
+        let offset = m.offset.to_string();
+        let timestamp = m.timestamp.map(|t| t.to_string());
+        let attempts = self.attempts.to_string();
+        let mut add = |key: &str, value: &str| {
+            headers = std::mem::replace(&mut headers, OwnedHeaders::new()).insert(Header {
+                key,
+                value: Some(value),
+            });
+        };
+        add("ackbar-original-topic", &m.topic);
+        add("ackbar-original-partition", &partition);
+        add("ackbar-original-offset", &offset);
+        if let Some(ts) = &timestamp {
+            add("ackbar-original-timestamp", ts);
+        }
+        add("ackbar-outcome", self.outcome);
+        add("ackbar-reason", self.reason);
+        add("ackbar-attempts", &attempts);
+        add("ackbar-plugin-version", self.plugin_version);
+        add("ackbar-tenant", self.tenant);
+        add("ackbar-pipeline", self.pipeline);
+        headers
+    }
+}
+
+pub struct DeadLetterWriter {
+    topic: String,
+    config: ClientConfig,
+    /// Replaced after a fatal producer error (an idempotent producer cannot recover from one).
+    producer: Mutex<FutureProducer>,
+}
+
+impl DeadLetterWriter {
+    /// The pipeline's writer, or `None` without a `dead_letter_topic`.
+    pub fn for_pipeline(config: &PipelineConfig, bootstrap: &str) -> Result<Option<Self>> {
+        let Some(topic) = &config.dead_letter_topic else {
+            return Ok(None);
+        };
+        let mut client = ClientConfig::new();
+        for (key, value) in &config.kafka {
+            if SHARED_PROPERTY_PREFIXES.iter().any(|p| key.starts_with(p)) {
+                client.set(key, value);
+            }
+        }
+        client
+            .set("bootstrap.servers", bootstrap)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set(
+                "message.timeout.ms",
+                config.dead_letter_timeout.as_millis().to_string(),
+            )
+            .set("linger.ms", "5");
+        let producer = client.create().with_context(|| {
+            format!(
+                "pipeline '{}': creating the dead-letter producer for topic {topic}",
+                config.name
+            )
+        })?;
+        Ok(Some(DeadLetterWriter {
+            topic: topic.clone(),
+            config: client,
+            producer: Mutex::new(producer),
+        }))
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Writes one dead letter and waits for the broker's acknowledgement.
+    pub async fn write(&self, letter: &DeadLetter<'_>) -> Result<(i32, i64)> {
+        let producer = self
+            .producer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&self.topic).headers(letter.headers());
+        if let Some(key) = &letter.message.key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(payload) = &letter.message.payload {
+            record = record.payload(payload.as_slice());
+        }
+        if let Some(ts) = letter.message.timestamp {
+            record = record.timestamp(ts);
+        }
+        let result = producer.send(record, Timeout::Never).await;
+        match result {
+            Ok(delivery) => Ok((delivery.partition, delivery.offset)),
+            Err((error, _)) => {
+                if let Some(fatal) = producer.client().fatal_error() {
+                    tracing::warn!(
+                        "dead-letter producer hit a fatal error ({fatal:?}); creating a new one"
+                    );
+                    if let Ok(fresh) = self.config.create::<FutureProducer>() {
+                        *self.producer.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+                    }
+                }
+                Err(anyhow::Error::new(error)
+                    .context(format!("writing to dead-letter topic {}", self.topic)))
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Readiness of a pipeline: has it been assigned partitions, and is any partition stuck on one
+//! message (being redelivered, or paused after `max_attempts`) for longer than a threshold?
+
+use crate::offsets::TopicPartition;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy)]
+struct Stuck {
+    offset: i64,
+    since: Instant,
+    attempts: u32,
+    paused: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Health {
+    joined: AtomicBool,
+    stuck: Mutex<HashMap<TopicPartition, Stuck>>,
+}
+
+impl Health {
+    /// The pipeline has received its (first) assignment and consumes.
+    pub fn joined(&self) {
+        self.joined.store(true, Ordering::Relaxed);
+    }
+
+    /// A delivery of `offset` failed to settle and the message will be delivered again.
+    pub fn failing(&self, tp: &TopicPartition, offset: i64, attempts: u32) {
+        let mut stuck = self.lock();
+        let entry = stuck.entry(tp.clone()).or_insert(Stuck {
+            offset,
+            since: Instant::now(),
+            attempts,
+            paused: false,
+        });
+        if entry.offset != offset {
+            *entry = Stuck {
+                offset,
+                since: Instant::now(),
+                attempts,
+                paused: false,
+            };
+        }
+        entry.attempts = attempts;
+    }
+
+    /// The partition stopped on `offset`: it used up its attempts and has nowhere to go.
+    pub fn paused(&self, tp: &TopicPartition, offset: i64, attempts: u32) {
+        self.failing(tp, offset, attempts);
+        if let Some(entry) = self.lock().get_mut(tp) {
+            entry.paused = true;
+        }
+    }
+
+    /// The partition moved on (its message settled), or is no longer ours.
+    pub fn moving(&self, tp: &TopicPartition) {
+        let mut stuck = self.lock();
+        if !stuck.is_empty() {
+            stuck.remove(tp);
+        }
+    }
+
+    /// Why the pipeline is not ready, if it is not: one line per problem.
+    pub fn problems(&self, pipeline: &str, threshold: Duration) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.joined.load(Ordering::Relaxed) {
+            problems.push(format!("pipeline {pipeline}: no partition assignment yet"));
+        }
+        let mut stuck: Vec<(TopicPartition, Stuck)> =
+            self.lock().iter().map(|(tp, s)| (tp.clone(), *s)).collect();
+        stuck.sort_by(|a, b| a.0.cmp(&b.0));
+        for (tp, s) in stuck {
+            let waited = s.since.elapsed();
+            if s.paused || waited >= threshold {
+                problems.push(format!(
+                    "pipeline {pipeline}: partition {tp} {} at offset {} for {} s after {} attempts",
+                    if s.paused { "paused" } else { "stuck" },
+                    s.offset,
+                    waited.as_secs(),
+                    s.attempts
+                ));
+            }
+        }
+        problems
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TopicPartition, Stuck>> {
+        self.stuck.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_once_joined_and_while_failures_are_recent() {
+        let health = Health::default();
+        let tp = TopicPartition::new("t", 0);
+        assert_eq!(health.problems("p", Duration::from_secs(1)).len(), 1);
+        health.joined();
+        assert!(health.problems("p", Duration::from_secs(1)).is_empty());
+        health.failing(&tp, 5, 2);
+        assert!(health.problems("p", Duration::from_secs(60)).is_empty());
+        let problems = health.problems("p", Duration::ZERO);
+        assert_eq!(
+            problems,
+            vec!["pipeline p: partition t/0 stuck at offset 5 for 0 s after 2 attempts"]
+        );
+        health.moving(&tp);
+        assert!(health.problems("p", Duration::ZERO).is_empty());
+        health.paused(&tp, 7, 3);
+        assert!(health.problems("p", Duration::from_secs(60))[0].contains("paused at offset 7"));
+    }
+}

@@ -1,0 +1,62 @@
+//! The operations endpoint: `/metrics` (Prometheus text), `/healthz` (the process is alive) and
+//! `/readyz` (every pipeline is assigned partitions and none is stuck on a message).
+
+use crate::health::Health;
+use anyhow::{Context, Result};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the endpoint reports on.
+#[derive(Clone)]
+pub struct Observed {
+    pub prometheus: PrometheusHandle,
+    /// `(pipeline name, its health)`.
+    pub pipelines: Vec<(String, Arc<Health>)>,
+    pub stall_threshold: Duration,
+}
+
+/// Binds `addr` and serves until the runtime shuts down; returns the bound address (useful
+/// with port 0).
+pub async fn serve(addr: SocketAddr, observed: Observed) -> Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("[run] metrics_addr {addr}: cannot listen"))?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(Arc::new(observed));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("metrics endpoint stopped: {e}");
+        }
+    });
+    Ok(bound)
+}
+
+async fn metrics(State(observed): State<Arc<Observed>>) -> String {
+    observed.prometheus.render()
+}
+
+async fn readyz(State(observed): State<Arc<Observed>>) -> (StatusCode, String) {
+    let problems: Vec<String> = observed
+        .pipelines
+        .iter()
+        .flat_map(|(name, health)| health.problems(name, observed.stall_threshold))
+        .collect();
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n".into())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready:\n{}\n", problems.join("\n")),
+        )
+    }
+}

@@ -1,0 +1,247 @@
+//! Prometheus metrics. Every series carries `tenant` and `pipeline`; per-message series also
+//! `topic`. Only consumer lag has a `partition` label: the assignment bounds it.
+//!
+//! Handles are created once per partition worker and pipeline, so the per-message cost is a few
+//! atomic adds, not a registry lookup.
+
+use crate::outcome::{CallEnd, Outcome, TrapKind};
+use crate::policy::Action;
+use ::metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+use anyhow::{Context, Result};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Handler duration buckets, in seconds: 10 µs (a small Rust guest) to 10 s (a deadline).
+const DURATION_BUCKETS: &[f64] = &[
+    0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0,
+];
+
+/// Installs the process-wide Prometheus recorder (once) and returns the handle that renders it.
+pub fn install() -> Result<PrometheusHandle> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("ackbar_handler_duration_seconds".into()),
+            DURATION_BUCKETS,
+        )
+        .context("configuring histogram buckets")?
+        .build_recorder();
+    let handle = recorder.handle();
+    ::metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
+    describe();
+    let _ = HANDLE.set(handle.clone());
+    Ok(handle)
+}
+
+fn describe() {
+    use ::metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "ackbar_messages_total",
+        "Handler calls, by outcome: ok, error, trap, interrupt."
+    );
+    describe_counter!(
+        "ackbar_traps_total",
+        "Handler traps, by kind: panic, deadline, memory-limit, stack-overflow, fuel, other."
+    );
+    describe_counter!(
+        "ackbar_actions_total",
+        "What the ack policy did with each call: ack (commit), nack (redeliver), reject, none."
+    );
+    describe_counter!(
+        "ackbar_redeliveries_total",
+        "Messages delivered again after a nack (Ackbar redelivers from memory instead of seeking)."
+    );
+    describe_counter!(
+        "ackbar_dead_letters_total",
+        "Messages written to the dead-letter topic."
+    );
+    describe_counter!(
+        "ackbar_dead_letter_errors_total",
+        "Failed dead-letter writes (each is retried; the offset waits)."
+    );
+    describe_counter!(
+        "ackbar_exhausted_total",
+        "Messages that used up max_attempts."
+    );
+    describe_histogram!(
+        "ackbar_handler_duration_seconds",
+        Unit::Seconds,
+        "Duration of one handle call."
+    );
+    describe_gauge!(
+        "ackbar_in_flight",
+        "Messages being handled (including waiting for redelivery)."
+    );
+    describe_gauge!(
+        "ackbar_partitions_paused",
+        "Partitions paused on a message that used up max_attempts with no dead-letter topic."
+    );
+    describe_counter!("ackbar_commits_total", "Successful offset commits.");
+    describe_counter!(
+        "ackbar_commit_errors_total",
+        "Failed offset commits (retried on the next tick)."
+    );
+    describe_gauge!("ackbar_consumer_lag", "Messages between the committed offset and the end of the partition (librdkafka statistics).");
+    describe_counter!("ackbar_reloads_total", "Plugin versions swapped in.");
+    describe_counter!(
+        "ackbar_reload_refusals_total",
+        "Plugin versions refused (did not load or failed the smoke call)."
+    );
+    describe_counter!(
+        "ackbar_instances_created_total",
+        "Plugin instances created (a trap or interrupt replaces one)."
+    );
+}
+
+/// Per-message series of one partition worker.
+pub struct MessageMetrics {
+    ok: Counter,
+    error: Counter,
+    trap: Counter,
+    interrupt: Counter,
+    traps: [Counter; 6],
+    ack: Counter,
+    nack: Counter,
+    reject: Counter,
+    none: Counter,
+    duration: Histogram,
+    pub redeliveries: Counter,
+    pub dead_letters: Counter,
+    pub dead_letter_errors: Counter,
+    pub exhausted: Counter,
+}
+
+impl MessageMetrics {
+    pub fn new(tenant: &str, pipeline: &str, topic: &str) -> Self {
+        let base = [
+            ("tenant", tenant.to_string()),
+            ("pipeline", pipeline.to_string()),
+            ("topic", topic.to_string()),
+        ];
+        let with = |key: &'static str, value: &'static str| {
+            let mut labels = base.to_vec();
+            labels.push((key, value.to_string()));
+            labels
+        };
+        let outcome = |v| counter!("ackbar_messages_total", &with("outcome", v));
+        let action = |v| counter!("ackbar_actions_total", &with("action", v));
+        let trap = |kind: TrapKind| counter!("ackbar_traps_total", &with("kind", trap_label(kind)));
+        MessageMetrics {
+            ok: outcome("ok"),
+            error: outcome("error"),
+            trap: outcome("trap"),
+            interrupt: outcome("interrupt"),
+            traps: [
+                trap(TrapKind::Panic),
+                trap(TrapKind::Deadline),
+                trap(TrapKind::MemoryLimit),
+                trap(TrapKind::StackOverflow),
+                trap(TrapKind::Fuel),
+                trap(TrapKind::Other),
+            ],
+            ack: action("ack"),
+            nack: action("nack"),
+            reject: action("reject"),
+            none: action("none"),
+            duration: histogram!("ackbar_handler_duration_seconds", &base),
+            redeliveries: counter!("ackbar_redeliveries_total", &base),
+            dead_letters: counter!("ackbar_dead_letters_total", &base),
+            dead_letter_errors: counter!("ackbar_dead_letter_errors_total", &base),
+            exhausted: counter!("ackbar_exhausted_total", &base),
+        }
+    }
+
+    pub fn record(&self, outcome: &Outcome, action: Action, elapsed: Duration) {
+        match &outcome.end {
+            CallEnd::Returned(_) => self.ok.increment(1),
+            CallEnd::Failed { .. } => self.error.increment(1),
+            CallEnd::Trapped { kind, .. } => {
+                self.trap.increment(1);
+                self.traps[trap_index(*kind)].increment(1);
+            }
+            CallEnd::Interrupted(_) => self.interrupt.increment(1),
+        }
+        match action {
+            Action::Commit => self.ack.increment(1),
+            Action::Redeliver => self.nack.increment(1),
+            Action::Reject => self.reject.increment(1),
+            Action::Nothing => self.none.increment(1),
+        }
+        self.duration.record(elapsed.as_secs_f64());
+    }
+}
+
+fn trap_index(kind: TrapKind) -> usize {
+    match kind {
+        TrapKind::Panic => 0,
+        TrapKind::Deadline => 1,
+        TrapKind::MemoryLimit => 2,
+        TrapKind::StackOverflow => 3,
+        TrapKind::Fuel => 4,
+        TrapKind::Other => 5,
+    }
+}
+
+fn trap_label(kind: TrapKind) -> &'static str {
+    match kind {
+        TrapKind::Panic => "panic",
+        TrapKind::Deadline => "deadline",
+        TrapKind::MemoryLimit => "memory-limit",
+        TrapKind::StackOverflow => "stack-overflow",
+        TrapKind::Fuel => "fuel",
+        TrapKind::Other => "other",
+    }
+}
+
+/// Per-pipeline series.
+pub struct PipelineMetrics {
+    tenant: String,
+    pipeline: String,
+    pub in_flight: Gauge,
+    pub paused: Gauge,
+    pub commits: Counter,
+    pub commit_errors: Counter,
+    pub reloads: Counter,
+    pub reload_refusals: Counter,
+    pub instances_created: Counter,
+}
+
+impl PipelineMetrics {
+    pub fn new(tenant: &str, pipeline: &str) -> Self {
+        let labels = [
+            ("tenant", tenant.to_string()),
+            ("pipeline", pipeline.to_string()),
+        ];
+        PipelineMetrics {
+            tenant: tenant.to_string(),
+            pipeline: pipeline.to_string(),
+            in_flight: gauge!("ackbar_in_flight", &labels),
+            paused: gauge!("ackbar_partitions_paused", &labels),
+            commits: counter!("ackbar_commits_total", &labels),
+            commit_errors: counter!("ackbar_commit_errors_total", &labels),
+            reloads: counter!("ackbar_reloads_total", &labels),
+            reload_refusals: counter!("ackbar_reload_refusals_total", &labels),
+            instances_created: counter!("ackbar_instances_created_total", &labels),
+        }
+    }
+
+    pub fn message_metrics(&self, topic: &str) -> MessageMetrics {
+        MessageMetrics::new(&self.tenant, &self.pipeline, topic)
+    }
+
+    /// Records consumer lag from librdkafka's periodic statistics.
+    pub fn lag(&self, topic: &str, partition: i32, lag: i64) {
+        gauge!(
+            "ackbar_consumer_lag",
+            "tenant" => self.tenant.clone(),
+            "pipeline" => self.pipeline.clone(),
+            "topic" => topic.to_string(),
+            "partition" => partition.to_string()
+        )
+        .set(lag as f64);
+    }
+}
