@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the per-message path: the policy decision, the offset tracker, a `handle`
-//! call on a reused instance (Wasm) next to the same logic compiled natively, and instantiation
-//! from `InstancePre` (the cost paid after a trap). `make bench-handler` runs them.
+//! call on a reused instance for the `orders` example of every language next to the same logic
+//! compiled natively, instantiation from `InstancePre` (the cost paid after a trap), and loading
+//! a component compiled from scratch vs from the on-disk cache. `make bench-handler` runs them.
 
 use ackbar::bindings::Message;
 use ackbar::offsets::{Completion, PartitionProgress};
@@ -75,5 +76,57 @@ fn handler_calls(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, host_logic, handler_calls);
+const LANGUAGES: [&str; 4] = ["rust", "go", "js", "python"];
+
+fn example(language: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../guest-examples/{language}/target/orders.wasm"));
+    if path.is_file() {
+        Some(path)
+    } else {
+        eprintln!(
+            "skipping {language}: {} is not built (make guests)",
+            path.display()
+        );
+        None
+    }
+}
+
+/// `handle` and instantiation for every language's `orders`, and how long a component takes to
+/// load compiled from scratch (printed once: it takes seconds) vs from the cache.
+fn languages(c: &mut Criterion) {
+    let cache = tempfile::tempdir().unwrap();
+    let cached = PluginRuntime::with_cache_dir(Some(cache.path().to_path_buf())).unwrap();
+    let msg = message(ORDER);
+    for language in LANGUAGES {
+        let Some(path) = example(language) else {
+            continue;
+        };
+        let size = std::fs::metadata(&path).unwrap().len();
+        let started = std::time::Instant::now();
+        let plugin = Arc::new(cached.load(&path, PluginLimits::default()).unwrap());
+        eprintln!(
+            "{language}: {:.1} MB component, first load (compile + cache write) {:.2} s",
+            size as f64 / 1e6,
+            started.elapsed().as_secs_f64()
+        );
+        let pool = InstancePool::new(plugin.clone());
+        pool.warm_up().unwrap();
+        assert_eq!(pool.call(&msg, CallContext::default()).label(), "ok");
+        let mut group = c.benchmark_group(language);
+        group.bench_function("orders handle, reused instance", |b| {
+            b.iter(|| pool.call(black_box(&msg), CallContext::default()))
+        });
+        group.sample_size(10);
+        group.bench_function("instantiate from InstancePre", |b| {
+            b.iter(|| PluginInstance::new(&plugin).unwrap())
+        });
+        group.bench_function("load from the compiled cache", |b| {
+            b.iter(|| cached.load(&path, PluginLimits::default()).unwrap())
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, host_logic, handler_calls, languages);
 criterion_main!(benches);

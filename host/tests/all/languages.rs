@@ -174,7 +174,7 @@ macro_rules! language {
                         report
                             .imports
                             .iter()
-                            .any(|i| i.starts_with("ackbar:plugin/acker@")),
+                            .any(|i| i.starts_with("ackbar:plugin/log@")),
                         "{report:?}"
                     );
                 }
