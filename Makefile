@@ -3,7 +3,7 @@ SHELL := bash
 CARGO ?= cargo
 LANGUAGES := rust go js python
 
-.PHONY: demo test guests brokers kafka lint fmt setup clean bench-reload bench-handler
+.PHONY: demo test guests brokers kafka lint fmt setup clean bench bench-reload bench-handler
 
 ## Install the tools the build needs (the wasm32-wasip2 target; a C toolchain for librdkafka).
 setup:
@@ -42,6 +42,11 @@ test: guests brokers lint
 	bash guest-examples/python/test.sh
 	bash guest-examples/js/test.sh
 	$(CARGO) test --locked --workspace -- --test-threads 8
+
+## End-to-end throughput on Apache Kafka: raw rdkafka, native, every language's Wasm handler,
+## FastStream; prints the table and the ratios (BENCH_MESSAGES, BENCH_BROKER, BENCH_CASES).
+bench: guests brokers
+	$(CARGO) bench --locked -p ackbar --bench e2e --profile dev
 
 ## Hot-reload benchmark. Reuses the test build: dependencies (wasmtime, librdkafka) are
 ## optimised there already (opt-level 2), so no separate release build of wasmtime is needed.

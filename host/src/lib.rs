@@ -5,6 +5,7 @@
 //! [`offsets`] tracker turns actions into commits.
 
 pub mod bindings;
+pub mod broker_process;
 pub mod cli;
 pub mod config;
 pub mod consumer;

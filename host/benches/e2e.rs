@@ -1,0 +1,538 @@
+//! End-to-end throughput on a real broker: pre-produce N orders of ~1 KiB over 8 partitions, then
+//! time each consumer from its first message until every offset is committed.
+//!
+//! - `raw`: a plain rdkafka consumer loop, no handler, committing every second (the limit of the
+//!   broker and the client on this machine);
+//! - `native`: the same loop calling the `orders` logic compiled into the process;
+//! - `ackbar …`: `ackbar run` (a child process) with a Wasm handler: the Rust no-op (`fixture`)
+//!   and every language's `orders`, under several policies;
+//! - `faststream`: the same logic in FastStream (`benches/faststream`), on a smaller topic, since
+//!   it commits once per message.
+//!
+//! `make bench` runs it. Environment: `BENCH_MESSAGES` (200000), `BENCH_FASTSTREAM_MESSAGES`
+//! (20000), `BENCH_BROKER` (`kafka`, `tansu` or `embedded`), `BENCH_CASES` (comma-separated
+//! name filters).
+
+use ackbar::broker_process::BrokerProcess;
+use ackbar::embedded::EmbeddedBroker;
+use ackbar::tools::{self, Record};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Message as _, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PARTITIONS: i32 = 8;
+const PAYLOAD_BYTES: usize = 1024;
+const TIMEOUT: Duration = Duration::from_secs(900);
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Order `i`; every 20th order's warehouse is offline when `failing` (5%: under NACK_ON_ERROR the
+/// `orders` handler fails it twice, then it succeeds).
+fn order(i: usize, failing: bool) -> Vec<u8> {
+    let warehouse = if failing && i.is_multiple_of(20) {
+        "offline"
+    } else {
+        "north"
+    };
+    let head =
+        format!(r#"{{"id":"o{i}","item":"book","quantity":2,"warehouse":"{warehouse}","note":""#);
+    let pad = PAYLOAD_BYTES.saturating_sub(head.len() + 2);
+    format!("{head}{}\"}}", "x".repeat(pad)).into_bytes()
+}
+
+async fn produce(bootstrap: &str, topic: &str, n: usize, failing: bool) {
+    tools::create_topic(bootstrap, topic, PARTITIONS)
+        .await
+        .unwrap_or_else(|e| panic!("creating {topic}: {e:#}"));
+    let started = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(20_000) {
+        let records: Vec<Record> = chunk
+            .iter()
+            .map(|&i| Record {
+                partition: Some(i as i32 % PARTITIONS),
+                payload: order(i, failing),
+                ..Record::default()
+            })
+            .collect();
+        tools::produce(bootstrap, topic, &records).await.unwrap();
+    }
+    eprintln!(
+        "produced {n} messages to {topic} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// One row of the table.
+#[derive(Debug, Default, Clone)]
+struct Row {
+    case: String,
+    policy: String,
+    messages: usize,
+    seconds: f64,
+    handler_us: Option<f64>,
+    handler_p50_us: Option<f64>,
+    handler_p99_us: Option<f64>,
+    cpu_seconds: Option<f64>,
+    peak_rss_mb: Option<f64>,
+}
+
+impl Row {
+    fn rate(&self) -> f64 {
+        self.messages as f64 / self.seconds
+    }
+}
+
+/// Sum of the group's committed offsets over the topic's partitions.
+fn committed_total(bootstrap: &str, group: &str, topic: &str) -> i64 {
+    let partitions: Vec<i32> = (0..PARTITIONS).collect();
+    tools::committed_offsets(bootstrap, group, topic, &partitions)
+        .map(|offsets| offsets.iter().map(|(_, o)| o.unwrap_or(0)).sum())
+        .unwrap_or(0)
+}
+
+fn process_cpu_seconds() -> f64 {
+    proc_stat(std::process::id()).0
+}
+
+/// A plain consumer loop: poll, optionally handle, store offsets, commit every second.
+fn consumer_loop(
+    case: &str,
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+    handle: impl Fn(&[u8]),
+) -> Row {
+    let group = format!("bench-{case}-{}", std::process::id());
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut next: HashMap<i32, i64> = HashMap::new();
+    let mut handled = 0usize;
+    let mut first: Option<(Instant, f64)> = None;
+    let mut last_commit = Instant::now();
+    let commit = |next: &HashMap<i32, i64>| {
+        if next.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in next {
+            tpl.add_partition_offset(topic, *p, Offset::Offset(*o))
+                .unwrap();
+        }
+        consumer.commit(&tpl, CommitMode::Sync).unwrap();
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    while handled < n {
+        assert!(
+            Instant::now() < deadline,
+            "{case}: timed out at {handled} of {n}"
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.unwrap();
+            first.get_or_insert_with(|| (Instant::now(), process_cpu_seconds()));
+            handle(m.payload().unwrap_or_default());
+            next.insert(m.partition(), m.offset() + 1);
+            handled += 1;
+        }
+        if last_commit.elapsed() >= Duration::from_secs(1) {
+            commit(&next);
+            last_commit = Instant::now();
+        }
+    }
+    commit(&next);
+    let (t0, cpu0) = first.unwrap();
+    Row {
+        case: case.into(),
+        policy: "commit every 1 s".into(),
+        messages: n,
+        seconds: t0.elapsed().as_secs_f64(),
+        cpu_seconds: Some(process_cpu_seconds() - cpu0),
+        ..Row::default()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// Sum of every sample of `name` (all label sets).
+fn metric_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The upper bound of the histogram bucket holding quantile `q` of the handler durations.
+fn handler_quantile_us(metrics: &str, q: f64) -> Option<f64> {
+    let count = metric_sum(metrics, "ackbar_handler_duration_seconds_count");
+    let mut buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter(|l| l.starts_with("ackbar_handler_duration_seconds_bucket{"))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
+        .iter()
+        .find(|(_, cumulative)| *cumulative >= q * count)
+        .map(|(le, _)| le * 1e6)
+}
+
+fn proc_stat(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat, 11 and 12 after the command name.
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm_kb = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (cpu, hwm_kb / 1024.0)
+}
+
+/// `ackbar run` with one pipeline; timed from its first handled message (seen in `/metrics`)
+/// until the group has committed all `n` offsets.
+fn ackbar(case: &str, bootstrap: &str, topic: &str, n: usize, plugin: &Path, policy: &str) -> Row {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let group = format!(
+        "bench-{}-{}-{run}",
+        std::process::id(),
+        case.replace(' ', "-")
+    );
+    let config = format!(
+        "brokers = \"{bootstrap}\"\n[run]\nsummary_interval_secs = 0\nmetrics_addr = \"{metrics_addr}\"\n\
+         [[pipeline]]\nname = \"bench\"\ntopics = [\"{topic}\"]\ngroup_id = \"{group}\"\n\
+         ack_policy = \"{policy}\"\nplugin = \"{}\"\nwatch_plugin = false\ncommit_interval_ms = 200\n\
+         [pipeline.backoff]\ninitial_ms = 1\nmax_ms = 10\nmultiplier = 2.0\n",
+        plugin.display()
+    );
+    let path = dir.path().join("bench.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ackbar"))
+        .arg("run")
+        .arg(&path)
+        .env("ACKBAR_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start ackbar run");
+    let deadline = Instant::now() + TIMEOUT;
+    let t0 = loop {
+        assert!(Instant::now() < deadline, "{case}: no message handled");
+        if let Some(m) = http_get(&metrics_addr, "/metrics") {
+            if metric_sum(&m, "ackbar_messages_total") > 0.0 {
+                break Instant::now();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (cpu0, _) = proc_stat(child.id());
+    while committed_total(bootstrap, &group, topic) < n as i64 {
+        assert!(Instant::now() < deadline, "{case}: not all committed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    let metrics = http_get(&metrics_addr, "/metrics").unwrap_or_default();
+    let (cpu1, rss) = proc_stat(child.id());
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let calls = metric_sum(&metrics, "ackbar_handler_duration_seconds_count");
+    let total = metric_sum(&metrics, "ackbar_handler_duration_seconds_sum");
+    Row {
+        case: case.into(),
+        policy: policy.into(),
+        messages: n,
+        seconds,
+        handler_us: (calls > 0.0).then(|| total / calls * 1e6),
+        handler_p50_us: handler_quantile_us(&metrics, 0.5),
+        handler_p99_us: handler_quantile_us(&metrics, 0.99),
+        cpu_seconds: Some(cpu1 - cpu0),
+        peak_rss_mb: Some(rss),
+    }
+}
+
+fn faststream(bootstrap: &str, topic: &str, n: usize, policy: &str) -> Option<Row> {
+    let group = format!("bench-faststream-{policy}-{}", std::process::id());
+    let output = Command::new("bash")
+        .arg(repo_root().join("benches/faststream/run.sh"))
+        .args([
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--group",
+            &group,
+        ])
+        .args(["--messages", &n.to_string(), "--policy", policy])
+        .stderr(Stdio::inherit())
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        eprintln!("faststream {policy} failed");
+        return None;
+    }
+    let line = String::from_utf8_lossy(&output.stdout);
+    let result: serde_json::Value = serde_json::from_str(line.lines().last()?.trim()).ok()?;
+    Some(Row {
+        case: format!(
+            "faststream {}",
+            result["faststream_version"].as_str().unwrap_or("")
+        ),
+        policy: policy.into(),
+        messages: n,
+        seconds: result["seconds"].as_f64()?,
+        cpu_seconds: result["cpu_seconds"].as_f64(),
+        peak_rss_mb: result["peak_rss_mb"].as_f64(),
+        ..Row::default()
+    })
+}
+
+fn example(language: &str) -> Option<PathBuf> {
+    let path = repo_root().join(format!("guest-examples/{language}/target/orders.wasm"));
+    path.is_file().then_some(path)
+}
+
+fn print_table(rows: &[Row]) {
+    let opt = |v: Option<f64>, digits: usize| v.map_or("—".into(), |v| format!("{v:.digits$}"));
+    println!("| case | policy | messages | seconds | msgs/s | MB/s | handler µs (mean / p50≤ / p99≤) | CPU s | peak RSS MB |");
+    println!("|---|---|---:|---:|---:|---:|---|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {:.2} | {:.0} | {:.1} | {} / {} / {} | {} | {} |",
+            r.case,
+            r.policy,
+            r.messages,
+            r.seconds,
+            r.rate(),
+            r.rate() * PAYLOAD_BYTES as f64 / 1e6,
+            opt(r.handler_us, 1),
+            opt(r.handler_p50_us, 0),
+            opt(r.handler_p99_us, 0),
+            opt(r.cpu_seconds, 1),
+            opt(r.peak_rss_mb, 0),
+        );
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is taken from the command line.
+    let n: usize = env_or("BENCH_MESSAGES", 200_000);
+    let n_faststream: usize = env_or("BENCH_FASTSTREAM_MESSAGES", 20_000);
+    let broker_kind: String = env_or("BENCH_BROKER", "kafka".to_string());
+    let filters: Vec<String> = std::env::var("BENCH_CASES")
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    let wanted =
+        |case: &str| filters.is_empty() || filters.iter().any(|f| case.contains(f.as_str()));
+
+    let (_embedded, _process, bootstrap) = match broker_kind.as_str() {
+        "embedded" => {
+            let broker = EmbeddedBroker::start().unwrap();
+            let bootstrap = broker.bootstrap_servers().to_string();
+            (Some(broker), None, bootstrap)
+        }
+        kind => {
+            let process = BrokerProcess::start(&repo_root(), kind).unwrap();
+            let bootstrap = process.bootstrap.clone();
+            (None, Some(process), bootstrap)
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let id = std::process::id();
+    let clean = format!("bench-orders-{id}");
+    let failing = format!("bench-orders-5pct-{id}");
+    let small = format!("bench-orders-faststream-{id}");
+    let create = |topic: &str, count: usize, fail: bool| {
+        if let Some(b) = &_embedded {
+            b.create_topic(topic, PARTITIONS).unwrap();
+            runtime.block_on(async {
+                let records: Vec<Record> = (0..count)
+                    .map(|i| Record {
+                        partition: Some(i as i32 % PARTITIONS),
+                        payload: order(i, fail),
+                        ..Record::default()
+                    })
+                    .collect();
+                tools::produce(&bootstrap, topic, &records).await.unwrap();
+            });
+        } else {
+            runtime.block_on(produce(&bootstrap, topic, count, fail));
+        }
+    };
+    create(&clean, n, false);
+    if wanted("5%") {
+        create(&failing, n, true);
+    }
+    if wanted("faststream") {
+        create(&small, n_faststream, false);
+    }
+
+    let mut rows = Vec::new();
+    if wanted("raw") {
+        rows.push(consumer_loop(
+            "raw rdkafka loop (no handler)",
+            &bootstrap,
+            &clean,
+            n,
+            |_| {},
+        ));
+    }
+    if wanted("native") {
+        rows.push(consumer_loop(
+            "native orders::process",
+            &bootstrap,
+            &clean,
+            n,
+            |p| {
+                std::hint::black_box(orders::process(p, 1));
+            },
+        ));
+    }
+    let fixture = repo_root().join("guest-examples/rust/target/wasm32-wasip2/release/fixture.wasm");
+    if wanted("no-op") {
+        rows.push(ackbar(
+            "ackbar rust no-op",
+            &bootstrap,
+            &clean,
+            n,
+            &fixture,
+            "ACK",
+        ));
+    }
+    for language in ["rust", "go", "js", "python"] {
+        let case = format!("ackbar {language} orders");
+        let Some(plugin) = example(language) else {
+            eprintln!("skipping {case}: not built (make guests)");
+            continue;
+        };
+        if !wanted(&case) {
+            continue;
+        }
+        rows.push(ackbar(&case, &bootstrap, &clean, n, &plugin, "ACK"));
+        if language == "rust" {
+            rows.push(ackbar(&case, &bootstrap, &clean, n, &plugin, "ACK_FIRST"));
+            rows.push(ackbar(
+                &case,
+                &bootstrap,
+                &clean,
+                n,
+                &plugin,
+                "NACK_ON_ERROR",
+            ));
+            if wanted("5%") {
+                let mut row = ackbar(&case, &bootstrap, &failing, n, &plugin, "NACK_ON_ERROR");
+                row.policy = "NACK_ON_ERROR, 5% fail twice".into();
+                rows.push(row);
+            }
+        }
+    }
+    if wanted("faststream") {
+        for policy in ["ACK", "ACK_FIRST"] {
+            rows.extend(faststream(&bootstrap, &small, n_faststream, policy));
+        }
+    }
+
+    println!(
+        "\nbroker: {broker_kind}; {n} messages of {PAYLOAD_BYTES} B over {PARTITIONS} partitions ({n_faststream} for FastStream)\n"
+    );
+    print_table(&rows);
+    let find = |case: &str, policy: &str| {
+        rows.iter()
+            .find(|r| r.case.starts_with(case) && r.policy == policy)
+            .map(Row::rate)
+    };
+    let ratio = |name: &str, a: Option<f64>, b: Option<f64>| {
+        if let (Some(a), Some(b)) = (a, b) {
+            println!("- {name}: {:.2}×", a / b);
+        }
+    };
+    println!();
+    let wasm = find("ackbar rust orders", "ACK");
+    ratio(
+        "Wasm (Rust orders, ACK) / native",
+        wasm,
+        find("native", "commit every 1 s"),
+    );
+    ratio(
+        "Wasm (Rust orders, ACK) / raw limit",
+        wasm,
+        find("raw", "commit every 1 s"),
+    );
+    ratio("Ackbar / FastStream, ACK", wasm, find("faststream", "ACK"));
+    ratio(
+        "Ackbar / FastStream, ACK_FIRST",
+        find("ackbar rust orders", "ACK_FIRST"),
+        find("faststream", "ACK_FIRST"),
+    );
+    for language in ["go", "js", "python"] {
+        ratio(
+            &format!("{language} / Rust (orders, ACK)"),
+            find(&format!("ackbar {language} orders"), "ACK"),
+            wasm,
+        );
+    }
+}
