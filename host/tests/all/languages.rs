@@ -161,6 +161,36 @@ macro_rules! language {
                 use super::*;
                 every_policy!($language, Manual);
             }
+            /// Enough messages for the guest's allocator and garbage collector to run many
+            /// times, each copied in through the guest's `cabi_realloc`.
+            #[test]
+            fn thousands_of_1_kib_orders_without_a_trap() {
+                use ackbar::plugin::{CallContext, InstancePool, PluginLimits};
+                let plugin = crate::support::runtime()
+                    .load(&example($language, "orders"), PluginLimits::default())
+                    .unwrap();
+                let pool = InstancePool::new(std::sync::Arc::new(plugin));
+                for i in 0..5000 {
+                    let payload = format!(
+                        r#"{{"id":"o{i}","item":"book","quantity":2,"note":"{}"}}"#,
+                        "x".repeat(1000)
+                    );
+                    let message = ackbar::bindings::Message {
+                        topic: "orders".into(),
+                        partition: 0,
+                        offset: i,
+                        timestamp: None,
+                        key: None,
+                        payload: Some(payload.into_bytes()),
+                        headers: Vec::new(),
+                        attempt: 1,
+                    };
+                    let outcome = pool.call(&message, CallContext::default());
+                    assert_eq!(outcome.label(), "ok", "message {i}: {outcome:?}");
+                }
+                assert_eq!(pool.instances_created(), 1, "no instance was replaced");
+            }
+
             #[test]
             fn check_accepts_both_handlers() {
                 for name in ["orders", "manual"] {
