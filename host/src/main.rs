@@ -5,6 +5,15 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let cli = ackbar::cli::Cli::parse();
+    if matches!(
+        cli.command,
+        ackbar::cli::Command::Check { .. } | ackbar::cli::Command::Invoke(_)
+    ) {
+        // Printing commands end quietly when their reader goes away (`ackbar check x | head`),
+        // as Unix tools do, instead of panicking on a broken pipe. Not for `run`: its sockets
+        // must never raise SIGPIPE.
+        restore_default_sigpipe();
+    }
     let default_filter = match cli.command {
         // The demo prints its own story; only problems are logged.
         ackbar::cli::Command::Demo(_) => "error",
@@ -41,5 +50,17 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+fn restore_default_sigpipe() {
+    const SIGPIPE: i32 = 13;
+    const SIG_DFL: usize = 0;
+    extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    // SAFETY: resets one signal's disposition before any thread is started.
+    unsafe {
+        signal(SIGPIPE, SIG_DFL);
     }
 }
