@@ -129,20 +129,13 @@ impl MessageMetrics {
         };
         let outcome = |v| counter!("ackbar_messages_total", &with("outcome", v));
         let action = |v| counter!("ackbar_actions_total", &with("action", v));
-        let trap = |kind: TrapKind| counter!("ackbar_traps_total", &with("kind", trap_label(kind)));
+        let trap = |kind: TrapKind| counter!("ackbar_traps_total", &with("kind", kind.name()));
         MessageMetrics {
             ok: outcome("ok"),
             error: outcome("error"),
             trap: outcome("trap"),
             interrupt: outcome("interrupt"),
-            traps: [
-                trap(TrapKind::Panic),
-                trap(TrapKind::Deadline),
-                trap(TrapKind::MemoryLimit),
-                trap(TrapKind::StackOverflow),
-                trap(TrapKind::Fuel),
-                trap(TrapKind::Other),
-            ],
+            traps: TrapKind::ALL.map(trap),
             ack: action("ack"),
             nack: action("nack"),
             reject: action("reject"),
@@ -176,25 +169,10 @@ impl MessageMetrics {
 }
 
 fn trap_index(kind: TrapKind) -> usize {
-    match kind {
-        TrapKind::Panic => 0,
-        TrapKind::Deadline => 1,
-        TrapKind::MemoryLimit => 2,
-        TrapKind::StackOverflow => 3,
-        TrapKind::Fuel => 4,
-        TrapKind::Other => 5,
-    }
-}
-
-fn trap_label(kind: TrapKind) -> &'static str {
-    match kind {
-        TrapKind::Panic => "panic",
-        TrapKind::Deadline => "deadline",
-        TrapKind::MemoryLimit => "memory-limit",
-        TrapKind::StackOverflow => "stack-overflow",
-        TrapKind::Fuel => "fuel",
-        TrapKind::Other => "other",
-    }
+    TrapKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .expect("ALL lists every kind")
 }
 
 /// Per-pipeline series.

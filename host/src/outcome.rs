@@ -45,16 +45,33 @@ pub enum TrapKind {
     Other,
 }
 
-impl fmt::Display for TrapKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl TrapKind {
+    /// Every kind, in a fixed order (metrics keep one counter per kind).
+    pub const ALL: [TrapKind; 6] = [
+        TrapKind::Panic,
+        TrapKind::Deadline,
+        TrapKind::MemoryLimit,
+        TrapKind::StackOverflow,
+        TrapKind::Fuel,
+        TrapKind::Other,
+    ];
+
+    /// The name used in labels and logs: `panic`, `memory-limit`, ...
+    pub fn name(self) -> &'static str {
+        match self {
             TrapKind::Panic => "panic",
             TrapKind::Deadline => "deadline",
             TrapKind::MemoryLimit => "memory-limit",
             TrapKind::StackOverflow => "stack-overflow",
             TrapKind::Fuel => "fuel",
             TrapKind::Other => "other",
-        })
+        }
+    }
+}
+
+impl fmt::Display for TrapKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
