@@ -99,8 +99,8 @@ impl Row {
 }
 
 /// Sum of the group's committed offsets over the topic's partitions.
-fn committed_total(bootstrap: &str, group: &str, topic: &str) -> i64 {
-    let partitions: Vec<i32> = (0..PARTITIONS).collect();
+fn committed_total(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+    let partitions: Vec<i32> = (0..partitions).collect();
     tools::committed_offsets(bootstrap, group, topic, &partitions)
         .map(|offsets| offsets.iter().map(|(_, o)| o.unwrap_or(0)).sum())
         .unwrap_or(0)
@@ -250,9 +250,24 @@ fn proc_stat(pid: u32) -> (f64, f64) {
     (cpu, hwm_kb / 1024.0)
 }
 
+/// What `ackbar run` consumes in one case.
+struct Input<'a> {
+    topic: &'a str,
+    partitions: i32,
+    messages: usize,
+}
+
 /// `ackbar run` with one pipeline; timed from its first handled message (seen in `/metrics`)
-/// until the group has committed all `n` offsets.
-fn ackbar(case: &str, bootstrap: &str, topic: &str, n: usize, plugin: &Path, policy: &str) -> Row {
+/// until the group has committed all the messages. `extra` is appended to the pipeline table.
+fn ackbar(
+    case: &str,
+    bootstrap: &str,
+    input: &Input,
+    plugin: &Path,
+    policy: &str,
+    extra: &str,
+) -> Row {
+    let (topic, n) = (input.topic, input.messages);
     let dir = tempfile::tempdir().unwrap();
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -265,7 +280,7 @@ fn ackbar(case: &str, bootstrap: &str, topic: &str, n: usize, plugin: &Path, pol
     let config = format!(
         "brokers = \"{bootstrap}\"\n[run]\nsummary_interval_secs = 0\nmetrics_addr = \"{metrics_addr}\"\n\
          [[pipeline]]\nname = \"bench\"\ntopics = [\"{topic}\"]\ngroup_id = \"{group}\"\n\
-         ack_policy = \"{policy}\"\nplugin = \"{}\"\nwatch_plugin = false\ncommit_interval_ms = 200\n\
+         ack_policy = \"{policy}\"\nplugin = \"{}\"\nwatch_plugin = false\ncommit_interval_ms = 200\n{extra}\n\
          [pipeline.backoff]\ninitial_ms = 1\nmax_ms = 10\nmultiplier = 2.0\n",
         plugin.display()
     );
@@ -289,7 +304,7 @@ fn ackbar(case: &str, bootstrap: &str, topic: &str, n: usize, plugin: &Path, pol
         std::thread::sleep(Duration::from_millis(10));
     };
     let (cpu0, _) = proc_stat(child.id());
-    while committed_total(bootstrap, &group, topic) < n as i64 {
+    while committed_total(bootstrap, &group, topic, input.partitions) < n as i64 {
         assert!(Instant::now() < deadline, "{case}: not all committed");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -431,6 +446,11 @@ fn main() {
         create(&small, n_faststream, false);
     }
 
+    let all = Input {
+        topic: &clean,
+        partitions: PARTITIONS,
+        messages: n,
+    };
     let mut rows = Vec::new();
     if wanted("raw") {
         rows.push(consumer_loop(
@@ -457,10 +477,10 @@ fn main() {
         rows.push(ackbar(
             "ackbar rust no-op",
             &bootstrap,
-            &clean,
-            n,
+            &all,
             &fixture,
             "ACK",
+            "",
         ));
     }
     for language in ["rust", "go", "js", "python"] {
@@ -472,22 +492,61 @@ fn main() {
         if !wanted(&case) {
             continue;
         }
-        rows.push(ackbar(&case, &bootstrap, &clean, n, &plugin, "ACK"));
+        rows.push(ackbar(&case, &bootstrap, &all, &plugin, "ACK", ""));
         if language == "rust" {
-            rows.push(ackbar(&case, &bootstrap, &clean, n, &plugin, "ACK_FIRST"));
+            rows.push(ackbar(&case, &bootstrap, &all, &plugin, "ACK_FIRST", ""));
             rows.push(ackbar(
                 &case,
                 &bootstrap,
-                &clean,
-                n,
+                &all,
                 &plugin,
                 "NACK_ON_ERROR",
+                "",
             ));
             if wanted("5%") {
-                let mut row = ackbar(&case, &bootstrap, &failing, n, &plugin, "NACK_ON_ERROR");
+                let input = Input {
+                    topic: &failing,
+                    ..all
+                };
+                let mut row = ackbar(&case, &bootstrap, &input, &plugin, "NACK_ON_ERROR", "");
                 row.policy = "NACK_ON_ERROR, 5% fail twice".into();
                 rows.push(row);
             }
+        }
+    }
+    if wanted("ordering") {
+        // A handler that waits 1 ms (for a database, say), 100 distinct keys, one partition.
+        let topic = format!("bench-ordering-{id}");
+        let n_ordering: usize = env_or("BENCH_ORDERING_MESSAGES", 3000);
+        runtime.block_on(async {
+            if let Some(b) = &_embedded {
+                b.create_topic(&topic, 1).unwrap();
+            } else {
+                tools::create_topic(&bootstrap, &topic, 1).await.unwrap();
+            }
+            let records: Vec<Record> = (0..n_ordering)
+                .map(|i| Record {
+                    partition: Some(0),
+                    key: Some(format!("customer-{}", i % 100).into_bytes()),
+                    payload: b"sleep:1".to_vec(),
+                    ..Record::default()
+                })
+                .collect();
+            tools::produce(&bootstrap, &topic, &records).await.unwrap();
+        });
+        let input = Input {
+            topic: &topic,
+            partitions: 1,
+            messages: n_ordering,
+        };
+        for (name, extra) in [
+            ("1 ms handler, 1 partition, ordering = partition", ""),
+            (
+                "1 ms handler, 1 partition, ordering = key (100 keys), max_in_flight = 64",
+                "ordering = \"key\"\nmax_in_flight = 64",
+            ),
+        ] {
+            rows.push(ackbar(name, &bootstrap, &input, &fixture, "ACK", extra));
         }
     }
     if wanted("faststream") {
@@ -527,6 +586,11 @@ fn main() {
         "Ackbar / FastStream, ACK_FIRST",
         find("ackbar rust orders", "ACK_FIRST"),
         find("faststream", "ACK_FIRST"),
+    );
+    ratio(
+        "ordering = key / ordering = partition (1 ms handler)",
+        find("1 ms handler, 1 partition, ordering = key", "ACK"),
+        find("1 ms handler, 1 partition, ordering = partition", "ACK"),
     );
     for language in ["go", "js", "python"] {
         ratio(

@@ -104,6 +104,9 @@ struct RawPipeline {
     #[serde(default = "default_true")]
     watch_plugin: bool,
     smoke_payload: Option<String>,
+    #[serde(default)]
+    ordering: Ordering,
+    max_in_flight: Option<u32>,
     #[serde(default = "default_commit_interval_ms")]
     commit_interval_ms: u64,
     #[serde(default = "default_drain_timeout_ms")]
@@ -188,6 +191,23 @@ impl Backoff {
     }
 }
 
+/// Which messages of a partition keep their order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ordering {
+    /// One message at a time, in offset order (Kafka's usual guarantee).
+    #[default]
+    Partition,
+    /// Messages with the same key in offset order; different keys concurrently. Messages
+    /// without a key are ordered among themselves.
+    Key,
+    /// Any message concurrently with any other.
+    Unordered,
+}
+
+/// `max_in_flight` when `ordering` allows concurrency and the config names none.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
+
 /// The tenant of a pipeline that names none.
 pub const DEFAULT_TENANT: &str = "default";
 
@@ -204,6 +224,10 @@ pub struct PipelineConfig {
     pub plugin: PathBuf,
     /// Reload the plugin when its file changes.
     pub watch_plugin: bool,
+    /// Which messages of a partition must be handled one after the other.
+    pub ordering: Ordering,
+    /// Messages of one partition handled at the same time (`ordering` other than `partition`).
+    pub max_in_flight: usize,
     /// A payload each new plugin version is called with before it goes live; a trap refuses it.
     pub smoke_payload: Option<Vec<u8>>,
     pub commit_interval: Duration,
@@ -235,6 +259,8 @@ impl PipelineConfig {
             ack_policy: AckPolicy::default(),
             plugin: plugin.into(),
             watch_plugin: true,
+            ordering: Ordering::Partition,
+            max_in_flight: 1,
             smoke_payload: None,
             commit_interval: Duration::from_millis(default_commit_interval_ms()),
             drain_timeout: Duration::from_millis(default_drain_timeout_ms()),
@@ -395,6 +421,18 @@ impl Config {
                     "must be greater than 0".into(),
                 ));
             }
+            let max_in_flight = match (p.ordering, p.max_in_flight) {
+                (_, Some(0)) => return Err(perr("max_in_flight", "must be at least 1".into())),
+                (Ordering::Partition, Some(n)) if n > 1 => {
+                    return Err(perr(
+                        "max_in_flight",
+                        format!("is {n}, but ordering = \"partition\" handles one message at a time; use ordering = \"key\" or \"unordered\""),
+                    ))
+                }
+                (Ordering::Partition, _) => 1,
+                (_, Some(n)) => n as usize,
+                (_, None) => DEFAULT_MAX_IN_FLIGHT,
+            };
             let tenant = match &p.tenant {
                 Some(t) if t.trim().is_empty() => return Err(perr("tenant", "is empty".into())),
                 Some(t) => t.clone(),
@@ -425,6 +463,8 @@ impl Config {
                 ack_policy: p.ack_policy,
                 plugin,
                 watch_plugin: p.watch_plugin,
+                ordering: p.ordering,
+                max_in_flight,
                 smoke_payload: p.smoke_payload.clone().map(String::into_bytes),
                 commit_interval: Duration::from_millis(p.commit_interval_ms),
                 drain_timeout: Duration::from_millis(p.drain_timeout_ms),

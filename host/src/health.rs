@@ -55,7 +55,16 @@ impl Health {
         }
     }
 
-    /// The partition moved on (its message settled), or is no longer ours.
+    /// The message at `offset` settled: if it was the one the partition was stuck on, the
+    /// partition moves again.
+    pub fn settled(&self, tp: &TopicPartition, offset: i64) {
+        let mut stuck = self.lock();
+        if stuck.get(tp).is_some_and(|s| s.offset == offset) {
+            stuck.remove(tp);
+        }
+    }
+
+    /// The partition is no longer ours.
     pub fn moving(&self, tp: &TopicPartition) {
         let mut stuck = self.lock();
         if !stuck.is_empty() {
@@ -110,7 +119,13 @@ mod tests {
             problems,
             vec!["pipeline p: partition t/0 stuck at offset 5 for 0 s after 2 attempts"]
         );
-        health.moving(&tp);
+        health.settled(&tp, 4);
+        assert_eq!(
+            health.problems("p", Duration::ZERO).len(),
+            1,
+            "another message settled"
+        );
+        health.settled(&tp, 5);
         assert!(health.problems("p", Duration::ZERO).is_empty());
         health.paused(&tp, 7, 3);
         assert!(health.problems("p", Duration::from_secs(60))[0].contains("paused at offset 7"));

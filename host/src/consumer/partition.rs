@@ -3,6 +3,7 @@
 
 use super::context::{PipelineContext, Shared};
 use crate::bindings::{Header, Message};
+use crate::config::Ordering;
 use crate::deadletter::DeadLetter;
 use crate::metrics::MessageMetrics;
 use crate::offsets::{Completion, TopicPartition};
@@ -14,9 +15,12 @@ use crate::trace_context::parse_traceparent;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::Message as _;
-use std::sync::atomic::Ordering;
+use std::collections::HashMap;
+use std::sync::atomic;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// After this many nacks of one message, each further one is logged as a warning.
@@ -54,7 +58,12 @@ pub(crate) async fn run(
     stop: CancellationToken,
 ) {
     tracing::debug!(pipeline = %shared.name, partition = %tp, "partition worker started");
-    let metrics = shared.metrics.message_metrics(&tp.topic);
+    let metrics = Arc::new(shared.metrics.message_metrics(&tp.topic));
+    if shared.config.ordering != Ordering::Partition {
+        run_concurrent(&shared, &tp, queue, &stop, metrics).await;
+        tracing::debug!(pipeline = %shared.name, partition = %tp, "partition worker stopped");
+        return;
+    }
     loop {
         let received = tokio::select! {
             biased;
@@ -96,9 +105,104 @@ pub(crate) async fn run(
         if let Some(progress) = shared.tracker().get_mut(&tp) {
             progress.complete(offset, how);
         }
-        shared.health.moving(&tp);
+        shared.health.settled(&tp, offset);
     }
     tracing::debug!(pipeline = %shared.name, partition = %tp, "partition worker stopped");
+}
+
+/// `ordering = "key"` or `"unordered"`: up to `max_in_flight` messages of the partition at once,
+/// each on its own task. Under `key`, a message waits until the previous message with the same
+/// key has settled. Offsets are still committed only up to the first unfinished message.
+async fn run_concurrent(
+    shared: &Arc<Shared>,
+    tp: &TopicPartition,
+    queue: StreamPartitionQueue<PipelineContext>,
+    stop: &CancellationToken,
+    metrics: Arc<MessageMetrics>,
+) {
+    let by_key = shared.config.ordering == Ordering::Key;
+    let permits = Arc::new(Semaphore::new(shared.config.max_in_flight));
+    // The settled-signal of the latest message of each key. `true` once it settled; a sender
+    // dropped without `true` means it never settled (stopped), so the key's later messages
+    // must not run either.
+    let mut lanes: HashMap<Option<Vec<u8>>, watch::Receiver<bool>> = HashMap::new();
+    let mut tasks = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            permit = permits.clone().acquire_owned() => permit.expect("never closed"),
+        };
+        let received = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            received = queue.recv() => received,
+        };
+        let message = match received {
+            Ok(m) => {
+                shared.consume_faults.recovered(&shared.name);
+                to_guest_message(&m, 1)
+            }
+            Err(e) => {
+                shared
+                    .consume_faults
+                    .fault(&shared.name, &format!("{tp}: {e}"));
+                continue;
+            }
+        };
+        let offset = message.offset;
+        match shared.tracker().get_mut(tp) {
+            Some(progress) => progress.begin(offset),
+            None => break,
+        }
+        let (previous, settled_tx) = if by_key {
+            if lanes.len() > 4 * shared.config.max_in_flight {
+                // Forget keys whose last message settled: nothing waits on them.
+                lanes.retain(|_, rx| !*rx.borrow() && rx.has_changed().is_ok());
+            }
+            let (tx, rx) = watch::channel(false);
+            (lanes.insert(message.key.clone(), rx), Some(tx))
+        } else {
+            (None, None)
+        };
+        shared.metrics.in_flight.increment(1);
+        let (shared, tp, stop, metrics) =
+            (shared.clone(), tp.clone(), stop.clone(), metrics.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            if let Some(mut previous) = previous {
+                let ready = tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => false,
+                    settled = previous.wait_for(|settled| *settled) => settled.is_ok(),
+                };
+                if !ready {
+                    shared.metrics.in_flight.decrement(1);
+                    return;
+                }
+            }
+            let delivery = Delivery {
+                shared: &shared,
+                tp: &tp,
+                metrics: &metrics,
+                stop: &stop,
+            };
+            let settled = delivery.until_settled(message).await;
+            shared.metrics.in_flight.decrement(1);
+            if let Some(how) = settled {
+                if let Some(progress) = shared.tracker().get_mut(&tp) {
+                    progress.complete(offset, how);
+                }
+                shared.health.settled(&tp, offset);
+                if let Some(tx) = settled_tx {
+                    let _ = tx.send(true);
+                }
+            }
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    // Stopping: let the messages in flight finish (their redeliveries stop at once).
+    while tasks.join_next().await.is_some() {}
 }
 
 /// Seeing one message through: handler calls, redeliveries, dead-lettering, pausing.
@@ -244,7 +348,7 @@ impl Delivery<'_> {
                     self.shared
                         .stats
                         .dead_letters
-                        .fetch_add(1, Ordering::Relaxed);
+                        .fetch_add(1, atomic::Ordering::Relaxed);
                     self.shared.dead_letter_faults.recovered(&self.shared.name);
                     tracing::info!(
                         pipeline = %self.shared.name, partition = %self.tp, offset = letter.message.offset,
@@ -258,7 +362,7 @@ impl Delivery<'_> {
                     self.shared
                         .stats
                         .dead_letter_errors
-                        .fetch_add(1, Ordering::Relaxed);
+                        .fetch_add(1, atomic::Ordering::Relaxed);
                     self.shared.dead_letter_faults.fault(
                         &self.shared.name,
                         &format!(

@@ -9,6 +9,7 @@ mod delivery;
 mod faults;
 mod languages;
 mod operations;
+mod ordering;
 mod plugin;
 mod policies;
 mod rebalance;
