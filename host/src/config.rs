@@ -734,4 +734,31 @@ plugin = "plugin.wasm"
             "{e}"
         );
     }
+
+    #[test]
+    fn ordering_and_max_in_flight_are_validated() {
+        let p = |extra: &str| parse(&format!("{MINIMAL}{extra}"));
+        let default = p("").unwrap();
+        assert_eq!(default.pipelines[0].ordering, Ordering::Partition);
+        assert_eq!(default.pipelines[0].max_in_flight, 1);
+        let key = p("ordering = \"key\"\n").unwrap();
+        assert_eq!(key.pipelines[0].ordering, Ordering::Key);
+        assert_eq!(key.pipelines[0].max_in_flight, DEFAULT_MAX_IN_FLIGHT);
+        let unordered = p("ordering = \"unordered\"\nmax_in_flight = 4\n").unwrap();
+        assert_eq!(unordered.pipelines[0].max_in_flight, 4);
+        let e = p("max_in_flight = 8\n").unwrap_err().to_string();
+        assert!(
+            e.contains("field `max_in_flight` is 8, but ordering = \"partition\""),
+            "{e}"
+        );
+        let e = p("ordering = \"key\"\nmax_in_flight = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("field `max_in_flight` must be at least 1"),
+            "{e}"
+        );
+        let e = p("ordering = \"random\"\n").unwrap_err().to_string();
+        assert!(e.contains("unknown variant `random`"), "{e}");
+    }
 }
