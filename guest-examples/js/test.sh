@@ -6,6 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 "$here/build.sh" "$@" >/dev/null
 node --test --test-reporter=dot "$here/test/order.test.js"
+mkdir -p "$here/target/test"
 tools="${ACKBAR_CACHE:-$HOME/.cache/ackbar}/toolchains/js-$(sha256sum "$here/toolchain/package-lock.json" | cut -c1-12)"
 for wasm in "$here"/target/*.wasm; do
   name="$(basename "$wasm" .wasm)"
