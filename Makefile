@@ -45,8 +45,9 @@ test: guests brokers lint
 
 ## End-to-end throughput on Apache Kafka: raw rdkafka, native, every language's Wasm handler,
 ## FastStream; prints the table and the ratios (BENCH_MESSAGES, BENCH_BROKER, BENCH_CASES).
+## Release build (the first one compiles wasmtime and librdkafka optimised: ≈ 10 minutes).
 bench: guests brokers
-	$(CARGO) bench --locked -p ackbar --bench e2e --profile dev
+	$(CARGO) bench --locked -p ackbar --bench e2e
 
 ## Hot-reload benchmark. Reuses the test build: dependencies (wasmtime, librdkafka) are
 ## optimised there already (opt-level 2), so no separate release build of wasmtime is needed.
