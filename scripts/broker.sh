@@ -89,7 +89,8 @@ EOF
     # paying for an extra JVM start.
     if [ ! -f "$data/logs/meta.properties" ]; then
       cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)"
-      if ! "${java_cmd[@]}" kafka.tools.StorageTool format -t "$cluster_id" \
+      # `--cluster-id=`: an id may start with "-", which a separate argument would parse as a flag.
+      if ! "${java_cmd[@]}" kafka.tools.StorageTool format --cluster-id="$cluster_id" \
           -c "$data/server.properties" >>"$log" 2>&1; then
         echo "broker.sh: formatting $data/logs failed:" >&2
         tail -n 30 "$log" >&2

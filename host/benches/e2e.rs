@@ -7,7 +7,8 @@
 //! - `ackbar …`: `ackbar run` (a child process) with a Wasm handler: the Rust no-op (`fixture`)
 //!   and every language's `orders`, under several policies;
 //! - `faststream`: the same logic in FastStream (`benches/faststream`), on a smaller topic, since
-//!   it commits once per message.
+//!   it commits once per message;
+//! - `latency`: produce → committed latency of a live stream (5,000 msg/s) through Ackbar.
 //!
 //! `make bench` runs it. Environment: `BENCH_MESSAGES` (200000), `BENCH_FASTSTREAM_MESSAGES`
 //! (20000), `BENCH_BROKER` (`kafka`, `tansu` or `embedded`), `BENCH_CASES` (comma-separated
@@ -250,6 +251,178 @@ fn proc_stat(pid: u32) -> (f64, f64) {
     (cpu, hwm_kb / 1024.0)
 }
 
+/// `ackbar run` with one pipeline in a child process, stopped (SIGTERM) when dropped.
+struct RunningAckbar {
+    child: std::process::Child,
+    metrics_addr: String,
+    group: String,
+    _dir: tempfile::TempDir,
+}
+
+impl RunningAckbar {
+    /// `extra` is appended to the pipeline table.
+    fn start(
+        case: &str,
+        bootstrap: &str,
+        topic: &str,
+        plugin: &Path,
+        policy: &str,
+        extra: &str,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics_addr = format!("127.0.0.1:{}", free_port());
+        static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let group = format!(
+            "bench-{}-{}-{run}",
+            std::process::id(),
+            case.replace(' ', "-")
+        );
+        let config = format!(
+            "brokers = \"{bootstrap}\"\n[run]\nsummary_interval_secs = 0\nmetrics_addr = \"{metrics_addr}\"\n\
+             [[pipeline]]\nname = \"bench\"\ntopics = [\"{topic}\"]\ngroup_id = \"{group}\"\n\
+             ack_policy = \"{policy}\"\nplugin = \"{}\"\nwatch_plugin = false\ncommit_interval_ms = 200\n{extra}\n\
+             [pipeline.backoff]\ninitial_ms = 1\nmax_ms = 10\nmultiplier = 2.0\n",
+            plugin.display()
+        );
+        let path = dir.path().join("bench.toml");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ackbar"))
+            .arg("run")
+            .arg(&path)
+            .env("ACKBAR_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start ackbar run");
+        RunningAckbar {
+            child,
+            metrics_addr,
+            group,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for RunningAckbar {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Latency from producing a message until its offset is committed, with Ackbar already running
+/// and messages produced at a steady `rate` (per second): what a live stream sees. Resolution:
+/// the committed offsets are polled every 5 ms; the commit interval is 200 ms.
+fn commit_latency(
+    bootstrap: &str,
+    runtime: &tokio::runtime::Runtime,
+    plugin: &Path,
+    n: usize,
+    rate: usize,
+) -> (f64, f64, f64) {
+    use std::sync::{Arc, Mutex};
+    let topic = format!("bench-latency-{}", std::process::id());
+    runtime
+        .block_on(tools::create_topic(bootstrap, &topic, PARTITIONS))
+        .unwrap();
+    let running = RunningAckbar::start("latency", bootstrap, &topic, plugin, "ACK", "");
+    // Wait until the pipeline has its partitions.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(&running.metrics_addr, "/readyz").is_none_or(|b| !b.starts_with("ready")) {
+        assert!(Instant::now() < deadline, "latency: pipeline not ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // (partition, offset, when it was sent), filled by the producer as deliveries confirm.
+    let sent: Arc<Mutex<Vec<(i32, i64, Instant)>>> = Arc::default();
+    let producer_sent = sent.clone();
+    let bootstrap_owned = bootstrap.to_string();
+    let topic_owned = topic.clone();
+    let batch = (rate / 100).max(1);
+    let producer = runtime.spawn(async move {
+        use rdkafka::producer::FutureRecord;
+        let producer = tools::producer(&bootstrap_owned).unwrap();
+        let started = Instant::now();
+        let mut ticker = tokio::time::interval(Duration::from_millis(10));
+        let mut deliveries = Vec::new();
+        let mut i = 0;
+        while i < n {
+            ticker.tick().await;
+            let at = Instant::now();
+            for j in i..(i + batch).min(n) {
+                let payload = order(j, false);
+                let record = FutureRecord::<(), [u8]>::to(&topic_owned)
+                    .partition(j as i32 % PARTITIONS)
+                    .payload(&payload);
+                let delivery = producer.send_result(record).map_err(|(e, _)| e).unwrap();
+                let sent = producer_sent.clone();
+                deliveries.push(tokio::spawn(async move {
+                    if let Ok(Ok(d)) = delivery.await {
+                        sent.lock().unwrap().push((d.partition, d.offset, at));
+                    }
+                }));
+            }
+            i = (i + batch).min(n);
+        }
+        for d in deliveries {
+            let _ = d.await;
+        }
+        started.elapsed()
+    });
+    // One client for all the polls: creating one per poll would cost more than the resolution.
+    let watcher: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", &running.group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut all_partitions = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        all_partitions.add_partition(&topic, p);
+    }
+    let mut latencies = Vec::with_capacity(n);
+    let mut done: HashMap<i32, i64> = HashMap::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while latencies.len() < n {
+        assert!(Instant::now() < deadline, "latency: not all committed");
+        std::thread::sleep(Duration::from_millis(5));
+        let committed: Vec<(i32, Option<i64>)> = watcher
+            .committed_offsets(all_partitions.clone(), Duration::from_secs(5))
+            .map(|tpl| {
+                tpl.elements()
+                    .iter()
+                    .map(|e| match e.offset() {
+                        Offset::Offset(o) => (e.partition(), Some(o)),
+                        _ => (e.partition(), None),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let now = Instant::now();
+        let mut sent = sent.lock().unwrap();
+        for (partition, offset) in committed {
+            if let Some(offset) = offset {
+                done.insert(partition, offset);
+            }
+        }
+        sent.retain(|(p, o, at)| {
+            let committed = done.get(p).is_some_and(|c| o < c);
+            if committed {
+                latencies.push(now.duration_since(*at).as_secs_f64() * 1e3);
+            }
+            !committed
+        });
+    }
+    let producing = runtime.block_on(producer).unwrap();
+    drop(running);
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    // The rate actually reached.
+    let _ = rate;
+    (n as f64 / producing.as_secs_f64(), at(0.5), at(0.99))
+}
+
 /// What `ackbar run` consumes in one case.
 struct Input<'a> {
     topic: &'a str,
@@ -268,35 +441,12 @@ fn ackbar(
     extra: &str,
 ) -> Row {
     let (topic, n) = (input.topic, input.messages);
-    let dir = tempfile::tempdir().unwrap();
-    let metrics_addr = format!("127.0.0.1:{}", free_port());
-    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let group = format!(
-        "bench-{}-{}-{run}",
-        std::process::id(),
-        case.replace(' ', "-")
-    );
-    let config = format!(
-        "brokers = \"{bootstrap}\"\n[run]\nsummary_interval_secs = 0\nmetrics_addr = \"{metrics_addr}\"\n\
-         [[pipeline]]\nname = \"bench\"\ntopics = [\"{topic}\"]\ngroup_id = \"{group}\"\n\
-         ack_policy = \"{policy}\"\nplugin = \"{}\"\nwatch_plugin = false\ncommit_interval_ms = 200\n{extra}\n\
-         [pipeline.backoff]\ninitial_ms = 1\nmax_ms = 10\nmultiplier = 2.0\n",
-        plugin.display()
-    );
-    let path = dir.path().join("bench.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ackbar"))
-        .arg("run")
-        .arg(&path)
-        .env("ACKBAR_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start ackbar run");
+    let running = RunningAckbar::start(case, bootstrap, topic, plugin, policy, extra);
+    let (child, metrics_addr, group) = (&running.child, &running.metrics_addr, &running.group);
     let deadline = Instant::now() + TIMEOUT;
     let t0 = loop {
         assert!(Instant::now() < deadline, "{case}: no message handled");
-        if let Some(m) = http_get(&metrics_addr, "/metrics") {
+        if let Some(m) = http_get(metrics_addr, "/metrics") {
             if metric_sum(&m, "ackbar_messages_total") > 0.0 {
                 break Instant::now();
             }
@@ -304,17 +454,14 @@ fn ackbar(
         std::thread::sleep(Duration::from_millis(10));
     };
     let (cpu0, _) = proc_stat(child.id());
-    while committed_total(bootstrap, &group, topic, input.partitions) < n as i64 {
+    while committed_total(bootstrap, group, topic, input.partitions) < n as i64 {
         assert!(Instant::now() < deadline, "{case}: not all committed");
         std::thread::sleep(Duration::from_millis(50));
     }
     let seconds = t0.elapsed().as_secs_f64();
-    let metrics = http_get(&metrics_addr, "/metrics").unwrap_or_default();
+    let metrics = http_get(metrics_addr, "/metrics").unwrap_or_default();
     let (cpu1, rss) = proc_stat(child.id());
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    drop(running);
     let calls = metric_sum(&metrics, "ackbar_handler_duration_seconds_count");
     let total = metric_sum(&metrics, "ackbar_handler_duration_seconds_sum");
     Row {
@@ -549,6 +696,18 @@ fn main() {
             rows.push(ackbar(name, &bootstrap, &input, &fixture, "ACK", extra));
         }
     }
+    let latency = if wanted("latency") {
+        let plugin = example("rust").expect("the Rust orders example");
+        Some(commit_latency(
+            &bootstrap,
+            &runtime,
+            &plugin,
+            env_or("BENCH_LATENCY_MESSAGES", 20_000),
+            5_000,
+        ))
+    } else {
+        None
+    };
     if wanted("faststream") {
         for policy in ["ACK", "ACK_FIRST"] {
             rows.extend(faststream(&bootstrap, &small, n_faststream, policy));
@@ -559,6 +718,11 @@ fn main() {
         "\nbroker: {broker_kind}; {n} messages of {PAYLOAD_BYTES} B over {PARTITIONS} partitions ({n_faststream} for FastStream)\n"
     );
     print_table(&rows);
+    if let Some((rate, p50, p99)) = latency {
+        println!(
+            "\nproduce → committed latency, Rust orders, ACK, live stream at {rate:.0} msg/s: p50 {p50:.0} ms, p99 {p99:.0} ms (commit interval 200 ms)"
+        );
+    }
     let find = |case: &str, policy: &str| {
         rows.iter()
             .find(|r| r.case.starts_with(case) && r.policy == policy)
