@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod delivery;
 mod faults;
+mod hostile;
 mod languages;
 mod operations;
 mod ordering;
