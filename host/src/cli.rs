@@ -201,6 +201,7 @@ fn invoke(args: InvokeArgs) -> Result<()> {
     let limits = crate::plugin::PluginLimits {
         deadline: Duration::from_millis(args.deadline_ms),
         memory_bytes: (args.memory_mib as usize) << 20,
+        fuel: None,
     };
     let runtime = PluginRuntime::new()?;
     let invoker = Invoker::new(
@@ -245,7 +246,9 @@ async fn run(config_path: PathBuf) -> Result<()> {
             (Some(broker), bootstrap)
         }
     };
-    let runtime = PluginRuntime::new()?;
+    // Fuel metering costs every guest some speed: only when a pipeline asks for a fuel limit.
+    let metered = config.pipelines.iter().any(|p| p.limits.fuel.is_some());
+    let runtime = PluginRuntime::with_options(crate::plugin::default_cache_dir(), metered)?;
     // Before any pipeline starts: metric handles made without a recorder stay no-ops.
     let prometheus = match &config.run.metrics_addr {
         Some(_) => Some(crate::metrics::install()?),

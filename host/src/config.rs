@@ -150,6 +150,7 @@ fn default_connect_timeout_ms() -> u64 {
 struct RawLimits {
     deadline_ms: u64,
     memory_mib: u64,
+    fuel: Option<u64>,
 }
 
 impl Default for RawLimits {
@@ -158,6 +159,7 @@ impl Default for RawLimits {
         RawLimits {
             deadline_ms: d.deadline.as_millis() as u64,
             memory_mib: (d.memory_bytes >> 20) as u64,
+            fuel: None,
         }
     }
 }
@@ -367,6 +369,9 @@ impl Config {
                     ),
                 ));
             }
+            if p.limits.fuel == Some(0) {
+                return Err(perr("limits.fuel", "must be greater than 0".into()));
+            }
             if p.limits.deadline_ms == 0 {
                 return Err(perr("limits.deadline_ms", "must be greater than 0".into()));
             }
@@ -472,6 +477,7 @@ impl Config {
                 limits: PluginLimits {
                     deadline: Duration::from_millis(p.limits.deadline_ms),
                     memory_bytes: (p.limits.memory_mib as usize) << 20,
+                    fuel: p.limits.fuel,
                 },
                 backoff: p.backoff,
                 max_attempts: p.max_attempts,

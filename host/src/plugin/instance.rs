@@ -13,6 +13,7 @@ const MAX_REPORT_TEXT: usize = 2048;
 pub struct PluginInstance {
     store: Store<HostState>,
     handler: Handler,
+    fuel: Option<u64>,
 }
 
 impl PluginInstance {
@@ -23,12 +24,22 @@ impl PluginInstance {
         // Instantiation runs guest start code: bound it too.
         store.set_epoch_deadline(limits.deadline_ticks());
         store.epoch_deadline_trap();
+        if let Some(fuel) = limits.fuel {
+            store
+                .set_fuel(fuel)
+                .map_err(anyhow::Error::from)
+                .context("setting the fuel limit")?;
+        }
         let handler = plugin
             .pre
             .instantiate(&mut store)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("plugin {}: instantiation failed", plugin.path().display()))?;
-        Ok(PluginInstance { store, handler })
+        Ok(PluginInstance {
+            store,
+            handler,
+            fuel: limits.fuel,
+        })
     }
 
     /// Calls `handle`. Returns the outcome and whether this instance may be used again: after a
@@ -44,6 +55,11 @@ impl PluginInstance {
         state.call.explicit = None;
         state.call.active = true;
         self.store.set_epoch_deadline(deadline_ticks);
+        if let Some(fuel) = self.fuel {
+            // Each call gets the full budget; an error here means fuel is not metered, which
+            // loading the plugin already ruled out.
+            let _ = self.store.set_fuel(fuel);
+        }
 
         let result = self.handler.call_handle(&mut self.store, message);
 

@@ -23,6 +23,9 @@ pub struct PluginLimits {
     pub deadline: Duration,
     /// Largest linear memory one instance may grow to.
     pub memory_bytes: usize,
+    /// Fuel (roughly, Wasm instructions) one `handle` call may burn, when the runtime meters
+    /// fuel. A deterministic bound next to the wall-clock deadline.
+    pub fuel: Option<u64>,
 }
 
 impl Default for PluginLimits {
@@ -30,6 +33,7 @@ impl Default for PluginLimits {
         PluginLimits {
             deadline: Duration::from_secs(5),
             memory_bytes: 64 << 20,
+            fuel: None,
         }
     }
 }
@@ -87,6 +91,7 @@ struct RuntimeInner {
     engine: Engine,
     linker: Linker<HostState>,
     cache: Option<CompiledCache>,
+    metered: bool,
     _ticker: EpochTicker,
 }
 
@@ -98,8 +103,15 @@ impl PluginRuntime {
 
     /// A runtime that caches compiled components in `cache_dir`, or compiles every load when `None`.
     pub fn with_cache_dir(cache_dir: Option<PathBuf>) -> Result<Self> {
+        Self::with_options(cache_dir, false)
+    }
+
+    /// `metered`: count fuel, so plugins may have a fuel limit. Metering instruments the
+    /// compiled code (it costs guest speed) and changes it, so it is an engine-wide choice.
+    pub fn with_options(cache_dir: Option<PathBuf>, metered: bool) -> Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
+        config.consume_fuel(metered);
         // Deadlines: a call gets N ticks of the epoch before it traps.
         config.epoch_interruption(true);
         let engine = Engine::new(&config)
@@ -121,6 +133,7 @@ impl PluginRuntime {
                 engine,
                 linker,
                 cache,
+                metered,
                 _ticker: ticker,
             }),
         })
@@ -128,6 +141,11 @@ impl PluginRuntime {
 
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// Whether this runtime meters fuel (see [`with_options`](Self::with_options)).
+    pub fn metered(&self) -> bool {
+        self.inner.metered
     }
 
     pub fn cache(&self) -> Option<&CompiledCache> {
@@ -144,6 +162,9 @@ impl PluginRuntime {
     /// Compiles and links plugin bytes; `path` is only used in messages.
     pub fn load_bytes(&self, path: &Path, bytes: &[u8], limits: PluginLimits) -> Result<Plugin> {
         let shown = path.display();
+        if limits.fuel.is_some() && !self.inner.metered {
+            bail!("plugin {shown}: a fuel limit needs a runtime that meters fuel");
+        }
         ensure_component(path, bytes)?;
         let started = std::time::Instant::now();
         let (component, cached) = self.compile(bytes, &shown)?;

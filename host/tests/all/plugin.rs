@@ -271,3 +271,40 @@ fn a_runtime_without_cache_compiles_every_time() {
         .unwrap();
     assert_eq!(plugin.cache_outcome(), CacheOutcome::Uncached);
 }
+
+#[test]
+fn fuel_bounds_a_call_deterministically_and_refills_for_the_next() {
+    use ackbar::plugin::PluginRuntime;
+    let limits = PluginLimits {
+        fuel: Some(50_000_000),
+        ..PluginLimits::default()
+    };
+    let unmetered = runtime().load(&guest("fixture"), limits);
+    let err = unmetered
+        .err()
+        .expect("a fuel limit needs metering")
+        .to_string();
+    assert!(
+        err.contains("a fuel limit needs a runtime that meters fuel"),
+        "{err}"
+    );
+
+    let metered = PluginRuntime::with_options(None, true).unwrap();
+    let plugin = metered.load(&guest("fixture"), limits).unwrap();
+    let pool = InstancePool::new(Arc::new(plugin));
+    for _ in 0..3 {
+        let outcome = call(&pool, "loop");
+        assert!(
+            matches!(
+                outcome.end,
+                CallEnd::Trapped {
+                    kind: TrapKind::Fuel,
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
+        // The budget is per call: a normal message after an exhausted one still runs.
+        assert_eq!(call(&pool, "ok").label(), "ok");
+    }
+}
