@@ -263,7 +263,9 @@ async fn partitions_are_consumed_concurrently_each_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_mid_stream_resumes_at_the_committed_offset_without_skipping() {
     let cluster = Cluster::new(2);
-    let messages: Vec<(i32, &str)> = (0..400).map(|i| (i % 2, "ok")).collect();
+    // Each message takes at least 10 ms, so the first run cannot reach the end of either
+    // partition (200 × 10 ms) before it is stopped after 100 messages, however fast the machine.
+    let messages: Vec<(i32, &str)> = (0..400).map(|i| (i % 2, "sleep:10")).collect();
     cluster.produce(&messages).await;
     let config = cluster.config(AckPolicy::Ack);
 
