@@ -57,10 +57,46 @@ fn order(i: usize, failing: bool) -> Vec<u8> {
     format!("{head}{}\"}}", "x".repeat(pad)).into_bytes()
 }
 
-async fn produce(bootstrap: &str, topic: &str, n: usize, failing: bool) {
-    tools::create_topic(bootstrap, topic, PARTITIONS)
-        .await
-        .unwrap_or_else(|e| panic!("creating {topic}: {e:#}"));
+/// The broker under test: a process (Apache Kafka, tansu) or the embedded cluster.
+struct Broker {
+    bootstrap: String,
+    embedded: Option<EmbeddedBroker>,
+    _process: Option<BrokerProcess>,
+}
+
+impl Broker {
+    fn start(kind: &str) -> Self {
+        if kind == "embedded" {
+            let broker = EmbeddedBroker::start().unwrap();
+            return Broker {
+                bootstrap: broker.bootstrap_servers().to_string(),
+                embedded: Some(broker),
+                _process: None,
+            };
+        }
+        let process = BrokerProcess::start(&repo_root(), kind).unwrap();
+        Broker {
+            bootstrap: process.bootstrap.clone(),
+            embedded: None,
+            _process: Some(process),
+        }
+    }
+
+    /// The embedded cluster does not implement CreateTopics; real brokers get an admin request.
+    async fn create_topic(&self, topic: &str, partitions: i32) {
+        match &self.embedded {
+            Some(embedded) => embedded.create_topic(topic, partitions).unwrap(),
+            None => tools::create_topic(&self.bootstrap, topic, partitions)
+                .await
+                .unwrap_or_else(|e| panic!("creating {topic}: {e:#}")),
+        }
+    }
+}
+
+/// Creates `topic` and fills it with `n` orders over its partitions.
+async fn produce(broker: &Broker, topic: &str, n: usize, failing: bool) {
+    broker.create_topic(topic, PARTITIONS).await;
+    let bootstrap = broker.bootstrap.as_str();
     let started = Instant::now();
     for chunk in (0..n).collect::<Vec<_>>().chunks(20_000) {
         let records: Vec<Record> = chunk
@@ -316,17 +352,16 @@ impl Drop for RunningAckbar {
 /// and messages produced at a steady `rate` (per second): what a live stream sees. Resolution:
 /// the committed offsets are polled every 5 ms; the commit interval is 200 ms.
 fn commit_latency(
-    bootstrap: &str,
+    broker: &Broker,
     runtime: &tokio::runtime::Runtime,
     plugin: &Path,
     n: usize,
     rate: usize,
 ) -> (f64, f64, f64) {
     use std::sync::{Arc, Mutex};
+    let bootstrap = broker.bootstrap.as_str();
     let topic = format!("bench-latency-{}", std::process::id());
-    runtime
-        .block_on(tools::create_topic(bootstrap, &topic, PARTITIONS))
-        .unwrap();
+    runtime.block_on(broker.create_topic(&topic, PARTITIONS));
     let running = RunningAckbar::start("latency", bootstrap, &topic, plugin, "ACK", "");
     // Wait until the pipeline has its partitions.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -551,39 +586,15 @@ fn main() {
     let wanted =
         |case: &str| filters.is_empty() || filters.iter().any(|f| case.contains(f.as_str()));
 
-    let (_embedded, _process, bootstrap) = match broker_kind.as_str() {
-        "embedded" => {
-            let broker = EmbeddedBroker::start().unwrap();
-            let bootstrap = broker.bootstrap_servers().to_string();
-            (Some(broker), None, bootstrap)
-        }
-        kind => {
-            let process = BrokerProcess::start(&repo_root(), kind).unwrap();
-            let bootstrap = process.bootstrap.clone();
-            (None, Some(process), bootstrap)
-        }
-    };
+    let broker = Broker::start(&broker_kind);
+    let bootstrap = broker.bootstrap.clone();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let id = std::process::id();
     let clean = format!("bench-orders-{id}");
     let failing = format!("bench-orders-5pct-{id}");
     let small = format!("bench-orders-faststream-{id}");
     let create = |topic: &str, count: usize, fail: bool| {
-        if let Some(b) = &_embedded {
-            b.create_topic(topic, PARTITIONS).unwrap();
-            runtime.block_on(async {
-                let records: Vec<Record> = (0..count)
-                    .map(|i| Record {
-                        partition: Some(i as i32 % PARTITIONS),
-                        payload: order(i, fail),
-                        ..Record::default()
-                    })
-                    .collect();
-                tools::produce(&bootstrap, topic, &records).await.unwrap();
-            });
-        } else {
-            runtime.block_on(produce(&bootstrap, topic, count, fail));
-        }
+        runtime.block_on(produce(&broker, topic, count, fail));
     };
     create(&clean, n, false);
     if wanted("5%") {
@@ -666,11 +677,7 @@ fn main() {
         let topic = format!("bench-ordering-{id}");
         let n_ordering: usize = env_or("BENCH_ORDERING_MESSAGES", 3000);
         runtime.block_on(async {
-            if let Some(b) = &_embedded {
-                b.create_topic(&topic, 1).unwrap();
-            } else {
-                tools::create_topic(&bootstrap, &topic, 1).await.unwrap();
-            }
+            broker.create_topic(&topic, 1).await;
             let records: Vec<Record> = (0..n_ordering)
                 .map(|i| Record {
                     partition: Some(0),
@@ -699,7 +706,7 @@ fn main() {
     let latency = if wanted("latency") {
         let plugin = example("rust").expect("the Rust orders example");
         Some(commit_latency(
-            &bootstrap,
+            &broker,
             &runtime,
             &plugin,
             env_or("BENCH_LATENCY_MESSAGES", 20_000),

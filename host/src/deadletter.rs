@@ -43,36 +43,40 @@ impl DeadLetter<'_> {
     /// The original headers, then `ackbar-*` headers describing the failure.
     fn headers(&self) -> OwnedHeaders {
         let m = self.message;
-        let mut headers = OwnedHeaders::new_with_capacity(m.headers.len() + 10);
-        for h in &m.headers {
-            headers = headers.insert(Header {
-                key: &h.key,
-                value: h.value.as_deref(),
-            });
-        }
+        let original = m.headers.iter().fold(
+            OwnedHeaders::new_with_capacity(m.headers.len() + 10),
+            |headers, h| {
+                headers.insert(Header {
+                    key: &h.key,
+                    value: h.value.as_deref(),
+                })
+            },
+        );
         let partition = m.partition.to_string();
         let offset = m.offset.to_string();
         let timestamp = m.timestamp.map(|t| t.to_string());
         let attempts = self.attempts.to_string();
-        let mut add = |key: &str, value: &str| {
-            headers = std::mem::replace(&mut headers, OwnedHeaders::new()).insert(Header {
+        [
+            ("ackbar-original-topic", Some(m.topic.as_str())),
+            ("ackbar-original-partition", Some(&partition)),
+            ("ackbar-original-offset", Some(&offset)),
+            ("ackbar-original-timestamp", timestamp.as_deref()),
+            ("ackbar-outcome", Some(self.outcome)),
+            ("ackbar-reason", Some(self.reason)),
+            ("ackbar-attempts", Some(&attempts)),
+            ("ackbar-plugin-version", Some(self.plugin_version)),
+            ("ackbar-tenant", Some(self.tenant)),
+            ("ackbar-pipeline", Some(self.pipeline)),
+        ]
+        .into_iter()
+        // A message without a timestamp gets no timestamp header.
+        .filter_map(|(key, value)| Some((key, value?)))
+        .fold(original, |headers, (key, value)| {
+            headers.insert(Header {
                 key,
                 value: Some(value),
-            });
-        };
-        add("ackbar-original-topic", &m.topic);
-        add("ackbar-original-partition", &partition);
-        add("ackbar-original-offset", &offset);
-        if let Some(ts) = &timestamp {
-            add("ackbar-original-timestamp", ts);
-        }
-        add("ackbar-outcome", self.outcome);
-        add("ackbar-reason", self.reason);
-        add("ackbar-attempts", &attempts);
-        add("ackbar-plugin-version", self.plugin_version);
-        add("ackbar-tenant", self.tenant);
-        add("ackbar-pipeline", self.pipeline);
-        headers
+            })
+        })
     }
 }
 

@@ -87,15 +87,6 @@ pub struct Delivery {
     pub detail: Option<String>,
 }
 
-pub fn action_name(action: Action) -> &'static str {
-    match action {
-        Action::Commit => "commit",
-        Action::Reject => "reject",
-        Action::Redeliver => "redeliver",
-        Action::Nothing => "nothing",
-    }
-}
-
 fn detail(outcome: &Outcome) -> Option<String> {
     match &outcome.end {
         CallEnd::Failed { message, .. } => Some(message.clone()),
@@ -160,7 +151,7 @@ impl Invoker {
                 message: index,
                 attempt,
                 outcome: outcome.label(),
-                action: action_name(action).to_string(),
+                action: action.name().to_string(),
                 detail: detail(&outcome),
             });
             if action != Action::Redeliver {

@@ -97,6 +97,18 @@ pub enum Action {
     Nothing,
 }
 
+impl Action {
+    /// The action in reports: `commit`, `reject`, `redeliver` or `nothing`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Commit => "commit",
+            Action::Reject => "reject",
+            Action::Redeliver => "redeliver",
+            Action::Nothing => "nothing",
+        }
+    }
+}
+
 fn settle(decision: Decision) -> Action {
     match decision {
         Decision::Ack => Action::Commit,
@@ -202,16 +214,8 @@ mod tests {
 
     #[test]
     fn every_trap_kind_is_a_failure() {
-        let kinds = [
-            TrapKind::Panic,
-            TrapKind::Deadline,
-            TrapKind::MemoryLimit,
-            TrapKind::StackOverflow,
-            TrapKind::Fuel,
-            TrapKind::Other,
-        ];
         for (policy, _, on_failure) in TABLE {
-            for kind in kinds {
+            for kind in TrapKind::ALL {
                 assert_eq!(
                     decide(policy, &trap(kind)),
                     on_failure,

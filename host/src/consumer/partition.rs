@@ -4,7 +4,7 @@
 use super::context::{PipelineContext, Shared};
 use crate::bindings::{Header, Message};
 use crate::config::Ordering;
-use crate::deadletter::DeadLetter;
+use crate::deadletter::{DeadLetter, DeadLetterWriter};
 use crate::metrics::MessageMetrics;
 use crate::offsets::{Completion, TopicPartition};
 use crate::outcome::{CallEnd, Outcome};
@@ -64,30 +64,8 @@ pub(crate) async fn run(
         tracing::debug!(pipeline = %shared.name, partition = %tp, "partition worker stopped");
         return;
     }
-    loop {
-        let received = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            received = queue.recv() => received,
-        };
-        let message = match received {
-            Ok(m) => {
-                shared.consume_faults.recovered(&shared.name);
-                to_guest_message(&m, 1)
-            }
-            Err(e) => {
-                shared
-                    .consume_faults
-                    .fault(&shared.name, &format!("{tp}: {e}"));
-                continue;
-            }
-        };
+    while let Some(message) = next_message(&shared, &tp, &queue, &stop).await {
         let offset = message.offset;
-        match shared.tracker().get_mut(&tp) {
-            Some(progress) => progress.begin(offset),
-            None => break, // revoked under our feet
-        }
-        shared.metrics.in_flight.increment(1);
         let settled = Delivery {
             shared: &shared,
             tp: &tp,
@@ -96,18 +74,62 @@ pub(crate) async fn run(
         }
         .until_settled(message)
         .await;
-        shared.metrics.in_flight.decrement(1);
-        let Some(how) = settled else {
-            // Stopped (or the host failed) before the message settled: it stays uncommitted
-            // and is read again by whoever owns the partition next.
+        if !finished(&shared, &tp, offset, settled) {
             break;
-        };
-        if let Some(progress) = shared.tracker().get_mut(&tp) {
-            progress.complete(offset, how);
         }
-        shared.health.settled(&tp, offset);
     }
     tracing::debug!(pipeline = %shared.name, partition = %tp, "partition worker stopped");
+}
+
+/// Waits for the partition's next message and marks it in flight; `None` once the worker is
+/// stopped or the partition was revoked under it.
+async fn next_message(
+    shared: &Shared,
+    tp: &TopicPartition,
+    queue: &StreamPartitionQueue<PipelineContext>,
+    stop: &CancellationToken,
+) -> Option<Message> {
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return None,
+            received = queue.recv() => received,
+        };
+        match received {
+            Ok(m) => {
+                shared.consume_faults.recovered(&shared.name);
+                let message = to_guest_message(&m, 1);
+                shared.tracker().get_mut(tp)?.begin(message.offset);
+                shared.metrics.in_flight.increment(1);
+                return Some(message);
+            }
+            Err(e) => {
+                shared
+                    .consume_faults
+                    .fault(&shared.name, &format!("{tp}: {e}"));
+            }
+        }
+    }
+}
+
+/// A message left the worker: settled (or handled) messages may move the commit point; one
+/// that did not settle (stopped, or the host failed) stays uncommitted and is read again by
+/// whoever owns the partition next. Returns whether it settled.
+fn finished(
+    shared: &Shared,
+    tp: &TopicPartition,
+    offset: i64,
+    settled: Option<Completion>,
+) -> bool {
+    shared.metrics.in_flight.decrement(1);
+    let Some(how) = settled else {
+        return false;
+    };
+    if let Some(progress) = shared.tracker().get_mut(tp) {
+        progress.complete(offset, how);
+    }
+    shared.health.settled(tp, offset);
+    true
 }
 
 /// `ordering = "key"` or `"unordered"`: up to `max_in_flight` messages of the partition at once,
@@ -133,28 +155,10 @@ async fn run_concurrent(
             _ = stop.cancelled() => break,
             permit = permits.clone().acquire_owned() => permit.expect("never closed"),
         };
-        let received = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            received = queue.recv() => received,
-        };
-        let message = match received {
-            Ok(m) => {
-                shared.consume_faults.recovered(&shared.name);
-                to_guest_message(&m, 1)
-            }
-            Err(e) => {
-                shared
-                    .consume_faults
-                    .fault(&shared.name, &format!("{tp}: {e}"));
-                continue;
-            }
+        let Some(message) = next_message(shared, tp, &queue, stop).await else {
+            break;
         };
         let offset = message.offset;
-        match shared.tracker().get_mut(tp) {
-            Some(progress) => progress.begin(offset),
-            None => break,
-        }
         let (previous, settled_tx) = if by_key {
             if lanes.len() > 4 * shared.config.max_in_flight {
                 // Forget keys whose last message settled: nothing waits on them.
@@ -165,7 +169,6 @@ async fn run_concurrent(
         } else {
             (None, None)
         };
-        shared.metrics.in_flight.increment(1);
         let (shared, tp, stop, metrics) =
             (shared.clone(), tp.clone(), stop.clone(), metrics.clone());
         tasks.spawn(async move {
@@ -177,7 +180,7 @@ async fn run_concurrent(
                     settled = previous.wait_for(|settled| *settled) => settled.is_ok(),
                 };
                 if !ready {
-                    shared.metrics.in_flight.decrement(1);
+                    finished(&shared, &tp, offset, None);
                     return;
                 }
             }
@@ -188,12 +191,7 @@ async fn run_concurrent(
                 stop: &stop,
             };
             let settled = delivery.until_settled(message).await;
-            shared.metrics.in_flight.decrement(1);
-            if let Some(how) = settled {
-                if let Some(progress) = shared.tracker().get_mut(&tp) {
-                    progress.complete(offset, how);
-                }
-                shared.health.settled(&tp, offset);
+            if finished(&shared, &tp, offset, settled) {
                 if let Some(tx) = settled_tx {
                     let _ = tx.send(true);
                 }
@@ -266,14 +264,17 @@ impl Delivery<'_> {
                 span.record("outcome", outcome.label());
                 span.in_scope(|| log_outcome(&shared.name, tp, offset, attempt, &outcome, action));
             }
-            let reason = if exhausted {
-                format!(
+            // Only a dead letter or a pause needs the reason spelled out: no allocation otherwise.
+            let why = |outcome: &Outcome| match exhausted {
+                true => format!(
                     "{attempt} deliveries failed (max_attempts); last: {}",
-                    reason(&outcome)
-                )
-            } else {
-                reason(&outcome)
+                    reason(outcome)
+                ),
+                false => reason(outcome),
             };
+            let dead_letter = (action == Action::Reject && shared.dead_letters.is_some())
+                .then(|| (why(&outcome), outcome.label()));
+            let pause_reason = (action == Action::Redeliver && exhausted).then(|| why(&outcome));
             if let Some(report) = &shared.reports {
                 let _ = report.send(MessageReport {
                     pipeline: shared.name.clone(),
@@ -282,7 +283,7 @@ impl Delivery<'_> {
                     offset,
                     attempt,
                     plugin_version: version.clone(),
-                    outcome: outcome.clone(),
+                    outcome,
                     action,
                     started,
                     elapsed,
@@ -292,21 +293,27 @@ impl Delivery<'_> {
                 Action::Commit => return Some(Completion::Settled),
                 Action::Nothing => return Some(Completion::Unsettled),
                 Action::Reject => {
+                    let (Some(writer), Some((reason, outcome))) =
+                        (&shared.dead_letters, dead_letter)
+                    else {
+                        return Some(Completion::Settled); // no dead-letter topic: a commit
+                    };
                     let letter = DeadLetter {
                         message: &message,
                         reason: &reason,
-                        outcome: &outcome.label(),
+                        outcome: &outcome,
                         attempts: attempt,
                         plugin_version: &version,
                         tenant: &shared.tenant,
                         pipeline: &shared.name,
                     };
                     return self
-                        .dead_letter(&letter)
+                        .dead_letter(writer, &letter)
                         .await
                         .then_some(Completion::Settled);
                 }
                 Action::Redeliver if exhausted => {
+                    let reason = pause_reason.unwrap_or_default();
                     if !self.pause(offset, attempt, &version, &reason).await {
                         return None;
                     }
@@ -332,10 +339,7 @@ impl Delivery<'_> {
 
     /// Writes the dead letter, retrying until the broker has it; only then may the offset be
     /// committed. `false` if stopped first (the message stays uncommitted).
-    async fn dead_letter(&self, letter: &DeadLetter<'_>) -> bool {
-        let Some(writer) = &self.shared.dead_letters else {
-            return true; // no dead-letter topic: a reject is a commit
-        };
+    async fn dead_letter(&self, writer: &DeadLetterWriter, letter: &DeadLetter<'_>) -> bool {
         let mut failures = 0u32;
         loop {
             let written = tokio::select! {
