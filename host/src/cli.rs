@@ -1,15 +1,19 @@
 //! The `ackbar` command line.
 
 use crate::config::{Brokers, Config};
-use crate::consumer::{Pipeline, PipelineHandle};
 use crate::embedded::EmbeddedBroker;
 use crate::plugin::{inspect, PluginRuntime};
 use crate::policy::AckPolicy;
+use crate::report::StatsSnapshot;
+use crate::supervisor::{Launch, Supervised};
+use crate::tenant::TenantBudget;
 use crate::tools::{self, Record};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -246,26 +250,35 @@ async fn run(config_path: PathBuf) -> Result<()> {
             (Some(broker), bootstrap)
         }
     };
-    // Fuel metering costs every guest some speed: only when a pipeline asks for a fuel limit.
-    let metered = config.pipelines.iter().any(|p| p.limits.fuel.is_some());
-    let runtime = PluginRuntime::with_options(crate::plugin::default_cache_dir(), metered)?;
+    let runtime =
+        PluginRuntime::with_engine(crate::plugin::default_cache_dir(), config.engine_options())
+            .with_context(|| format!("{}: [engine]", config_path.display()))?;
     // Before any pipeline starts: metric handles made without a recorder stay no-ops.
     let prometheus = match &config.run.metrics_addr {
         Some(_) => Some(crate::metrics::install()?),
         None => None,
     };
-    let mut pipelines: Vec<PipelineHandle> = Vec::new();
-    for p in config.pipelines.clone() {
-        match Pipeline::start(p, &bootstrap, &runtime, None) {
-            Ok(handle) => pipelines.push(handle),
-            Err(e) => {
-                for started in pipelines {
-                    let _ = started.shutdown().await;
-                }
-                return Err(e);
-            }
-        }
-    }
+    // One budget per tenant, shared by its pipelines; each pipeline under its own supervisor.
+    let budgets: HashMap<&str, Arc<TenantBudget>> = config
+        .tenants
+        .iter()
+        .map(|t| (t.name.as_str(), TenantBudget::new(&t.name, t.limits)))
+        .collect();
+    let pipelines: Vec<Arc<Supervised>> = config
+        .pipelines
+        .iter()
+        .map(|p| {
+            Supervised::spawn(
+                p.clone(),
+                Launch {
+                    bootstrap: bootstrap.clone(),
+                    runtime: runtime.clone(),
+                    budget: budgets[p.tenant.as_str()].clone(),
+                    backoff: config.run.restart_backoff(),
+                },
+            )
+        })
+        .collect();
 
     if let (Some(addr), Some(prometheus)) = (&config.run.metrics_addr, prometheus) {
         let observed = crate::http::Observed {
@@ -281,7 +294,7 @@ async fn run(config_path: PathBuf) -> Result<()> {
         tracing::info!("serving /metrics, /healthz and /readyz on http://{bound}");
     }
     let summary_every = config.run.summary_interval_secs;
-    let mut previous: Vec<_> = pipelines.iter().map(|p| p.stats()).collect();
+    let mut previous: Vec<StatsSnapshot> = vec![StatsSnapshot::default(); pipelines.len()];
     let mut ticker = tokio::time::interval(Duration::from_secs(summary_every.max(1)));
     ticker.tick().await;
     loop {
@@ -291,8 +304,13 @@ async fn run(config_path: PathBuf) -> Result<()> {
             _ = signals.hangup.recv() => reload(&config_path, &pipelines).await,
             _ = ticker.tick(), if summary_every > 0 => {
                 for (p, prev) in pipelines.iter().zip(previous.iter_mut()) {
-                    let now = p.stats();
-                    let rate = (now.messages - prev.messages) as f64 / summary_every as f64;
+                    let Some(now) = p.stats().await else {
+                        tracing::info!(pipeline = p.name(), "down; restarts so far: {}", p.restarts());
+                        *prev = StatsSnapshot::default();
+                        continue;
+                    };
+                    let handled = now.messages.saturating_sub(prev.messages);
+                    let rate = handled as f64 / summary_every as f64;
                     tracing::info!(
                         pipeline = p.name(),
                         "{rate:.1} msg/s; total {} messages: {} ok, {} errors, {} traps, {} interrupts; {} acks, {} nacks, {} rejects; {} commits ({} failed)",
@@ -314,7 +332,7 @@ async fn run(config_path: PathBuf) -> Result<()> {
 /// SIGHUP: re-reads the config and every pipeline's plugin. A changed `plugin` path is followed;
 /// other changes need a restart and are reported. Outcomes of plugin reloads are logged by the
 /// reload itself; a config that no longer parses changes nothing but the plugin files.
-async fn reload(config_path: &std::path::Path, pipelines: &[PipelineHandle]) {
+async fn reload(config_path: &std::path::Path, pipelines: &[Arc<Supervised>]) {
     tracing::info!(
         "SIGHUP: reloading {} and the plugins",
         config_path.display()
@@ -330,24 +348,7 @@ async fn reload(config_path: &std::path::Path, pipelines: &[PipelineHandle]) {
         let wanted = config
             .as_ref()
             .and_then(|c| c.pipelines.iter().find(|n| n.name == p.name()));
-        match wanted {
-            Some(new) if new.plugin != p.plugin_path() => {
-                let _ = p.switch_plugin(new.plugin.clone()).await;
-            }
-            _ => {
-                let _ = p.reload().await;
-            }
-        }
-        if let Some(new) = wanted {
-            let mut same = new.clone();
-            same.plugin = p.config().plugin.clone();
-            if &same != p.config() {
-                tracing::warn!(
-                    pipeline = p.name(),
-                    "config changes other than `plugin` apply after a restart"
-                );
-            }
-        }
+        p.reload(wanted).await;
     }
     if let Some(config) = &config {
         for new in &config.pipelines {

@@ -18,11 +18,27 @@ struct Stuck {
 #[derive(Debug, Default)]
 pub struct Health {
     joined: AtomicBool,
+    /// Why the pipeline is not running (the supervisor is restarting it).
+    down: Mutex<Option<String>>,
     stuck: Mutex<HashMap<TopicPartition, Stuck>>,
 }
 
 impl Health {
     /// The pipeline has received its (first) assignment and consumes.
+    /// The pipeline stopped or failed to start; the supervisor is bringing it back.
+    pub fn down(&self, why: String) {
+        *self.down.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        self.joined.store(false, Ordering::Relaxed);
+        self.lock().clear();
+    }
+
+    /// A (re)started pipeline: not joined yet, nothing stuck.
+    pub fn starting(&self) {
+        *self.down.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.joined.store(false, Ordering::Relaxed);
+        self.lock().clear();
+    }
+
     pub fn joined(&self) {
         self.joined.store(true, Ordering::Relaxed);
     }
@@ -75,6 +91,10 @@ impl Health {
     /// Why the pipeline is not ready, if it is not: one line per problem.
     pub fn problems(&self, pipeline: &str, threshold: Duration) -> Vec<String> {
         let mut problems = Vec::new();
+        if let Some(why) = &*self.down.lock().unwrap_or_else(|e| e.into_inner()) {
+            problems.push(format!("pipeline {pipeline}: down: {why}"));
+            return problems;
+        }
         if !self.joined.load(Ordering::Relaxed) {
             problems.push(format!("pipeline {pipeline}: no partition assignment yet"));
         }

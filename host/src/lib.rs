@@ -22,5 +22,7 @@ pub mod plugin;
 pub mod policy;
 pub mod reload;
 pub mod report;
+pub mod supervisor;
+pub mod tenant;
 pub mod tools;
 pub mod trace_context;

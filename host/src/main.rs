@@ -36,6 +36,9 @@ fn main() -> std::process::ExitCode {
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Guest calls run on these threads (in place) and the Wasm stack lives on them: leave
+        // room for the largest `[engine] max_wasm_stack_kib` plus the host's own frames.
+        .thread_stack_size(ackbar::config::WORKER_STACK_BYTES)
         .build()
     {
         Ok(rt) => rt,

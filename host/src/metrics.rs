@@ -76,6 +76,10 @@ fn describe() {
         "ackbar_in_flight",
         "Messages being handled (including waiting for redelivery)."
     );
+    describe_counter!(
+        "ackbar_trap_pauses_total",
+        "Pauses before a call because the partition's previous calls trapped in a row (tenant limit pause_after_traps)."
+    );
     describe_gauge!(
         "ackbar_partitions_paused",
         "Partitions paused on a message that used up max_attempts with no dead-letter topic."
@@ -113,6 +117,7 @@ pub struct MessageMetrics {
     pub dead_letters: Counter,
     pub dead_letter_errors: Counter,
     pub exhausted: Counter,
+    pub trap_pauses: Counter,
 }
 
 impl MessageMetrics {
@@ -145,6 +150,7 @@ impl MessageMetrics {
             dead_letters: counter!("ackbar_dead_letters_total", &base),
             dead_letter_errors: counter!("ackbar_dead_letter_errors_total", &base),
             exhausted: counter!("ackbar_exhausted_total", &base),
+            trap_pauses: counter!("ackbar_trap_pauses_total", &base),
         }
     }
 

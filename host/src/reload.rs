@@ -9,7 +9,7 @@
 
 use crate::bindings::Message;
 use crate::outcome::CallEnd;
-use crate::plugin::{CallContext, InstancePool, PluginLimits, PluginRuntime};
+use crate::plugin::{CallContext, Grants, InstancePool, PluginLimits, PluginRuntime};
 use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
@@ -44,6 +44,7 @@ pub struct PluginSlot {
     /// The plugin file; a config reload may point the slot at another one.
     path: Mutex<PathBuf>,
     limits: PluginLimits,
+    grants: Arc<Grants>,
     smoke_payload: Option<Vec<u8>>,
     current: ArcSwap<InstancePool>,
     /// Serialises reloads: a watcher event and a signal may arrive together.
@@ -61,16 +62,25 @@ impl PluginSlot {
         runtime: &PluginRuntime,
         path: &Path,
         limits: PluginLimits,
+        grants: Arc<Grants>,
         smoke_payload: Option<Vec<u8>>,
     ) -> Result<Self> {
         let bytes = std::fs::read(path)
             .with_context(|| format!("plugin {}: cannot read the file", path.display()))?;
-        let pool = prepare(runtime, path, &bytes, limits, smoke_payload.as_deref())?;
+        let pool = prepare(
+            runtime,
+            path,
+            &bytes,
+            limits,
+            &grants,
+            smoke_payload.as_deref(),
+        )?;
         Ok(PluginSlot {
             pipeline: Arc::from(pipeline),
             runtime: runtime.clone(),
             path: Mutex::new(path.to_path_buf()),
             limits,
+            grants,
             smoke_payload,
             current: ArcSwap::from_pointee(pool),
             reloading: Mutex::new(()),
@@ -148,6 +158,7 @@ impl PluginSlot {
             path,
             &bytes,
             self.limits,
+            &self.grants,
             self.smoke_payload.as_deref(),
         )?;
         let to = pool.plugin().version().to_string();
@@ -168,9 +179,10 @@ fn prepare(
     path: &Path,
     bytes: &[u8],
     limits: PluginLimits,
+    grants: &Arc<Grants>,
     smoke_payload: Option<&[u8]>,
 ) -> Result<InstancePool> {
-    let plugin = runtime.load_bytes(path, bytes, limits)?;
+    let plugin = runtime.load_granted(path, bytes, limits, grants.clone())?;
     let pool = InstancePool::new(Arc::new(plugin));
     pool.warm_up()?;
     if let Some(payload) = smoke_payload {

@@ -9,6 +9,7 @@ use crate::metrics::PipelineMetrics;
 use crate::offsets::{OffsetTracker, TopicPartition};
 use crate::reload::PluginSlot;
 use crate::report::{FaultLog, ReportSink, Stats};
+use crate::tenant::TenantBudget;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -36,10 +37,16 @@ pub(crate) struct Shared {
     pub health: Arc<Health>,
     pub dead_letters: Option<DeadLetterWriter>,
     pub plugin: Arc<PluginSlot>,
+    /// Shared with the tenant's other pipelines.
+    pub budget: Arc<TenantBudget>,
     pub stats: Stats,
     pub reports: Option<ReportSink>,
     pub runtime: tokio::runtime::Handle,
     pub shutdown: CancellationToken,
+    /// Cancelled when the pipeline can no longer work (a worker panicked, the consumer hit a
+    /// fatal error): its supervisor then restarts it.
+    pub crashed: CancellationToken,
+    crash_reason: Mutex<Option<String>>,
     pub commit_faults: FaultLog,
     pub consume_faults: FaultLog,
     pub dead_letter_faults: FaultLog,
@@ -55,19 +62,24 @@ impl Shared {
         reports: Option<ReportSink>,
         shutdown: CancellationToken,
         dead_letters: Option<DeadLetterWriter>,
+        budget: Arc<TenantBudget>,
+        health: Arc<Health>,
     ) -> Self {
         Shared {
             name: Arc::from(config.name.as_str()),
             tenant: Arc::from(config.tenant.as_str()),
             metrics: PipelineMetrics::new(&config.tenant, &config.name),
-            health: Arc::new(Health::default()),
+            health,
             dead_letters,
             config,
             plugin,
+            budget,
             stats: Stats::default(),
             reports,
             runtime: tokio::runtime::Handle::current(),
             shutdown,
+            crashed: CancellationToken::new(),
+            crash_reason: Mutex::new(None),
             commit_faults: FaultLog::new("offset commit"),
             consume_faults: FaultLog::new("consuming"),
             dead_letter_faults: FaultLog::new("dead-letter write"),
@@ -75,6 +87,23 @@ impl Shared {
             workers: Mutex::new(HashMap::new()),
             consumer: OnceLock::new(),
         }
+    }
+
+    /// Records the first reason the pipeline cannot go on and signals its supervisor.
+    pub fn crash(&self, reason: String) {
+        let mut first = self.crash_reason.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            tracing::error!(pipeline = %self.name, tenant = %self.tenant, "pipeline crashed: {reason}");
+            *first = Some(reason);
+        }
+        self.crashed.cancel();
+    }
+
+    pub fn crash_reason(&self) -> Option<String> {
+        self.crash_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn tracker(&self) -> MutexGuard<'_, OffsetTracker> {
@@ -116,8 +145,19 @@ impl Shared {
                 );
             let shared = self.clone();
             let tp = tp.clone();
+            let worker =
+                self.runtime
+                    .spawn(partition::run(shared.clone(), tp.clone(), queue, stop));
             self.runtime.spawn(async move {
-                partition::run(shared, tp, queue, stop).await;
+                // A panicking worker would leave its partition assigned and unread forever.
+                if let Err(e) = worker.await {
+                    if e.is_panic() {
+                        shared.crash(format!(
+                            "the worker of partition {tp} panicked: {}",
+                            panic_text(e)
+                        ));
+                    }
+                }
                 drop(done_tx);
             });
         }
@@ -291,4 +331,13 @@ impl ConsumerContext for PipelineContext {
             self.shared.health.joined();
         }
     }
+}
+
+fn panic_text(e: tokio::task::JoinError) -> String {
+    let payload = e.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }

@@ -16,7 +16,7 @@ use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::Message as _;
 use std::collections::HashMap;
-use std::sync::atomic;
+use std::sync::atomic::{self, AtomicU32};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{watch, Semaphore};
@@ -64,6 +64,7 @@ pub(crate) async fn run(
         tracing::debug!(pipeline = %shared.name, partition = %tp, "partition worker stopped");
         return;
     }
+    let trap_streak = AtomicU32::new(0);
     while let Some(message) = next_message(&shared, &tp, &queue, &stop).await {
         let offset = message.offset;
         let settled = Delivery {
@@ -71,6 +72,7 @@ pub(crate) async fn run(
             tp: &tp,
             metrics: &metrics,
             stop: &stop,
+            trap_streak: &trap_streak,
         }
         .until_settled(message)
         .await;
@@ -89,17 +91,33 @@ async fn next_message(
     queue: &StreamPartitionQueue<PipelineContext>,
     stop: &CancellationToken,
 ) -> Option<Message> {
+    // The tenant's in-flight budget: while it is used up, this partition is not read.
+    if !shared.budget.admit_message(stop).await {
+        return None;
+    }
     loop {
         let received = tokio::select! {
             biased;
-            _ = stop.cancelled() => return None,
+            _ = stop.cancelled() => {
+                shared.budget.message_done();
+                return None;
+            }
             received = queue.recv() => received,
         };
         match received {
             Ok(m) => {
                 shared.consume_faults.recovered(&shared.name);
                 let message = to_guest_message(&m, 1);
-                shared.tracker().get_mut(tp)?.begin(message.offset);
+                let tracked = shared
+                    .tracker()
+                    .get_mut(tp)
+                    .map(|progress| progress.begin(message.offset))
+                    .is_some();
+                if !tracked {
+                    // Revoked under the worker: the message is not ours to handle.
+                    shared.budget.message_done();
+                    return None;
+                }
                 shared.metrics.in_flight.increment(1);
                 return Some(message);
             }
@@ -122,6 +140,7 @@ fn finished(
     settled: Option<Completion>,
 ) -> bool {
     shared.metrics.in_flight.decrement(1);
+    shared.budget.message_done();
     let Some(how) = settled else {
         return false;
     };
@@ -149,6 +168,7 @@ async fn run_concurrent(
     // must not run either.
     let mut lanes: HashMap<Option<Vec<u8>>, watch::Receiver<bool>> = HashMap::new();
     let mut tasks = JoinSet::new();
+    let trap_streak = Arc::new(AtomicU32::new(0));
     loop {
         let permit = tokio::select! {
             biased;
@@ -169,8 +189,13 @@ async fn run_concurrent(
         } else {
             (None, None)
         };
-        let (shared, tp, stop, metrics) =
-            (shared.clone(), tp.clone(), stop.clone(), metrics.clone());
+        let (shared, tp, stop, metrics, trap_streak) = (
+            shared.clone(),
+            tp.clone(),
+            stop.clone(),
+            metrics.clone(),
+            trap_streak.clone(),
+        );
         tasks.spawn(async move {
             let _permit = permit;
             if let Some(mut previous) = previous {
@@ -189,6 +214,7 @@ async fn run_concurrent(
                 tp: &tp,
                 metrics: &metrics,
                 stop: &stop,
+                trap_streak: &trap_streak,
             };
             let settled = delivery.until_settled(message).await;
             if finished(&shared, &tp, offset, settled) {
@@ -209,6 +235,8 @@ struct Delivery<'a> {
     tp: &'a TopicPartition,
     metrics: &'a MessageMetrics,
     stop: &'a CancellationToken,
+    /// Calls in a row that trapped in this partition.
+    trap_streak: &'a AtomicU32,
 }
 
 impl Delivery<'_> {
@@ -235,6 +263,15 @@ impl Delivery<'_> {
                 partition: tp.partition,
                 offset,
             };
+            if !self.cool_down_after_traps().await {
+                return None;
+            }
+            // The tenant's guest-time quota and its bound on calls running at once, over all
+            // its pipelines.
+            if !shared.budget.wait_for_guest_time(self.stop).await {
+                return None;
+            }
+            let call_slot = shared.budget.call_slot(self.stop).await?;
             let started = Instant::now();
             // The call blocks this worker thread for its duration (a deadline bounds it). Running
             // it in place instead of handing it to the blocking pool saves a thread hop per
@@ -244,7 +281,15 @@ impl Delivery<'_> {
                 let _in_span = span.enter();
                 pool.call(&message, context)
             });
+            drop(call_slot);
             let elapsed = started.elapsed();
+            shared.budget.charge_guest_time(elapsed);
+            let trapped = matches!(outcome.end, CallEnd::Trapped { .. });
+            if trapped {
+                self.trap_streak.fetch_add(1, atomic::Ordering::Relaxed);
+            } else {
+                self.trap_streak.store(0, atomic::Ordering::Relaxed);
+            }
             let attempt = message.attempt;
             tries += 1;
             let mut action = policy::decide(shared.config.ack_policy, &outcome);
@@ -408,6 +453,28 @@ impl Delivery<'_> {
         };
         shared.metrics.paused.decrement(1);
         resumed
+    }
+
+    /// A partition whose calls keep trapping (an endless loop, a memory bomb) waits before
+    /// its next call, longer each time (the pipeline's backoff), so one broken guest cannot
+    /// keep a CPU busy with doomed calls. The message is still handled, just later. `false` if
+    /// stopped while waiting.
+    async fn cool_down_after_traps(&self) -> bool {
+        let threshold = self.shared.config.tenant_limits.pause_after_traps;
+        let streak = self.trap_streak.load(atomic::Ordering::Relaxed);
+        if threshold == 0 || streak < threshold {
+            return true;
+        }
+        let pause = self.shared.config.backoff.delay(streak - threshold + 1);
+        self.metrics.trap_pauses.increment(1);
+        if streak == threshold {
+            tracing::warn!(
+                pipeline = %self.shared.name, tenant = %self.shared.tenant, partition = %self.tp,
+                "{streak} calls in a row trapped: each next call waits (backoff, {} ms now) until one does not trap",
+                pause.as_millis()
+            );
+        }
+        self.sleep(pause).await
     }
 
     /// Sleeps unless stopped first; `false` if stopped.

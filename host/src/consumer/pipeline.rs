@@ -8,6 +8,7 @@ use crate::offsets::TopicPartition;
 use crate::plugin::PluginRuntime;
 use crate::reload::{PluginSlot, PluginWatcher, Reloaded};
 use crate::report::{ReportSink, StatsSnapshot};
+use crate::tenant::TenantBudget;
 use anyhow::{bail, Context, Result};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::Consumer;
@@ -33,12 +34,28 @@ pub struct PipelineHandle {
 }
 
 impl Pipeline {
-    /// Loads the plugin, connects to Kafka and starts consuming. Must run inside a Tokio runtime.
+    /// Loads the plugin, connects to Kafka and starts consuming, with a budget of its own
+    /// (its `tenant_limits`). Must run inside a Tokio runtime.
     pub fn start(
         config: PipelineConfig,
         bootstrap_servers: &str,
         runtime: &PluginRuntime,
         reports: Option<ReportSink>,
+    ) -> Result<PipelineHandle> {
+        let budget = TenantBudget::new(&config.tenant, config.tenant_limits);
+        let health = Arc::new(Health::default());
+        Self::start_in(config, bootstrap_servers, runtime, reports, budget, health)
+    }
+
+    /// Like [`start`](Self::start), sharing `budget` with the tenant's other pipelines and
+    /// reporting readiness through `health` (which outlives restarts).
+    pub fn start_in(
+        config: PipelineConfig,
+        bootstrap_servers: &str,
+        runtime: &PluginRuntime,
+        reports: Option<ReportSink>,
+        budget: Arc<TenantBudget>,
+        health: Arc<Health>,
     ) -> Result<PipelineHandle> {
         let plugin = Arc::new(
             PluginSlot::load(
@@ -46,6 +63,7 @@ impl Pipeline {
                 runtime,
                 &config.plugin,
                 config.limits,
+                config.grants.clone(),
                 config.smoke_payload.clone(),
             )
             .with_context(|| format!("pipeline '{}'", config.name))?,
@@ -75,6 +93,8 @@ impl Pipeline {
             reports,
             CancellationToken::new(),
             dead_letters,
+            budget,
+            health,
         ));
         let consumer: Arc<PipelineConsumer> = Arc::new(
             client_config
@@ -129,6 +149,14 @@ fn client_config(config: &PipelineConfig, bootstrap_servers: &str) -> ClientConf
     }
     c.set("bootstrap.servers", bootstrap_servers);
     c.set("enable.partition.eof", "false");
+    // The tenant's bound on each partition's prefetch queue: a tenant that stops reading stops
+    // fetching instead of growing memory.
+    if !config.kafka.contains_key("queued.max.messages.kbytes") {
+        c.set(
+            "queued.max.messages.kbytes",
+            config.tenant_limits.max_queued_kib.to_string(),
+        );
+    }
     // Consumer lag for the metrics comes from librdkafka's statistics.
     if !config.kafka.contains_key("statistics.interval.ms") {
         c.set("statistics.interval.ms", "5000");
@@ -236,6 +264,9 @@ fn spawn_driver(
                         }
                         Err(e) => {
                             shared.consume_faults.fault(&shared.name, &e);
+                            if let Some((code, reason)) = consumer.client().fatal_error() {
+                                shared.crash(format!("fatal Kafka error {code:?}: {reason}"));
+                            }
                         }
                     }
                 }
@@ -268,6 +299,23 @@ async fn commit_ticker(shared: Arc<Shared>, consumer: Arc<PipelineConsumer>) {
 impl PipelineHandle {
     pub fn name(&self) -> &str {
         &self.shared.name
+    }
+
+    /// Cancelled when the pipeline crashed; see [`crash_reason`](Self::crash_reason).
+    pub fn crash_signal(&self) -> CancellationToken {
+        self.shared.crashed.clone()
+    }
+
+    /// Why the pipeline crashed, once it has.
+    pub fn crash_reason(&self) -> Option<String> {
+        self.shared.crash_reason()
+    }
+
+    /// Resolves when the pipeline crashed (a worker panicked, or a fatal Kafka error), with
+    /// the reason.
+    pub async fn crashed(&self) -> String {
+        self.shared.crashed.cancelled().await;
+        self.shared.crash_reason().unwrap_or_default()
     }
 
     /// Readiness of this pipeline, for `/readyz`.

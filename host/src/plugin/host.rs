@@ -1,5 +1,6 @@
 //! The per-instance host state and the host side of the guest's imports (`acker`, `log`).
 
+use super::grants::{Grants, HttpGate};
 use super::stdio::OutputTail;
 use crate::bindings::ackbar::plugin::{acker, log, types};
 use crate::bindings::{Level, WitDecision};
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Longest guest log line kept; the rest is cut so a guest cannot flood the host's log.
 const MAX_LOG_TEXT: usize = 4096;
@@ -101,6 +103,8 @@ impl ResourceLimiter for MemoryCap {
 /// Everything a `Store` holds for one plugin instance.
 pub struct HostState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    http_gate: HttpGate,
     table: ResourceTable,
     pub limiter: MemoryCap,
     pub call: CallState,
@@ -108,26 +112,38 @@ pub struct HostState {
 }
 
 impl HostState {
-    /// A sandbox with nothing granted: no files, no environment, no arguments, no network, no
-    /// stdin; stdout and stderr go to a small in-memory tail.
-    pub fn new(memory_cap_bytes: usize) -> Self {
+    /// A sandbox with only what `grants` allows: by default no files, no environment, no
+    /// arguments, no network, no stdin; stdout and stderr go to a small in-memory tail.
+    /// `deadline` caps the timeouts of granted HTTP requests.
+    pub fn new(
+        memory_cap_bytes: usize,
+        grants: &Arc<Grants>,
+        deadline: std::time::Duration,
+    ) -> anyhow::Result<Self> {
         let output = OutputTail::new(OUTPUT_TAIL_BYTES);
-        let wasi = WasiCtxBuilder::new()
-            .stdout(output.clone())
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(output.clone())
             .stderr(output.clone())
+            // Raw sockets stay closed even with an HTTP grant: `wasi:http` is the only way
+            // out, and it checks the allow-list.
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
-        HostState {
-            wasi,
+            .allow_ip_name_lookup(false);
+        grants.apply(&mut wasi)?;
+        Ok(HostState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            http_gate: HttpGate {
+                grants: grants.clone(),
+                deadline,
+            },
             table: ResourceTable::new(),
             limiter: MemoryCap {
                 max_bytes: memory_cap_bytes,
             },
             call: CallState::default(),
             output,
-        }
+        })
     }
 }
 
@@ -136,6 +152,16 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_gate,
         }
     }
 }

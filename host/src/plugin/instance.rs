@@ -19,7 +19,11 @@ pub struct PluginInstance {
 impl PluginInstance {
     pub fn new(plugin: &Plugin) -> Result<Self> {
         let limits = plugin.limits();
-        let mut store = Store::new(plugin.runtime.engine(), HostState::new(limits.memory_bytes));
+        let state = HostState::new(limits.memory_bytes, plugin.grants(), limits.deadline)
+            .with_context(|| {
+                format!("plugin {}: preparing its sandbox", plugin.path().display())
+            })?;
+        let mut store = Store::new(plugin.runtime.engine(), state);
         store.limiter(|state| &mut state.limiter);
         // Instantiation runs guest start code: bound it too.
         store.set_epoch_deadline(limits.deadline_ticks());

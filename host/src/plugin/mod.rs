@@ -9,15 +9,22 @@
 
 mod cache;
 mod check;
+mod grants;
 mod host;
 mod instance;
 mod pool;
+mod pooling;
 mod runtime;
 mod stdio;
 
 pub use cache::{default_cache_dir, CacheOutcome, CompiledCache};
 pub use check::{inspect, PluginReport};
+pub use grants::{DirGrant, Grants};
 pub use host::{truncate, CallContext, Interrupt, MemoryLimitExceeded};
 pub use instance::PluginInstance;
 pub use pool::InstancePool;
-pub use runtime::{version_id, Plugin, PluginLimits, PluginRuntime, EPOCH_TICK};
+pub use pooling::PoolSizing;
+pub use runtime::{
+    version_id, EngineOptions, Plugin, PluginLimits, PluginRuntime, DEFAULT_MAX_WASM_STACK,
+    EPOCH_TICK,
+};

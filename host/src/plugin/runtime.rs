@@ -1,7 +1,9 @@
 //! The process-wide engine, the linker, and loading components.
 
 use super::cache::{default_cache_dir, CacheOutcome, CompiledCache};
+use super::grants::Grants;
 use super::host::HostState;
+use super::pooling::PoolSizing;
 use crate::bindings::{Handler, HandlerPre};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -43,6 +45,31 @@ impl PluginLimits {
     /// than the quotient guarantees the guest gets at least the full deadline.
     pub fn deadline_ticks(&self) -> u64 {
         self.deadline.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1
+    }
+}
+
+/// Wasm stack a guest call may use before it traps with a stack overflow (wasmtime's default).
+pub const DEFAULT_MAX_WASM_STACK: usize = 512 << 10;
+
+/// Engine-wide choices: they change the compiled code or the allocator, so they are made once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EngineOptions {
+    /// Count fuel, so plugins may have a fuel limit. Metering instruments the compiled code
+    /// (it costs guest speed), so it is on only when some pipeline asks for it.
+    pub metered: bool,
+    /// Preallocated instance slots; `None` allocates each instance on demand.
+    pub pooling: Option<PoolSizing>,
+    /// Bytes of Wasm stack per call.
+    pub max_wasm_stack: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            metered: false,
+            pooling: None,
+            max_wasm_stack: DEFAULT_MAX_WASM_STACK,
+        }
     }
 }
 
@@ -106,14 +133,28 @@ impl PluginRuntime {
         Self::with_options(cache_dir, false)
     }
 
-    /// `metered`: count fuel, so plugins may have a fuel limit. Metering instruments the
-    /// compiled code (it costs guest speed) and changes it, so it is an engine-wide choice.
+    /// `metered`: count fuel (see [`EngineOptions::metered`]).
     pub fn with_options(cache_dir: Option<PathBuf>, metered: bool) -> Result<Self> {
+        Self::with_engine(
+            cache_dir,
+            EngineOptions {
+                metered,
+                ..EngineOptions::default()
+            },
+        )
+    }
+
+    /// A runtime with every engine-wide choice made by the caller.
+    pub fn with_engine(cache_dir: Option<PathBuf>, options: EngineOptions) -> Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        config.consume_fuel(metered);
+        config.consume_fuel(options.metered);
+        config.max_wasm_stack(options.max_wasm_stack);
         // Deadlines: a call gets N ticks of the epoch before it traps.
         config.epoch_interruption(true);
+        if let Some(pooling) = &options.pooling {
+            pooling.apply(&mut config)?;
+        }
         let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("creating the Wasm engine")?;
@@ -122,6 +163,11 @@ impl PluginRuntime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
+        // Always linked so a guest that imports it loads; each request checks the tenant's
+        // allow-list, which is empty unless granted.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking wasi:http")?;
         Handler::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)
             .context("linking the Ackbar imports")?;
@@ -133,7 +179,7 @@ impl PluginRuntime {
                 engine,
                 linker,
                 cache,
-                metered,
+                metered: options.metered,
                 _ticker: ticker,
             }),
         })
@@ -161,6 +207,17 @@ impl PluginRuntime {
 
     /// Compiles and links plugin bytes; `path` is only used in messages.
     pub fn load_bytes(&self, path: &Path, bytes: &[u8], limits: PluginLimits) -> Result<Plugin> {
+        self.load_granted(path, bytes, limits, Arc::default())
+    }
+
+    /// Like [`load_bytes`](Self::load_bytes), for a guest granted `grants`.
+    pub fn load_granted(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        limits: PluginLimits,
+        grants: Arc<Grants>,
+    ) -> Result<Plugin> {
         let shown = path.display();
         if limits.fuel.is_some() && !self.inner.metered {
             bail!("plugin {shown}: a fuel limit needs a runtime that meters fuel");
@@ -195,6 +252,7 @@ impl PluginRuntime {
             component,
             pre,
             limits,
+            grants,
             cached,
         })
     }
@@ -246,6 +304,7 @@ pub struct Plugin {
     component: Component,
     pub(crate) pre: HandlerPre<HostState>,
     limits: PluginLimits,
+    grants: Arc<Grants>,
     cached: CacheOutcome,
 }
 
@@ -266,6 +325,11 @@ impl Plugin {
 
     pub fn limits(&self) -> PluginLimits {
         self.limits
+    }
+
+    /// What the plugin's sandbox may reach.
+    pub fn grants(&self) -> &Arc<Grants> {
+        &self.grants
     }
 
     pub fn component(&self) -> &Component {

@@ -140,6 +140,7 @@ fn slot_for(path: &Path, smoke: Option<&str>) -> PluginSlot {
         &runtime(),
         path,
         PluginLimits::default(),
+        Default::default(),
         smoke.map(|s| s.as_bytes().to_vec()),
     )
     .unwrap()
@@ -205,6 +206,7 @@ fn a_version_that_traps_on_the_smoke_message_is_refused() {
         &runtime(),
         &path,
         PluginLimits::default(),
+        Default::default(),
         Some(b"trap".to_vec()),
     )
     .err()

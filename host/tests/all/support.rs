@@ -5,7 +5,7 @@ use crate::brokers::{external, BrokerKind};
 use ackbar::config::{Backoff, PipelineConfig};
 use ackbar::consumer::{Pipeline, PipelineHandle};
 use ackbar::embedded::EmbeddedBroker;
-use ackbar::plugin::PluginRuntime;
+use ackbar::plugin::{EngineOptions, PluginRuntime, PoolSizing};
 use ackbar::policy::{AckPolicy, Action};
 use ackbar::report::MessageReport;
 use ackbar::tools::{self, Record};
@@ -83,7 +83,18 @@ pub fn runtime() -> PluginRuntime {
     init_logging();
     static RUNTIME: OnceLock<PluginRuntime> = OnceLock::new();
     RUNTIME
-        .get_or_init(|| PluginRuntime::new().expect("runtime"))
+        .get_or_init(|| {
+            // Pooled like `ackbar run`, with room for every test running at once.
+            let options = EngineOptions {
+                pooling: Some(PoolSizing {
+                    instances: 1000,
+                    max_memory_bytes: 4 << 30,
+                }),
+                ..EngineOptions::default()
+            };
+            PluginRuntime::with_engine(ackbar::plugin::default_cache_dir(), options)
+                .expect("runtime")
+        })
         .clone()
 }
 

@@ -2,13 +2,19 @@
 //!
 //! Every error names the file, and where it applies the pipeline and the field.
 
-use crate::plugin::PluginLimits;
+mod tenant;
+
+pub use tenant::{pattern_matches, TenantConfig, TenantLimits};
+
+use crate::plugin::{Grants, PluginLimits};
 use crate::policy::AckPolicy;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+use tenant::RawTenant;
 
 /// librdkafka properties Ackbar sets itself from the ack policy; configuring them would break
 /// the policy's guarantees.
@@ -49,8 +55,12 @@ struct RawConfig {
     run: RunSettings,
     #[serde(default)]
     embedded: EmbeddedSettings,
+    #[serde(default)]
+    engine: EngineSettings,
     #[serde(default, rename = "pipeline")]
     pipelines: Vec<RawPipeline>,
+    #[serde(default, rename = "tenant")]
+    tenants: Vec<RawTenant>,
 }
 
 /// Process-wide settings (`[run]`).
@@ -65,6 +75,20 @@ pub struct RunSettings {
     /// `/readyz` fails while a partition has been stuck on one message (redelivered or paused)
     /// for longer than this.
     pub ready_stall_threshold_ms: u64,
+    /// A pipeline that failed to start or crashed is restarted after this long, doubling on
+    /// each further failure up to `restart_max_ms`.
+    pub restart_initial_ms: u64,
+    pub restart_max_ms: u64,
+}
+
+impl RunSettings {
+    pub fn restart_backoff(&self) -> Backoff {
+        Backoff {
+            initial_ms: self.restart_initial_ms,
+            max_ms: self.restart_max_ms,
+            multiplier: 2.0,
+        }
+    }
 }
 
 impl Default for RunSettings {
@@ -73,6 +97,34 @@ impl Default for RunSettings {
             summary_interval_secs: 10,
             metrics_addr: None,
             ready_stall_threshold_ms: 60_000,
+            restart_initial_ms: 1_000,
+            restart_max_ms: 60_000,
+        }
+    }
+}
+
+/// Largest `[engine] max_wasm_stack_kib`.
+const MAX_WASM_STACK_KIB: u64 = 4096;
+
+/// Native stack of the threads guest calls run on: the largest Wasm stack plus room for the
+/// host's own frames.
+pub const WORKER_STACK_BYTES: usize = ((MAX_WASM_STACK_KIB as usize) << 10) + (4 << 20);
+
+/// The Wasm engine (`[engine]`), shared by every tenant.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSettings {
+    /// Preallocate instance slots sized from the tenants' limits (see `plugin::PoolSizing`).
+    pub pooling: bool,
+    /// Wasm stack per call; deeper recursion traps as a stack overflow.
+    pub max_wasm_stack_kib: u64,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            pooling: true,
+            max_wasm_stack_kib: (crate::plugin::DEFAULT_MAX_WASM_STACK >> 10) as u64,
         }
     }
 }
@@ -145,23 +197,13 @@ fn default_connect_timeout_ms() -> u64 {
     10_000
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// A pipeline's own limits; unset ones come from its tenant, then from the defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawLimits {
-    deadline_ms: u64,
-    memory_mib: u64,
+    deadline_ms: Option<u64>,
+    memory_mib: Option<u64>,
     fuel: Option<u64>,
-}
-
-impl Default for RawLimits {
-    fn default() -> Self {
-        let d = PluginLimits::default();
-        RawLimits {
-            deadline_ms: d.deadline.as_millis() as u64,
-            memory_mib: (d.memory_bytes >> 20) as u64,
-            fuel: None,
-        }
-    }
 }
 
 /// Redelivery backoff after a nack: `initial_ms`, multiplied by `multiplier` on each further
@@ -248,6 +290,10 @@ pub struct PipelineConfig {
     /// librdkafka properties for this pipeline: the global `[kafka]` table with this pipeline's
     /// `[pipeline.kafka]` overrides applied.
     pub kafka: BTreeMap<String, String>,
+    /// What the tenant's guests may reach (files, environment, HTTP hosts).
+    pub grants: Arc<Grants>,
+    /// The tenant's shared limits; pipelines of one tenant share one budget at run time.
+    pub tenant_limits: TenantLimits,
 }
 
 impl PipelineConfig {
@@ -273,6 +319,8 @@ impl PipelineConfig {
             dead_letter_topic: None,
             dead_letter_timeout: Duration::from_millis(default_dead_letter_timeout_ms()),
             kafka: BTreeMap::new(),
+            grants: Arc::default(),
+            tenant_limits: TenantLimits::default(),
         }
     }
 }
@@ -283,6 +331,9 @@ pub struct Config {
     pub brokers: Brokers,
     pub run: RunSettings,
     pub embedded: EmbeddedSettings,
+    pub engine: EngineSettings,
+    /// Every tenant: the declared ones, then those only named by a pipeline.
+    pub tenants: Vec<TenantConfig>,
     pub pipelines: Vec<PipelineConfig>,
 }
 
@@ -320,6 +371,16 @@ impl Config {
             (None, Some(b)) => Brokers::Bootstrap(b.clone()),
             (None, None) => Brokers::Embedded,
         };
+        if !(64..=MAX_WASM_STACK_KIB).contains(&raw.engine.max_wasm_stack_kib) {
+            return Err(err(format!(
+                "[engine]: field `max_wasm_stack_kib` must be between 64 and {MAX_WASM_STACK_KIB}"
+            )));
+        }
+        if raw.run.restart_initial_ms == 0 || raw.run.restart_initial_ms > raw.run.restart_max_ms {
+            return Err(err(
+                "[run]: field `restart_initial_ms` must be greater than 0 and at most `restart_max_ms`".into(),
+            ));
+        }
         if raw.embedded.partitions < 1 {
             return Err(err(
                 "[embedded]: field `partitions` must be at least 1".into()
@@ -332,18 +393,75 @@ impl Config {
                 )));
             }
         }
-        if raw.pipelines.is_empty() {
+        // Declared tenants first, then the ones pipelines only name.
+        let mut tenants = Vec::new();
+        for t in &raw.tenants {
+            let terr = |field: &str, msg: String| {
+                format!("{origin}: tenant '{}': field `{field}` {msg}", t.name)
+            };
+            if t.name.trim().is_empty() {
+                return Err(err("a [[tenant]] has an empty `name`".into()));
+            }
+            if tenants
+                .iter()
+                .any(|known: &TenantConfig| known.name == t.name)
+            {
+                return Err(ConfigError(terr(
+                    "name",
+                    "is used by another tenant".into(),
+                )));
+            }
+            tenants.push(tenant::validate_tenant(t, base, &terr).map_err(ConfigError)?);
+        }
+        let mut raw_pipelines: Vec<(RawPipeline, bool)> =
+            raw.pipelines.into_iter().map(|p| (p, false)).collect();
+        for t in &raw.tenants {
+            for p in &t.pipelines {
+                if p.tenant.as_ref().is_some_and(|named| named != &t.name) {
+                    return Err(err(format!(
+                        "tenant '{}': pipeline '{}': field `tenant` names another tenant; leave it out under [[tenant.pipeline]]",
+                        t.name, p.name
+                    )));
+                }
+                let mut p = p.clone();
+                p.tenant = Some(t.name.clone());
+                raw_pipelines.push((p, true));
+            }
+        }
+        if raw_pipelines.is_empty() {
             return Err(err(
                 "no [[pipeline]] defined; a config needs at least one pipeline".into(),
             ));
         }
+        for (p, _) in &raw_pipelines {
+            if let Some(name) = p.tenant.as_deref().filter(|n| !n.trim().is_empty()) {
+                if !tenants.iter().any(|t| t.name == name) {
+                    tenants.push(TenantConfig::implicit(name));
+                }
+            }
+        }
+        if !tenants.iter().any(|t| t.name == DEFAULT_TENANT)
+            && raw_pipelines.iter().any(|(p, _)| p.tenant.is_none())
+        {
+            tenants.push(TenantConfig::implicit(DEFAULT_TENANT));
+        }
+        tenant::check_ownership_between(&tenants).map_err(err)?;
 
         let mut names = HashSet::new();
         let mut pipelines = Vec::new();
-        for p in raw.pipelines {
+        for (p, nested) in raw_pipelines {
+            let tenant_name = p
+                .tenant
+                .clone()
+                .unwrap_or_else(|| DEFAULT_TENANT.to_string());
             let perr = |field: &str, msg: String| {
+                let scope = if nested {
+                    format!("tenant '{tenant_name}': ")
+                } else {
+                    String::new()
+                };
                 ConfigError(format!(
-                    "{origin}: pipeline '{}': field `{field}` {msg}",
+                    "{origin}: {scope}pipeline '{}': field `{field}` {msg}",
                     p.name
                 ))
             };
@@ -369,18 +487,26 @@ impl Config {
                     ),
                 ));
             }
-            if p.limits.fuel == Some(0) {
-                return Err(perr("limits.fuel", "must be greater than 0".into()));
+            let tenant = match &p.tenant {
+                Some(t) if t.trim().is_empty() => return Err(perr("tenant", "is empty".into())),
+                _ => tenants
+                    .iter()
+                    .find(|t| t.name == tenant_name)
+                    .expect("every named tenant is known")
+                    .clone(),
+            };
+            for topic in &p.topics {
+                if let Some(why) = tenant::read_refusal(&tenants, &tenant.name, topic) {
+                    return Err(perr("topics", why));
+                }
             }
-            if p.limits.deadline_ms == 0 {
-                return Err(perr("limits.deadline_ms", "must be greater than 0".into()));
+            if let Some(dlq) = &p.dead_letter_topic {
+                if let Some(why) = tenant::write_refusal(&tenants, &tenant.name, dlq) {
+                    return Err(perr("dead_letter_topic", why));
+                }
             }
-            if p.limits.memory_mib == 0 || p.limits.memory_mib > 4096 {
-                return Err(perr(
-                    "limits.memory_mib",
-                    "must be between 1 and 4096".into(),
-                ));
-            }
+            let limits = pipeline_limits(&p.limits, &raw_tenant_limits(&raw.tenants, &tenant.name))
+                .map_err(|(field, msg)| perr(field, msg))?;
             if p.commit_interval_ms == 0 {
                 return Err(perr("commit_interval_ms", "must be greater than 0".into()));
             }
@@ -438,11 +564,6 @@ impl Config {
                 (_, Some(n)) => n as usize,
                 (_, None) => DEFAULT_MAX_IN_FLIGHT,
             };
-            let tenant = match &p.tenant {
-                Some(t) if t.trim().is_empty() => return Err(perr("tenant", "is empty".into())),
-                Some(t) => t.clone(),
-                None => DEFAULT_TENANT.to_string(),
-            };
             let overrides = properties(&p.kafka).map_err(|m| perr("kafka", m))?;
             check_managed(&overrides).map_err(|m| perr("kafka", m))?;
             let mut kafka = global_kafka.clone();
@@ -462,7 +583,7 @@ impl Config {
             }
             pipelines.push(PipelineConfig {
                 name: p.name.clone(),
-                tenant,
+                tenant: tenant.name.clone(),
                 topics: p.topics.clone(),
                 group_id,
                 ack_policy: p.ack_policy,
@@ -474,25 +595,90 @@ impl Config {
                 commit_interval: Duration::from_millis(p.commit_interval_ms),
                 drain_timeout: Duration::from_millis(p.drain_timeout_ms),
                 connect_timeout: Duration::from_millis(p.connect_timeout_ms),
-                limits: PluginLimits {
-                    deadline: Duration::from_millis(p.limits.deadline_ms),
-                    memory_bytes: (p.limits.memory_mib as usize) << 20,
-                    fuel: p.limits.fuel,
-                },
+                limits,
                 backoff: p.backoff,
                 max_attempts: p.max_attempts,
                 dead_letter_topic,
                 dead_letter_timeout: Duration::from_millis(p.dead_letter_timeout_ms),
                 kafka,
+                grants: tenant.grants.clone(),
+                tenant_limits: tenant.limits,
             });
         }
         Ok(Config {
             brokers,
             run: raw.run,
             embedded: raw.embedded,
+            engine: raw.engine,
+            tenants,
             pipelines,
         })
     }
+}
+
+impl Config {
+    /// The engine this configuration needs: fuel metering if any pipeline has a fuel limit, and
+    /// an instance pool with room for every tenant's pipelines.
+    pub fn engine_options(&self) -> crate::plugin::EngineOptions {
+        let pooling = self.engine.pooling.then(|| {
+            let tenants = self.tenants.iter().map(|t| {
+                let pipelines = self.pipelines.iter().filter(|p| p.tenant == t.name).count();
+                (pipelines, t.limits.max_instances)
+            });
+            let max_memory = self
+                .pipelines
+                .iter()
+                .map(|p| p.limits.memory_bytes)
+                .max()
+                .unwrap_or(0);
+            crate::plugin::PoolSizing::for_tenants(tenants, max_memory)
+        });
+        crate::plugin::EngineOptions {
+            metered: self.pipelines.iter().any(|p| p.limits.fuel.is_some()),
+            pooling,
+            max_wasm_stack: (self.engine.max_wasm_stack_kib as usize) << 10,
+        }
+    }
+}
+
+fn raw_tenant_limits(tenants: &[RawTenant], name: &str) -> tenant::RawTenantLimits {
+    tenants
+        .iter()
+        .find(|t| t.name == name)
+        .map(|t| t.limits.clone())
+        .unwrap_or_default()
+}
+
+/// A pipeline's limits: its own, else its tenant's, else the defaults. A pipeline may tighten
+/// its tenant's limits, never loosen them. Errors are (field, message).
+fn pipeline_limits(
+    own: &RawLimits,
+    tenant: &tenant::RawTenantLimits,
+) -> Result<PluginLimits, (&'static str, String)> {
+    let defaults = PluginLimits::default();
+    let pick = |field: &'static str, own: Option<u64>, tenant: Option<u64>| match (own, tenant) {
+        (Some(0), _) | (None, Some(0)) if field == "limits.memory_mib" => {
+            Err((field, "must be between 1 and 4096".to_string()))
+        }
+        (Some(0), _) | (None, Some(0)) => Err((field, "must be greater than 0".to_string())),
+        (Some(o), Some(t)) if o > t => {
+            Err((field, format!("is {o}, above its tenant's limit of {t}")))
+        }
+        (o, t) => Ok(o.or(t)),
+    };
+    let deadline_ms = pick("limits.deadline_ms", own.deadline_ms, tenant.deadline_ms)?
+        .unwrap_or(defaults.deadline.as_millis() as u64);
+    let memory_mib = pick("limits.memory_mib", own.memory_mib, tenant.memory_mib)?
+        .unwrap_or((defaults.memory_bytes >> 20) as u64);
+    if memory_mib > 4096 {
+        return Err(("limits.memory_mib", "must be between 1 and 4096".into()));
+    }
+    let fuel = pick("limits.fuel", own.fuel, tenant.fuel)?;
+    Ok(PluginLimits {
+        deadline: Duration::from_millis(deadline_ms),
+        memory_bytes: (memory_mib as usize) << 20,
+        fuel,
+    })
 }
 
 /// librdkafka takes every property as a string; TOML may give numbers and booleans.
@@ -766,5 +952,121 @@ plugin = "plugin.wasm"
         );
         let e = p("ordering = \"random\"\n").unwrap_err().to_string();
         assert!(e.contains("unknown variant `random`"), "{e}");
+    }
+
+    /// The README's three-tenant example, with its files in place.
+    fn readme_example(dir: &Path) -> String {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("<!-- example: three tenants -->\n```toml\n")
+            .expect("README has the example");
+        let body = &readme[start..];
+        let body = &body[body.find("```toml\n").unwrap() + 8..];
+        let text = &body[..body.find("```").unwrap()];
+        std::fs::create_dir_all(dir.join("plugins")).unwrap();
+        std::fs::create_dir_all(dir.join("reference-data")).unwrap();
+        for plugin in ["orders", "stats", "webhooks"] {
+            std::fs::write(dir.join(format!("plugins/{plugin}.wasm")), b"\0asm").unwrap();
+        }
+        // A variable every environment has, in place of the example's.
+        text.replace("SHOP_REGION", "PATH")
+    }
+
+    #[test]
+    fn readme_three_tenant_example_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::parse(&readme_example(dir.path()), "ackbar.toml", dir.path()).unwrap();
+        let names: Vec<&str> = c.tenants.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["shop", "analytics", "notify"]);
+        let stats = c
+            .pipelines
+            .iter()
+            .find(|p| p.name == "order-stats")
+            .unwrap();
+        assert_eq!(stats.tenant, "analytics");
+        assert_eq!(stats.limits.deadline, Duration::from_millis(500));
+        assert_eq!(stats.limits.memory_bytes, 32 << 20);
+        assert_eq!(stats.limits.fuel, Some(50_000_000));
+        assert_eq!(stats.tenant_limits.max_instances, 4);
+        assert_eq!(stats.tenant_limits.pause_after_traps, 2);
+        let dir_grant = stats.grants.read_only_dir.as_ref().unwrap();
+        assert_eq!(dir_grant.guest, "/data");
+        assert!(dir_grant.host.ends_with("reference-data"));
+        let orders = c.pipelines.iter().find(|p| p.name == "orders").unwrap();
+        assert_eq!(orders.grants.env[0].0, "PATH");
+        assert_eq!(orders.tenant_limits.max_in_flight, 2048);
+        let webhooks = c.pipelines.iter().find(|p| p.name == "webhooks").unwrap();
+        assert_eq!(webhooks.grants.http_hosts, ["hooks.example.com:443"]);
+        assert!(webhooks.grants.env.is_empty());
+        assert_eq!(webhooks.limits.deadline, Duration::from_secs(5));
+        let engine = c.engine_options();
+        assert!(engine.metered);
+        // shop 1 × (2×16+1) + analytics 1 × (2×4+1) + notify 1 × (2×8+1)
+        assert_eq!(engine.pooling.unwrap().instances, 33 + 9 + 17);
+        assert_eq!(engine.pooling.unwrap().max_memory_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn tenant_rules_are_enforced_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let example = readme_example(dir.path());
+        let refused = |from: &str, to: &str| {
+            assert!(example.contains(from), "{from}");
+            Config::parse(&example.replacen(from, to, 1), "ackbar.toml", dir.path())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refused("topics = [\"orders\", \"clicks\"]", "topics = [\"orders.eu\"]"),
+            "ackbar.toml: tenant 'analytics': pipeline 'order-stats': field `topics` reads `orders.eu`, owned by tenant 'shop'; it can be shared with `share = { \"orders.eu\" = [\"analytics\"] }` in that tenant"
+        );
+        assert!(refused("topics = [\"clicks\"]", "topics = [\"orders.eu\"]")
+            .contains("tenant 'shop': field `topics` has \"orders.*\", which overlaps \"orders.eu\" of tenant 'analytics'"));
+        assert!(refused(
+            "share = { orders = [\"analytics\"] }",
+            "share = { orders = [\"analytic\"] }"
+        )
+        .contains("shares \"orders\" with 'analytic', which is not a tenant"));
+        assert!(refused("share = { orders = [\"analytics\"] }", "share = { payments = [\"analytics\"] }")
+            .contains("tenant 'shop': field `share` shares \"payments\", which is not among the tenant's `topics`"));
+        assert!(refused("plugin = \"plugins/stats.wasm\"", "plugin = \"plugins/stats.wasm\"\ndead_letter_topic = \"orders.dead\"")
+            .contains("pipeline 'order-stats': field `dead_letter_topic` `orders.dead` is owned by tenant 'shop'"));
+        assert!(refused("max_in_flight = 32", "max_in_flight = 32\n[tenant.pipeline.limits]\nmemory_mib = 64")
+            .contains("pipeline 'order-stats': field `limits.memory_mib` is 64, above its tenant's limit of 32"));
+        assert!(refused("env = [\"PATH\"]", "env = [\"ACKBAR_SURELY_UNSET_VARIABLE\"]")
+            .contains("tenant 'shop': field `grants.env` grants ACKBAR_SURELY_UNSET_VARIABLE, which is not set"));
+        assert!(
+            refused("host = \"reference-data\"", "host = \"missing-data\"")
+                .contains("tenant 'analytics': field `grants.read_only_dir.host` points at")
+        );
+        assert!(refused("guest = \"/data\"", "guest = \"data\"")
+            .contains("field `grants.read_only_dir.guest` must be an absolute guest path"));
+        assert!(refused(
+            "http_hosts = [\"hooks.example.com:443\"]",
+            "http_hosts = [\"https://hooks.example.com\"]"
+        )
+        .contains("field `grants.http_hosts` has \"https://hooks.example.com\""));
+        assert!(refused("max_instances = 8", "max_instances = 0")
+            .contains("tenant 'notify': field `limits.max_instances` must be at least 1"));
+        assert!(refused("name = \"notify\"", "name = \"shop\"")
+            .contains("tenant 'shop': field `name` is used by another tenant"));
+        assert!(
+            refused("max_wasm_stack_kib = 512", "max_wasm_stack_kib = 8")
+                .contains("[engine]: field `max_wasm_stack_kib` must be between 64 and 4096")
+        );
+        // A top-level pipeline of the default tenant cannot read a tenant's topic either.
+        let top_level = format!(
+            "{example}\n{}",
+            MINIMAL.replace("\"orders\"\ntopics", "\"legacy\"\ntopics")
+        );
+        let err = Config::parse(&top_level, "ackbar.toml", dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "pipeline 'legacy': field `topics` reads `orders`, owned by tenant 'shop'"
+            ),
+            "{err}"
+        );
     }
 }

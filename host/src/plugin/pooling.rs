@@ -1,0 +1,108 @@
+//! Sizing wasmtime's pooling allocator from the configuration.
+//!
+//! The pooling allocator reserves every slot (instance metadata, linear memories, tables) once at
+//! start, so instantiating after a trap or a reload is a slot reuse instead of `mmap`/`munmap`
+//! calls, and a process can never hold more instances than its tenants are entitled to.
+
+use anyhow::{bail, Result};
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Address space reserved per linear-memory slot. Wasmtime's default reservation for a 32-bit
+/// memory is 4 GiB, which lets compiled code skip bounds checks (the hardware faults instead),
+/// plus a 32 MiB guard region after it and one before it.
+const SLOT_BYTES: u64 = (4 << 30) + 2 * (32 << 20);
+/// Linear memories one component instance may hold: the guest's own, plus one for an adapter
+/// (Go's WASI preview 1 adapter brings its own).
+const MEMORIES_PER_INSTANCE: u32 = 2;
+/// Core module instances per component: componentize-py links about a dozen modules.
+const CORE_INSTANCES_PER_INSTANCE: u32 = 32;
+/// Tables per component instance (one per core module that has one).
+const TABLES_PER_INSTANCE: u32 = 32;
+/// Elements per table: interpreters (CPython, QuickJS) have tens of thousands of functions.
+const TABLE_ELEMENTS: usize = 100_000;
+/// Half of x86-64's 128 TiB user address space: the rest stays for the heap, librdkafka, stacks.
+const MAX_RESERVED_BYTES: u64 = 64 << 40;
+
+/// How many instances the pool holds and how large their memories may grow.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoolSizing {
+    pub instances: u32,
+    /// The largest `memory_mib` of any pipeline; each instance's own cap is enforced by its
+    /// `ResourceLimiter`.
+    pub max_memory_bytes: usize,
+}
+
+impl PoolSizing {
+    /// Room for every tenant's pipelines: a pipeline keeps at most `max_instances` instances of
+    /// its current plugin version (calls beyond that wait for the tenant's budget), at most as
+    /// many of the previous version while a hot reload drains it, and one for a new version's
+    /// warm-up. So a tenant needs `pipelines × (2 × max_instances + 1)` slots.
+    pub fn for_tenants(
+        tenants: impl IntoIterator<Item = (usize, usize)>,
+        max_memory_bytes: usize,
+    ) -> Self {
+        let instances: usize = tenants
+            .into_iter()
+            .map(|(pipelines, max_instances)| pipelines * (2 * max_instances + 1))
+            .sum();
+        PoolSizing {
+            instances: instances.clamp(1, u32::MAX as usize / CORE_INSTANCES_PER_INSTANCE as usize)
+                as u32,
+            max_memory_bytes,
+        }
+    }
+
+    /// Address space the memory pool reserves (not memory used: untouched pages cost nothing).
+    pub fn reserved_bytes(&self) -> u64 {
+        self.instances as u64 * MEMORIES_PER_INSTANCE as u64 * SLOT_BYTES
+    }
+
+    /// Switches `config` to the pooling allocator with this sizing.
+    pub(crate) fn apply(&self, config: &mut Config) -> Result<()> {
+        let reserved = self.reserved_bytes();
+        if reserved > MAX_RESERVED_BYTES {
+            bail!(
+                "the instance pool would reserve {} GiB of address space ({} instances × {} memories × {} MiB), more than the {} GiB allowed; lower the tenants' `limits.max_instances` or set [engine] pooling = false",
+                reserved >> 30,
+                self.instances,
+                MEMORIES_PER_INSTANCE,
+                SLOT_BYTES >> 20,
+                MAX_RESERVED_BYTES >> 30
+            );
+        }
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(self.instances)
+            .total_core_instances(self.instances * CORE_INSTANCES_PER_INSTANCE)
+            .total_memories(self.instances * MEMORIES_PER_INSTANCE)
+            .total_tables(self.instances * TABLES_PER_INSTANCE)
+            .max_memories_per_component(MEMORIES_PER_INSTANCE)
+            .max_core_instances_per_component(CORE_INSTANCES_PER_INSTANCE)
+            .max_tables_per_component(TABLES_PER_INSTANCE)
+            .table_elements(TABLE_ELEMENTS)
+            .max_memory_size(self.max_memory_bytes)
+            .max_component_instance_size(4 << 20)
+            .max_core_instance_size(4 << 20)
+            // A reused slot is zeroed lazily by the kernel (madvise), not by a memset.
+            .linear_memory_keep_resident(0);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizing_follows_tenants_and_refuses_too_much_address_space() {
+        let sizing = PoolSizing::for_tenants([(2, 16), (1, 4)], 64 << 20);
+        assert_eq!(sizing.instances, 2 * 33 + 9);
+        assert_eq!(sizing.reserved_bytes(), 75 * 2 * SLOT_BYTES);
+        let mut config = Config::new();
+        assert!(sizing.apply(&mut config).is_ok());
+        let huge = PoolSizing::for_tenants([(200, 64)], 64 << 20);
+        let err = huge.apply(&mut Config::new()).unwrap_err().to_string();
+        assert!(err.contains("25800 instances"), "{err}");
+        assert!(err.contains("max_instances"), "{err}");
+    }
+}
