@@ -3,7 +3,7 @@ SHELL := bash
 CARGO ?= cargo
 LANGUAGES := rust go js python
 
-.PHONY: demo test guests brokers kafka lint fmt setup clean bench bench-reload bench-handler
+.PHONY: demo test guests brokers kafka lint fmt setup clean bench bench-tenants bench-reload bench-handler
 
 ## Install the tools the build needs (the wasm32-wasip2 target; a C toolchain for librdkafka).
 setup:
@@ -48,6 +48,10 @@ test: guests brokers lint
 ## Release build (the first one compiles wasmtime and librdkafka optimised: ≈ 10 minutes).
 bench: guests brokers
 	$(CARGO) bench --locked -p ackbar --bench e2e
+
+## Tenant isolation: a well-behaved tenant alone vs beside each hostile guest (release build).
+bench-tenants: guests brokers
+	$(CARGO) bench --locked -p ackbar --bench tenants
 
 ## Hot-reload benchmark. Reuses the test build: dependencies (wasmtime, librdkafka) are
 ## optimised there already (opt-level 2), so no separate release build of wasmtime is needed.

@@ -149,6 +149,7 @@ impl DeadLetterWriter {
             Err((error, _)) => {
                 if let Some(fatal) = producer.client().fatal_error() {
                     tracing::warn!(
+                        tenant = %letter.tenant, pipeline = %letter.pipeline,
                         "dead-letter producer hit a fatal error ({fatal:?}); creating a new one"
                     );
                     if let Ok(fresh) = self.config.create::<FutureProducer>() {

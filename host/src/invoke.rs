@@ -139,6 +139,7 @@ impl Invoker {
         for attempt in 1..=self.max_attempts {
             let message = input.to_guest(index, attempt);
             let context = CallContext {
+                tenant: Arc::from(crate::config::DEFAULT_TENANT),
                 pipeline: Arc::from("invoke"),
                 plugin_version: version.clone(),
                 topic: Arc::from(message.topic.as_str()),

@@ -39,6 +39,7 @@ pub enum Reloaded {
 
 /// The live plugin of one pipeline, replaceable while messages flow.
 pub struct PluginSlot {
+    tenant: Arc<str>,
     pipeline: Arc<str>,
     runtime: PluginRuntime,
     /// The plugin file; a config reload may point the slot at another one.
@@ -58,6 +59,7 @@ pub struct PluginSlot {
 impl PluginSlot {
     /// Loads the first version. Fails, naming the file, if it does not load.
     pub fn load(
+        tenant: &str,
         pipeline: &str,
         runtime: &PluginRuntime,
         path: &Path,
@@ -76,6 +78,7 @@ impl PluginSlot {
             smoke_payload.as_deref(),
         )?;
         Ok(PluginSlot {
+            tenant: Arc::from(tenant),
             pipeline: Arc::from(pipeline),
             runtime: runtime.clone(),
             path: Mutex::new(path.to_path_buf()),
@@ -128,6 +131,7 @@ impl PluginSlot {
             Ok(Reloaded::Swapped { from, to, took }) => {
                 self.reloads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
+                    tenant = %self.tenant,
                     pipeline = %self.pipeline,
                     "reloaded pipeline {}: {from} → {to} in {} ms",
                     self.pipeline,
@@ -138,6 +142,7 @@ impl PluginSlot {
             Err(e) => {
                 self.refusals.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(
+                    tenant = %self.tenant,
                     pipeline = %self.pipeline,
                     running = self.current().plugin().version(),
                     "refused new plugin version, the running one stays: {e:#}"

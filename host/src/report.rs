@@ -102,6 +102,8 @@ impl Stats {
 /// occurrence, then at most one reminder per `interval` with a count, then the recovery.
 pub struct FaultLog {
     what: &'static str,
+    tenant: Arc<str>,
+    pipeline: Arc<str>,
     logged: AtomicU64,
     interval: Duration,
     state: Mutex<Option<Episode>>,
@@ -113,9 +115,12 @@ struct Episode {
 }
 
 impl FaultLog {
-    pub fn new(what: &'static str) -> Self {
+    /// A fault log for `what` (e.g. "offset commit") of one pipeline.
+    pub fn new(what: &'static str, tenant: &str, pipeline: &str) -> Self {
         FaultLog {
             what,
+            tenant: Arc::from(tenant),
+            pipeline: Arc::from(pipeline),
             logged: AtomicU64::new(0),
             interval: Duration::from_secs(30),
             state: Mutex::new(None),
@@ -123,11 +128,12 @@ impl FaultLog {
     }
 
     /// Records one occurrence; returns true if it was logged.
-    pub fn fault(&self, pipeline: &str, detail: &dyn std::fmt::Display) -> bool {
+    pub fn fault(&self, detail: &dyn std::fmt::Display) -> bool {
+        let (tenant, pipeline) = (&*self.tenant, &*self.pipeline);
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match state.as_mut() {
             None => {
-                tracing::warn!(pipeline, "{} failing: {detail}", self.what);
+                tracing::warn!(tenant, pipeline, "{} failing: {detail}", self.what);
                 self.logged.fetch_add(1, Ordering::Relaxed);
                 *state = Some(Episode {
                     last_logged: Instant::now(),
@@ -137,6 +143,7 @@ impl FaultLog {
             }
             Some(ep) if ep.last_logged.elapsed() >= self.interval => {
                 tracing::warn!(
+                    tenant,
                     pipeline,
                     repeats = ep.suppressed,
                     "{} still failing: {detail}",
@@ -160,10 +167,11 @@ impl FaultLog {
     }
 
     /// Records a success; ends the episode (logged) if one was running.
-    pub fn recovered(&self, pipeline: &str) {
+    pub fn recovered(&self) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if state.take().is_some() {
-            tracing::info!(pipeline, "{} recovered", self.what);
+            let (tenant, pipeline) = (&*self.tenant, &*self.pipeline);
+            tracing::info!(tenant, pipeline, "{} recovered", self.what);
         }
     }
 }
@@ -174,12 +182,12 @@ mod tests {
 
     #[test]
     fn fault_log_logs_once_per_episode() {
-        let log = FaultLog::new("commit");
-        assert!(log.fault("p", &"boom"));
-        assert!(!log.fault("p", &"boom"));
-        assert!(!log.fault("p", &"boom"));
-        log.recovered("p");
-        assert!(log.fault("p", &"boom again"), "a new episode is logged");
+        let log = FaultLog::new("commit", "t", "p");
+        assert!(log.fault(&"boom"));
+        assert!(!log.fault(&"boom"));
+        assert!(!log.fault(&"boom"));
+        log.recovered();
+        assert!(log.fault(&"boom again"), "a new episode is logged");
     }
 
     #[test]

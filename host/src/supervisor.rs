@@ -31,6 +31,7 @@ pub struct Supervised {
     config: Mutex<PipelineConfig>,
     running: tokio::sync::Mutex<Option<PipelineHandle>>,
     restarts: AtomicU64,
+    last_failure: Mutex<Option<String>>,
     retry_now: Notify,
     stop: CancellationToken,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -54,6 +55,7 @@ impl Supervised {
             config: Mutex::new(config),
             running: tokio::sync::Mutex::new(None),
             restarts: AtomicU64::new(0),
+            last_failure: Mutex::new(None),
             retry_now: Notify::new(),
             stop: CancellationToken::new(),
             task: Mutex::new(None),
@@ -74,6 +76,14 @@ impl Supervised {
     /// Restarts so far (failed starts and crashes).
     pub fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Why the pipeline last failed to start or crashed.
+    pub fn last_failure(&self) -> Option<String> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Counters of the running incarnation; `None` while it is down.
@@ -118,7 +128,7 @@ impl Supervised {
             same.plugin = handle.config().plugin.clone();
             if &same != handle.config() {
                 tracing::warn!(
-                    pipeline = %self.name,
+                    tenant = %self.tenant, pipeline = %self.name,
                     "config changes other than `plugin` apply after a restart"
                 );
             }
@@ -180,7 +190,7 @@ impl Supervised {
                     if let Some(handle) = handle {
                         reason = format!("crashed: {}", handle.crash_reason().unwrap_or_default());
                         if let Err(e) = handle.shutdown().await {
-                            tracing::warn!(pipeline = %self.name, "after the crash, shutting down failed: {e:#}");
+                            tracing::warn!(tenant = %self.tenant, pipeline = %self.name, "after the crash, shutting down failed: {e:#}");
                         }
                     }
                     if started.elapsed() >= STABLE_AFTER {
@@ -198,6 +208,7 @@ impl Supervised {
                 }
             };
             failures += 1;
+            *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.clone());
             self.restarts.fetch_add(1, Ordering::Relaxed);
             restarts.increment(1);
             let delay = launch.backoff.delay(failures);

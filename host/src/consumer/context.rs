@@ -65,6 +65,12 @@ impl Shared {
         budget: Arc<TenantBudget>,
         health: Arc<Health>,
     ) -> Self {
+        let fault_log = |what| FaultLog::new(what, &config.tenant, &config.name);
+        let (commit_faults, consume_faults, dead_letter_faults) = (
+            fault_log("offset commit"),
+            fault_log("consuming"),
+            fault_log("dead-letter write"),
+        );
         Shared {
             name: Arc::from(config.name.as_str()),
             tenant: Arc::from(config.tenant.as_str()),
@@ -80,9 +86,9 @@ impl Shared {
             shutdown,
             crashed: CancellationToken::new(),
             crash_reason: Mutex::new(None),
-            commit_faults: FaultLog::new("offset commit"),
-            consume_faults: FaultLog::new("consuming"),
-            dead_letter_faults: FaultLog::new("dead-letter write"),
+            commit_faults,
+            consume_faults,
+            dead_letter_faults,
             tracker: Mutex::new(OffsetTracker::default()),
             workers: Mutex::new(HashMap::new()),
             consumer: OnceLock::new(),
@@ -128,7 +134,7 @@ impl Shared {
             self.stop_workers(std::slice::from_ref(tp), self.config.drain_timeout);
             self.tracker().assign(tp.clone());
             let Some(queue) = consumer.split_partition_queue(&tp.topic, tp.partition) else {
-                tracing::error!(pipeline = %self.name, partition = %tp, "cannot split the partition queue");
+                tracing::error!(tenant = %self.tenant, pipeline = %self.name, partition = %tp, "cannot split the partition queue");
                 continue;
             };
             let stop = self.shutdown.child_token();
@@ -186,7 +192,7 @@ impl Shared {
             let left = deadline.saturating_duration_since(Instant::now());
             if let Err(mpsc::RecvTimeoutError::Timeout) = worker.done.recv_timeout(left) {
                 tracing::warn!(
-                    pipeline = %self.name, partition = %tp,
+                    tenant = %self.tenant, pipeline = %self.name, partition = %tp,
                     "in-flight message did not finish within the drain timeout; it stays uncommitted and will be read again"
                 );
                 late.push(tp);
@@ -246,7 +252,7 @@ impl Shared {
             if let Err(e) =
                 tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
             {
-                tracing::error!(pipeline = %self.name, partition = %tp, "bad commit offset {offset}: {e}");
+                tracing::error!(tenant = %self.tenant, pipeline = %self.name, partition = %tp, "bad commit offset {offset}: {e}");
             }
         }
         match consumer.commit(&tpl, CommitMode::Sync) {
@@ -257,14 +263,13 @@ impl Shared {
                 }
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
                 self.metrics.commits.increment(1);
-                self.commit_faults.recovered(&self.name);
-                tracing::debug!(pipeline = %self.name, ?due, "committed");
+                self.commit_faults.recovered();
+                tracing::debug!(tenant = %self.tenant, pipeline = %self.name, ?due, "committed");
             }
             Err(e) => {
                 self.stats.commit_errors.fetch_add(1, Ordering::Relaxed);
                 self.metrics.commit_errors.increment(1);
-                self.commit_faults
-                    .fault(&self.name, &format!("{e}; will retry"));
+                self.commit_faults.fault(&format!("{e}; will retry"));
             }
         }
     }
@@ -302,10 +307,10 @@ impl ConsumerContext for PipelineContext {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let revoked = partitions_of(tpl);
-                tracing::info!(pipeline = %shared.name, partitions = ?revoked.iter().map(ToString::to_string).collect::<Vec<_>>(), "partitions revoked");
+                tracing::info!(tenant = %shared.tenant, pipeline = %shared.name, partitions = ?revoked.iter().map(ToString::to_string).collect::<Vec<_>>(), "partitions revoked");
                 shared.stop_workers(&revoked, shared.config.drain_timeout);
                 if consumer.assignment_lost() {
-                    tracing::warn!(pipeline = %shared.name, "assignment lost: settled offsets of revoked partitions are dropped, not committed");
+                    tracing::warn!(tenant = %shared.tenant, pipeline = %shared.name, "assignment lost: settled offsets of revoked partitions are dropped, not committed");
                 } else {
                     shared.commit(consumer, Some(&revoked));
                 }
@@ -317,7 +322,7 @@ impl ConsumerContext for PipelineContext {
             }
             Rebalance::Assign(_) => {}
             Rebalance::Error(e) => {
-                tracing::warn!(pipeline = %shared.name, "rebalance error: {e}");
+                tracing::warn!(tenant = %shared.tenant, pipeline = %shared.name, "rebalance error: {e}");
             }
         }
     }
@@ -325,7 +330,7 @@ impl ConsumerContext for PipelineContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let assigned = partitions_of(tpl);
-            tracing::info!(pipeline = %self.shared.name, partitions = ?assigned.iter().map(ToString::to_string).collect::<Vec<_>>(), "partitions assigned");
+            tracing::info!(tenant = %self.shared.tenant, pipeline = %self.shared.name, partitions = ?assigned.iter().map(ToString::to_string).collect::<Vec<_>>(), "partitions assigned");
             // librdkafka's assign() resets partition queues, so they are split after it.
             self.shared.start_workers_for(&assigned);
             self.shared.health.joined();

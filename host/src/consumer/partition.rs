@@ -57,11 +57,11 @@ pub(crate) async fn run(
     queue: StreamPartitionQueue<PipelineContext>,
     stop: CancellationToken,
 ) {
-    tracing::debug!(pipeline = %shared.name, partition = %tp, "partition worker started");
+    tracing::debug!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, "partition worker started");
     let metrics = Arc::new(shared.metrics.message_metrics(&tp.topic));
     if shared.config.ordering != Ordering::Partition {
         run_concurrent(&shared, &tp, queue, &stop, metrics).await;
-        tracing::debug!(pipeline = %shared.name, partition = %tp, "partition worker stopped");
+        tracing::debug!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, "partition worker stopped");
         return;
     }
     let trap_streak = AtomicU32::new(0);
@@ -80,7 +80,7 @@ pub(crate) async fn run(
             break;
         }
     }
-    tracing::debug!(pipeline = %shared.name, partition = %tp, "partition worker stopped");
+    tracing::debug!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, "partition worker stopped");
 }
 
 /// Waits for the partition's next message and marks it in flight; `None` once the worker is
@@ -106,7 +106,7 @@ async fn next_message(
         };
         match received {
             Ok(m) => {
-                shared.consume_faults.recovered(&shared.name);
+                shared.consume_faults.recovered();
                 let message = to_guest_message(&m, 1);
                 let tracked = shared
                     .tracker()
@@ -122,9 +122,7 @@ async fn next_message(
                 return Some(message);
             }
             Err(e) => {
-                shared
-                    .consume_faults
-                    .fault(&shared.name, &format!("{tp}: {e}"));
+                shared.consume_faults.fault(&format!("{tp}: {e}"));
             }
         }
     }
@@ -257,6 +255,7 @@ impl Delivery<'_> {
             let version = pool.plugin().version_shared();
             let span = message_span(shared, tp, &message, &version);
             let context = CallContext {
+                tenant: shared.tenant.clone(),
                 pipeline: shared.name.clone(),
                 plugin_version: version.clone(),
                 topic: tp.topic.clone(),
@@ -304,10 +303,10 @@ impl Delivery<'_> {
             shared.stats.record(&outcome, action);
             self.metrics.record(&outcome, action, elapsed);
             if span.is_disabled() {
-                log_outcome(&shared.name, tp, offset, attempt, &outcome, action);
+                log_outcome(shared, tp, offset, attempt, &outcome, action);
             } else {
                 span.record("outcome", outcome.label());
-                span.in_scope(|| log_outcome(&shared.name, tp, offset, attempt, &outcome, action));
+                span.in_scope(|| log_outcome(shared, tp, offset, attempt, &outcome, action));
             }
             // Only a dead letter or a pause needs the reason spelled out: no allocation otherwise.
             let why = |outcome: &Outcome| match exhausted {
@@ -369,7 +368,7 @@ impl Delivery<'_> {
                     shared.health.failing(tp, offset, attempt);
                     if attempt >= REPEATED_FAILURE_WARN_AT {
                         tracing::warn!(
-                            pipeline = %shared.name, partition = %tp, offset, attempt,
+                            tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, offset, attempt,
                             "message keeps failing; the partition waits for it (nothing after it is handled)"
                         );
                     }
@@ -398,9 +397,9 @@ impl Delivery<'_> {
                         .stats
                         .dead_letters
                         .fetch_add(1, atomic::Ordering::Relaxed);
-                    self.shared.dead_letter_faults.recovered(&self.shared.name);
+                    self.shared.dead_letter_faults.recovered();
                     tracing::info!(
-                        pipeline = %self.shared.name, partition = %self.tp, offset = letter.message.offset,
+                        tenant = %self.shared.tenant, pipeline = %self.shared.name, partition = %self.tp, offset = letter.message.offset,
                         "dead-lettered to {}/{partition} at offset {offset}: {}", writer.topic(), letter.reason
                     );
                     return true;
@@ -412,13 +411,10 @@ impl Delivery<'_> {
                         .stats
                         .dead_letter_errors
                         .fetch_add(1, atomic::Ordering::Relaxed);
-                    self.shared.dead_letter_faults.fault(
-                        &self.shared.name,
-                        &format!(
-                            "{}: offset {}: {e:#}; the offset is not committed until it succeeds",
-                            self.tp, letter.message.offset
-                        ),
-                    );
+                    self.shared.dead_letter_faults.fault(&format!(
+                        "{}: offset {}: {e:#}; the offset is not committed until it succeeds",
+                        self.tp, letter.message.offset
+                    ));
                     self.shared
                         .health
                         .failing(self.tp, letter.message.offset, letter.attempts);
@@ -447,7 +443,7 @@ impl Delivery<'_> {
                 break false;
             }
             if shared.plugin.current().plugin().version() != &**version {
-                tracing::info!(pipeline = %shared.name, partition = %self.tp, offset, "new plugin version: resuming the paused partition");
+                tracing::info!(tenant = %shared.tenant, pipeline = %shared.name, partition = %self.tp, offset, "new plugin version: resuming the paused partition");
                 break true;
             }
         };
@@ -546,28 +542,29 @@ fn reason(outcome: &Outcome) -> String {
 }
 
 fn log_outcome(
-    pipeline: &str,
+    shared: &Shared,
     tp: &TopicPartition,
     offset: i64,
     attempt: u32,
     outcome: &Outcome,
     action: Action,
 ) {
+    let (tenant, pipeline) = (&*shared.tenant, &*shared.name);
     match &outcome.end {
         CallEnd::Trapped {
             kind,
             detail,
             stderr,
         } => tracing::warn!(
-            pipeline, partition = %tp, offset, attempt, trap = %kind, ?action,
+            tenant, pipeline, partition = %tp, offset, attempt, trap = %kind, ?action,
             guest_output = %stderr.trim_end(),
             "handler trapped; instance discarded: {}", detail.lines().next().unwrap_or_default()
         ),
         CallEnd::Failed { message, .. } => tracing::debug!(
-            pipeline, partition = %tp, offset, attempt, ?action, "handler error: {message}"
+            tenant, pipeline, partition = %tp, offset, attempt, ?action, "handler error: {message}"
         ),
         _ => tracing::debug!(
-            pipeline, partition = %tp, offset, attempt, outcome = %outcome.label(), ?action, "handled"
+            tenant, pipeline, partition = %tp, offset, attempt, outcome = %outcome.label(), ?action, "handled"
         ),
     }
 }

@@ -59,6 +59,7 @@ impl Pipeline {
     ) -> Result<PipelineHandle> {
         let plugin = Arc::new(
             PluginSlot::load(
+                &config.tenant,
                 &config.name,
                 runtime,
                 &config.plugin,
@@ -77,6 +78,7 @@ impl Pipeline {
             None
         };
         tracing::info!(
+            tenant = %config.tenant,
             pipeline = %config.name,
             plugin = %config.plugin.display(),
             version = plugin.current().plugin().version(),
@@ -257,13 +259,13 @@ fn spawn_driver(
                         Ok(m) => {
                             let (topic, partition, offset) = (m.topic().to_string(), m.partition(), m.offset());
                             drop(m);
-                            tracing::warn!(pipeline = %shared.name, %topic, partition, offset, "message arrived on the main queue; re-reading it through its partition");
+                            tracing::warn!(tenant = %shared.tenant, pipeline = %shared.name, %topic, partition, offset, "message arrived on the main queue; re-reading it through its partition");
                             if let Err(e) = consumer.seek(&topic, partition, Offset::Offset(offset), Duration::from_secs(10)) {
-                                tracing::error!(pipeline = %shared.name, "seek after main-queue message failed: {e}");
+                                tracing::error!(tenant = %shared.tenant, pipeline = %shared.name, "seek after main-queue message failed: {e}");
                             }
                         }
                         Err(e) => {
-                            shared.consume_faults.fault(&shared.name, &e);
+                            shared.consume_faults.fault(&e);
                             if let Some((code, reason)) = consumer.client().fatal_error() {
                                 shared.crash(format!("fatal Kafka error {code:?}: {reason}"));
                             }
@@ -403,7 +405,7 @@ impl PipelineHandle {
         })
         .await
         .context("shutting down the pipeline")?;
-        tracing::info!(pipeline = %self.shared.name, "pipeline stopped");
+        tracing::info!(tenant = %self.shared.tenant, pipeline = %self.shared.name, "pipeline stopped");
         Ok(self.shared.stats.snapshot())
     }
 }

@@ -32,6 +32,7 @@ pub struct MemoryLimitExceeded {
 /// Where a log line from the guest comes from: attached to every guest log event.
 #[derive(Debug, Clone, Default)]
 pub struct CallContext {
+    pub tenant: Arc<str>,
     pub pipeline: Arc<str>,
     pub plugin_version: Arc<str>,
     pub topic: Arc<str>,
@@ -195,6 +196,7 @@ impl log::Host for HostState {
                 tracing::event!(
                     target: "ackbar::guest",
                     $lvl,
+                    tenant = %c.tenant,
                     pipeline = %c.pipeline,
                     plugin = %c.plugin_version,
                     topic = %c.topic,

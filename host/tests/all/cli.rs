@@ -549,3 +549,76 @@ fn json_logs_put_guest_lines_in_the_message_span_with_the_producer_trace() {
     ackbar.signal("TERM");
     assert!(ackbar.wait_exit().success());
 }
+
+#[test]
+fn a_tenant_whose_pipeline_cannot_start_is_retried_while_the_others_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("audit.wasm");
+    // A core module, not a component: the pipeline cannot start.
+    std::fs::write(&broken, b"\0asm\x01\0\0\0").unwrap();
+    let config = format!(
+        "brokers = \"embedded\"\n\
+         [run]\nsummary_interval_secs = 1\nmetrics_addr = \"127.0.0.1:0\"\n\
+         restart_initial_ms = 200\nrestart_max_ms = 400\n\
+         [embedded]\npartitions = 1\n\
+         [[tenant]]\nname = \"shop\"\ntopics = [\"orders\"]\n\
+         [[tenant.pipeline]]\nname = \"orders\"\ntopics = [\"orders\"]\ngroup_id = \"g\"\n\
+         ack_policy = \"ACK\"\nplugin = \"{}\"\n\
+         [[tenant]]\nname = \"compliance\"\ntopics = [\"audit\"]\n\
+         [[tenant.pipeline]]\nname = \"audit\"\ntopics = [\"audit\"]\ngroup_id = \"a\"\n\
+         ack_policy = \"ACK\"\nplugin = \"{}\"\nwatch_plugin = false\n",
+        guest("orders").display(),
+        broken.display()
+    );
+    let mut running = RunningAckbar::start(&config, dir.path());
+    let brokers = running.broker_address();
+    let failed = running.wait_for("pipeline failed to start");
+    assert!(failed.contains("is a core WebAssembly module"), "{failed}");
+    assert!(failed.contains("tenant=compliance"), "{failed}");
+    assert!(
+        failed.contains("other pipelines are not affected"),
+        "{failed}"
+    );
+    // The endpoint may come up before or after the first failed start.
+    let line = match running.log.iter().find(|l| l.contains("serving /metrics")) {
+        Some(line) => line.clone(),
+        None => running.wait_for("serving /metrics"),
+    };
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .expect("address")
+        .trim()
+        .to_string();
+
+    let produce = |topic: &str, payloads: &[&str]| {
+        let mut args = vec!["produce", "--brokers", &brokers, "--topic", topic];
+        args.extend_from_slice(payloads);
+        assert!(ackbar(&args).status.success());
+    };
+    produce("orders", &[r#"{"id":"a","item":"pen","quantity":1}"#; 3]);
+    produce("audit", &["ok", "ok"]);
+    running.wait_for("total 3 messages: 3 ok");
+    let (status, body) = http_get(&addr, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("pipeline audit: down: failed to start: pipeline 'audit': plugin "),
+        "{body}"
+    );
+    let (_, metrics) = http_get(&addr, "/metrics");
+    let restarts = series(
+        &metrics,
+        "ackbar_pipeline_restarts_total",
+        &[("tenant", "compliance"), ("pipeline", "audit")],
+    );
+    assert!(restarts.unwrap_or(0.0) >= 1.0, "{metrics}");
+
+    // Once the plugin is fixed, the next retry starts the pipeline and nothing was lost.
+    std::fs::copy(guest("fixture"), &broken).unwrap();
+    running.wait_for("total 2 messages: 2 ok");
+    poll("/readyz once every pipeline runs", || {
+        (http_get(&addr, "/readyz").0 == 200).then_some(())
+    });
+    running.signal("TERM");
+    assert!(running.wait_exit().success());
+}

@@ -136,6 +136,7 @@ async fn ten_swaps_under_a_stream_lose_and_duplicate_nothing_and_refuse_a_bad_ve
 
 fn slot_for(path: &Path, smoke: Option<&str>) -> PluginSlot {
     PluginSlot::load(
+        "t",
         "p",
         &runtime(),
         path,
@@ -202,6 +203,7 @@ fn a_version_that_traps_on_the_smoke_message_is_refused() {
     std::fs::write(&path, variant(1)).unwrap();
     // The fixture traps on the payload "trap": the smoke call of every version does.
     let err = PluginSlot::load(
+        "t",
         "p",
         &runtime(),
         &path,

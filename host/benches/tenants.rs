@@ -1,0 +1,271 @@
+//! Isolation between tenants, measured: the throughput of a well-behaved tenant alone, then beside
+//! a hostile tenant running each attack without end, in one process on one broker.
+//!
+//! The well-behaved tenant runs the Rust `orders` handler over `BENCH_MESSAGES` (300000) orders of
+//! ~1 KiB on 4 partitions, in a fresh consumer group each run; its rate is measured from its
+//! first call to its last, `BENCH_REPEATS` (3) times per case, and the median is reported.
+//! "Alone" is measured before and after the attacks. The hostile tenant reads `BENCH_HOSTILE_MESSAGES` (100000) copies of one
+//! attack from its own topic (ACK, 300 ms deadline, 16 MiB), started before the measurement, with
+//! a guest-time quota of `BENCH_GUEST_MS` ms per second (250; 0 turns the quota off). Attacks that
+//! burn CPU without trapping also run once without the quota, to show what it buys.
+//!
+//! `make bench-tenants` runs it on Apache Kafka (`BENCH_BROKER=embedded` for the embedded broker).
+
+use ackbar::broker_process::BrokerProcess;
+use ackbar::config::{Backoff, PipelineConfig, TenantLimits};
+use ackbar::consumer::{Pipeline, PipelineHandle};
+use ackbar::embedded::EmbeddedBroker;
+use ackbar::health::Health;
+use ackbar::plugin::{EngineOptions, PluginRuntime, PoolSizing};
+use ackbar::policy::AckPolicy;
+use ackbar::report::MessageReport;
+use ackbar::tenant::TenantBudget;
+use ackbar::tools::{self, Record};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+const PARTITIONS: i32 = 4;
+const PAYLOAD_BYTES: usize = 1024;
+
+const ATTACKS: [&str; 14] = [
+    "loop",
+    "clock-loop",
+    "recurse",
+    "alloc:64",
+    "echo:100000000",
+    "big-error:4",
+    "ack-many:10000",
+    "interrupt-raw:7",
+    "open:/etc/passwd",
+    "write:/tmp/ackbar-hostile",
+    "env",
+    "connect:127.0.0.1:22",
+    "http:127.0.0.1:9",
+    "trap",
+];
+
+/// Attacks that keep a core busy without trapping (so the trap pause does not slow them).
+const CPU_BOUND: [&str; 3] = ["big-error:4", "ack-many:10000", "loop"];
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn component(name: &str) -> PathBuf {
+    let path = repo_root()
+        .join("guest-examples/rust/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is not built: run `make guests`",
+        path.display()
+    );
+    path
+}
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn order(i: usize) -> Vec<u8> {
+    let head = format!(r#"{{"id":"o{i}","item":"book","quantity":2,"note":""#);
+    let pad = PAYLOAD_BYTES.saturating_sub(head.len() + 2);
+    format!("{head}{}\"}}", "x".repeat(pad)).into_bytes()
+}
+
+struct Bench {
+    bootstrap: String,
+    runtime: PluginRuntime,
+    good_topic: String,
+    good_budget: Arc<TenantBudget>,
+}
+
+struct Running {
+    handle: PipelineHandle,
+    reports: UnboundedReceiver<MessageReport>,
+}
+
+impl Bench {
+    fn start(&self, config: PipelineConfig, budget: Arc<TenantBudget>) -> Running {
+        let (tx, reports) = unbounded_channel();
+        let health = Arc::new(Health::default());
+        let handle = Pipeline::start_in(
+            config,
+            &self.bootstrap,
+            &self.runtime,
+            Some(tx),
+            budget,
+            health,
+        )
+        .expect("pipeline starts");
+        Running { handle, reports }
+    }
+
+    /// The well-behaved tenant's rate over `count` messages.
+    async fn good_rate(&self, count: usize) -> f64 {
+        let mut config = PipelineConfig::new(
+            &unique("good"),
+            &[self.good_topic.as_str()],
+            component("orders"),
+        );
+        config.tenant = "good".into();
+        config.group_id = Some(unique("good-group"));
+        config.ack_policy = AckPolicy::Ack;
+        config.commit_interval = Duration::from_millis(200);
+        let mut run = self.start(config, self.good_budget.clone());
+        let mut seen = Vec::with_capacity(count);
+        while seen.len() < count {
+            let report = tokio::time::timeout(Duration::from_secs(300), run.reports.recv())
+                .await
+                .expect("good tenant makes progress")
+                .expect("reports");
+            seen.push(report);
+        }
+        run.handle.shutdown().await.unwrap();
+        let first = seen.iter().map(|r| r.started).min().unwrap();
+        let last = seen.iter().map(|r| r.started + r.elapsed).max().unwrap();
+        count as f64 / (last - first).as_secs_f64()
+    }
+
+    async fn hostile(&self, attack: &str, messages: usize, guest_ms_per_sec: u64) -> Running {
+        let topic = unique("hostile");
+        tools::create_topic(&self.bootstrap, &topic, 1)
+            .await
+            .unwrap();
+        let records: Vec<Record> = (0..messages)
+            .map(|_| Record::new(0, attack.as_bytes()))
+            .collect();
+        for batch in records.chunks(50_000) {
+            tools::produce(&self.bootstrap, &topic, batch)
+                .await
+                .unwrap();
+        }
+        let mut config = PipelineConfig::new(&unique("hostile"), &[&topic], component("fixture"));
+        config.tenant = "hostile".into();
+        config.group_id = Some(unique("hostile-group"));
+        config.ack_policy = AckPolicy::Ack;
+        config.limits.deadline = Duration::from_millis(300);
+        config.limits.memory_bytes = 16 << 20;
+        config.backoff = Backoff::default();
+        config.drain_timeout = Duration::from_secs(2);
+        let limits = TenantLimits {
+            guest_ms_per_sec,
+            ..TenantLimits::default()
+        };
+        config.tenant_limits = limits;
+        let mut run = self.start(config, TenantBudget::new("hostile", limits));
+        // Under way before the measurement starts.
+        tokio::time::timeout(Duration::from_secs(60), run.reports.recv())
+            .await
+            .expect("the hostile tenant starts")
+            .expect("reports");
+        run
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let messages: usize = env_or("BENCH_MESSAGES", 300_000);
+    let repeats: usize = env_or("BENCH_REPEATS", 3);
+    let hostile_messages: usize = env_or("BENCH_HOSTILE_MESSAGES", 100_000);
+    let guest_ms: u64 = env_or("BENCH_GUEST_MS", 250);
+    let broker_kind = std::env::var("BENCH_BROKER").unwrap_or_else(|_| "kafka".into());
+
+    let (_process, _embedded, bootstrap) = if broker_kind == "embedded" {
+        let broker = EmbeddedBroker::start().unwrap();
+        let bootstrap = broker.bootstrap_servers().to_string();
+        (None, Some(broker), bootstrap)
+    } else {
+        let process = BrokerProcess::start(&repo_root(), &broker_kind).unwrap();
+        let bootstrap = process.bootstrap.clone();
+        (Some(process), None, bootstrap)
+    };
+    let good_topic = unique("orders");
+    tools::create_topic(&bootstrap, &good_topic, PARTITIONS)
+        .await
+        .unwrap();
+    let records: Vec<Record> = (0..messages)
+        .map(|i| Record::new(i as i32 % PARTITIONS, order(i)))
+        .collect();
+    // In batches the producer's local queue can hold.
+    for batch in records.chunks(50_000) {
+        tools::produce(&bootstrap, &good_topic, batch)
+            .await
+            .unwrap();
+    }
+    let runtime = PluginRuntime::with_engine(
+        ackbar::plugin::default_cache_dir(),
+        EngineOptions {
+            pooling: Some(PoolSizing::for_tenants([(1, 64), (1, 64)], 64 << 20)),
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
+    let bench = Bench {
+        bootstrap,
+        runtime,
+        good_topic,
+        good_budget: TenantBudget::new("good", TenantLimits::default()),
+    };
+
+    println!(
+        "tenant isolation on {broker_kind}: {messages} orders over {PARTITIONS} partitions; \
+         hostile tenant with {hostile_messages} copies of each attack, guest quota {guest_ms} ms/s"
+    );
+    let median = |mut rates: Vec<f64>| {
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    };
+    let measure = async || {
+        let mut rates = Vec::new();
+        for _ in 0..repeats.max(1) {
+            rates.push(bench.good_rate(messages).await);
+        }
+        median(rates)
+    };
+    let before = measure().await;
+    let mut cases: Vec<(String, u64)> = ATTACKS.iter().map(|a| (a.to_string(), guest_ms)).collect();
+    if guest_ms > 0 {
+        cases.extend(CPU_BOUND.iter().map(|a| (a.to_string(), 0)));
+    }
+    let mut rows = Vec::new();
+    for (attack, quota) in cases {
+        let hostile = bench.hostile(&attack, hostile_messages, quota).await;
+        let rate = measure().await;
+        let stats = hostile.handle.shutdown().await.unwrap();
+        let label = match (quota, guest_ms) {
+            (0, g) if g > 0 => format!("{attack} (no quota)"),
+            _ => attack,
+        };
+        rows.push((label, rate, stats.messages));
+    }
+    let after = measure().await;
+    let alone = (before + after) / 2.0;
+    println!("\n| good tenant | msg/s | of alone | hostile calls meanwhile |");
+    println!("|---|---:|---:|---:|");
+    println!("| alone (before / after) | {before:.0} / {after:.0} | 100% | — |");
+    for (attack, rate, hostile_calls) in &rows {
+        println!(
+            "| beside `{attack}` | {rate:.0} | {:.1}% | {hostile_calls} |",
+            100.0 * rate / alone
+        );
+    }
+}
