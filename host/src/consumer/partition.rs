@@ -280,8 +280,8 @@ impl Delivery<'_> {
                 let _in_span = span.enter();
                 pool.call(&message, context)
             });
-            drop(call_slot);
             let elapsed = started.elapsed();
+            drop(call_slot);
             shared.budget.charge_guest_time(elapsed);
             let trapped = matches!(outcome.end, CallEnd::Trapped { .. });
             if trapped {

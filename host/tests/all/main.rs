@@ -17,3 +17,4 @@ mod policies;
 mod rebalance;
 mod reload;
 mod supervisor;
+mod tenants;

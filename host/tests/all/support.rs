@@ -8,10 +8,11 @@ use ackbar::embedded::EmbeddedBroker;
 use ackbar::plugin::{EngineOptions, PluginRuntime, PoolSizing};
 use ackbar::policy::{AckPolicy, Action};
 use ackbar::report::MessageReport;
+use ackbar::tenant::TenantBudget;
 use ackbar::tools::{self, Record};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -202,9 +203,23 @@ impl Cluster {
     }
 
     pub fn start(&self, config: PipelineConfig) -> Running {
+        let budget = TenantBudget::new(&config.tenant, config.tenant_limits);
+        self.start_in(config, budget)
+    }
+
+    /// Starts a pipeline that shares `budget` with its tenant's other pipelines.
+    pub fn start_in(&self, config: PipelineConfig, budget: Arc<TenantBudget>) -> Running {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let handle = Pipeline::start(config, &self.bootstrap, &runtime(), Some(tx))
-            .expect("pipeline starts");
+        let health = Arc::new(ackbar::health::Health::default());
+        let handle = Pipeline::start_in(
+            config,
+            &self.bootstrap,
+            &runtime(),
+            Some(tx),
+            budget,
+            health,
+        )
+        .expect("pipeline starts");
         Running {
             final_stats: None,
             handle: Some(handle),
