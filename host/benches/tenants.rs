@@ -7,8 +7,9 @@
 //! beside the hostile tenant (restarted from the first attack each time), and the medians are
 //! compared: single runs on a small machine shared with the broker vary by ±30%. The hostile tenant reads `BENCH_HOSTILE_MESSAGES` (100000) copies of one
 //! attack from its own topic (ACK, 300 ms deadline, 16 MiB), started before the measurement, with
-//! a guest-time quota of `BENCH_GUEST_MS` ms per second (250; 0 turns the quota off). Attacks that
-//! burn CPU without trapping also run once without the quota, to show what it buys.
+//! quotas of `BENCH_GUEST_MS` (250) ms of guest time and `BENCH_HOSTILE_RATE` (1000) messages per
+//! second (0 turns one off). Attacks that burn CPU without trapping also run without quotas, to
+//! show what they buy.
 //!
 //! `make bench-tenants` runs it on Apache Kafka (`BENCH_BROKER=embedded` for the embedded broker).
 
@@ -48,8 +49,9 @@ const ATTACKS: [&str; 14] = [
     "trap",
 ];
 
-/// Attacks that keep a core busy without trapping (so the trap pause does not slow them).
-const CPU_BOUND: [&str; 3] = ["big-error:4", "ack-many:10000", "loop"];
+/// Attacks that keep a core busy without trapping (so the trap pause does not slow them), and a
+/// flood of cheap ones.
+const CPU_BOUND: [&str; 4] = ["big-error:4", "ack-many:10000", "loop", "env"];
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -164,7 +166,7 @@ impl Bench {
     }
 
     /// The hostile tenant, reading `topic` from the start, under way when this returns.
-    async fn hostile(&self, topic: &str, guest_ms_per_sec: u64) -> Running {
+    async fn hostile(&self, topic: &str, quota: Quota) -> Running {
         let mut config = PipelineConfig::new(&unique("hostile"), &[topic], component("fixture"));
         config.tenant = "hostile".into();
         config.group_id = Some(unique("hostile-group"));
@@ -174,7 +176,8 @@ impl Bench {
         config.backoff = Backoff::default();
         config.drain_timeout = Duration::from_secs(2);
         let limits = TenantLimits {
-            guest_ms_per_sec,
+            guest_ms_per_sec: quota.guest_ms,
+            max_messages_per_sec: quota.messages,
             ..TenantLimits::default()
         };
         config.tenant_limits = limits;
@@ -187,6 +190,13 @@ impl Bench {
     }
 }
 
+/// The hostile tenant's quotas; zero is unlimited.
+#[derive(Clone, Copy)]
+struct Quota {
+    guest_ms: u64,
+    messages: u64,
+}
+
 fn median(mut rates: Vec<f64>) -> f64 {
     rates.sort_by(f64::total_cmp);
     rates[rates.len() / 2]
@@ -197,7 +207,15 @@ async fn main() {
     let messages: usize = env_or("BENCH_MESSAGES", 200_000);
     let repeats: usize = env_or("BENCH_REPEATS", 5);
     let hostile_messages: usize = env_or("BENCH_HOSTILE_MESSAGES", 100_000);
-    let guest_ms: u64 = env_or("BENCH_GUEST_MS", 250);
+    let quota = Quota {
+        guest_ms: env_or("BENCH_GUEST_MS", 250),
+        messages: env_or("BENCH_HOSTILE_RATE", 1000),
+    };
+    let unlimited = Quota {
+        guest_ms: 0,
+        messages: 0,
+    };
+    let limited = quota.guest_ms > 0 || quota.messages > 0;
     let broker_kind = std::env::var("BENCH_BROKER").unwrap_or_else(|_| "kafka".into());
 
     let (_process, _embedded, bootstrap) = if broker_kind == "embedded" {
@@ -239,7 +257,8 @@ async fn main() {
 
     println!(
         "tenant isolation on {broker_kind}: {messages} orders over {PARTITIONS} partitions; \
-         hostile tenant with {hostile_messages} copies of each attack, guest quota {guest_ms} ms/s"
+         hostile tenant with {hostile_messages} copies of each attack, quotas {} guest ms/s and {} msg/s (0: none)",
+        quota.guest_ms, quota.messages
     );
     // `BENCH_ATTACKS`: a comma-separated subset.
     let only: Option<Vec<String>> = std::env::var("BENCH_ATTACKS").ok().map(|v| {
@@ -249,20 +268,25 @@ async fn main() {
             .collect()
     });
     let wanted = |attack: &str| only.as_ref().is_none_or(|o| o.iter().any(|w| w == attack));
-    let mut cases: Vec<(&str, u64)> = ATTACKS
+    let mut cases: Vec<(&str, Quota, bool)> = ATTACKS
         .iter()
         .filter(|a| wanted(a))
-        .map(|a| (*a, guest_ms))
+        .map(|a| (*a, quota, false))
         .collect();
-    if guest_ms > 0 {
-        cases.extend(CPU_BOUND.iter().filter(|a| wanted(a)).map(|a| (*a, 0)));
+    if limited {
+        cases.extend(
+            CPU_BOUND
+                .iter()
+                .filter(|a| wanted(a))
+                .map(|a| (*a, unlimited, true)),
+        );
     }
     println!(
-        "\n| good tenant beside | alone msg/s (median) | beside msg/s (median) | beside / alone | beside runs | hostile calls meanwhile |"
+        "\n| good tenant beside | alone msg/s (median) | beside msg/s (median) | beside / alone | runs alone / beside | hostile calls meanwhile |"
     );
     println!("|---|---:|---:|---:|---|---:|");
     // Alone and beside alternate, so drift on the machine affects both sides alike.
-    for (attack, quota) in cases {
+    for (attack, quota, unquoted) in cases {
         let topic = bench.attack_topic(attack, hostile_messages).await;
         let (mut alone, mut beside, mut hostile_calls) = (Vec::new(), Vec::new(), 0);
         for _ in 0..repeats.max(1) {
@@ -271,15 +295,18 @@ async fn main() {
             beside.push(bench.good_rate(messages).await);
             hostile_calls += hostile.handle.shutdown().await.unwrap().messages;
         }
-        let label = match (quota, guest_ms) {
-            (0, g) if g > 0 => format!("`{attack}` (no quota)"),
-            _ => format!("`{attack}`"),
+        let label = match unquoted {
+            true => format!("`{attack}` (no quotas)"),
+            false => format!("`{attack}`"),
         };
-        let spread = beside
-            .iter()
-            .map(|r| format!("{:.0}k", r / 1000.0))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let runs = |rates: &[f64]| {
+            rates
+                .iter()
+                .map(|r| format!("{:.0}k", r / 1000.0))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let spread = format!("{} / {}", runs(&alone), runs(&beside));
         let (alone, beside) = (median(alone), median(beside));
         println!(
             "| {label} | {alone:.0} | {beside:.0} | {:.2} | {spread} | {hostile_calls} |",

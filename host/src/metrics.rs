@@ -76,6 +76,18 @@ fn describe() {
         "ackbar_in_flight",
         "Messages being handled (including waiting for redelivery)."
     );
+    describe_gauge!(
+        "ackbar_tenant_calls_running",
+        "Guest calls running now over all the tenant's pipelines (limit: max_instances)."
+    );
+    describe_gauge!(
+        "ackbar_tenant_in_flight",
+        "Messages received and not yet settled over all the tenant's pipelines (limit: max_in_flight)."
+    );
+    describe_counter!(
+        "ackbar_pipeline_restarts_total",
+        "Restarts of a pipeline that failed to start or crashed."
+    );
     describe_counter!(
         "ackbar_trap_pauses_total",
         "Pauses before a call because the partition's previous calls trapped in a row (tenant limit pause_after_traps)."

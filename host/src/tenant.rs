@@ -7,6 +7,7 @@ use crate::config::TenantLimits;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 // Tokio's clock, so tests can run the quota on paused time.
+use metrics::{gauge, Gauge};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -16,15 +17,72 @@ pub struct TenantBudget {
     limits: TenantLimits,
     calls: Semaphore,
     in_flight: Semaphore,
-    guest_time: Option<Mutex<GuestTime>>,
+    calls_gauge: Gauge,
+    in_flight_gauge: Gauge,
+    /// Milliseconds of guest-call time.
+    guest_time: Option<Mutex<Bucket>>,
+    /// Messages admitted.
+    message_rate: Option<Mutex<Bucket>>,
 }
 
-/// A token bucket of guest-call time: refilled at `guest_ms_per_sec`, holding at most one
-/// second's worth. A call may overdraw it (a call cannot be cut short for the quota, only by
-/// its deadline); the next calls then wait until it is positive again.
-struct GuestTime {
-    available_ms: f64,
+/// A token bucket refilled at `rate` units per second, holding at most one second's worth.
+/// A charge may overdraw it (a call cannot be cut short for the quota, only by its deadline);
+/// whoever waits next waits until it is positive again.
+struct Bucket {
+    rate: f64,
+    available: f64,
     refilled: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u64) -> Option<Mutex<Bucket>> {
+        (rate > 0).then(|| {
+            Mutex::new(Bucket {
+                rate: rate as f64,
+                available: rate as f64,
+                refilled: Instant::now(),
+            })
+        })
+    }
+
+    /// How long until the bucket is positive; zero if it is now.
+    fn wait_needed(&mut self) -> Duration {
+        let now = Instant::now();
+        let refill = now.duration_since(self.refilled).as_secs_f64() * self.rate;
+        self.available = (self.available + refill).min(self.rate);
+        self.refilled = now;
+        if self.available > 0.0 {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64(-self.available / self.rate) + Duration::from_millis(1)
+    }
+}
+
+/// Waits until `bucket` (if any) is positive; `false` if stopped first.
+async fn wait_for(bucket: &Option<Mutex<Bucket>>, stop: &CancellationToken) -> bool {
+    let Some(bucket) = bucket else {
+        return true;
+    };
+    loop {
+        let wait = bucket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .wait_needed();
+        if wait.is_zero() {
+            return true;
+        }
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return false,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+fn charge(bucket: &Option<Mutex<Bucket>>, amount: f64) {
+    if let Some(bucket) = bucket {
+        bucket.lock().unwrap_or_else(|e| e.into_inner()).available -= amount;
+    }
 }
 
 impl TenantBudget {
@@ -34,12 +92,10 @@ impl TenantBudget {
             limits,
             calls: Semaphore::new(limits.max_instances),
             in_flight: Semaphore::new(limits.max_in_flight),
-            guest_time: (limits.guest_ms_per_sec > 0).then(|| {
-                Mutex::new(GuestTime {
-                    available_ms: limits.guest_ms_per_sec as f64,
-                    refilled: Instant::now(),
-                })
-            }),
+            calls_gauge: gauge!("ackbar_tenant_calls_running", "tenant" => name.to_string()),
+            in_flight_gauge: gauge!("ackbar_tenant_in_flight", "tenant" => name.to_string()),
+            guest_time: Bucket::new(limits.guest_ms_per_sec),
+            message_rate: Bucket::new(limits.max_messages_per_sec),
         })
     }
 
@@ -52,58 +108,44 @@ impl TenantBudget {
     }
 
     /// Waits for a guest-call slot; `None` if stopped first. The slot is freed on drop.
-    pub async fn call_slot(&self, stop: &CancellationToken) -> Option<SemaphorePermit<'_>> {
-        tokio::select! {
+    pub async fn call_slot(&self, stop: &CancellationToken) -> Option<CallSlot<'_>> {
+        let permit = tokio::select! {
             biased;
-            _ = stop.cancelled() => None,
-            permit = self.calls.acquire() => Some(permit.expect("never closed")),
-        }
+            _ = stop.cancelled() => return None,
+            permit = self.calls.acquire() => permit.expect("never closed"),
+        };
+        self.calls_gauge.increment(1);
+        Some(CallSlot {
+            _permit: permit,
+            gauge: &self.calls_gauge,
+        })
     }
 
     /// Waits while the tenant has used up its guest time (`guest_ms_per_sec`); `false` if
     /// stopped first.
     pub async fn wait_for_guest_time(&self, stop: &CancellationToken) -> bool {
-        let Some(bucket) = &self.guest_time else {
-            return true;
-        };
-        let rate = self.limits.guest_ms_per_sec as f64;
-        loop {
-            let wait_ms = {
-                let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
-                let now = Instant::now();
-                let refill = now.duration_since(b.refilled).as_secs_f64() * rate;
-                b.available_ms = (b.available_ms + refill).min(rate);
-                b.refilled = now;
-                if b.available_ms > 0.0 {
-                    return true;
-                }
-                // Until the bucket is positive again, at 1 s per `rate` ms.
-                -b.available_ms / rate * 1000.0 + 1.0
-            };
-            tokio::select! {
-                biased;
-                _ = stop.cancelled() => return false,
-                _ = tokio::time::sleep(Duration::from_secs_f64(wait_ms / 1000.0)) => {}
-            }
-        }
+        wait_for(&self.guest_time, stop).await
     }
 
     /// Charges a finished call's duration to the tenant's guest time.
     pub fn charge_guest_time(&self, elapsed: Duration) {
-        if let Some(bucket) = &self.guest_time {
-            let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
-            b.available_ms -= elapsed.as_secs_f64() * 1000.0;
-        }
+        charge(&self.guest_time, elapsed.as_secs_f64() * 1000.0);
     }
 
-    /// Waits until one more message may be in flight; `false` if stopped first. Each `true`
-    /// must be paired with one [`message_done`](Self::message_done).
+    /// Waits until one more message may be in flight (and the tenant's message rate allows
+    /// one more); `false` if stopped first. Each `true` must be paired with one
+    /// [`message_done`](Self::message_done).
     pub async fn admit_message(&self, stop: &CancellationToken) -> bool {
+        if !wait_for(&self.message_rate, stop).await {
+            return false;
+        }
+        charge(&self.message_rate, 1.0);
         tokio::select! {
             biased;
             _ = stop.cancelled() => false,
             permit = self.in_flight.acquire() => {
                 permit.expect("never closed").forget();
+                self.in_flight_gauge.increment(1);
                 true
             }
         }
@@ -111,6 +153,7 @@ impl TenantBudget {
 
     pub fn message_done(&self) {
         self.in_flight.add_permits(1);
+        self.in_flight_gauge.decrement(1);
     }
 
     /// Guest calls running now.
@@ -121,6 +164,18 @@ impl TenantBudget {
     /// Messages received and not yet settled.
     pub fn messages_in_flight(&self) -> usize {
         self.limits.max_in_flight - self.in_flight.available_permits()
+    }
+}
+
+/// A running guest call's share of the tenant's `max_instances`.
+pub struct CallSlot<'a> {
+    _permit: SemaphorePermit<'a>,
+    gauge: &'a Gauge,
+}
+
+impl Drop for CallSlot<'_> {
+    fn drop(&mut self) {
+        self.gauge.decrement(1);
     }
 }
 
@@ -160,8 +215,12 @@ mod tests {
         assert_eq!(budget.calls_running(), 0);
     }
 
+    fn stop_fresh() -> CancellationToken {
+        CancellationToken::new()
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn guest_time_quota_delays_calls_after_an_overdraw() {
+    async fn guest_time_and_message_rate_quotas_delay_work() {
         let limits = TenantLimits {
             guest_ms_per_sec: 100,
             ..TenantLimits::default()
@@ -181,6 +240,24 @@ mod tests {
         let waited = started.elapsed();
         assert!(
             waited >= Duration::from_secs(2) && waited < Duration::from_millis(2100),
+            "{waited:?}"
+        );
+        let limited = TenantBudget::new(
+            "r",
+            TenantLimits {
+                max_messages_per_sec: 10,
+                ..TenantLimits::default()
+            },
+        );
+        let started = tokio::time::Instant::now();
+        for _ in 0..30 {
+            assert!(limited.admit_message(&stop_fresh()).await);
+            limited.message_done();
+        }
+        // 10 at once (the bucket holds a second's worth), then one each 100 ms.
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(1890) && waited < Duration::from_millis(2000),
             "{waited:?}"
         );
         let unlimited = TenantBudget::new("u", TenantLimits::default());

@@ -36,6 +36,7 @@ pub(super) struct RawTenantLimits {
     pub max_queued_kib: Option<u64>,
     pub pause_after_traps: Option<u32>,
     pub guest_ms_per_sec: Option<u64>,
+    pub max_messages_per_sec: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -72,6 +73,10 @@ pub struct TenantLimits {
     /// Milliseconds of guest-call time per second the tenant may use over all its pipelines
     /// (1000 ≈ one core for CPU-bound guests); calls wait when it is used up. 0: unlimited.
     pub guest_ms_per_sec: u64,
+    /// Messages per second the tenant may start handling over all its pipelines (a busy
+    /// tenant's flood of cheap messages costs host CPU that `guest_ms_per_sec` does not see).
+    /// 0: unlimited.
+    pub max_messages_per_sec: u64,
 }
 
 impl Default for TenantLimits {
@@ -82,6 +87,7 @@ impl Default for TenantLimits {
             max_queued_kib: 16 * 1024,
             pause_after_traps: 3,
             guest_ms_per_sec: 0,
+            max_messages_per_sec: 0,
         }
     }
 }
@@ -216,6 +222,10 @@ pub(super) fn validate_tenant(
             Some(ms) => ms,
             None => defaults.guest_ms_per_sec,
         },
+        max_messages_per_sec: raw
+            .limits
+            .max_messages_per_sec
+            .unwrap_or(defaults.max_messages_per_sec),
     };
     let read_only_dir = match &raw.grants.read_only_dir {
         None => None,
