@@ -215,10 +215,6 @@ mod tests {
         assert_eq!(budget.calls_running(), 0);
     }
 
-    fn stop_fresh() -> CancellationToken {
-        CancellationToken::new()
-    }
-
     #[tokio::test(start_paused = true)]
     async fn guest_time_and_message_rate_quotas_delay_work() {
         let limits = TenantLimits {
@@ -251,7 +247,7 @@ mod tests {
         );
         let started = tokio::time::Instant::now();
         for _ in 0..30 {
-            assert!(limited.admit_message(&stop_fresh()).await);
+            assert!(limited.admit_message(&stop).await);
             limited.message_done();
         }
         // 10 at once (the bucket holds a second's worth), then one each 100 ms.
