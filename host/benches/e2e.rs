@@ -14,9 +14,12 @@
 //! (20000), `BENCH_BROKER` (`kafka`, `tansu` or `embedded`), `BENCH_CASES` (comma-separated
 //! name filters).
 
+mod common;
+
 use ackbar::broker_process::BrokerProcess;
 use ackbar::embedded::EmbeddedBroker;
 use ackbar::tools::{self, Record};
+use common::{env_or, repo_root};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
@@ -28,20 +31,6 @@ use std::time::{Duration, Instant};
 const PARTITIONS: i32 = 8;
 const PAYLOAD_BYTES: usize = 1024;
 const TIMEOUT: Duration = Duration::from_secs(900);
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 /// Order `i`; every 20th order's warehouse is offline when `failing` (5%: under NACK_ON_ERROR the
 /// `orders` handler fails it twice, then it succeeds).

@@ -13,6 +13,8 @@
 //!
 //! `make bench-tenants` runs it on Apache Kafka (`BENCH_BROKER=embedded` for the embedded broker).
 
+mod common;
+
 use ackbar::broker_process::BrokerProcess;
 use ackbar::config::{Backoff, PipelineConfig, TenantLimits};
 use ackbar::consumer::{Pipeline, PipelineHandle};
@@ -23,7 +25,8 @@ use ackbar::policy::AckPolicy;
 use ackbar::report::MessageReport;
 use ackbar::tenant::TenantBudget;
 use ackbar::tools::{self, Record};
-use std::path::{Path, PathBuf};
+use common::{env_or, repo_root};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,20 +55,6 @@ const ATTACKS: [&str; 14] = [
 /// Attacks that keep a core busy without trapping (so the trap pause does not slow them), and a
 /// flood of cheap ones.
 const CPU_BOUND: [&str; 4] = ["big-error:4", "ack-many:10000", "loop", "env"];
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn component(name: &str) -> PathBuf {
     let path = repo_root()

@@ -95,11 +95,6 @@ impl Supervised {
             .map(PipelineHandle::stats)
     }
 
-    /// Whether the pipeline is up.
-    pub async fn is_running(&self) -> bool {
-        self.running.lock().await.is_some()
-    }
-
     /// SIGHUP: follow a new plugin path or re-read the plugin file. A pipeline that is down
     /// retries its start now instead of waiting out its backoff.
     pub async fn reload(&self, wanted: Option<&PipelineConfig>) {

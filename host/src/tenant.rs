@@ -13,7 +13,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub struct TenantBudget {
-    name: Arc<str>,
     limits: TenantLimits,
     calls: Semaphore,
     in_flight: Semaphore,
@@ -88,7 +87,6 @@ fn charge(bucket: &Option<Mutex<Bucket>>, amount: f64) {
 impl TenantBudget {
     pub fn new(name: &str, limits: TenantLimits) -> Arc<Self> {
         Arc::new(TenantBudget {
-            name: Arc::from(name),
             limits,
             calls: Semaphore::new(limits.max_instances),
             in_flight: Semaphore::new(limits.max_in_flight),
@@ -97,14 +95,6 @@ impl TenantBudget {
             guest_time: Bucket::new(limits.guest_ms_per_sec),
             message_rate: Bucket::new(limits.max_messages_per_sec),
         })
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn limits(&self) -> TenantLimits {
-        self.limits
     }
 
     /// Waits for a guest-call slot; `None` if stopped first. The slot is freed on drop.

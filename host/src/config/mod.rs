@@ -570,11 +570,8 @@ impl Config {
             kafka.extend(overrides);
             kafka.remove("bootstrap.servers");
 
-            let plugin = if p.plugin.is_absolute() {
-                p.plugin.clone()
-            } else {
-                base.join(&p.plugin)
-            };
+            // `join` keeps an absolute path as it is.
+            let plugin = base.join(&p.plugin);
             if !plugin.is_file() {
                 return Err(perr(
                     "plugin",

@@ -230,11 +230,7 @@ pub(super) fn validate_tenant(
     let read_only_dir = match &raw.grants.read_only_dir {
         None => None,
         Some(dir) => {
-            let host = if dir.host.is_absolute() {
-                dir.host.clone()
-            } else {
-                base.join(&dir.host)
-            };
+            let host = base.join(&dir.host);
             if !host.is_dir() {
                 return Err(tenant_err(
                     "grants.read_only_dir.host",

@@ -46,7 +46,7 @@ pub(crate) struct Shared {
     /// Cancelled when the pipeline can no longer work (a worker panicked, the consumer hit a
     /// fatal error): its supervisor then restarts it.
     pub crashed: CancellationToken,
-    crash_reason: Mutex<Option<String>>,
+    crash_reason: OnceLock<String>,
     pub commit_faults: FaultLog,
     pub consume_faults: FaultLog,
     pub dead_letter_faults: FaultLog,
@@ -85,7 +85,7 @@ impl Shared {
             runtime: tokio::runtime::Handle::current(),
             shutdown,
             crashed: CancellationToken::new(),
-            crash_reason: Mutex::new(None),
+            crash_reason: OnceLock::new(),
             commit_faults,
             consume_faults,
             dead_letter_faults,
@@ -97,19 +97,15 @@ impl Shared {
 
     /// Records the first reason the pipeline cannot go on and signals its supervisor.
     pub fn crash(&self, reason: String) {
-        let mut first = self.crash_reason.lock().unwrap_or_else(|e| e.into_inner());
-        if first.is_none() {
-            tracing::error!(pipeline = %self.name, tenant = %self.tenant, "pipeline crashed: {reason}");
-            *first = Some(reason);
+        if self.crash_reason.set(reason).is_ok() {
+            let reason = self.crash_reason.get().map_or("", String::as_str);
+            tracing::error!(tenant = %self.tenant, pipeline = %self.name, "pipeline crashed: {reason}");
         }
         self.crashed.cancel();
     }
 
     pub fn crash_reason(&self) -> Option<String> {
-        self.crash_reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.crash_reason.get().cloned()
     }
 
     pub fn tracker(&self) -> MutexGuard<'_, OffsetTracker> {

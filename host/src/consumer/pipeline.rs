@@ -313,13 +313,6 @@ impl PipelineHandle {
         self.shared.crash_reason()
     }
 
-    /// Resolves when the pipeline crashed (a worker panicked, or a fatal Kafka error), with
-    /// the reason.
-    pub async fn crashed(&self) -> String {
-        self.shared.crashed.cancelled().await;
-        self.shared.crash_reason().unwrap_or_default()
-    }
-
     /// Readiness of this pipeline, for `/readyz`.
     pub fn health(&self) -> Arc<Health> {
         self.shared.health.clone()

@@ -264,6 +264,14 @@ impl RunningAckbar {
         }
     }
 
+    /// Like [`wait_for`](Self::wait_for), but also accepts a line already read.
+    fn seen_or_wait(&mut self, needle: &str) -> String {
+        match self.log.iter().find(|l| l.contains(needle)) {
+            Some(line) => line.clone(),
+            None => self.wait_for(needle),
+        }
+    }
+
     /// The embedded broker's address, from its startup line.
     fn broker_address(&mut self) -> String {
         let line = self.wait_for("embedded broker listening on ");
@@ -580,10 +588,7 @@ fn a_tenant_whose_pipeline_cannot_start_is_retried_while_the_others_run() {
         "{failed}"
     );
     // The endpoint may come up before or after the first failed start.
-    let line = match running.log.iter().find(|l| l.contains("serving /metrics")) {
-        Some(line) => line.clone(),
-        None => running.wait_for("serving /metrics"),
-    };
+    let line = running.seen_or_wait("serving /metrics");
     let addr = line
         .split("http://")
         .nth(1)

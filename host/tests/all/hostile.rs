@@ -61,9 +61,7 @@ fn good_tenant(cluster: &Cluster) -> Running {
 /// backoff (which spaces out calls after repeated traps).
 async fn hostile_tenant(cluster: &Cluster, payloads: &[&str], quota: bool) -> Running {
     let topic = unique("hostile");
-    tools::create_topic(&cluster.bootstrap, &topic, 1)
-        .await
-        .unwrap();
+    cluster.add_topic(&topic, 1).await;
     let records: Vec<Record> = payloads
         .iter()
         .map(|p| Record::new(0, p.as_bytes()))

@@ -23,21 +23,16 @@ fn headers(m: &OwnedMessage) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
-fn dead_letter_topic(cluster: &Cluster) -> String {
+async fn dead_letter_topic(cluster: &Cluster) -> String {
     let topic = format!("{}-dlq", cluster.topic);
-    cluster
-        .embedded
-        .as_ref()
-        .unwrap()
-        .create_topic(&topic, 1)
-        .unwrap();
+    cluster.add_topic(&topic, 1).await;
     topic
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_message_is_dead_lettered_with_its_key_headers_and_what_happened() {
     let cluster = Cluster::new(1);
-    let dlq = dead_letter_topic(&cluster);
+    let dlq = dead_letter_topic(&cluster).await;
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let rejected = Record {
         partition: Some(0),
@@ -95,7 +90,7 @@ async fn a_rejected_message_is_dead_lettered_with_its_key_headers_and_what_happe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_offset_waits_for_a_failing_dead_letter_write_and_nothing_is_lost() {
     let cluster = Cluster::new(1);
-    let dlq = dead_letter_topic(&cluster);
+    let dlq = dead_letter_topic(&cluster).await;
     cluster.produce(&[(0, "reject"), (0, "ok")]).await;
     // Every produce request now fails until these errors are used up.
     let broker = cluster.embedded.as_ref().unwrap();
@@ -153,7 +148,7 @@ fn run_stats(run: &crate::support::Running) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_attempts_sends_an_exhausted_message_to_the_dead_letter_topic() {
     let cluster = Cluster::new(1);
-    let dlq = dead_letter_topic(&cluster);
+    let dlq = dead_letter_topic(&cluster).await;
     cluster.produce(&[(0, "error"), (0, "ok")]).await;
     let mut config = cluster.config(AckPolicy::NackOnError);
     config.dead_letter_topic = Some(dlq.clone());

@@ -158,6 +158,16 @@ impl Cluster {
         }
     }
 
+    /// Creates another topic on the same broker.
+    pub async fn add_topic(&self, name: &str, partitions: i32) {
+        match &self.embedded {
+            Some(broker) => broker.create_topic(name, partitions).expect("create topic"),
+            None => tools::create_topic(&self.bootstrap, name, partitions)
+                .await
+                .expect("create topic"),
+        }
+    }
+
     /// Produces `(partition, payload)` pairs; returns their offsets.
     pub async fn produce(&self, messages: &[(i32, &str)]) -> Vec<(i32, i64)> {
         let records: Vec<Record> = messages

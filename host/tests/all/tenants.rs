@@ -12,14 +12,9 @@ use std::time::{Duration, Instant};
 const MESSAGES: usize = 8;
 
 /// A key-ordered pipeline of `tenant` on an empty topic of its own.
-fn sleepy_pipeline(cluster: &Cluster, tenant: &str, budget: &Arc<TenantBudget>) -> Running {
+async fn sleepy_pipeline(cluster: &Cluster, tenant: &str, budget: &Arc<TenantBudget>) -> Running {
     let topic = unique("sleepy");
-    cluster
-        .embedded
-        .as_ref()
-        .unwrap()
-        .create_topic(&topic, 1)
-        .unwrap();
+    cluster.add_topic(&topic, 1).await;
     let mut config = cluster.config(AckPolicy::Ack);
     config.tenant = tenant.into();
     config.topics = vec![topic];
@@ -97,8 +92,8 @@ async fn a_tenants_pipelines_share_its_call_and_in_flight_limits() {
         },
     ] {
         let budget = TenantBudget::new("narrow", limits);
-        let mut first = sleepy_pipeline(&cluster, "narrow", &budget);
-        let mut second = sleepy_pipeline(&cluster, "narrow", &budget);
+        let mut first = sleepy_pipeline(&cluster, "narrow", &budget).await;
+        let mut second = sleepy_pipeline(&cluster, "narrow", &budget).await;
         feed(&cluster, [&first, &second]).await;
         run_both(&mut first, &mut second).await;
         let all: Vec<&MessageReport> = first.seen.iter().chain(&second.seen).collect();
@@ -121,8 +116,8 @@ async fn a_tenants_pipelines_share_its_call_and_in_flight_limits() {
         max_instances: 1,
         ..TenantLimits::default()
     };
-    let mut first = sleepy_pipeline(&cluster, "a", &TenantBudget::new("a", limits));
-    let mut second = sleepy_pipeline(&cluster, "b", &TenantBudget::new("b", limits));
+    let mut first = sleepy_pipeline(&cluster, "a", &TenantBudget::new("a", limits)).await;
+    let mut second = sleepy_pipeline(&cluster, "b", &TenantBudget::new("b", limits)).await;
     feed(&cluster, [&first, &second]).await;
     run_both(&mut first, &mut second).await;
     let first_seen: Vec<&MessageReport> = first.seen.iter().collect();
