@@ -55,7 +55,17 @@ fn host_logic(c: &mut Criterion) {
     });
 }
 
+/// Calls run on a fiber and are awaited, as in a pipeline: on a single-threaded executor here, so
+/// the figure is the call plus one `block_on`.
+fn executor() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn handler_calls(c: &mut Criterion) {
+    let rt = executor();
     let runtime = PluginRuntime::new().unwrap();
     let plugin = Arc::new(
         runtime
@@ -63,16 +73,17 @@ fn handler_calls(c: &mut Criterion) {
             .unwrap(),
     );
     let pool = InstancePool::new(plugin.clone());
-    pool.warm_up().unwrap();
+    rt.block_on(pool.warm_up()).unwrap();
     let msg = message(ORDER);
+    let context = CallContext::default();
     c.bench_function("orders handle: wasm, reused instance", |b| {
-        b.iter(|| pool.call(black_box(&msg), CallContext::default()))
+        b.iter(|| rt.block_on(pool.call(black_box(&msg), context.clone())))
     });
     c.bench_function("orders handle: native Rust", |b| {
         b.iter(|| orders::process(black_box(msg.payload.as_deref().unwrap()), 1))
     });
     c.bench_function("instantiate from InstancePre", |b| {
-        b.iter(|| PluginInstance::new(&plugin).unwrap())
+        b.iter(|| rt.block_on(PluginInstance::new(&plugin)).unwrap())
     });
 }
 
@@ -95,6 +106,7 @@ fn example(language: &str) -> Option<PathBuf> {
 /// `handle` and instantiation for every language's `orders`, and how long a component takes to
 /// load compiled from scratch (printed once: it takes seconds) vs from the cache.
 fn languages(c: &mut Criterion) {
+    let rt = executor();
     let cache = tempfile::tempdir().unwrap();
     let cached = PluginRuntime::with_cache_dir(Some(cache.path().to_path_buf())).unwrap();
     let msg = message(ORDER);
@@ -111,15 +123,17 @@ fn languages(c: &mut Criterion) {
             started.elapsed().as_secs_f64()
         );
         let pool = InstancePool::new(plugin.clone());
-        pool.warm_up().unwrap();
-        assert_eq!(pool.call(&msg, CallContext::default()).label(), "ok");
+        rt.block_on(pool.warm_up()).unwrap();
+        let context = CallContext::default();
+        let ok = rt.block_on(pool.call(&msg, context.clone()));
+        assert_eq!(ok.label(), "ok");
         let mut group = c.benchmark_group(language);
         group.bench_function("orders handle, reused instance", |b| {
-            b.iter(|| pool.call(black_box(&msg), CallContext::default()))
+            b.iter(|| rt.block_on(pool.call(black_box(&msg), context.clone())))
         });
         group.sample_size(10);
         group.bench_function("instantiate from InstancePre", |b| {
-            b.iter(|| PluginInstance::new(&plugin).unwrap())
+            b.iter(|| rt.block_on(PluginInstance::new(&plugin)).unwrap())
         });
         group.bench_function("load from the compiled cache", |b| {
             b.iter(|| cached.load(&path, PluginLimits::default()).unwrap())

@@ -7,6 +7,9 @@ wasmtime::component::bindgen!({
         // `interrupt` ends the guest's call by returning an error from the host.
         "ackbar:plugin/acker.interrupt": trappable,
     },
+    // `handle` runs on a fiber, so a call can be cut off at its deadline even while the guest
+    // waits inside a host call (a sleep, a poll, an HTTP response).
+    exports: { default: async },
 });
 
 pub use ackbar::plugin::log::Level;

@@ -216,7 +216,7 @@ fn invoke(args: InvokeArgs) -> Result<()> {
         args.max_attempts,
     )?;
     for (index, input) in inputs.iter().enumerate() {
-        invoker.deliver(index, input, |delivery| {
+        crate::plugin::block_on(invoker.deliver(index, input, |delivery| {
             if args.output_json {
                 println!(
                     "{}",
@@ -225,7 +225,7 @@ fn invoke(args: InvokeArgs) -> Result<()> {
             } else {
                 println!("{delivery}");
             }
-        });
+        }));
     }
     Ok(())
 }

@@ -3,9 +3,11 @@
 //!
 //! The mock cluster is not `Send`, so it lives on its own thread and is driven by commands.
 
-use anyhow::{anyhow, Context, Result};
-use rdkafka::mocking::MockCluster;
+use anyhow::{anyhow, bail, Context, Result};
+use rdkafka::bindings as rdsys;
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::ClientConfig;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -14,6 +16,8 @@ type Reply = mpsc::Sender<Result<()>>;
 enum Command {
     CreateTopic(String, i32, Reply),
     RequestErrors(RDKafkaApiKey, Vec<RDKafkaRespErr>, Reply),
+    BrokerRequestErrors(i32, RDKafkaApiKey, Vec<RDKafkaRespErr>, Reply),
+    PendingBrokerErrors(i32, RDKafkaApiKey, mpsc::Sender<Result<usize>>),
     BrokerDown(i32, Reply),
     BrokerUp(i32, Reply),
 }
@@ -33,13 +37,27 @@ impl EmbeddedBroker {
         let thread = std::thread::Builder::new()
             .name("ackbar-embedded-broker".into())
             .spawn(move || {
-                let cluster = match MockCluster::new(1) {
-                    Ok(cluster) => cluster,
+                // A client with a mock cluster of its own: unlike `MockCluster::new`, its handle
+                // reaches the per-broker error stacks.
+                let owner: BaseProducer = match ClientConfig::new()
+                    .set("test.mock.num.brokers", "1")
+                    .create()
+                {
+                    Ok(owner) => owner,
                     Err(e) => {
                         let _ = ready_tx.send(Err(anyhow!("starting the embedded broker: {e}")));
                         return;
                     }
                 };
+                let Some(cluster) = owner.client().mock_cluster() else {
+                    let _ = ready_tx.send(Err(anyhow!(
+                        "starting the embedded broker: no mock cluster"
+                    )));
+                    return;
+                };
+                // SAFETY: the cluster lives as long as `owner`, which outlives this loop.
+                let raw =
+                    unsafe { rdsys::rd_kafka_handle_mock_cluster(owner.client().native_ptr()) };
                 let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
                 for command in command_rx {
                     match command {
@@ -52,6 +70,40 @@ impl EmbeddedBroker {
                         Command::RequestErrors(api, errors, reply) => {
                             cluster.request_errors(api, &errors);
                             let _ = reply.send(Ok(()));
+                        }
+                        Command::BrokerRequestErrors(id, api, errors, reply) => {
+                            let mut result = Ok(());
+                            for error in errors {
+                                // SAFETY: a live cluster; one (error, round-trip time) pair.
+                                let err = unsafe {
+                                    rdsys::rd_kafka_mock_broker_push_request_error_rtts(
+                                        raw,
+                                        id,
+                                        api as i16,
+                                        1,
+                                        error as i32,
+                                        0i32,
+                                    )
+                                };
+                                if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+                                    result =
+                                        Err(anyhow!("pushing an error onto broker {id}: {err:?}"));
+                                }
+                            }
+                            let _ = reply.send(result);
+                        }
+                        Command::PendingBrokerErrors(id, api, reply) => {
+                            let mut count = 0usize;
+                            // SAFETY: a live cluster; `count` is written by the call.
+                            let err = unsafe {
+                                rdsys::rd_kafka_mock_broker_error_stack_cnt(
+                                    raw, id, api as i16, &mut count,
+                                )
+                            };
+                            let _ = reply.send(match err {
+                                RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR => Ok(count),
+                                err => Err(anyhow!("error stack of broker {id}: {err:?}")),
+                            });
                         }
                         Command::BrokerDown(id, reply) => {
                             let _ = reply.send(cluster.broker_down(id).map_err(Into::into));
@@ -96,6 +148,30 @@ impl EmbeddedBroker {
     /// Makes the next requests of `api` fail with `errors`, one error per request.
     pub fn request_errors(&self, api: RDKafkaApiKey, errors: &[RDKafkaRespErr]) -> Result<()> {
         self.send(|r| Command::RequestErrors(api, errors.to_vec(), r))
+    }
+
+    /// Makes the next requests of `api` that broker `broker_id` receives fail with `errors`.
+    pub fn broker_request_errors(
+        &self,
+        broker_id: i32,
+        api: RDKafkaApiKey,
+        errors: &[RDKafkaRespErr],
+    ) -> Result<()> {
+        self.send(|r| Command::BrokerRequestErrors(broker_id, api, errors.to_vec(), r))
+    }
+
+    /// How many of the errors given to [`broker_request_errors`](Self::broker_request_errors)
+    /// have not been served yet.
+    pub fn pending_broker_errors(&self, broker_id: i32, api: RDKafkaApiKey) -> Result<usize> {
+        let (tx, rx) = mpsc::channel();
+        let Some(commands) = self.commands.as_ref() else {
+            bail!("the embedded broker has stopped");
+        };
+        commands
+            .send(Command::PendingBrokerErrors(broker_id, api, tx))
+            .map_err(|_| anyhow!("the embedded broker has stopped"))?;
+        rx.recv()
+            .map_err(|_| anyhow!("the embedded broker has stopped"))?
     }
 
     pub fn broker_down(&self, broker_id: i32) -> Result<()> {

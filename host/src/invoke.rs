@@ -5,7 +5,7 @@
 
 use crate::bindings::{Header, Message};
 use crate::outcome::{CallEnd, Outcome};
-use crate::plugin::{CallContext, InstancePool, PluginLimits, PluginRuntime};
+use crate::plugin::{CallContext, GuestLogBudget, InstancePool, PluginLimits, PluginRuntime};
 use crate::policy::{decide, AckPolicy, Action};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -110,6 +110,7 @@ fn detail(outcome: &Outcome) -> Option<String> {
 /// next attempt number, until it is settled or `max_attempts` deliveries were made.
 pub struct Invoker {
     pool: InstancePool,
+    guest_log: Arc<GuestLogBudget>,
     policy: AckPolicy,
     max_attempts: u32,
 }
@@ -128,13 +129,19 @@ impl Invoker {
         let plugin = runtime.load(plugin, limits)?;
         Ok(Invoker {
             pool: InstancePool::new(Arc::new(plugin)),
+            guest_log: Arc::default(),
             policy,
             max_attempts,
         })
     }
 
     /// Delivers one message until it is settled (or out of attempts), reporting every delivery.
-    pub fn deliver(&self, index: usize, input: &InputMessage, mut report: impl FnMut(Delivery)) {
+    pub async fn deliver(
+        &self,
+        index: usize,
+        input: &InputMessage,
+        mut report: impl FnMut(Delivery),
+    ) {
         let version = self.pool.plugin().version_shared();
         for attempt in 1..=self.max_attempts {
             let message = input.to_guest(index, attempt);
@@ -145,8 +152,9 @@ impl Invoker {
                 topic: Arc::from(message.topic.as_str()),
                 partition: message.partition,
                 offset: message.offset,
+                guest_log: self.guest_log.clone(),
             };
-            let outcome = self.pool.call(&message, context);
+            let outcome = self.pool.call(&message, context).await;
             let action = decide(self.policy, &outcome);
             report(Delivery {
                 message: index,

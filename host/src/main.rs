@@ -36,9 +36,6 @@ fn main() -> std::process::ExitCode {
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        // Guest calls run on these threads (in place) and the Wasm stack lives on them: leave
-        // room for the largest `[engine] max_wasm_stack_kib` plus the host's own frames.
-        .thread_stack_size(ackbar::config::WORKER_STACK_BYTES)
         .build()
     {
         Ok(rt) => rt,
@@ -47,7 +44,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(ackbar::cli::main(cli)) {
+    let result = runtime.block_on(ackbar::cli::main(cli));
+    // A guest call still running after the drain timeout is dropped with the runtime; a blocking
+    // host task it started (a granted file read) must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

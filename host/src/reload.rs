@@ -189,17 +189,22 @@ fn prepare(
 ) -> Result<InstancePool> {
     let plugin = runtime.load_granted(path, bytes, limits, grants.clone())?;
     let pool = InstancePool::new(Arc::new(plugin));
-    pool.warm_up()?;
-    if let Some(payload) = smoke_payload {
-        let outcome = pool.call(&smoke_message(payload), CallContext::default());
-        if let CallEnd::Trapped { kind, detail, .. } = &outcome.end {
-            bail!(
-                "plugin {}: trapped ({kind}) on the smoke message: {}",
-                path.display(),
-                detail.lines().next().unwrap_or_default()
-            );
+    crate::plugin::block_on(async {
+        pool.warm_up().await?;
+        if let Some(payload) = smoke_payload {
+            let outcome = pool
+                .call(&smoke_message(payload), CallContext::default())
+                .await;
+            if let CallEnd::Trapped { kind, detail, .. } = &outcome.end {
+                bail!(
+                    "plugin {}: trapped ({kind}) on the smoke message: {}",
+                    path.display(),
+                    detail.lines().next().unwrap_or_default()
+                );
+            }
         }
-    }
+        Ok(())
+    })?;
     Ok(pool)
 }
 

@@ -4,6 +4,7 @@
 //! stops. Other tenants have their own budgets and never wait on this one.
 
 use crate::config::TenantLimits;
+use crate::plugin::GuestLogBudget;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 // Tokio's clock, so tests can run the quota on paused time.
@@ -22,6 +23,8 @@ pub struct TenantBudget {
     guest_time: Option<Mutex<Bucket>>,
     /// Messages admitted.
     message_rate: Option<Mutex<Bucket>>,
+    /// Guest log lines written to the host's log.
+    pub guest_log: Arc<GuestLogBudget>,
 }
 
 /// A token bucket refilled at `rate` units per second, holding at most one second's worth.
@@ -94,6 +97,7 @@ impl TenantBudget {
             in_flight_gauge: gauge!("ackbar_tenant_in_flight", "tenant" => name.to_string()),
             guest_time: Bucket::new(limits.guest_ms_per_sec),
             message_rate: Bucket::new(limits.max_messages_per_sec),
+            guest_log: Arc::new(GuestLogBudget::new(name, limits.log_lines_per_sec)),
         })
     }
 

@@ -1,12 +1,12 @@
 //! Small Kafka helpers used by the CLI (`produce`, `demo`) and the tests: produce records, read a
 //! group's committed offsets back from the broker.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{Message as _, Offset, TopicPartitionList};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,12 +76,12 @@ pub async fn produce(bootstrap: &str, topic: &str, records: &[Record]) -> Result
     Ok(offsets)
 }
 
-/// Reads the first `count` messages of every partition of `topic` (no consumer group), waiting
-/// up to `timeout` for them; fewer are returned if they do not arrive in time.
+/// Every message of `topic`, read from the beginning of each partition up to its high watermark
+/// as it was when the read began: what is on the broker, not a count the caller expects, so an
+/// extra message is seen. Fails if the end is not reached within `timeout`.
 pub fn read_topic(
     bootstrap: &str,
     topic: &str,
-    count: usize,
     timeout: Duration,
 ) -> Result<Vec<rdkafka::message::OwnedMessage>> {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -89,25 +89,62 @@ pub fn read_topic(
         .set("group.id", "ackbar-read-topic")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
+        // Transactional producers leave control records behind: skip aborted data.
+        .set("isolation.level", "read_committed")
         .create()
         .context("creating a Kafka consumer")?;
     let metadata = consumer
         .fetch_metadata(Some(topic), TIMEOUT)
         .with_context(|| format!("metadata of {topic}"))?;
     let mut tpl = TopicPartitionList::new();
+    let mut remaining = std::collections::HashMap::new();
     for t in metadata.topics() {
         for p in t.partitions() {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p.id(), TIMEOUT)
+                .with_context(|| format!("watermarks of {topic}/{}", p.id()))?;
+            if high > low {
+                tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+                remaining.insert(p.id(), high);
+            }
         }
+    }
+    if remaining.is_empty() {
+        return Ok(Vec::new());
     }
     consumer.assign(&tpl)?;
     let deadline = std::time::Instant::now() + timeout;
     let mut read = Vec::new();
-    while read.len() < count && std::time::Instant::now() < deadline {
+    while !remaining.is_empty() {
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "reading {topic}: the end of partitions {:?} was not reached within {timeout:?}",
+                remaining.keys()
+            );
+        }
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => read.push(m.detach()),
+            Some(Ok(m)) => {
+                let (partition, next) = (m.partition(), m.offset() + 1);
+                if remaining.get(&partition).is_some_and(|high| next >= *high) {
+                    remaining.remove(&partition);
+                }
+                read.push(m.detach());
+            }
             Some(Err(e)) => return Err(anyhow!("reading {topic}: {e}")),
-            None => {}
+            None => {
+                // Control records at the end leave no message to see: ask where we are.
+                let position = consumer.position()?;
+                for e in position.elements() {
+                    if let Offset::Offset(at) = e.offset() {
+                        if remaining
+                            .get(&e.partition())
+                            .is_some_and(|high| at >= *high)
+                        {
+                            remaining.remove(&e.partition());
+                        }
+                    }
+                }
+            }
         }
     }
     Ok(read)

@@ -106,10 +106,6 @@ impl Default for RunSettings {
 /// Largest `[engine] max_wasm_stack_kib`.
 const MAX_WASM_STACK_KIB: u64 = 4096;
 
-/// Native stack of the threads guest calls run on: the largest Wasm stack plus room for the
-/// host's own frames.
-pub const WORKER_STACK_BYTES: usize = ((MAX_WASM_STACK_KIB as usize) << 10) + (4 << 20);
-
 /// The Wasm engine (`[engine]`), shared by every tenant.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

@@ -37,6 +37,7 @@ pub(super) struct RawTenantLimits {
     pub pause_after_traps: Option<u32>,
     pub guest_ms_per_sec: Option<u64>,
     pub max_messages_per_sec: Option<u64>,
+    pub log_lines_per_sec: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -77,6 +78,9 @@ pub struct TenantLimits {
     /// tenant's flood of cheap messages costs host CPU that `guest_ms_per_sec` does not see).
     /// 0: unlimited.
     pub max_messages_per_sec: u64,
+    /// Guest log lines per second the tenant may write to the host's log over all its pipelines;
+    /// the rest are dropped, counted and summarised. 0: unlimited.
+    pub log_lines_per_sec: u32,
 }
 
 impl Default for TenantLimits {
@@ -88,6 +92,7 @@ impl Default for TenantLimits {
             pause_after_traps: 3,
             guest_ms_per_sec: 0,
             max_messages_per_sec: 0,
+            log_lines_per_sec: crate::plugin::DEFAULT_LINES_PER_SEC,
         }
     }
 }
@@ -226,6 +231,10 @@ pub(super) fn validate_tenant(
             .limits
             .max_messages_per_sec
             .unwrap_or(defaults.max_messages_per_sec),
+        log_lines_per_sec: raw
+            .limits
+            .log_lines_per_sec
+            .unwrap_or(defaults.log_lines_per_sec),
     };
     let read_only_dir = match &raw.grants.read_only_dir {
         None => None,

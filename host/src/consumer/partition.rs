@@ -22,6 +22,7 @@ use std::time::Instant;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// After this many nacks of one message, each further one is logged as a warning.
 const REPEATED_FAILURE_WARN_AT: u32 = 3;
@@ -261,6 +262,7 @@ impl Delivery<'_> {
                 topic: tp.topic.clone(),
                 partition: tp.partition,
                 offset,
+                guest_log: shared.budget.guest_log.clone(),
             };
             if !self.cool_down_after_traps().await {
                 return None;
@@ -272,14 +274,13 @@ impl Delivery<'_> {
             }
             let call_slot = shared.budget.call_slot(self.stop).await?;
             let started = Instant::now();
-            // The call blocks this worker thread for its duration (a deadline bounds it). Running
-            // it in place instead of handing it to the blocking pool saves a thread hop per
-            // message; tokio moves this thread's other tasks to another worker meanwhile.
-            let outcome = tokio::task::block_in_place(|| {
-                // Guest log lines land inside the message's span.
-                let _in_span = span.enter();
-                pool.call(&message, context)
-            });
+            // Guest log lines land inside the message's span.
+            let call = pool.call(&message, context);
+            let outcome = if span.is_disabled() {
+                call.await
+            } else {
+                call.instrument(span.clone()).await
+            };
             let elapsed = started.elapsed();
             drop(call_slot);
             shared.budget.charge_guest_time(elapsed);

@@ -1,6 +1,7 @@
 //! The per-instance host state and the host side of the guest's imports (`acker`, `log`).
 
 use super::grants::{Grants, HttpGate};
+use super::guest_log::{bounded_line, Admission, GuestLogBudget};
 use super::stdio::OutputTail;
 use crate::bindings::ackbar::plugin::{acker, log, types};
 use crate::bindings::{Level, WitDecision};
@@ -11,8 +12,6 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-/// Longest guest log line kept; the rest is cut so a guest cannot flood the host's log.
-const MAX_LOG_TEXT: usize = 4096;
 /// How much of the guest's stdout/stderr is kept for trap reports.
 const OUTPUT_TAIL_BYTES: usize = 8 * 1024;
 
@@ -38,16 +37,31 @@ pub struct CallContext {
     pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
+    /// The tenant's allowance of log lines.
+    pub guest_log: Arc<GuestLogBudget>,
 }
 
 /// State of one call to `handle`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CallState {
     pub context: CallContext,
     /// The first decision made through `acker` during this call.
     pub explicit: Option<Decision>,
     /// Set only while a call is running: acker calls outside one are ignored.
     pub active: bool,
+    /// When the running call (or instantiation) must end.
+    pub deadline: std::time::Instant,
+}
+
+impl Default for CallState {
+    fn default() -> Self {
+        CallState {
+            context: CallContext::default(),
+            explicit: None,
+            active: false,
+            deadline: std::time::Instant::now(),
+        }
+    }
 }
 
 impl CallState {
@@ -189,8 +203,49 @@ impl acker::Host for HostState {
 
 impl log::Host for HostState {
     fn log(&mut self, level: Level, text: String) {
-        let text = truncate(&text, MAX_LOG_TEXT);
+        let level = match level {
+            Level::Trace => tracing::Level::TRACE,
+            Level::Debug => tracing::Level::DEBUG,
+            Level::Info => tracing::Level::INFO,
+            Level::Warn => tracing::Level::WARN,
+            Level::Error => tracing::Level::ERROR,
+        };
+        // A line the host's filter drops costs nothing and uses none of the allowance.
+        let enabled = match level {
+            tracing::Level::TRACE => {
+                tracing::enabled!(target: "ackbar::guest", tracing::Level::TRACE)
+            }
+            tracing::Level::DEBUG => {
+                tracing::enabled!(target: "ackbar::guest", tracing::Level::DEBUG)
+            }
+            tracing::Level::INFO => {
+                tracing::enabled!(target: "ackbar::guest", tracing::Level::INFO)
+            }
+            tracing::Level::WARN => {
+                tracing::enabled!(target: "ackbar::guest", tracing::Level::WARN)
+            }
+            _ => tracing::enabled!(target: "ackbar::guest", tracing::Level::ERROR),
+        };
+        if !enabled {
+            return;
+        }
         let c = &self.call.context;
+        match c.guest_log.admit() {
+            Admission::Write => {}
+            Admission::Drop(None) => return,
+            Admission::Drop(Some(suppressed)) => {
+                tracing::warn!(
+                    target: "ackbar::guest",
+                    tenant = %c.tenant,
+                    pipeline = %c.pipeline,
+                    "{suppressed} guest log lines suppressed: tenant '{}' is over its limit of {} lines per second",
+                    c.guest_log.tenant(),
+                    c.guest_log.lines_per_sec()
+                );
+                return;
+            }
+        }
+        let text = bounded_line(&text);
         macro_rules! emit {
             ($lvl:expr) => {
                 tracing::event!(
@@ -207,11 +262,11 @@ impl log::Host for HostState {
             };
         }
         match level {
-            Level::Trace => emit!(tracing::Level::TRACE),
-            Level::Debug => emit!(tracing::Level::DEBUG),
-            Level::Info => emit!(tracing::Level::INFO),
-            Level::Warn => emit!(tracing::Level::WARN),
-            Level::Error => emit!(tracing::Level::ERROR),
+            tracing::Level::TRACE => emit!(tracing::Level::TRACE),
+            tracing::Level::DEBUG => emit!(tracing::Level::DEBUG),
+            tracing::Level::INFO => emit!(tracing::Level::INFO),
+            tracing::Level::WARN => emit!(tracing::Level::WARN),
+            _ => emit!(tracing::Level::ERROR),
         }
     }
 }

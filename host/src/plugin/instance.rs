@@ -1,11 +1,21 @@
 //! One instance of a plugin: its own `Store`, called once per message, discarded after a trap.
+//!
+//! How a deadline holds whatever the guest does: every call runs on a fiber (wasmtime's async
+//! calls). While the guest runs its own code, each epoch tick enters a callback that yields to
+//! the executor and, once the deadline has passed, traps (`trap:deadline` with the guest's
+//! backtrace). While it waits inside a host call (a sleep, a clock poll, an HTTP response, a
+//! file read) it is a suspended future, and the call's timeout drops it at the deadline. Either
+//! way the call ends within its deadline plus one tick, and the instance is discarded.
 
 use super::host::{CallContext, HostState, Interrupt, MemoryLimitExceeded};
 use super::runtime::Plugin;
 use crate::bindings::{Handler, HandlerError, Message};
 use crate::outcome::{CallEnd, ErrorKind, Outcome, TrapKind};
 use anyhow::{Context, Result};
-use wasmtime::{Store, Trap};
+use std::future::Future;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 /// Longest trap detail or guest error text kept in a report.
 const MAX_REPORT_TEXT: usize = 2048;
@@ -14,62 +24,100 @@ pub struct PluginInstance {
     store: Store<HostState>,
     handler: Handler,
     fuel: Option<u64>,
+    deadline: Duration,
 }
 
 impl PluginInstance {
-    pub fn new(plugin: &Plugin) -> Result<Self> {
+    pub async fn new(plugin: &Plugin) -> Result<Self> {
         let limits = plugin.limits();
+        let shown = plugin.path().display();
         let state = HostState::new(limits.memory_bytes, plugin.grants(), limits.deadline)
-            .with_context(|| {
-                format!("plugin {}: preparing its sandbox", plugin.path().display())
-            })?;
+            .with_context(|| format!("plugin {shown}: preparing its sandbox"))?;
         let mut store = Store::new(plugin.runtime.engine(), state);
         store.limiter(|state| &mut state.limiter);
-        // Instantiation runs guest start code: bound it too.
-        store.set_epoch_deadline(limits.deadline_ticks());
-        store.epoch_deadline_trap();
+        store.epoch_deadline_callback(|store| {
+            Ok(if Instant::now() >= store.data().call.deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
         if let Some(fuel) = limits.fuel {
             store
                 .set_fuel(fuel)
                 .map_err(anyhow::Error::from)
                 .context("setting the fuel limit")?;
         }
-        let handler = plugin
-            .pre
-            .instantiate(&mut store)
+        // Instantiation runs guest start code: bound it too.
+        store.data_mut().call.deadline = Instant::now() + limits.deadline;
+        store.set_epoch_deadline(1);
+        let instantiated =
+            tokio::time::timeout(limits.deadline, plugin.pre.instantiate_async(&mut store))
+                .await
+                .with_context(|| {
+                    format!(
+                        "plugin {shown}: instantiation did not finish within the deadline of {} ms",
+                        limits.deadline.as_millis()
+                    )
+                })?;
+        let handler = instantiated
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("plugin {}: instantiation failed", plugin.path().display()))?;
+            .with_context(|| format!("plugin {shown}: instantiation failed"))?;
         Ok(PluginInstance {
             store,
             handler,
             fuel: limits.fuel,
+            deadline: limits.deadline,
         })
     }
 
     /// Calls `handle`. Returns the outcome and whether this instance may be used again: after a
-    /// trap or an interrupt the guest's state is unknown (and wasmtime refuses re-entry).
-    pub fn call(
-        &mut self,
-        message: &Message,
-        context: CallContext,
-        deadline_ticks: u64,
-    ) -> (Outcome, bool) {
+    /// trap, an interrupt or a deadline the guest's state is unknown (and wasmtime refuses
+    /// re-entry after a trap).
+    pub async fn call(&mut self, message: &Message, context: CallContext) -> (Outcome, bool) {
         let state = self.store.data_mut();
         state.call.context = context;
         state.call.explicit = None;
         state.call.active = true;
-        self.store.set_epoch_deadline(deadline_ticks);
+        let deadline = Instant::now() + self.deadline;
+        state.call.deadline = deadline;
+        // The callback decides at every tick: yield, or trap once the deadline has passed.
+        self.store.set_epoch_deadline(1);
         if let Some(fuel) = self.fuel {
             // Each call gets the full budget; an error here means fuel is not metered, which
             // loading the plugin already ruled out.
             let _ = self.store.set_fuel(fuel);
         }
 
-        let result = self.handler.call_handle(&mut self.store, message);
+        let result = {
+            let mut call = std::pin::pin!(self.handler.call_handle(&mut self.store, message));
+            // Most calls end without waiting on a host future or reaching a tick: no timer for them.
+            let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+            match first {
+                Poll::Ready(result) => Ok(result),
+                Poll::Pending => {
+                    tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), call).await
+                }
+            }
+        };
 
         let state = self.store.data_mut();
         state.call.active = false;
         let explicit = state.call.explicit.take();
+        let Ok(result) = result else {
+            // Dropped while suspended in a host call: guest code would have trapped at a tick.
+            let detail = format!(
+                "deadline of {} ms exceeded while the guest waited in a host call (a sleep, a \
+                 poll, I/O); the call was cut off",
+                self.deadline.as_millis()
+            );
+            let end = CallEnd::Trapped {
+                kind: TrapKind::Deadline,
+                detail,
+                stderr: super::truncate(&state.output.take(), MAX_REPORT_TEXT).to_string(),
+            };
+            return (Outcome { explicit, end }, false);
+        };
         let (end, reusable) = match result {
             Ok(Ok(decision)) => (CallEnd::Returned(decision.map(Into::into)), true),
             Ok(Err(error)) => {

@@ -10,6 +10,7 @@
 mod cache;
 mod check;
 mod grants;
+mod guest_log;
 mod host;
 mod instance;
 mod pool;
@@ -20,11 +21,12 @@ mod stdio;
 pub use cache::{default_cache_dir, CacheOutcome, CompiledCache};
 pub use check::{inspect, PluginReport};
 pub use grants::{DirGrant, Grants};
+pub use guest_log::{bounded_line, GuestLogBudget, DEFAULT_LINES_PER_SEC, MAX_LOG_LINE};
 pub use host::{truncate, CallContext, Interrupt, MemoryLimitExceeded};
 pub use instance::PluginInstance;
 pub use pool::InstancePool;
 pub use pooling::PoolSizing;
 pub use runtime::{
-    version_id, EngineOptions, Plugin, PluginLimits, PluginRuntime, DEFAULT_MAX_WASM_STACK,
-    EPOCH_TICK,
+    block_on, version_id, EngineOptions, Plugin, PluginLimits, PluginRuntime,
+    DEFAULT_MAX_WASM_STACK, EPOCH_TICK,
 };

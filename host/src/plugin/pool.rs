@@ -30,8 +30,8 @@ impl InstancePool {
     }
 
     /// Creates one instance up front so configuration errors surface before consuming starts.
-    pub fn warm_up(&self) -> anyhow::Result<()> {
-        let instance = self.instantiate()?;
+    pub async fn warm_up(&self) -> anyhow::Result<()> {
+        let instance = self.instantiate().await?;
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -39,12 +39,13 @@ impl InstancePool {
         Ok(())
     }
 
-    /// Calls the handler for one message. Blocking: run it off the async executor.
-    pub fn call(&self, message: &Message, context: CallContext) -> Outcome {
+    /// Calls the handler for one message. The call ends by its deadline whatever the guest does;
+    /// guest code runs in place on the polling thread and yields to the executor every epoch tick.
+    pub async fn call(&self, message: &Message, context: CallContext) -> Outcome {
         let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut instance = match taken {
             Some(instance) => instance,
-            None => match self.instantiate() {
+            None => match self.instantiate().await {
                 Ok(instance) => instance,
                 Err(err) => {
                     return Outcome {
@@ -58,8 +59,7 @@ impl InstancePool {
                 }
             },
         };
-        let ticks = self.plugin.limits().deadline_ticks();
-        let (outcome, reusable) = instance.call(message, context, ticks);
+        let (outcome, reusable) = instance.call(message, context).await;
         if reusable {
             self.idle
                 .lock()
@@ -69,8 +69,8 @@ impl InstancePool {
         outcome
     }
 
-    fn instantiate(&self) -> anyhow::Result<PluginInstance> {
-        let instance = PluginInstance::new(&self.plugin)?;
+    async fn instantiate(&self) -> anyhow::Result<PluginInstance> {
+        let instance = PluginInstance::new(&self.plugin).await?;
         self.created.fetch_add(1, Ordering::Relaxed);
         Ok(instance)
     }

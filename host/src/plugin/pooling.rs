@@ -82,6 +82,8 @@ impl PoolSizing {
             .max_memory_size(self.max_memory_bytes)
             .max_component_instance_size(4 << 20)
             .max_core_instance_size(4 << 20)
+            // Every call runs on a fiber; a store keeps its fiber stack between calls.
+            .total_stacks(self.instances)
             // A reused slot is zeroed lazily by the kernel (madvise), not by a memset.
             .linear_memory_keep_resident(0);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

@@ -15,7 +15,8 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
-/// Resolution of per-call deadlines: the epoch advances this often.
+/// Resolution of per-call deadlines: the epoch advances this often, and guest code yields to the
+/// executor at each tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Per-instance limits.
@@ -40,16 +41,17 @@ impl Default for PluginLimits {
     }
 }
 
-impl PluginLimits {
-    /// The deadline in epoch ticks. A call starts anywhere within a tick, so one tick more
-    /// than the quotient guarantees the guest gets at least the full deadline.
-    pub fn deadline_ticks(&self) -> u64 {
-        self.deadline.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1
-    }
-}
-
 /// Wasm stack a guest call may use before it traps with a stack overflow (wasmtime's default).
 pub const DEFAULT_MAX_WASM_STACK: usize = 512 << 10;
+
+/// Native stack left to host functions on a call's fiber, above the guest's Wasm stack
+/// (wasmtime's default: 2 MiB fibers for a 512 KiB Wasm stack).
+const HOST_STACK_HEADROOM: usize = (2 << 20) - DEFAULT_MAX_WASM_STACK;
+
+/// The fiber stack a call runs on.
+pub(crate) fn async_stack_size(max_wasm_stack: usize) -> usize {
+    max_wasm_stack + HOST_STACK_HEADROOM
+}
 
 /// Engine-wide choices: they change the compiled code or the allocator, so they are made once.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -150,6 +152,8 @@ impl PluginRuntime {
         config.wasm_component_model(true);
         config.consume_fuel(options.metered);
         config.max_wasm_stack(options.max_wasm_stack);
+        // Calls run on fibers of this size: the guest's Wasm stack plus room for host functions.
+        config.async_stack_size(async_stack_size(options.max_wasm_stack));
         // Deadlines: a call gets N ticks of the epoch before it traps.
         config.epoch_interruption(true);
         if let Some(pooling) = &options.pooling {
@@ -160,12 +164,12 @@ impl PluginRuntime {
             .context("creating the Wasm engine")?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
         // Always linked so a guest that imports it loads; each request checks the tenant's
         // allow-list, which is empty unless granted.
-        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking wasi:http")?;
         Handler::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| state)
@@ -272,6 +276,39 @@ impl PluginRuntime {
                 Ok((component, CacheOutcome::Uncached))
             }
         }
+    }
+}
+
+/// Runs a plugin future (instantiation, a smoke call) to its end from synchronous code such as
+/// loading and reloading, which run off the executor: on the current Tokio runtime when there is
+/// a multi-threaded one, else on a small runtime of its own.
+pub fn block_on<F>(future: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    static FALLBACK: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let fallback = || {
+        FALLBACK.get_or_init(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("starting a Tokio runtime")
+        })
+    };
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| handle.block_on(future))
+        }
+        // A single-threaded runtime cannot be blocked in place: drive it from another thread.
+        Ok(_) => std::thread::scope(|scope| {
+            scope
+                .spawn(|| fallback().block_on(future))
+                .join()
+                .expect("plugin future panicked")
+        }),
+        Err(_) => fallback().block_on(future),
     }
 }
 

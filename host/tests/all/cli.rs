@@ -1,6 +1,7 @@
 //! The `ackbar` binary, as a user runs it.
 
-use crate::support::{guest, repo_root};
+use crate::brokers::BrokerKind;
+use crate::support::{guest, repo_root, Cluster};
 use std::process::{Command, Output};
 
 fn ackbar(args: &[&str]) -> Output {
@@ -341,6 +342,37 @@ fn run_handles_messages_and_stops_cleanly_on_sigterm() {
     ackbar_run.wait_for("pipeline stopped");
     let status = ackbar_run.wait_exit();
     assert!(status.success(), "exit status {status}");
+}
+
+/// A guest blocked in a host call for a minute does not hold up SIGTERM: `ackbar run` drains for
+/// `drain_timeout_ms`, commits what settled (the two messages before it), and exits; the blocked
+/// message stays uncommitted for the next owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_a_guest_is_blocked_commits_what_settled_and_exits() {
+    let cluster = Cluster::on(BrokerKind::Kafka, 1).await;
+    cluster
+        .produce(&[(0, "ok"), (0, "ok"), (0, "sleep:60000"), (0, "ok")])
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "brokers = \"{}\"\n[run]\nsummary_interval_secs = 1\n\
+         [[pipeline]]\nname = \"blocked\"\ntopics = [\"{}\"]\ngroup_id = \"{}\"\n\
+         ack_policy = \"ACK\"\nplugin = \"{}\"\ncommit_interval_ms = 100\n\
+         drain_timeout_ms = 1000\nwatch_plugin = false\n\
+         [pipeline.limits]\ndeadline_ms = 120000\n",
+        cluster.bootstrap,
+        cluster.topic,
+        cluster.group,
+        guest("fixture").display()
+    );
+    let mut ackbar_run = RunningAckbar::start(&config, dir.path());
+    ackbar_run.wait_for("total 2 messages: 2 ok");
+    ackbar_run.signal("TERM");
+    // Far less than the guest's sleep: the process did not wait for the blocked call.
+    let status = tokio::task::block_in_place(|| ackbar_run.wait_exit());
+    assert!(status.success(), "exit status {status}");
+    ackbar_run.seen_or_wait("did not finish within the drain timeout");
+    assert_eq!(cluster.committed(), vec![Some(2)]);
 }
 
 #[test]

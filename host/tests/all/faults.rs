@@ -99,19 +99,32 @@ async fn fetch_errors_are_survived() {
     let cluster = Cluster::new(1);
     let messages: Vec<(i32, &str)> = (0..40).map(|_| (0, "ok")).collect();
     cluster.produce(&messages).await;
-    cluster
-        .embedded
-        .as_ref()
-        .unwrap()
-        .request_errors(
+    let broker = cluster.embedded.as_ref().unwrap();
+    broker
+        .broker_request_errors(
+            1,
             RDKafkaApiKey::Fetch,
             &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 4],
         )
         .unwrap();
+    assert_eq!(
+        broker
+            .pending_broker_errors(1, RDKafkaApiKey::Fetch)
+            .unwrap(),
+        4
+    );
     let mut run = cluster.start(cluster.config(AckPolicy::Ack));
     run.until(WAIT, |seen| all_handled(seen, 40)).await;
     wait_committed(&cluster, vec![Some(40)]).await;
     run.stop().await;
+    assert_eq!(
+        broker
+            .pending_broker_errors(1, RDKafkaApiKey::Fetch)
+            .unwrap(),
+        0,
+        "every injected fetch error was served to the pipeline's fetches"
+    );
+    assert_eq!(run.seen.len(), 40, "no message handled twice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,4 +202,13 @@ async fn a_plugin_that_is_not_a_component_refuses_to_start_and_commits_nothing()
         "{err}"
     );
     assert_eq!(cluster.committed(), vec![None]);
+    // The same group with a component in the same place handles and commits the message: the
+    // check above reads the group that a started pipeline would have committed to.
+    std::fs::copy(crate::support::guest("fixture"), &plugin).unwrap();
+    let mut config = cluster.config(AckPolicy::Ack);
+    config.plugin = plugin;
+    let mut run = cluster.start(config);
+    run.until(WAIT, |seen| all_handled(seen, 1)).await;
+    wait_committed(&cluster, vec![Some(1)]).await;
+    run.stop().await;
 }

@@ -29,7 +29,7 @@ fn call(pool: &InstancePool, payload: &str) -> Outcome {
         headers: vec![],
         attempt: 1,
     };
-    pool.call(&message, CallContext::default())
+    ackbar::plugin::block_on(pool.call(&message, CallContext::default()))
 }
 
 fn assert_allowed(pool: &InstancePool, payload: &str) {

@@ -185,7 +185,8 @@ macro_rules! language {
                         headers: Vec::new(),
                         attempt: 1,
                     };
-                    let outcome = pool.call(&message, CallContext::default());
+                    let outcome =
+                        ackbar::plugin::block_on(pool.call(&message, CallContext::default()));
                     assert_eq!(outcome.label(), "ok", "message {i}: {outcome:?}");
                 }
                 assert_eq!(pool.instances_created(), 1, "no instance was replaced");

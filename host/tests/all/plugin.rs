@@ -29,7 +29,7 @@ fn pool(limits: PluginLimits) -> InstancePool {
 }
 
 fn call(pool: &InstancePool, payload: &str) -> Outcome {
-    pool.call(&message(payload), CallContext::default())
+    ackbar::plugin::block_on(pool.call(&message(payload), CallContext::default()))
 }
 
 #[test]
@@ -123,26 +123,70 @@ fn deadline_interrupts_an_infinite_loop() {
         deadline: Duration::from_millis(200),
         ..PluginLimits::default()
     });
-    let started = std::time::Instant::now();
     let outcome = call(&pool, "loop");
-    assert!(
-        matches!(
-            outcome.end,
-            CallEnd::Trapped {
-                kind: TrapKind::Deadline,
-                ..
-            }
+    match &outcome.end {
+        CallEnd::Trapped {
+            kind: TrapKind::Deadline,
+            detail,
+            ..
+        } => assert!(
+            detail.contains("interrupt"),
+            "guest code is interrupted: {detail}"
         ),
-        "{outcome:?}"
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(call(&pool, "ok").label(), "ok");
+}
+
+/// A guest blocked in a host call (a WASI sleep) is cut off at its deadline: had the sleep run to
+/// its end, the call would have returned `ok`.
+#[test]
+fn deadline_cuts_off_a_guest_that_sleeps_in_a_host_call() {
+    let pool = pool(PluginLimits {
+        deadline: Duration::from_millis(200),
+        ..PluginLimits::default()
+    });
+    for payload in ["sleep:15000", "clock-loop"] {
+        let outcome = call(&pool, payload);
+        assert_eq!(outcome.label(), "trap:deadline", "{payload}: {outcome:?}");
+    }
+    match call(&pool, "sleep:15000").end {
+        CallEnd::Trapped { detail, .. } => {
+            assert!(detail.contains("deadline of 200 ms"), "{detail}");
+            assert!(detail.contains("host call"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        call(&pool, "sleep:1").label(),
+        "ok",
+        "a short sleep is fine"
     );
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        pool.instances_created(),
+        4,
+        "each cut-off instance was replaced"
+    );
+}
+
+/// Instantiation is bounded by the deadline as well as calls; exiting from inside `handle` is a
+/// trap, not the end of the host.
+#[test]
+fn exit_inside_handle_is_a_trap() {
+    let pool = pool(PluginLimits::default());
+    let outcome = call(&pool, "exit:0");
+    assert_eq!(outcome.label(), "trap:other", "{outcome:?}");
     assert_eq!(call(&pool, "ok").label(), "ok");
 }
 
 #[test]
 fn the_sandbox_grants_no_files_env_or_network() {
+    // A live listener: a refusal here is the sandbox's, not an absent server's.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let connect = format!("connect:{}", listener.local_addr().unwrap());
     let pool = pool(PluginLimits::default());
-    for probe in ["open:/etc/hostname", "env", "connect:127.0.0.1:9"] {
+    for probe in ["open:/etc/hostname", "env", connect.as_str()] {
         let outcome = call(&pool, probe);
         match &outcome.end {
             CallEnd::Failed { message, .. } => {
@@ -150,6 +194,89 @@ fn the_sandbox_grants_no_files_env_or_network() {
             }
             other => panic!("{probe}: expected a refusal, got {other:?}"),
         }
+    }
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the guest reached the listener: {other:?}"),
+    }
+    assert!(std::path::Path::new("/etc/hostname").exists());
+    assert!(std::env::vars().count() > 0);
+}
+
+/// Log lines as the host's log writer receives them.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Calls the fixture with `payload` under a subscriber of this thread only; returns the lines.
+fn logged_lines(context: CallContext, payload: &str) -> (Outcome, Vec<String>) {
+    let captured = CapturedLog::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .finish();
+    let pool = pool(PluginLimits::default());
+    let outcome = tracing::subscriber::with_default(subscriber, || {
+        ackbar::plugin::block_on(pool.call(&message(payload), context))
+    });
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    (outcome, text.lines().map(str::to_string).collect())
+}
+
+#[test]
+fn one_huge_log_line_is_cut_and_marked() {
+    let (outcome, lines) = logged_lines(CallContext::default(), "big-log:8");
+    assert_eq!(outcome.label(), "ok");
+    assert_eq!(lines.len(), 1, "{lines:.200?}");
+    let line = &lines[0];
+    assert!(
+        line.len() < ackbar::plugin::MAX_LOG_LINE + 512,
+        "{}",
+        line.len()
+    );
+    assert!(
+        line.contains("[truncated: 8388608 bytes in all]"),
+        "{line:.200}"
+    );
+}
+
+#[test]
+fn a_log_flood_is_held_to_the_tenant_rate_and_counted() {
+    let budget = Arc::new(ackbar::plugin::GuestLogBudget::new("noisy", 100));
+    let context = CallContext {
+        guest_log: budget.clone(),
+        ..CallContext::default()
+    };
+    let started = std::time::Instant::now();
+    let (outcome, lines) = logged_lines(context, "log-flood:20000");
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(outcome.label(), "ok");
+    let written = lines.iter().filter(|l| l.contains("flood line")).count();
+    // The first second's burst, plus what the rate refills while the call runs.
+    assert!(written >= 100, "{written}");
+    assert!(
+        written as f64 <= 100.0 * (1.0 + elapsed) + 1.0,
+        "{written} lines in {elapsed:.2} s"
+    );
+    assert!(lines.iter().any(|l| l.contains("flood line 0")));
+    assert!(!lines.iter().any(|l| l.contains("flood line 19999")));
+    // A summary, if the call lasted long enough for one, counts what was dropped.
+    for summary in lines.iter().filter(|l| l.contains("suppressed")) {
+        assert!(
+            summary.contains("tenant 'noisy' is over its limit of 100 lines per second"),
+            "{summary}"
+        );
     }
 }
 
@@ -221,10 +348,10 @@ fn compiled_cache_hits_on_the_next_load_and_rebuilds_a_bad_entry() {
             .expect("orders loads");
         let outcome = plugin.cache_outcome();
         let pool = InstancePool::new(Arc::new(plugin));
-        let ok = pool.call(
+        let ok = ackbar::plugin::block_on(pool.call(
             &message(r#"{"id":"o1","item":"book","quantity":2}"#),
             CallContext::default(),
-        );
+        ));
         assert_eq!(ok.label(), "ok", "the loaded plugin runs");
         (outcome, runtime)
     };
