@@ -6,7 +6,7 @@
 use crate::bindings::{Header, Message};
 use crate::outcome::{CallEnd, Outcome};
 use crate::plugin::{CallContext, GuestLogBudget, InstancePool, PluginLimits, PluginRuntime};
-use crate::policy::{decide, AckPolicy, Action};
+use crate::policy::{AckPolicy, DeliveryRules, Verdict};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -82,6 +82,8 @@ pub struct Delivery {
     pub outcome: String,
     /// What the policy does with the offset: `commit`, `reject`, `redeliver` or `nothing`.
     pub action: String,
+    /// What a pipeline does: `commit`, `redeliver`, `pause` (`max_attempts` used up) or `leave`.
+    pub verdict: String,
     /// The error text or trap reason, with the guest's captured stderr.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -106,13 +108,14 @@ fn detail(outcome: &Outcome) -> Option<String> {
     }
 }
 
-/// Calls a plugin with each message in turn; a redelivered message is called again, with the
-/// next attempt number, until it is settled or `max_attempts` deliveries were made.
+/// Calls a plugin with each message in turn and settles each delivery with a pipeline's rules
+/// ([`DeliveryRules::settle`]): a redelivered message is called again with the next attempt
+/// number (without waiting its backoff), until it is settled or `max_attempts` deliveries were
+/// made, where a pipeline without a dead-letter topic would pause.
 pub struct Invoker {
     pool: InstancePool,
     guest_log: Arc<GuestLogBudget>,
-    policy: AckPolicy,
-    max_attempts: u32,
+    rules: DeliveryRules,
 }
 
 impl Invoker {
@@ -130,8 +133,12 @@ impl Invoker {
         Ok(Invoker {
             pool: InstancePool::new(Arc::new(plugin)),
             guest_log: Arc::default(),
-            policy,
-            max_attempts,
+            rules: DeliveryRules {
+                policy,
+                max_attempts: Some(max_attempts),
+                dead_letters: false,
+                backoff: crate::config::Backoff::default(),
+            },
         })
     }
 
@@ -143,7 +150,7 @@ impl Invoker {
         mut report: impl FnMut(Delivery),
     ) {
         let version = self.pool.plugin().version_shared();
-        for attempt in 1..=self.max_attempts {
+        for attempt in 1.. {
             let message = input.to_guest(index, attempt);
             let context = CallContext {
                 tenant: Arc::from(crate::config::DEFAULT_TENANT),
@@ -155,15 +162,16 @@ impl Invoker {
                 guest_log: self.guest_log.clone(),
             };
             let outcome = self.pool.call(&message, context).await;
-            let action = decide(self.policy, &outcome);
+            let settled = self.rules.settle(&outcome, attempt, attempt);
             report(Delivery {
                 message: index,
                 attempt,
                 outcome: outcome.label(),
-                action: action.name().to_string(),
+                action: settled.action.name().to_string(),
+                verdict: settled.verdict.name().to_string(),
                 detail: detail(&outcome),
             });
-            if action != Action::Redeliver {
+            if !matches!(settled.verdict, Verdict::RedeliverAfter(_)) {
                 return;
             }
         }
@@ -177,6 +185,9 @@ impl std::fmt::Display for Delivery {
             "message {} attempt {}: {} -> {}",
             self.message, self.attempt, self.outcome, self.action
         )?;
+        if self.verdict == Verdict::Pause.name() {
+            write!(f, ", pause (max_attempts used up)")?;
+        }
         if let Some(detail) = &self.detail {
             write!(f, " ({detail})")?;
         }

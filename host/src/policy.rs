@@ -1,12 +1,17 @@
-//! The ack-policy engine: a pure function from (policy, outcome) to what happens to the offset.
+//! The ack-policy engine: pure functions from a delivery's outcome to what happens to it.
 //!
-//! This is the single place where a handler result (including a trap) becomes a commit or a
-//! redelivery. The table it implements is the contract in the README ("Ack policies").
+//! This is the single place where a handler result (including a trap) becomes a commit, a dead
+//! letter, a redelivery after a backoff, a pause or nothing. [`decide`] applies the policy table
+//! (the contract in the README, "Ack policies"); [`DeliveryRules::settle`] adds the retry cap
+//! (`max_attempts`), the dead-letter topic and the backoff, and its [`Settlement`] is what the
+//! partition worker and `ackbar invoke` carry out.
 
+use crate::config::Backoff;
 use crate::outcome::{CallEnd, Decision, ErrorKind, Outcome};
 use serde::Deserialize;
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// FastStream's Kafka ack policies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -147,11 +152,177 @@ pub fn decide(policy: AckPolicy, outcome: &Outcome) -> Action {
     }
 }
 
+/// What is done with a delivered message, all rules applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Settled: the offset is committed with the partition's low-watermark.
+    Commit,
+    /// Settled as unprocessable: a dead letter is written, and the offset is committed once the
+    /// broker has it.
+    DeadLetterThenCommit,
+    /// Not settled: delivered again after this wait, before anything after it in the partition.
+    RedeliverAfter(Duration),
+    /// `max_attempts` is used up and there is no dead-letter topic: the partition stops on this
+    /// message (it is never skipped) until a new plugin version is loaded.
+    Pause,
+    /// Handled but settled by nobody: the offset moves only when a later message commits.
+    Leave,
+}
+
+impl Verdict {
+    /// The verdict in logs and reports: `commit`, `dead-letter`, `redeliver`, `pause`, `leave`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Commit => "commit",
+            Verdict::DeadLetterThenCommit => "dead-letter",
+            Verdict::RedeliverAfter(_) => "redeliver",
+            Verdict::Pause => "pause",
+            Verdict::Leave => "leave",
+        }
+    }
+}
+
+/// The outcome of one delivery, settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settlement {
+    /// What the policy made of the outcome, after the retry cap (an exhausted message with a
+    /// dead-letter topic is rejected). Counted in stats and metrics.
+    pub action: Action,
+    /// What is done.
+    pub verdict: Verdict,
+    /// The delivery used up `max_attempts` while the policy wanted another.
+    pub exhausted: bool,
+}
+
+/// A pipeline's rules for settling deliveries.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeliveryRules {
+    pub policy: AckPolicy,
+    /// Deliveries counted before a message that keeps asking for redelivery is exhausted.
+    pub max_attempts: Option<u32>,
+    /// Whether rejected and exhausted messages have a dead-letter topic to go to.
+    pub dead_letters: bool,
+    pub backoff: Backoff,
+}
+
+impl DeliveryRules {
+    /// Settles a delivery: `tries` deliveries counted against `max_attempts` so far (this one
+    /// included), `attempt` its number since the message was first delivered.
+    pub fn settle(&self, outcome: &Outcome, tries: u32, attempt: u32) -> Settlement {
+        let mut action = decide(self.policy, outcome);
+        let exhausted =
+            action == Action::Redeliver && self.max_attempts.is_some_and(|max| tries >= max);
+        if exhausted && self.dead_letters {
+            action = Action::Reject;
+        }
+        let verdict = match action {
+            Action::Commit => Verdict::Commit,
+            Action::Nothing => Verdict::Leave,
+            Action::Reject if self.dead_letters => Verdict::DeadLetterThenCommit,
+            // Without a dead-letter topic a rejected message is settled by its commit alone.
+            Action::Reject => Verdict::Commit,
+            Action::Redeliver if exhausted => Verdict::Pause,
+            Action::Redeliver => Verdict::RedeliverAfter(self.backoff.delay(attempt)),
+        };
+        Settlement {
+            action,
+            verdict,
+            exhausted,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::outcome::TrapKind;
     use AckPolicy::*;
+
+    const BACKOFF: Backoff = Backoff {
+        initial_ms: 100,
+        max_ms: 1000,
+        multiplier: 2.0,
+    };
+
+    fn rules(policy: AckPolicy, max_attempts: Option<u32>, dead_letters: bool) -> DeliveryRules {
+        DeliveryRules {
+            policy,
+            max_attempts,
+            dead_letters,
+            backoff: BACKOFF,
+        }
+    }
+
+    /// Every policy × outcome × (under the retry cap or at it) × (with a dead-letter topic or
+    /// not). Columns: under the cap, under it with a dead-letter topic, at the cap, at it with a
+    /// dead-letter topic. `R` is a redelivery after the third attempt's backoff.
+    #[test]
+    fn settlement_table() {
+        const C: Verdict = Verdict::Commit;
+        const D: Verdict = Verdict::DeadLetterThenCommit;
+        const P: Verdict = Verdict::Pause;
+        const L: Verdict = Verdict::Leave;
+        const R: Verdict = Verdict::RedeliverAfter(Duration::from_millis(400));
+        let outcomes: [(&str, Outcome); 6] = [
+            ("ok", ok()),
+            ("error", error()),
+            ("fatal", fatal()),
+            ("trap", trap(TrapKind::Deadline)),
+            ("acker nack", with_explicit(ok(), Decision::Nack)),
+            ("acker reject", with_explicit(ok(), Decision::Reject)),
+        ];
+        #[rustfmt::skip]
+        let table: [(AckPolicy, [[Verdict; 4]; 6]); 5] = [
+            //               ok            error         fatal         trap          nack          reject
+            (Manual,        [[L, L, L, L], [L, L, L, L], [L, L, L, L], [L, L, L, L], [R, R, P, D], [C, D, C, D]]),
+            (AckFirst,      [[L, L, L, L], [L, L, L, L], [L, L, L, L], [L, L, L, L], [R, R, P, D], [C, D, C, D]]),
+            (Ack,           [[C, C, C, C], [C, C, C, C], [C, C, C, C], [C, C, C, C], [R, R, P, D], [C, D, C, D]]),
+            (RejectOnError, [[C, C, C, C], [C, D, C, D], [C, D, C, D], [C, D, C, D], [R, R, P, D], [C, D, C, D]]),
+            (NackOnError,   [[C, C, C, C], [R, R, P, D], [C, D, C, D], [R, R, P, D], [R, R, P, D], [C, D, C, D]]),
+        ];
+        for (policy, row) in table {
+            for ((name, outcome), expected) in outcomes.iter().zip(row) {
+                let cells = [
+                    rules(policy, Some(5), false),
+                    rules(policy, None, true),
+                    rules(policy, Some(3), false),
+                    rules(policy, Some(3), true),
+                ];
+                for (rules, expected) in cells.into_iter().zip(expected) {
+                    // The third delivery: 100 ms × 2² of backoff before a fourth.
+                    let settled = rules.settle(outcome, 3, 3);
+                    assert_eq!(settled.verdict, expected, "{policy} {name} {rules:?}");
+                    let capped = rules.max_attempts == Some(3);
+                    assert_eq!(
+                        settled.exhausted,
+                        capped && decide(policy, outcome) == Action::Redeliver,
+                        "{policy} {name} {rules:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn backoff_grows_with_the_attempt_and_a_new_count_starts_under_the_cap() {
+        let rules = rules(NackOnError, Some(3), false);
+        let verdicts: Vec<Verdict> = (1..=4)
+            .map(|n| rules.settle(&error(), n, n).verdict)
+            .collect();
+        assert_eq!(
+            verdicts[..2],
+            [
+                Verdict::RedeliverAfter(Duration::from_millis(100)),
+                Verdict::RedeliverAfter(Duration::from_millis(200))
+            ]
+        );
+        assert_eq!(verdicts[2], Verdict::Pause);
+        // After a pause (a new plugin version) the count restarts while the attempt goes on.
+        assert_eq!(
+            rules.settle(&error(), 1, 4).verdict,
+            Verdict::RedeliverAfter(Duration::from_millis(800))
+        );
+    }
 
     fn ok() -> Outcome {
         Outcome::returned(None)

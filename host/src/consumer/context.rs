@@ -7,6 +7,7 @@ use crate::deadletter::DeadLetterWriter;
 use crate::health::Health;
 use crate::metrics::PipelineMetrics;
 use crate::offsets::{OffsetTracker, TopicPartition};
+use crate::policy::DeliveryRules;
 use crate::reload::PluginSlot;
 use crate::report::{FaultLog, ReportSink, Stats};
 use crate::tenant::TenantBudget;
@@ -102,6 +103,16 @@ impl Shared {
             tracing::error!(tenant = %self.tenant, pipeline = %self.name, "pipeline crashed: {reason}");
         }
         self.crashed.cancel();
+    }
+
+    /// How this pipeline settles deliveries.
+    pub fn delivery_rules(&self) -> DeliveryRules {
+        DeliveryRules {
+            policy: self.config.ack_policy,
+            max_attempts: self.config.max_attempts,
+            dead_letters: self.dead_letters.is_some(),
+            backoff: self.config.backoff,
+        }
     }
 
     pub fn crash_reason(&self) -> Option<String> {

@@ -3,9 +3,10 @@
 //! # Lifecycle of a pipeline
 //! - **Assign** (rebalance callback, after librdkafka's assign): the partition's offset state is
 //!   reset, its fetch queue is split off the consumer and a worker task starts reading it in order.
-//! - **Consume** (worker): message → plugin call → [`policy::decide`](crate::policy::decide) →
-//!   commit point moves, or the message is redelivered after a backoff (nothing after it in
-//!   the partition runs first).
+//! - **Consume** (worker): message → plugin call →
+//!   [`DeliveryRules::settle`](crate::policy::DeliveryRules::settle) → the commit point moves
+//!   (after a dead letter where there is one), or the message is redelivered after a backoff
+//!   (nothing after it in the partition runs first), or the partition pauses on it.
 //! - **Commit** (ticker): every `commit_interval` the settled low-watermarks that moved are
 //!   committed in one request, off the handlers' path.
 //! - **Revoke** (rebalance callback, before librdkafka's unassign): the partition's worker stops

@@ -9,7 +9,7 @@ use crate::metrics::MessageMetrics;
 use crate::offsets::{Completion, TopicPartition};
 use crate::outcome::{CallEnd, Outcome};
 use crate::plugin::CallContext;
-use crate::policy::{self, Action};
+use crate::policy::{Action, DeliveryRules, Verdict};
 use crate::report::MessageReport;
 use crate::trace_context::parse_traceparent;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
@@ -70,6 +70,7 @@ pub(crate) async fn run(
         let offset = message.offset;
         let settled = Delivery {
             shared: &shared,
+            rules: shared.delivery_rules(),
             tp: &tp,
             metrics: &metrics,
             stop: &stop,
@@ -210,6 +211,7 @@ async fn run_concurrent(
             }
             let delivery = Delivery {
                 shared: &shared,
+                rules: shared.delivery_rules(),
                 tp: &tp,
                 metrics: &metrics,
                 stop: &stop,
@@ -231,6 +233,7 @@ async fn run_concurrent(
 /// Seeing one message through: handler calls, redeliveries, dead-lettering, pausing.
 struct Delivery<'a> {
     shared: &'a Arc<Shared>,
+    rules: DeliveryRules,
     tp: &'a TopicPartition,
     metrics: &'a MessageMetrics,
     stop: &'a CancellationToken,
@@ -292,14 +295,10 @@ impl Delivery<'_> {
             }
             let attempt = message.attempt;
             tries += 1;
-            let mut action = policy::decide(shared.config.ack_policy, &outcome);
-            let exhausted = action == Action::Redeliver
-                && shared.config.max_attempts.is_some_and(|max| tries >= max);
+            let settled = self.rules.settle(&outcome, tries, attempt);
+            let (action, exhausted) = (settled.action, settled.exhausted);
             if exhausted {
                 self.metrics.exhausted.increment(1);
-                if shared.dead_letters.is_some() {
-                    action = Action::Reject;
-                }
             }
             shared.stats.record(&outcome, action);
             self.metrics.record(&outcome, action, elapsed);
@@ -317,9 +316,9 @@ impl Delivery<'_> {
                 ),
                 false => reason(outcome),
             };
-            let dead_letter = (action == Action::Reject && shared.dead_letters.is_some())
+            let dead_letter = (settled.verdict == Verdict::DeadLetterThenCommit)
                 .then(|| (why(&outcome), outcome.label()));
-            let pause_reason = (action == Action::Redeliver && exhausted).then(|| why(&outcome));
+            let pause_reason = (settled.verdict == Verdict::Pause).then(|| why(&outcome));
             if let Some(report) = &shared.reports {
                 let _ = report.send(MessageReport {
                     pipeline: shared.name.clone(),
@@ -334,14 +333,15 @@ impl Delivery<'_> {
                     elapsed,
                 });
             }
-            match action {
-                Action::Commit => return Some(Completion::Settled),
-                Action::Nothing => return Some(Completion::Unsettled),
-                Action::Reject => {
+            match settled.verdict {
+                Verdict::Commit => return Some(Completion::Settled),
+                Verdict::Leave => return Some(Completion::Unsettled),
+                Verdict::DeadLetterThenCommit => {
                     let (Some(writer), Some((reason, outcome))) =
                         (&shared.dead_letters, dead_letter)
                     else {
-                        return Some(Completion::Settled); // no dead-letter topic: a commit
+                        // The rules give this verdict only to a pipeline with a topic.
+                        return Some(Completion::Settled);
                     };
                     let letter = DeadLetter {
                         message: &message,
@@ -357,14 +357,14 @@ impl Delivery<'_> {
                         .await
                         .then_some(Completion::Settled);
                 }
-                Action::Redeliver if exhausted => {
+                Verdict::Pause => {
                     let reason = pause_reason.unwrap_or_default();
                     if !self.pause(offset, attempt, &version, &reason).await {
                         return None;
                     }
                     tries = 0;
                 }
-                Action::Redeliver => {
+                Verdict::RedeliverAfter(wait) => {
                     self.metrics.redeliveries.increment(1);
                     shared.health.failing(tp, offset, attempt);
                     if attempt >= REPEATED_FAILURE_WARN_AT {
@@ -373,7 +373,7 @@ impl Delivery<'_> {
                             "message keeps failing; the partition waits for it (nothing after it is handled)"
                         );
                     }
-                    if !self.sleep(shared.config.backoff.delay(attempt)).await {
+                    if !self.sleep(wait).await {
                         return None;
                     }
                 }

@@ -140,13 +140,20 @@ fn invoke_redelivers_nacked_messages_and_prints_each_delivery() {
     );
     assert_eq!(
         lines[3],
-        "message 2 attempt 2: error -> redeliver (warehouse offline (attempt 2))"
+        "message 2 attempt 2: error -> redeliver, pause (max_attempts used up) (warehouse offline (attempt 2))"
     );
     assert!(
         lines[4].starts_with("message 3 attempt 1: trap:panic -> redeliver (wasm trap:")
             && lines[4].contains("cannot price item 'poison'"),
         "{}",
         lines[4]
+    );
+    assert!(
+        lines[5].starts_with(
+            "message 3 attempt 2: trap:panic -> redeliver, pause (max_attempts used up)"
+        ),
+        "{}",
+        lines[5]
     );
     assert_eq!(lines.len(), 6, "{lines:?}");
 }
@@ -179,8 +186,11 @@ fn invoke_reads_json_lines_and_names_a_bad_line() {
     assert_eq!(deliveries.len(), 2);
     assert_eq!(deliveries[0]["outcome"], "ack+ok");
     assert_eq!(deliveries[0]["action"], "commit");
+    assert_eq!(deliveries[0]["verdict"], "commit");
     assert_eq!(deliveries[1]["outcome"], "interrupt:reject");
     assert_eq!(deliveries[1]["action"], "reject");
+    // No dead-letter topic: a rejected message is settled by its commit.
+    assert_eq!(deliveries[1]["verdict"], "commit");
 
     std::fs::write(&input, "{\"payload\": \"ok\"}\n{\"payload\": 5}\n").unwrap();
     let out = ackbar(&[
