@@ -47,20 +47,20 @@ test: guests brokers lint
 ## FastStream; prints the table and the ratios (BENCH_MESSAGES, BENCH_BROKER, BENCH_CASES).
 ## Release build (the first one compiles wasmtime and librdkafka optimised: ≈ 10 minutes).
 bench: guests brokers
-	$(CARGO) bench --locked -p ackbar --bench e2e
+	$(CARGO) bench --locked -p ackbar-benches --bench e2e
 
 ## Tenant isolation: a well-behaved tenant alone vs beside each hostile guest (release build).
 bench-tenants: guests brokers
-	$(CARGO) bench --locked -p ackbar --bench tenants
+	$(CARGO) bench --locked -p ackbar-benches --bench tenants
 
 ## Hot-reload benchmark. Reuses the test build: dependencies (wasmtime, librdkafka) are
 ## optimised there already (opt-level 2), so no separate release build of wasmtime is needed.
 bench-reload: guests
-	$(CARGO) bench --locked -p ackbar --bench reload --profile dev
+	$(CARGO) bench --locked -p ackbar-benches --bench reload --profile dev
 
 ## Micro-benchmarks: policy, offset tracker, handle call (Wasm vs native), instantiation.
 bench-handler: guests
-	$(CARGO) bench --locked -p ackbar --bench handler --profile dev
+	$(CARGO) bench --locked -p ackbar-benches --bench handler --profile dev
 
 fmt:
 	$(CARGO) fmt --all

@@ -5,24 +5,23 @@
 //! [`offsets`] tracker turns actions into commits.
 
 pub mod bindings;
-pub mod broker_process;
 pub mod cli;
 pub mod config;
 pub mod consumer;
 pub mod deadletter;
-pub mod demo;
 pub mod embedded;
+pub mod events;
+pub mod fault_log;
 pub mod health;
-pub mod http;
-pub mod invoke;
+pub mod kafka;
 pub mod metrics;
 pub mod offsets;
+pub mod ops_endpoint;
 pub mod outcome;
 pub mod plugin;
 pub mod policy;
 pub mod reload;
-pub mod report;
+pub mod stats;
 pub mod supervisor;
 pub mod tenant;
-pub mod tools;
 pub mod trace_context;

@@ -120,10 +120,10 @@ pub struct MessageMetrics {
     trap: Counter,
     interrupt: Counter,
     traps: [Counter; 6],
-    ack: Counter,
-    nack: Counter,
+    commit: Counter,
+    redeliver: Counter,
     reject: Counter,
-    none: Counter,
+    nothing: Counter,
     duration: Histogram,
     pub redeliveries: Counter,
     pub dead_letters: Counter,
@@ -153,10 +153,10 @@ impl MessageMetrics {
             trap: outcome("trap"),
             interrupt: outcome("interrupt"),
             traps: TrapKind::ALL.map(trap),
-            ack: action("ack"),
-            nack: action("nack"),
-            reject: action("reject"),
-            none: action("none"),
+            commit: action(Action::Commit.name()),
+            redeliver: action(Action::Redeliver.name()),
+            reject: action(Action::Reject.name()),
+            nothing: action(Action::Nothing.name()),
             duration: histogram!("ackbar_handler_duration_seconds", &base),
             redeliveries: counter!("ackbar_redeliveries_total", &base),
             dead_letters: counter!("ackbar_dead_letters_total", &base),
@@ -177,10 +177,10 @@ impl MessageMetrics {
             CallEnd::Interrupted(_) => self.interrupt.increment(1),
         }
         match action {
-            Action::Commit => self.ack.increment(1),
-            Action::Redeliver => self.nack.increment(1),
+            Action::Commit => self.commit.increment(1),
+            Action::Redeliver => self.redeliver.increment(1),
             Action::Reject => self.reject.increment(1),
-            Action::Nothing => self.none.increment(1),
+            Action::Nothing => self.nothing.increment(1),
         }
         self.duration.record(elapsed.as_secs_f64());
     }

@@ -130,7 +130,94 @@ impl Outcome {
         }
     }
 
+    /// Why the call ended as it did, in one line: the one text of an outcome for logs, dead-letter
+    /// headers, `ackbar invoke` and the demo. A trap names its kind and what the guest said when it
+    /// died (a Rust panic's message), else the trap's first line.
+    pub fn reason(&self) -> String {
+        match &self.end {
+            CallEnd::Failed { message, .. } => message.clone(),
+            CallEnd::Trapped {
+                kind,
+                detail,
+                stderr,
+            } => {
+                let said = panic_message(stderr)
+                    .unwrap_or_else(|| detail.lines().next().unwrap_or_default());
+                format!("trap ({kind}): {said}")
+            }
+            CallEnd::Interrupted(d) => format!("interrupted with {d}"),
+            CallEnd::Returned(Some(d)) => format!("returned {d}"),
+            CallEnd::Returned(None) => match self.explicit {
+                Some(d) => format!("settled with {d} by the handler"),
+                None => "handled".into(),
+            },
+        }
+    }
+
     pub fn is_failure(&self) -> bool {
         matches!(self.end, CallEnd::Failed { .. } | CallEnd::Trapped { .. })
+    }
+}
+
+/// The message of a Rust panic in a guest's stderr: std prints "thread '…' panicked at FILE:LINE:"
+/// and the message on the next line.
+fn panic_message(stderr: &str) -> Option<&str> {
+    let mut lines = stderr.lines().skip_while(|l| !l.contains("panicked at"));
+    lines.next()?;
+    lines.next().map(str::trim).filter(|m| !m.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trapped(detail: &str, stderr: &str) -> Outcome {
+        Outcome {
+            explicit: None,
+            end: CallEnd::Trapped {
+                kind: TrapKind::Panic,
+                detail: detail.into(),
+                stderr: stderr.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_trap_reason_is_the_panic_message_when_the_guest_printed_one() {
+        let panicked = trapped(
+            "wasm trap: wasm `unreachable` instruction executed\nbacktrace…",
+            "thread '<unnamed>' panicked at src/lib.rs:9:5:\norder o10: cannot price item 'poison'\nnote: run with `RUST_BACKTRACE=1`",
+        );
+        assert_eq!(
+            panicked.reason(),
+            "trap (panic): order o10: cannot price item 'poison'"
+        );
+        let silent = trapped(
+            "wasm trap: wasm `unreachable` instruction executed\nbacktrace…",
+            "",
+        );
+        assert_eq!(
+            silent.reason(),
+            "trap (panic): wasm trap: wasm `unreachable` instruction executed"
+        );
+    }
+
+    #[test]
+    fn every_end_has_a_reason() {
+        let explicit = Outcome {
+            explicit: Some(Decision::Reject),
+            end: CallEnd::Returned(None),
+        };
+        assert_eq!(explicit.reason(), "settled with reject by the handler");
+        assert_eq!(Outcome::returned(None).reason(), "handled");
+        assert_eq!(
+            Outcome::returned(Some(Decision::Nack)).reason(),
+            "returned nack"
+        );
+        let interrupted = Outcome {
+            explicit: None,
+            end: CallEnd::Interrupted(Decision::Ack),
+        };
+        assert_eq!(interrupted.reason(), "interrupted with ack");
     }
 }

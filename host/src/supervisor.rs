@@ -10,7 +10,7 @@ use crate::consumer::{Pipeline, PipelineHandle};
 use crate::health::Health;
 use crate::plugin::PluginRuntime;
 use crate::reload::Reloaded;
-use crate::report::StatsSnapshot;
+use crate::stats::StatsSnapshot;
 use crate::tenant::TenantBudget;
 use anyhow::Result;
 use metrics::counter;

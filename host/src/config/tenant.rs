@@ -1,6 +1,6 @@
 //! `[[tenant]]`: a team's pipelines, the topics it owns, its limits and its grants.
 
-use super::RawPipeline;
+use super::raw::RawPipeline;
 use crate::plugin::{DirGrant, Grants};
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -4,12 +4,14 @@
 use super::partition;
 use crate::config::PipelineConfig;
 use crate::deadletter::DeadLetterWriter;
+use crate::events::EventSink;
+use crate::fault_log::FaultLog;
 use crate::health::Health;
 use crate::metrics::PipelineMetrics;
 use crate::offsets::{OffsetTracker, TopicPartition};
 use crate::policy::DeliveryRules;
 use crate::reload::PluginSlot;
-use crate::report::{FaultLog, ReportSink, Stats};
+use crate::stats::Stats;
 use crate::tenant::TenantBudget;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -41,7 +43,7 @@ pub(crate) struct Shared {
     /// Shared with the tenant's other pipelines.
     pub budget: Arc<TenantBudget>,
     pub stats: Stats,
-    pub reports: Option<ReportSink>,
+    pub reports: Option<EventSink>,
     pub runtime: tokio::runtime::Handle,
     pub shutdown: CancellationToken,
     /// Cancelled when the pipeline can no longer work (a worker panicked, the consumer hit a
@@ -60,7 +62,7 @@ impl Shared {
     pub fn new(
         config: PipelineConfig,
         plugin: Arc<PluginSlot>,
-        reports: Option<ReportSink>,
+        reports: Option<EventSink>,
         shutdown: CancellationToken,
         dead_letters: Option<DeadLetterWriter>,
         budget: Arc<TenantBudget>,

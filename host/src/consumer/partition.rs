@@ -5,12 +5,12 @@ use super::context::{PipelineContext, Shared};
 use crate::bindings::{Header, Message};
 use crate::config::Ordering;
 use crate::deadletter::{DeadLetter, DeadLetterWriter};
+use crate::events::{DeadLetterFailed, DeadLettered, DeliveryEvent, Observers};
 use crate::metrics::MessageMetrics;
 use crate::offsets::{Completion, TopicPartition};
-use crate::outcome::{CallEnd, Outcome};
+use crate::outcome::CallEnd;
 use crate::plugin::CallContext;
-use crate::policy::{Action, DeliveryRules, Verdict};
-use crate::report::MessageReport;
+use crate::policy::{DeliveryRules, Verdict};
 use crate::trace_context::parse_traceparent;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::message::{BorrowedMessage, Headers};
@@ -296,49 +296,29 @@ impl Delivery<'_> {
             let attempt = message.attempt;
             tries += 1;
             let settled = self.rules.settle(&outcome, tries, attempt);
-            let (action, exhausted) = (settled.action, settled.exhausted);
-            if exhausted {
-                self.metrics.exhausted.increment(1);
-            }
-            shared.stats.record(&outcome, action);
-            self.metrics.record(&outcome, action, elapsed);
-            if span.is_disabled() {
-                log_outcome(shared, tp, offset, attempt, &outcome, action);
-            } else {
-                span.record("outcome", outcome.label());
-                span.in_scope(|| log_outcome(shared, tp, offset, attempt, &outcome, action));
-            }
+            let event = DeliveryEvent::new(
+                &shared.name,
+                tp,
+                offset,
+                attempt,
+                &version,
+                outcome,
+                settled,
+                started,
+                elapsed,
+            );
             // Only a dead letter or a pause needs the reason spelled out: no allocation otherwise.
-            let why = |outcome: &Outcome| match exhausted {
-                true => format!(
-                    "{attempt} deliveries failed (max_attempts); last: {}",
-                    reason(outcome)
-                ),
-                false => reason(outcome),
-            };
-            let dead_letter = (settled.verdict == Verdict::DeadLetterThenCommit)
-                .then(|| (why(&outcome), outcome.label()));
-            let pause_reason = (settled.verdict == Verdict::Pause).then(|| why(&outcome));
-            if let Some(report) = &shared.reports {
-                let _ = report.send(MessageReport {
-                    pipeline: shared.name.clone(),
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                    offset,
-                    attempt,
-                    plugin_version: version.clone(),
-                    outcome,
-                    action,
-                    started,
-                    elapsed,
-                });
-            }
+            let reason = matches!(
+                settled.verdict,
+                Verdict::DeadLetterThenCommit | Verdict::Pause
+            )
+            .then(|| (event.settle_reason(), event.outcome.label()));
+            event.emit(&self.observers(), &span);
             match settled.verdict {
                 Verdict::Commit => return Some(Completion::Settled),
                 Verdict::Leave => return Some(Completion::Unsettled),
                 Verdict::DeadLetterThenCommit => {
-                    let (Some(writer), Some((reason, outcome))) =
-                        (&shared.dead_letters, dead_letter)
+                    let (Some(writer), Some((reason, outcome))) = (&shared.dead_letters, reason)
                     else {
                         // The rules give this verdict only to a pipeline with a topic.
                         return Some(Completion::Settled);
@@ -358,14 +338,13 @@ impl Delivery<'_> {
                         .then_some(Completion::Settled);
                 }
                 Verdict::Pause => {
-                    let reason = pause_reason.unwrap_or_default();
+                    let (reason, _) = reason.unwrap_or_default();
                     if !self.pause(offset, attempt, &version, &reason).await {
                         return None;
                     }
                     tries = 0;
                 }
                 Verdict::RedeliverAfter(wait) => {
-                    self.metrics.redeliveries.increment(1);
                     shared.health.failing(tp, offset, attempt);
                     if attempt >= REPEATED_FAILURE_WARN_AT {
                         tracing::warn!(
@@ -382,6 +361,17 @@ impl Delivery<'_> {
         }
     }
 
+    fn observers(&self) -> Observers<'_> {
+        Observers {
+            tenant: &self.shared.tenant,
+            pipeline: &self.shared.name,
+            stats: &self.shared.stats,
+            metrics: self.metrics,
+            dead_letter_faults: &self.shared.dead_letter_faults,
+            sink: self.shared.reports.as_ref(),
+        }
+    }
+
     /// Writes the dead letter, retrying until the broker has it; only then may the offset be
     /// committed. `false` if stopped first (the message stays uncommitted).
     async fn dead_letter(&self, writer: &DeadLetterWriter, letter: &DeadLetter<'_>) -> bool {
@@ -392,30 +382,25 @@ impl Delivery<'_> {
                 written = writer.write(letter) => written,
             };
             match written {
-                Ok((partition, offset)) => {
-                    self.metrics.dead_letters.increment(1);
-                    self.shared
-                        .stats
-                        .dead_letters
-                        .fetch_add(1, atomic::Ordering::Relaxed);
-                    self.shared.dead_letter_faults.recovered();
-                    tracing::info!(
-                        tenant = %self.shared.tenant, pipeline = %self.shared.name, partition = %self.tp, offset = letter.message.offset,
-                        "dead-lettered to {}/{partition} at offset {offset}: {}", writer.topic(), letter.reason
-                    );
+                Ok(written_to) => {
+                    DeadLettered {
+                        tp: self.tp,
+                        offset: letter.message.offset,
+                        dead_letter_topic: writer.topic(),
+                        written_to,
+                        reason: letter.reason,
+                    }
+                    .emit(&self.observers());
                     return true;
                 }
-                Err(e) => {
+                Err(error) => {
                     failures += 1;
-                    self.metrics.dead_letter_errors.increment(1);
-                    self.shared
-                        .stats
-                        .dead_letter_errors
-                        .fetch_add(1, atomic::Ordering::Relaxed);
-                    self.shared.dead_letter_faults.fault(&format!(
-                        "{}: offset {}: {e:#}; the offset is not committed until it succeeds",
-                        self.tp, letter.message.offset
-                    ));
+                    DeadLetterFailed {
+                        tp: self.tp,
+                        offset: letter.message.offset,
+                        error: &error,
+                    }
+                    .emit(&self.observers());
                     self.shared
                         .health
                         .failing(self.tp, letter.message.offset, letter.attempts);
@@ -521,51 +506,4 @@ fn message_span(
         }
     }
     span
-}
-
-/// Why a message failed or was rejected, for dead-letter headers and logs.
-fn reason(outcome: &Outcome) -> String {
-    match &outcome.end {
-        CallEnd::Failed { message, .. } => message.clone(),
-        CallEnd::Trapped { kind, detail, .. } => {
-            format!(
-                "trap ({kind}): {}",
-                detail.lines().next().unwrap_or_default()
-            )
-        }
-        CallEnd::Interrupted(d) => format!("interrupted with {d}"),
-        CallEnd::Returned(Some(d)) => format!("returned {d}"),
-        CallEnd::Returned(None) => match outcome.explicit {
-            Some(d) => format!("settled with {d} by the handler"),
-            None => "handled".into(),
-        },
-    }
-}
-
-fn log_outcome(
-    shared: &Shared,
-    tp: &TopicPartition,
-    offset: i64,
-    attempt: u32,
-    outcome: &Outcome,
-    action: Action,
-) {
-    let (tenant, pipeline) = (&*shared.tenant, &*shared.name);
-    match &outcome.end {
-        CallEnd::Trapped {
-            kind,
-            detail,
-            stderr,
-        } => tracing::warn!(
-            tenant, pipeline, partition = %tp, offset, attempt, trap = %kind, ?action,
-            guest_output = %stderr.trim_end(),
-            "handler trapped; instance discarded: {}", detail.lines().next().unwrap_or_default()
-        ),
-        CallEnd::Failed { message, .. } => tracing::debug!(
-            tenant, pipeline, partition = %tp, offset, attempt, ?action, "handler error: {message}"
-        ),
-        _ => tracing::debug!(
-            tenant, pipeline, partition = %tp, offset, attempt, outcome = %outcome.label(), ?action, "handled"
-        ),
-    }
 }

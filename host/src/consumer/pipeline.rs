@@ -3,11 +3,12 @@
 use super::context::{partitions_of, PipelineConsumer, PipelineContext, Shared};
 use crate::config::PipelineConfig;
 use crate::deadletter::DeadLetterWriter;
+use crate::events::EventSink;
 use crate::health::Health;
 use crate::offsets::TopicPartition;
 use crate::plugin::PluginRuntime;
 use crate::reload::{PluginSlot, PluginWatcher, Reloaded};
-use crate::report::{ReportSink, StatsSnapshot};
+use crate::stats::StatsSnapshot;
 use crate::tenant::TenantBudget;
 use anyhow::{bail, Context, Result};
 use rdkafka::config::ClientConfig;
@@ -40,7 +41,7 @@ impl Pipeline {
         config: PipelineConfig,
         bootstrap_servers: &str,
         runtime: &PluginRuntime,
-        reports: Option<ReportSink>,
+        reports: Option<EventSink>,
     ) -> Result<PipelineHandle> {
         let budget = TenantBudget::new(&config.tenant, config.tenant_limits);
         let health = Arc::new(Health::default());
@@ -53,7 +54,7 @@ impl Pipeline {
         config: PipelineConfig,
         bootstrap_servers: &str,
         runtime: &PluginRuntime,
-        reports: Option<ReportSink>,
+        reports: Option<EventSink>,
         budget: Arc<TenantBudget>,
         health: Arc<Health>,
     ) -> Result<PipelineHandle> {

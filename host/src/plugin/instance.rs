@@ -7,7 +7,7 @@
 //! file read) it is a suspended future, and the call's timeout drops it at the deadline. Either
 //! way the call ends within its deadline plus one tick, and the instance is discarded.
 
-use super::host::{CallContext, HostState, Interrupt, MemoryLimitExceeded};
+use super::imports::{CallContext, HostState, Interrupt, MemoryLimitExceeded};
 use super::runtime::Plugin;
 use crate::bindings::{Handler, HandlerError, Message};
 use crate::outcome::{CallEnd, ErrorKind, Outcome, TrapKind};

@@ -11,10 +11,10 @@ mod cache;
 mod check;
 mod grants;
 mod guest_log;
-mod host;
+mod imports;
 mod instance;
-mod pool;
-mod pooling;
+mod instance_pool;
+mod pooling_allocator;
 mod runtime;
 mod stdio;
 
@@ -22,10 +22,10 @@ pub use cache::{default_cache_dir, CacheOutcome, CompiledCache};
 pub use check::{inspect, PluginReport};
 pub use grants::{DirGrant, Grants};
 pub use guest_log::{bounded_line, GuestLogBudget, DEFAULT_LINES_PER_SEC, MAX_LOG_LINE};
-pub use host::{truncate, CallContext, Interrupt, MemoryLimitExceeded};
+pub use imports::{truncate, CallContext, Interrupt, MemoryLimitExceeded};
 pub use instance::PluginInstance;
-pub use pool::InstancePool;
-pub use pooling::PoolSizing;
+pub use instance_pool::InstancePool;
+pub use pooling_allocator::PoolSizing;
 pub use runtime::{
     block_on, version_id, EngineOptions, Plugin, PluginLimits, PluginRuntime,
     DEFAULT_MAX_WASM_STACK, EPOCH_TICK,

@@ -2,8 +2,8 @@
 
 use super::cache::{default_cache_dir, CacheOutcome, CompiledCache};
 use super::grants::Grants;
-use super::host::HostState;
-use super::pooling::PoolSizing;
+use super::imports::HostState;
+use super::pooling_allocator::PoolSizing;
 use crate::bindings::{Handler, HandlerPre};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};

@@ -1,0 +1,762 @@
+//! End-to-end throughput on a real broker: pre-produce N orders of ~1 KiB over 8 partitions, then
+//! time each consumer from its first message until every offset is committed.
+//!
+//! - `raw`: a plain rdkafka consumer loop, no handler, committing every second (the limit of the
+//!   broker and the client on this machine);
+//! - `native`: the same loop calling the `orders` logic compiled into the process;
+//! - `ackbar …`: `ackbar run` (a child process) with a Wasm handler: the Rust no-op (`fixture`)
+//!   and every language's `orders`, under several policies;
+//! - `faststream`: the same logic in FastStream (`benches/faststream`), on a smaller topic, since
+//!   it commits once per message;
+//! - `latency`: produce → committed latency of a live stream (5,000 msg/s) through Ackbar.
+//!
+//! `make bench` runs it. Environment: `BENCH_MESSAGES` (200000), `BENCH_FASTSTREAM_MESSAGES`
+//! (20000), `BENCH_BROKER` (`kafka`, `tansu` or `embedded`), `BENCH_CASES` (comma-separated
+//! name filters).
+
+mod common;
+
+use ackbar::embedded::EmbeddedBroker;
+use ackbar::kafka::{self, Record};
+use ackbar_tests::broker_process::BrokerProcess;
+use common::{env_or, repo_root};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Message as _, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PARTITIONS: i32 = 8;
+const PAYLOAD_BYTES: usize = 1024;
+const TIMEOUT: Duration = Duration::from_secs(900);
+
+/// Order `i`; every 20th order's warehouse is offline when `failing` (5%: under NACK_ON_ERROR the
+/// `orders` handler fails it twice, then it succeeds).
+fn order(i: usize, failing: bool) -> Vec<u8> {
+    let warehouse = if failing && i.is_multiple_of(20) {
+        "offline"
+    } else {
+        "north"
+    };
+    let head =
+        format!(r#"{{"id":"o{i}","item":"book","quantity":2,"warehouse":"{warehouse}","note":""#);
+    let pad = PAYLOAD_BYTES.saturating_sub(head.len() + 2);
+    format!("{head}{}\"}}", "x".repeat(pad)).into_bytes()
+}
+
+/// The broker under test: a process (Apache Kafka, tansu) or the embedded cluster.
+struct Broker {
+    bootstrap: String,
+    embedded: Option<EmbeddedBroker>,
+    _process: Option<BrokerProcess>,
+}
+
+impl Broker {
+    fn start(kind: &str) -> Self {
+        if kind == "embedded" {
+            let broker = EmbeddedBroker::start().unwrap();
+            return Broker {
+                bootstrap: broker.bootstrap_servers().to_string(),
+                embedded: Some(broker),
+                _process: None,
+            };
+        }
+        let process = BrokerProcess::start(&repo_root(), kind).unwrap();
+        Broker {
+            bootstrap: process.bootstrap.clone(),
+            embedded: None,
+            _process: Some(process),
+        }
+    }
+
+    /// The embedded cluster does not implement CreateTopics; real brokers get an admin request.
+    async fn create_topic(&self, topic: &str, partitions: i32) {
+        match &self.embedded {
+            Some(embedded) => embedded.create_topic(topic, partitions).unwrap(),
+            None => ackbar_tests::kafka::create_topic(&self.bootstrap, topic, partitions)
+                .await
+                .unwrap_or_else(|e| panic!("creating {topic}: {e:#}")),
+        }
+    }
+}
+
+/// Creates `topic` and fills it with `n` orders over its partitions.
+async fn produce(broker: &Broker, topic: &str, n: usize, failing: bool) {
+    broker.create_topic(topic, PARTITIONS).await;
+    let bootstrap = broker.bootstrap.as_str();
+    let started = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(20_000) {
+        let records: Vec<Record> = chunk
+            .iter()
+            .map(|&i| Record {
+                partition: Some(i as i32 % PARTITIONS),
+                payload: order(i, failing),
+                ..Record::default()
+            })
+            .collect();
+        kafka::produce(bootstrap, topic, &records).await.unwrap();
+    }
+    eprintln!(
+        "produced {n} messages to {topic} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// One row of the table.
+#[derive(Debug, Default, Clone)]
+struct Row {
+    case: String,
+    policy: String,
+    messages: usize,
+    seconds: f64,
+    handler_us: Option<f64>,
+    handler_p50_us: Option<f64>,
+    handler_p99_us: Option<f64>,
+    cpu_seconds: Option<f64>,
+    peak_rss_mb: Option<f64>,
+}
+
+impl Row {
+    fn rate(&self) -> f64 {
+        self.messages as f64 / self.seconds
+    }
+}
+
+/// Sum of the group's committed offsets over the topic's partitions.
+fn committed_total(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+    let partitions: Vec<i32> = (0..partitions).collect();
+    kafka::committed_offsets(bootstrap, group, topic, &partitions)
+        .map(|offsets| offsets.iter().map(|(_, o)| o.unwrap_or(0)).sum())
+        .unwrap_or(0)
+}
+
+fn process_cpu_seconds() -> f64 {
+    proc_stat(std::process::id()).0
+}
+
+/// A plain consumer loop: poll, optionally handle, store offsets, commit every second.
+fn consumer_loop(
+    case: &str,
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+    handle: impl Fn(&[u8]),
+) -> Row {
+    let group = format!("bench-{case}-{}", std::process::id());
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut next: HashMap<i32, i64> = HashMap::new();
+    let mut handled = 0usize;
+    let mut first: Option<(Instant, f64)> = None;
+    let mut last_commit = Instant::now();
+    let commit = |next: &HashMap<i32, i64>| {
+        if next.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in next {
+            tpl.add_partition_offset(topic, *p, Offset::Offset(*o))
+                .unwrap();
+        }
+        consumer.commit(&tpl, CommitMode::Sync).unwrap();
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    while handled < n {
+        assert!(
+            Instant::now() < deadline,
+            "{case}: timed out at {handled} of {n}"
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.unwrap();
+            first.get_or_insert_with(|| (Instant::now(), process_cpu_seconds()));
+            handle(m.payload().unwrap_or_default());
+            next.insert(m.partition(), m.offset() + 1);
+            handled += 1;
+        }
+        if last_commit.elapsed() >= Duration::from_secs(1) {
+            commit(&next);
+            last_commit = Instant::now();
+        }
+    }
+    commit(&next);
+    let (t0, cpu0) = first.unwrap();
+    Row {
+        case: case.into(),
+        policy: "commit every 1 s".into(),
+        messages: n,
+        seconds: t0.elapsed().as_secs_f64(),
+        cpu_seconds: Some(process_cpu_seconds() - cpu0),
+        ..Row::default()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// Sum of every sample of `name` (all label sets).
+fn metric_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The upper bound of the histogram bucket holding quantile `q` of the handler durations.
+fn handler_quantile_us(metrics: &str, q: f64) -> Option<f64> {
+    let count = metric_sum(metrics, "ackbar_handler_duration_seconds_count");
+    let mut buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter(|l| l.starts_with("ackbar_handler_duration_seconds_bucket{"))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
+        .iter()
+        .find(|(_, cumulative)| *cumulative >= q * count)
+        .map(|(le, _)| le * 1e6)
+}
+
+fn proc_stat(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat, 11 and 12 after the command name.
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm_kb = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (cpu, hwm_kb / 1024.0)
+}
+
+/// `ackbar run` with one pipeline in a child process, stopped (SIGTERM) when dropped.
+struct RunningAckbar {
+    child: std::process::Child,
+    metrics_addr: String,
+    group: String,
+    _dir: tempfile::TempDir,
+}
+
+impl RunningAckbar {
+    /// `extra` is appended to the pipeline table.
+    fn start(
+        case: &str,
+        bootstrap: &str,
+        topic: &str,
+        plugin: &Path,
+        policy: &str,
+        extra: &str,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics_addr = format!("127.0.0.1:{}", free_port());
+        static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let group = format!(
+            "bench-{}-{}-{run}",
+            std::process::id(),
+            case.replace(' ', "-")
+        );
+        let config = format!(
+            "brokers = \"{bootstrap}\"\n[run]\nsummary_interval_secs = 0\nmetrics_addr = \"{metrics_addr}\"\n\
+             [[pipeline]]\nname = \"bench\"\ntopics = [\"{topic}\"]\ngroup_id = \"{group}\"\n\
+             ack_policy = \"{policy}\"\nplugin = \"{}\"\nwatch_plugin = false\ncommit_interval_ms = 200\n{extra}\n\
+             [pipeline.backoff]\ninitial_ms = 1\nmax_ms = 10\nmultiplier = 2.0\n",
+            plugin.display()
+        );
+        let path = dir.path().join("bench.toml");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new(ackbar_tests::ackbar_binary())
+            .arg("run")
+            .arg(&path)
+            .env("ACKBAR_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start ackbar run");
+        RunningAckbar {
+            child,
+            metrics_addr,
+            group,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for RunningAckbar {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Latency from producing a message until its offset is committed, with Ackbar already running
+/// and messages produced at a steady `rate` (per second): what a live stream sees. Resolution:
+/// the committed offsets are polled every 5 ms; the commit interval is 200 ms.
+fn commit_latency(
+    broker: &Broker,
+    runtime: &tokio::runtime::Runtime,
+    plugin: &Path,
+    n: usize,
+    rate: usize,
+) -> (f64, f64, f64) {
+    use std::sync::{Arc, Mutex};
+    let bootstrap = broker.bootstrap.as_str();
+    let topic = format!("bench-latency-{}", std::process::id());
+    runtime.block_on(broker.create_topic(&topic, PARTITIONS));
+    let running = RunningAckbar::start("latency", bootstrap, &topic, plugin, "ACK", "");
+    // Wait until the pipeline has its partitions.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(&running.metrics_addr, "/readyz").is_none_or(|b| !b.starts_with("ready")) {
+        assert!(Instant::now() < deadline, "latency: pipeline not ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // (partition, offset, when it was sent), filled by the producer as deliveries confirm.
+    let sent: Arc<Mutex<Vec<(i32, i64, Instant)>>> = Arc::default();
+    let producer_sent = sent.clone();
+    let bootstrap_owned = bootstrap.to_string();
+    let topic_owned = topic.clone();
+    let batch = (rate / 100).max(1);
+    let producer = runtime.spawn(async move {
+        use rdkafka::producer::FutureRecord;
+        let producer = kafka::producer(&bootstrap_owned).unwrap();
+        let started = Instant::now();
+        let mut ticker = tokio::time::interval(Duration::from_millis(10));
+        let mut deliveries = Vec::new();
+        let mut i = 0;
+        while i < n {
+            ticker.tick().await;
+            let at = Instant::now();
+            for j in i..(i + batch).min(n) {
+                let payload = order(j, false);
+                let record = FutureRecord::<(), [u8]>::to(&topic_owned)
+                    .partition(j as i32 % PARTITIONS)
+                    .payload(&payload);
+                let delivery = producer.send_result(record).map_err(|(e, _)| e).unwrap();
+                let sent = producer_sent.clone();
+                deliveries.push(tokio::spawn(async move {
+                    if let Ok(Ok(d)) = delivery.await {
+                        sent.lock().unwrap().push((d.partition, d.offset, at));
+                    }
+                }));
+            }
+            i = (i + batch).min(n);
+        }
+        for d in deliveries {
+            let _ = d.await;
+        }
+        started.elapsed()
+    });
+    // One client for all the polls: creating one per poll would cost more than the resolution.
+    let watcher: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", &running.group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut all_partitions = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        all_partitions.add_partition(&topic, p);
+    }
+    let mut latencies = Vec::with_capacity(n);
+    let mut done: HashMap<i32, i64> = HashMap::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while latencies.len() < n {
+        assert!(Instant::now() < deadline, "latency: not all committed");
+        std::thread::sleep(Duration::from_millis(5));
+        let committed: Vec<(i32, Option<i64>)> = watcher
+            .committed_offsets(all_partitions.clone(), Duration::from_secs(5))
+            .map(|tpl| {
+                tpl.elements()
+                    .iter()
+                    .map(|e| match e.offset() {
+                        Offset::Offset(o) => (e.partition(), Some(o)),
+                        _ => (e.partition(), None),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let now = Instant::now();
+        let mut sent = sent.lock().unwrap();
+        for (partition, offset) in committed {
+            if let Some(offset) = offset {
+                done.insert(partition, offset);
+            }
+        }
+        sent.retain(|(p, o, at)| {
+            let committed = done.get(p).is_some_and(|c| o < c);
+            if committed {
+                latencies.push(now.duration_since(*at).as_secs_f64() * 1e3);
+            }
+            !committed
+        });
+    }
+    let producing = runtime.block_on(producer).unwrap();
+    drop(running);
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    // The rate actually reached.
+    let _ = rate;
+    (n as f64 / producing.as_secs_f64(), at(0.5), at(0.99))
+}
+
+/// What `ackbar run` consumes in one case.
+struct Input<'a> {
+    topic: &'a str,
+    partitions: i32,
+    messages: usize,
+}
+
+/// `ackbar run` with one pipeline; timed from its first handled message (seen in `/metrics`)
+/// until the group has committed all the messages. `extra` is appended to the pipeline table.
+fn ackbar(
+    case: &str,
+    bootstrap: &str,
+    input: &Input,
+    plugin: &Path,
+    policy: &str,
+    extra: &str,
+) -> Row {
+    let (topic, n) = (input.topic, input.messages);
+    let running = RunningAckbar::start(case, bootstrap, topic, plugin, policy, extra);
+    let (child, metrics_addr, group) = (&running.child, &running.metrics_addr, &running.group);
+    let deadline = Instant::now() + TIMEOUT;
+    let t0 = loop {
+        assert!(Instant::now() < deadline, "{case}: no message handled");
+        if let Some(m) = http_get(metrics_addr, "/metrics") {
+            if metric_sum(&m, "ackbar_messages_total") > 0.0 {
+                break Instant::now();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (cpu0, _) = proc_stat(child.id());
+    while committed_total(bootstrap, group, topic, input.partitions) < n as i64 {
+        assert!(Instant::now() < deadline, "{case}: not all committed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    let metrics = http_get(metrics_addr, "/metrics").unwrap_or_default();
+    let (cpu1, rss) = proc_stat(child.id());
+    drop(running);
+    let calls = metric_sum(&metrics, "ackbar_handler_duration_seconds_count");
+    let total = metric_sum(&metrics, "ackbar_handler_duration_seconds_sum");
+    Row {
+        case: case.into(),
+        policy: policy.into(),
+        messages: n,
+        seconds,
+        handler_us: (calls > 0.0).then(|| total / calls * 1e6),
+        handler_p50_us: handler_quantile_us(&metrics, 0.5),
+        handler_p99_us: handler_quantile_us(&metrics, 0.99),
+        cpu_seconds: Some(cpu1 - cpu0),
+        peak_rss_mb: Some(rss),
+    }
+}
+
+fn faststream(bootstrap: &str, topic: &str, n: usize, policy: &str) -> Option<Row> {
+    let group = format!("bench-faststream-{policy}-{}", std::process::id());
+    let output = Command::new("bash")
+        .arg(repo_root().join("benches/faststream/run.sh"))
+        .args([
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--group",
+            &group,
+        ])
+        .args(["--messages", &n.to_string(), "--policy", policy])
+        .stderr(Stdio::inherit())
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        eprintln!("faststream {policy} failed");
+        return None;
+    }
+    let line = String::from_utf8_lossy(&output.stdout);
+    let result: serde_json::Value = serde_json::from_str(line.lines().last()?.trim()).ok()?;
+    Some(Row {
+        case: format!(
+            "faststream {}",
+            result["faststream_version"].as_str().unwrap_or("")
+        ),
+        policy: policy.into(),
+        messages: n,
+        seconds: result["seconds"].as_f64()?,
+        cpu_seconds: result["cpu_seconds"].as_f64(),
+        peak_rss_mb: result["peak_rss_mb"].as_f64(),
+        ..Row::default()
+    })
+}
+
+fn example(language: &str) -> Option<PathBuf> {
+    let path = repo_root().join(format!("guest-examples/{language}/target/orders.wasm"));
+    path.is_file().then_some(path)
+}
+
+fn print_table(rows: &[Row]) {
+    let opt = |v: Option<f64>, digits: usize| v.map_or("—".into(), |v| format!("{v:.digits$}"));
+    println!("| case | policy | messages | seconds | msgs/s | MB/s | handler µs (mean / p50≤ / p99≤) | CPU s | peak RSS MB |");
+    println!("|---|---|---:|---:|---:|---:|---|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {:.2} | {:.0} | {:.1} | {} / {} / {} | {} | {} |",
+            r.case,
+            r.policy,
+            r.messages,
+            r.seconds,
+            r.rate(),
+            r.rate() * PAYLOAD_BYTES as f64 / 1e6,
+            opt(r.handler_us, 1),
+            opt(r.handler_p50_us, 0),
+            opt(r.handler_p99_us, 0),
+            opt(r.cpu_seconds, 1),
+            opt(r.peak_rss_mb, 0),
+        );
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is taken from the command line.
+    let n: usize = env_or("BENCH_MESSAGES", 200_000);
+    let n_faststream: usize = env_or("BENCH_FASTSTREAM_MESSAGES", 20_000);
+    let broker_kind: String = env_or("BENCH_BROKER", "kafka".to_string());
+    let filters: Vec<String> = std::env::var("BENCH_CASES")
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    let wanted =
+        |case: &str| filters.is_empty() || filters.iter().any(|f| case.contains(f.as_str()));
+
+    let broker = Broker::start(&broker_kind);
+    let bootstrap = broker.bootstrap.clone();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let id = std::process::id();
+    let clean = format!("bench-orders-{id}");
+    let failing = format!("bench-orders-5pct-{id}");
+    let small = format!("bench-orders-faststream-{id}");
+    let create = |topic: &str, count: usize, fail: bool| {
+        runtime.block_on(produce(&broker, topic, count, fail));
+    };
+    create(&clean, n, false);
+    if wanted("5%") {
+        create(&failing, n, true);
+    }
+    if wanted("faststream") {
+        create(&small, n_faststream, false);
+    }
+
+    let all = Input {
+        topic: &clean,
+        partitions: PARTITIONS,
+        messages: n,
+    };
+    let mut rows = Vec::new();
+    if wanted("raw") {
+        rows.push(consumer_loop(
+            "raw rdkafka loop (no handler)",
+            &bootstrap,
+            &clean,
+            n,
+            |_| {},
+        ));
+    }
+    if wanted("native") {
+        rows.push(consumer_loop(
+            "native orders::process",
+            &bootstrap,
+            &clean,
+            n,
+            |p| {
+                std::hint::black_box(orders::process(p, 1));
+            },
+        ));
+    }
+    let fixture = repo_root().join("guest-examples/rust/target/wasm32-wasip2/release/fixture.wasm");
+    if wanted("no-op") {
+        rows.push(ackbar(
+            "ackbar rust no-op",
+            &bootstrap,
+            &all,
+            &fixture,
+            "ACK",
+            "",
+        ));
+    }
+    for language in ["rust", "go", "js", "python"] {
+        let case = format!("ackbar {language} orders");
+        let Some(plugin) = example(language) else {
+            eprintln!("skipping {case}: not built (make guests)");
+            continue;
+        };
+        if !wanted(&case) {
+            continue;
+        }
+        rows.push(ackbar(&case, &bootstrap, &all, &plugin, "ACK", ""));
+        if language == "rust" {
+            rows.push(ackbar(&case, &bootstrap, &all, &plugin, "ACK_FIRST", ""));
+            rows.push(ackbar(
+                &case,
+                &bootstrap,
+                &all,
+                &plugin,
+                "NACK_ON_ERROR",
+                "",
+            ));
+            if wanted("5%") {
+                let input = Input {
+                    topic: &failing,
+                    ..all
+                };
+                let mut row = ackbar(&case, &bootstrap, &input, &plugin, "NACK_ON_ERROR", "");
+                row.policy = "NACK_ON_ERROR, 5% fail twice".into();
+                rows.push(row);
+            }
+        }
+    }
+    if wanted("ordering") {
+        // A handler that waits 1 ms (for a database, say), 100 distinct keys, one partition.
+        let topic = format!("bench-ordering-{id}");
+        let n_ordering: usize = env_or("BENCH_ORDERING_MESSAGES", 3000);
+        runtime.block_on(async {
+            broker.create_topic(&topic, 1).await;
+            let records: Vec<Record> = (0..n_ordering)
+                .map(|i| Record {
+                    partition: Some(0),
+                    key: Some(format!("customer-{}", i % 100).into_bytes()),
+                    payload: b"sleep:1".to_vec(),
+                    ..Record::default()
+                })
+                .collect();
+            kafka::produce(&bootstrap, &topic, &records).await.unwrap();
+        });
+        let input = Input {
+            topic: &topic,
+            partitions: 1,
+            messages: n_ordering,
+        };
+        for (name, extra) in [
+            ("1 ms handler, 1 partition, ordering = partition", ""),
+            (
+                "1 ms handler, 1 partition, ordering = key (100 keys), max_in_flight = 64",
+                "ordering = \"key\"\nmax_in_flight = 64",
+            ),
+        ] {
+            rows.push(ackbar(name, &bootstrap, &input, &fixture, "ACK", extra));
+        }
+    }
+    let latency = if wanted("latency") {
+        let plugin = example("rust").expect("the Rust orders example");
+        Some(commit_latency(
+            &broker,
+            &runtime,
+            &plugin,
+            env_or("BENCH_LATENCY_MESSAGES", 20_000),
+            5_000,
+        ))
+    } else {
+        None
+    };
+    if wanted("faststream") {
+        for policy in ["ACK", "ACK_FIRST"] {
+            rows.extend(faststream(&bootstrap, &small, n_faststream, policy));
+        }
+    }
+
+    println!(
+        "\nbroker: {broker_kind}; {n} messages of {PAYLOAD_BYTES} B over {PARTITIONS} partitions ({n_faststream} for FastStream)\n"
+    );
+    print_table(&rows);
+    if let Some((rate, p50, p99)) = latency {
+        println!(
+            "\nproduce → committed latency, Rust orders, ACK, live stream at {rate:.0} msg/s: p50 {p50:.0} ms, p99 {p99:.0} ms (commit interval 200 ms)"
+        );
+    }
+    let find = |case: &str, policy: &str| {
+        rows.iter()
+            .find(|r| r.case.starts_with(case) && r.policy == policy)
+            .map(Row::rate)
+    };
+    let ratio = |name: &str, a: Option<f64>, b: Option<f64>| {
+        if let (Some(a), Some(b)) = (a, b) {
+            println!("- {name}: {:.2}×", a / b);
+        }
+    };
+    println!();
+    let wasm = find("ackbar rust orders", "ACK");
+    ratio(
+        "Wasm (Rust orders, ACK) / native",
+        wasm,
+        find("native", "commit every 1 s"),
+    );
+    ratio(
+        "Wasm (Rust orders, ACK) / raw limit",
+        wasm,
+        find("raw", "commit every 1 s"),
+    );
+    ratio("Ackbar / FastStream, ACK", wasm, find("faststream", "ACK"));
+    ratio(
+        "Ackbar / FastStream, ACK_FIRST",
+        find("ackbar rust orders", "ACK_FIRST"),
+        find("faststream", "ACK_FIRST"),
+    );
+    ratio(
+        "ordering = key / ordering = partition (1 ms handler)",
+        find("1 ms handler, 1 partition, ordering = key", "ACK"),
+        find("1 ms handler, 1 partition, ordering = partition", "ACK"),
+    );
+    for language in ["go", "js", "python"] {
+        ratio(
+            &format!("{language} / Rust (orders, ACK)"),
+            find(&format!("ackbar {language} orders"), "ACK"),
+            wasm,
+        );
+    }
+}

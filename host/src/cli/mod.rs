@@ -1,0 +1,64 @@
+//! The `ackbar` command line: the arguments, and one module per command.
+
+mod args;
+mod check;
+mod demo;
+mod invoke;
+mod produce;
+mod run;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ackbar",
+    version,
+    about = "A WebAssembly plugin host for Kafka consumers"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log line format on stderr: `pretty` for people, `json` (one object per line, with the
+    /// message span's fields) for log pipelines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipelines of a config file until SIGINT/SIGTERM.
+    Run {
+        /// The TOML config file.
+        config: PathBuf,
+    },
+    /// Zero-setup demo: embedded broker, sample orders, the Rust example handler.
+    Demo(demo::DemoArgs),
+    /// Check that a file is a handler component for this host and list what it imports.
+    Check {
+        /// The plugin (.wasm component).
+        plugin: PathBuf,
+    },
+    /// Call a plugin with messages, without a broker, and print what each delivery did.
+    Invoke(invoke::InvokeArgs),
+    /// Produce messages: each PAYLOAD argument, or each line of stdin when none is given.
+    Produce(produce::ProduceArgs),
+}
+
+pub async fn main(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run { config } => run::run(config).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Check { plugin } => check::run(plugin),
+        // Guest calls block (WASI output flushes enter tokio): keep them off the async workers.
+        Command::Invoke(args) => tokio::task::spawn_blocking(move || invoke::run(args)).await?,
+        Command::Produce(args) => produce::run(args).await,
+    }
+}

@@ -1,0 +1,53 @@
+//! `ackbar produce`: send messages to a topic and print where the broker put them.
+
+use crate::kafka::{self, Record};
+use anyhow::Result;
+use std::io::BufRead;
+
+#[derive(Debug, clap::Args)]
+pub struct ProduceArgs {
+    /// Bootstrap servers, e.g. 127.0.0.1:9092.
+    #[arg(long)]
+    pub brokers: String,
+    #[arg(long)]
+    pub topic: String,
+    /// Send every message to this partition (default: the partitioner decides by key).
+    #[arg(long)]
+    pub partition: Option<i32>,
+    /// Message key.
+    #[arg(long)]
+    pub key: Option<String>,
+    pub payloads: Vec<String>,
+}
+
+pub async fn run(args: ProduceArgs) -> Result<()> {
+    let ProduceArgs {
+        brokers,
+        topic,
+        partition,
+        key,
+        payloads,
+    } = args;
+    let payloads = if payloads.is_empty() {
+        std::io::stdin()
+            .lock()
+            .lines()
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        payloads
+    };
+    let records: Vec<Record> = payloads
+        .into_iter()
+        .map(|p| Record {
+            partition,
+            key: key.clone().map(String::into_bytes),
+            payload: p.into_bytes(),
+            headers: Vec::new(),
+        })
+        .collect();
+    let offsets = kafka::produce(&brokers, &topic, &records).await?;
+    for (partition, offset) in offsets {
+        println!("{topic}/{partition} @{offset}");
+    }
+    Ok(())
+}

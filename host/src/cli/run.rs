@@ -1,0 +1,162 @@
+//! `ackbar run`: the pipelines of a config file, each under a supervisor, until SIGINT/SIGTERM;
+//! SIGHUP reloads.
+
+use crate::config::{Brokers, Config};
+use crate::embedded::EmbeddedBroker;
+use crate::plugin::PluginRuntime;
+use crate::stats::StatsSnapshot;
+use crate::supervisor::{Launch, Supervised};
+use crate::tenant::TenantBudget;
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+pub async fn run(config_path: PathBuf) -> Result<()> {
+    // Handlers first: a signal that arrives during startup must not kill the process.
+    let mut signals = Signals::install()?;
+    let config = Config::load(&config_path)?;
+    let (_embedded, bootstrap) = match &config.brokers {
+        Brokers::Bootstrap(b) => (None, b.clone()),
+        Brokers::Embedded => {
+            let broker = EmbeddedBroker::start()?;
+            for p in &config.pipelines {
+                for topic in &p.topics {
+                    broker.create_topic(topic, config.embedded.partitions)?;
+                }
+            }
+            let bootstrap = broker.bootstrap_servers().to_string();
+            tracing::info!(
+                "embedded broker listening on {bootstrap} (try: ackbar produce --brokers {bootstrap} --topic TOPIC PAYLOAD)"
+            );
+            (Some(broker), bootstrap)
+        }
+    };
+    let runtime =
+        PluginRuntime::with_engine(crate::plugin::default_cache_dir(), config.engine_options())
+            .with_context(|| format!("{}: [engine]", config_path.display()))?;
+    // Before any pipeline starts: metric handles made without a recorder stay no-ops.
+    let prometheus = match &config.run.metrics_addr {
+        Some(_) => Some(crate::metrics::install()?),
+        None => None,
+    };
+    // One budget per tenant, shared by its pipelines; each pipeline under its own supervisor.
+    let budgets: HashMap<&str, Arc<TenantBudget>> = config
+        .tenants
+        .iter()
+        .map(|t| (t.name.as_str(), TenantBudget::new(&t.name, t.limits)))
+        .collect();
+    let pipelines: Vec<Arc<Supervised>> = config
+        .pipelines
+        .iter()
+        .map(|p| {
+            Supervised::spawn(
+                p.clone(),
+                Launch {
+                    bootstrap: bootstrap.clone(),
+                    runtime: runtime.clone(),
+                    budget: budgets[p.tenant.as_str()].clone(),
+                    backoff: config.run.restart_backoff(),
+                },
+            )
+        })
+        .collect();
+
+    if let (Some(addr), Some(prometheus)) = (&config.run.metrics_addr, prometheus) {
+        let observed = crate::ops_endpoint::Observed {
+            prometheus,
+            pipelines: pipelines
+                .iter()
+                .map(|p| (p.name().to_string(), p.health()))
+                .collect(),
+            stall_threshold: Duration::from_millis(config.run.ready_stall_threshold_ms),
+        };
+        let addr = addr.parse().context("[run] metrics_addr")?;
+        let bound = crate::ops_endpoint::serve(addr, observed).await?;
+        tracing::info!("serving /metrics, /healthz and /readyz on http://{bound}");
+    }
+    let summary_every = config.run.summary_interval_secs;
+    let mut previous: Vec<StatsSnapshot> = vec![StatsSnapshot::default(); pipelines.len()];
+    let mut ticker = tokio::time::interval(Duration::from_secs(summary_every.max(1)));
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = signals.terminate.recv() => break,
+            _ = signals.interrupt.recv() => break,
+            _ = signals.hangup.recv() => reload(&config_path, &pipelines).await,
+            _ = ticker.tick(), if summary_every > 0 => {
+                for (p, prev) in pipelines.iter().zip(previous.iter_mut()) {
+                    let Some(now) = p.stats().await else {
+                        tracing::info!(pipeline = p.name(), "down; restarts so far: {}", p.restarts());
+                        *prev = StatsSnapshot::default();
+                        continue;
+                    };
+                    let handled = now.messages.saturating_sub(prev.messages);
+                    let rate = handled as f64 / summary_every as f64;
+                    tracing::info!(
+                        pipeline = p.name(),
+                        "{rate:.1} msg/s; total {} messages: {} ok, {} errors, {} traps, {} interrupts; actions: {} commit, {} redeliver, {} reject, {} nothing; {} offset commits ({} failed)",
+                        now.messages, now.ok, now.errors, now.traps, now.interrupts,
+                        now.commit_actions, now.redeliver_actions, now.reject_actions, now.nothing_actions, now.commits, now.commit_errors
+                    );
+                    *prev = now;
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down: draining in-flight messages and committing");
+    for p in pipelines {
+        p.shutdown().await?;
+    }
+    Ok(())
+}
+
+/// SIGHUP: re-reads the config and every pipeline's plugin. A changed `plugin` path is followed;
+/// other changes need a restart and are reported. Outcomes of plugin reloads are logged by the
+/// reload itself; a config that no longer parses changes nothing but the plugin files.
+async fn reload(config_path: &std::path::Path, pipelines: &[Arc<Supervised>]) {
+    tracing::info!(
+        "SIGHUP: reloading {} and the plugins",
+        config_path.display()
+    );
+    let config = match Config::load(config_path) {
+        Ok(config) => Some(config),
+        Err(e) => {
+            tracing::error!("config reload refused, running pipelines unchanged: {e}");
+            None
+        }
+    };
+    for p in pipelines {
+        let wanted = config
+            .as_ref()
+            .and_then(|c| c.pipelines.iter().find(|n| n.name == p.name()));
+        p.reload(wanted).await;
+    }
+    if let Some(config) = &config {
+        for new in &config.pipelines {
+            if !pipelines.iter().any(|p| p.name() == new.name) {
+                tracing::warn!(pipeline = %new.name, "new pipeline starts after a restart");
+            }
+        }
+    }
+}
+
+/// The signals `ackbar run` reacts to: SIGINT and SIGTERM stop it gracefully, SIGHUP asks every
+/// pipeline to re-read its plugin file.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+}

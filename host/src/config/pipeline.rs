@@ -1,0 +1,133 @@
+//! A validated pipeline: what it consumes, which plugin handles it, and how deliveries settle.
+
+use super::raw::{
+    default_commit_interval_ms, default_connect_timeout_ms, default_dead_letter_timeout_ms,
+    default_drain_timeout_ms,
+};
+use super::TenantLimits;
+use crate::plugin::{Grants, PluginLimits};
+use crate::policy::AckPolicy;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Redelivery backoff after a nack: `initial_ms`, multiplied by `multiplier` on each further
+/// nack of the same message, capped at `max_ms`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Backoff {
+    pub initial_ms: u64,
+    pub max_ms: u64,
+    pub multiplier: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial_ms: 100,
+            max_ms: 10_000,
+            multiplier: 2.0,
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before redelivering a message that has been nacked `nacks` times (≥ 1).
+    pub fn delay(&self, nacks: u32) -> Duration {
+        let exponent = nacks.saturating_sub(1).min(64) as i32;
+        let ms = self.initial_ms as f64 * self.multiplier.powi(exponent);
+        Duration::from_millis(ms.min(self.max_ms as f64) as u64)
+    }
+}
+
+/// Which messages of a partition keep their order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ordering {
+    /// One message at a time, in offset order (Kafka's usual guarantee).
+    #[default]
+    Partition,
+    /// Messages with the same key in offset order; different keys concurrently. Messages
+    /// without a key are ordered among themselves.
+    Key,
+    /// Any message concurrently with any other.
+    Unordered,
+}
+
+/// `max_in_flight` when `ordering` allows concurrency and the config names none.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
+
+/// The tenant of a pipeline that names none.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// One validated pipeline: topics → group → plugin → policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineConfig {
+    pub name: String,
+    /// The team the pipeline belongs to: a label on its logs and metrics.
+    pub tenant: String,
+    pub topics: Vec<String>,
+    pub group_id: Option<String>,
+    pub ack_policy: AckPolicy,
+    /// Absolute, or relative to the working directory (resolved against the config file's folder).
+    pub plugin: PathBuf,
+    /// Reload the plugin when its file changes.
+    pub watch_plugin: bool,
+    /// Which messages of a partition must be handled one after the other.
+    pub ordering: Ordering,
+    /// Messages of one partition handled at the same time (`ordering` other than `partition`).
+    pub max_in_flight: usize,
+    /// A payload each new plugin version is called with before it goes live; a trap refuses it.
+    pub smoke_payload: Option<Vec<u8>>,
+    pub commit_interval: Duration,
+    pub drain_timeout: Duration,
+    /// How long startup waits for the cluster to answer before failing.
+    pub connect_timeout: Duration,
+    pub limits: PluginLimits,
+    pub backoff: Backoff,
+    /// Deliveries of one message before it counts as exhausted (dead-lettered, or the partition
+    /// pauses when there is no dead-letter topic). `None`: redelivered until it succeeds.
+    pub max_attempts: Option<u32>,
+    /// Rejected and exhausted messages are written here before their offset is committed.
+    pub dead_letter_topic: Option<String>,
+    /// How long one dead-letter write may take before it is retried.
+    pub dead_letter_timeout: Duration,
+    /// librdkafka properties for this pipeline: the global `[kafka]` table with this pipeline's
+    /// `[pipeline.kafka]` overrides applied.
+    pub kafka: BTreeMap<String, String>,
+    /// What the tenant's guests may reach (files, environment, HTTP hosts).
+    pub grants: Arc<Grants>,
+    /// The tenant's shared limits; pipelines of one tenant share one budget at run time.
+    pub tenant_limits: TenantLimits,
+}
+
+impl PipelineConfig {
+    /// A pipeline with defaults for everything but what must be given.
+    pub fn new(name: &str, topics: &[&str], plugin: impl Into<PathBuf>) -> Self {
+        PipelineConfig {
+            name: name.to_string(),
+            tenant: DEFAULT_TENANT.to_string(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            group_id: None,
+            ack_policy: AckPolicy::default(),
+            plugin: plugin.into(),
+            watch_plugin: true,
+            ordering: Ordering::Partition,
+            max_in_flight: 1,
+            smoke_payload: None,
+            commit_interval: Duration::from_millis(default_commit_interval_ms()),
+            drain_timeout: Duration::from_millis(default_drain_timeout_ms()),
+            connect_timeout: Duration::from_millis(default_connect_timeout_ms()),
+            limits: PluginLimits::default(),
+            backoff: Backoff::default(),
+            max_attempts: None,
+            dead_letter_topic: None,
+            dead_letter_timeout: Duration::from_millis(default_dead_letter_timeout_ms()),
+            kafka: BTreeMap::new(),
+            grants: Arc::default(),
+            tenant_limits: TenantLimits::default(),
+        }
+    }
+}

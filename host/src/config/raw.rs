@@ -1,0 +1,92 @@
+//! The file format as serde reads it, before validation: every field optional where the file may
+//! leave it out. [`super::validate`] turns it into [`super::Config`].
+
+use super::tenant::RawTenant;
+use super::Backoff;
+use super::Ordering;
+use super::{EmbeddedSettings, EngineSettings, RunSettings};
+use crate::policy::AckPolicy;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) brokers: Option<String>,
+    #[serde(default)]
+    pub(super) kafka: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    pub(super) run: RunSettings,
+    #[serde(default)]
+    pub(super) embedded: EmbeddedSettings,
+    #[serde(default)]
+    pub(super) engine: EngineSettings,
+    #[serde(default, rename = "pipeline")]
+    pub(super) pipelines: Vec<RawPipeline>,
+    #[serde(default, rename = "tenant")]
+    pub(super) tenants: Vec<RawTenant>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPipeline {
+    pub(super) name: String,
+    pub(super) tenant: Option<String>,
+    pub(super) topics: Vec<String>,
+    pub(super) group_id: Option<String>,
+    #[serde(default)]
+    pub(super) ack_policy: AckPolicy,
+    pub(super) plugin: PathBuf,
+    #[serde(default = "default_true")]
+    pub(super) watch_plugin: bool,
+    pub(super) smoke_payload: Option<String>,
+    #[serde(default)]
+    pub(super) ordering: Ordering,
+    pub(super) max_in_flight: Option<u32>,
+    #[serde(default = "default_commit_interval_ms")]
+    pub(super) commit_interval_ms: u64,
+    #[serde(default = "default_drain_timeout_ms")]
+    pub(super) drain_timeout_ms: u64,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub(super) connect_timeout_ms: u64,
+    #[serde(default)]
+    pub(super) limits: RawLimits,
+    #[serde(default)]
+    pub(super) backoff: Backoff,
+    pub(super) max_attempts: Option<u32>,
+    pub(super) dead_letter_topic: Option<String>,
+    #[serde(default = "default_dead_letter_timeout_ms")]
+    pub(super) dead_letter_timeout_ms: u64,
+    #[serde(default)]
+    pub(super) kafka: BTreeMap<String, toml::Value>,
+}
+
+pub(super) fn default_dead_letter_timeout_ms() -> u64 {
+    30_000
+}
+
+pub(super) fn default_true() -> bool {
+    true
+}
+
+pub(super) fn default_commit_interval_ms() -> u64 {
+    1000
+}
+
+pub(super) fn default_drain_timeout_ms() -> u64 {
+    10_000
+}
+
+pub(super) fn default_connect_timeout_ms() -> u64 {
+    10_000
+}
+
+/// A pipeline's own limits; unset ones come from its tenant, then from the defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawLimits {
+    pub(super) deadline_ms: Option<u64>,
+    pub(super) memory_mib: Option<u64>,
+    pub(super) fuel: Option<u64>,
+}

@@ -1,0 +1,80 @@
+//! Process-wide settings: `[run]`, `[engine]` and `[embedded]`.
+
+use super::Backoff;
+use serde::Deserialize;
+
+/// Process-wide settings (`[run]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSettings {
+    /// Seconds between summary lines at info level; 0 turns them off.
+    pub summary_interval_secs: u64,
+    /// Where to serve `/metrics` (Prometheus), `/healthz` and `/readyz`, e.g. "127.0.0.1:9464".
+    /// Off when unset.
+    pub metrics_addr: Option<String>,
+    /// `/readyz` fails while a partition has been stuck on one message (redelivered or paused)
+    /// for longer than this.
+    pub ready_stall_threshold_ms: u64,
+    /// A pipeline that failed to start or crashed is restarted after this long, doubling on
+    /// each further failure up to `restart_max_ms`.
+    pub restart_initial_ms: u64,
+    pub restart_max_ms: u64,
+}
+
+impl RunSettings {
+    pub fn restart_backoff(&self) -> Backoff {
+        Backoff {
+            initial_ms: self.restart_initial_ms,
+            max_ms: self.restart_max_ms,
+            multiplier: 2.0,
+        }
+    }
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        RunSettings {
+            summary_interval_secs: 10,
+            metrics_addr: None,
+            ready_stall_threshold_ms: 60_000,
+            restart_initial_ms: 1_000,
+            restart_max_ms: 60_000,
+        }
+    }
+}
+
+/// Largest `[engine] max_wasm_stack_kib`.
+pub(super) const MAX_WASM_STACK_KIB: u64 = 4096;
+
+/// The Wasm engine (`[engine]`), shared by every tenant.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSettings {
+    /// Preallocate instance slots sized from the tenants' limits (see `plugin::PoolSizing`).
+    pub pooling: bool,
+    /// Wasm stack per call; deeper recursion traps as a stack overflow.
+    pub max_wasm_stack_kib: u64,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            pooling: true,
+            max_wasm_stack_kib: (crate::plugin::DEFAULT_MAX_WASM_STACK >> 10) as u64,
+        }
+    }
+}
+
+/// Settings of the embedded broker (`[embedded]`), used when `brokers = "embedded"`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedSettings {
+    /// Partitions of each topic the embedded broker creates for the pipelines.
+    pub partitions: i32,
+}
+
+impl Default for EmbeddedSettings {
+    fn default() -> Self {
+        EmbeddedSettings { partitions: 3 }
+    }
+}

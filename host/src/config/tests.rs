@@ -1,0 +1,373 @@
+//! The configuration's validation: every error a person can meet, word for word.
+
+use super::*;
+use crate::policy::AckPolicy;
+use std::path::Path;
+use std::time::Duration;
+
+fn parse_in(dir: &Path, text: &str) -> Result<Config, ConfigError> {
+    std::fs::write(dir.join("plugin.wasm"), b"\0asm").unwrap();
+    Config::parse(text, "ackbar.toml", dir)
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    parse_in(dir.path(), text)
+}
+
+const MINIMAL: &str = r#"
+[[pipeline]]
+name = "orders"
+topics = ["orders"]
+group_id = "g"
+ack_policy = "nack_on_error"
+plugin = "plugin.wasm"
+"#;
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.brokers, Brokers::Embedded);
+    let p = &c.pipelines[0];
+    assert_eq!(p.ack_policy, AckPolicy::NackOnError);
+    assert_eq!(p.limits.deadline, Duration::from_secs(5));
+    assert_eq!(p.limits.memory_bytes, 64 << 20);
+    assert_eq!(p.commit_interval, Duration::from_secs(1));
+    assert_eq!(p.backoff, Backoff::default());
+    assert!(p.plugin.is_absolute() || p.plugin.starts_with(std::env::temp_dir()));
+}
+
+#[test]
+fn kafka_properties_pass_through_with_overrides() {
+    let c = parse(
+        r#"
+[kafka]
+"bootstrap.servers" = "k1:9092"
+"session.timeout.ms" = 6000
+"security.protocol" = "plaintext"
+[[pipeline]]
+name = "p"
+topics = ["t"]
+plugin = "plugin.wasm"
+[pipeline.kafka]
+"session.timeout.ms" = "7000"
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.brokers, Brokers::Bootstrap("k1:9092".into()));
+    let k = &c.pipelines[0].kafka;
+    assert_eq!(k["session.timeout.ms"], "7000");
+    assert_eq!(k["security.protocol"], "plaintext");
+    assert!(!k.contains_key("bootstrap.servers"));
+}
+
+#[test]
+fn ack_without_group_names_file_pipeline_and_field() {
+    let err = parse(
+        r#"
+[[pipeline]]
+name = "orders"
+topics = ["orders"]
+ack_policy = "ACK"
+plugin = "plugin.wasm"
+"#,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.0,
+        "ackbar.toml: pipeline 'orders': field `group_id` is required by ack_policy ACK \
+         (offsets are committed to the consumer group)"
+    );
+}
+
+#[test]
+fn ack_first_needs_no_group() {
+    let c =
+        parse("[[pipeline]]\nname = \"p\"\ntopics = [\"t\"]\nplugin = \"plugin.wasm\"\n").unwrap();
+    assert_eq!(c.pipelines[0].ack_policy, AckPolicy::AckFirst);
+    assert_eq!(c.pipelines[0].group_id, None);
+}
+
+#[test]
+fn unknown_key_is_reported_with_its_line() {
+    let err = parse(&format!("{MINIMAL}retries = 3\n")).unwrap_err();
+    assert!(
+        err.0.starts_with("ackbar.toml: TOML parse error at line"),
+        "{err}"
+    );
+    assert!(err.0.contains("unknown field `retries`"), "{err}");
+}
+
+#[test]
+fn unknown_policy_is_reported() {
+    let err = parse(&MINIMAL.replace("nack_on_error", "sometimes")).unwrap_err();
+    assert!(err.0.contains("unknown ack policy 'sometimes'"), "{err}");
+    assert!(err.0.contains("line 6"), "{err}");
+}
+
+#[test]
+fn missing_plugin_file_is_reported() {
+    let err = parse(&MINIMAL.replace("plugin.wasm", "missing.wasm")).unwrap_err();
+    assert!(
+        err.0
+            .contains("pipeline 'orders': field `plugin` points at"),
+        "{err}"
+    );
+    assert!(err.0.contains("missing.wasm, which is not a file"), "{err}");
+}
+
+#[test]
+fn managed_property_is_refused() {
+    let err = parse(&format!(
+        "[kafka]\n\"enable.auto.commit\" = true\n{MINIMAL}"
+    ))
+    .unwrap_err();
+    assert_eq!(
+        err.0,
+        "ackbar.toml: [kafka]: property `enable.auto.commit` is managed by Ackbar: it follows from ack_policy"
+    );
+}
+
+#[test]
+fn duplicate_pipeline_names_are_refused() {
+    let err = parse(&format!("{MINIMAL}{MINIMAL}")).unwrap_err();
+    assert_eq!(
+        err.0,
+        "ackbar.toml: pipeline 'orders': field `name` is used by another pipeline"
+    );
+}
+
+#[test]
+fn brokers_and_bootstrap_servers_conflict() {
+    let err = parse(&format!(
+        "brokers = \"a:1\"\n[kafka]\n\"bootstrap.servers\" = \"b:2\"\n{MINIMAL}"
+    ))
+    .unwrap_err();
+    assert!(
+        err.0
+            .contains("both `brokers` and [kafka] `bootstrap.servers`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn limits_are_validated() {
+    let text = format!("{MINIMAL}[pipeline.limits]\nmemory_mib = 0\n");
+    let err = parse(&text).unwrap_err();
+    assert_eq!(
+        err.0,
+        "ackbar.toml: pipeline 'orders': field `limits.memory_mib` must be between 1 and 4096"
+    );
+    let text = format!("{MINIMAL}[pipeline.limits]\ndeadline_ms = 250\nmemory_mib = 16\n");
+    let p = &parse(&text).unwrap().pipelines[0];
+    assert_eq!(p.limits.deadline, Duration::from_millis(250));
+    assert_eq!(p.limits.memory_bytes, 16 << 20);
+}
+
+#[test]
+fn empty_config_needs_a_pipeline() {
+    let err = parse("brokers = \"embedded\"\n").unwrap_err();
+    assert!(err.0.contains("no [[pipeline]] defined"), "{err}");
+}
+
+#[test]
+fn backoff_doubles_up_to_the_cap() {
+    let b = Backoff::default();
+    let delays: Vec<u64> = (1..=9).map(|n| b.delay(n).as_millis() as u64).collect();
+    assert_eq!(
+        delays,
+        [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]
+    );
+    assert_eq!(b.delay(1000), Duration::from_secs(10));
+}
+
+#[test]
+fn operations_settings_are_validated_with_their_field() {
+    let c = parse(&format!(
+        "[run]\nmetrics_addr = \"127.0.0.1:9464\"\n{MINIMAL}tenant = \"shop\"\nmax_attempts = 5\ndead_letter_topic = \"orders-dlq\"\n"
+    ))
+    .unwrap();
+    let p = &c.pipelines[0];
+    assert_eq!(p.tenant, "shop");
+    assert_eq!(p.max_attempts, Some(5));
+    assert_eq!(p.dead_letter_topic.as_deref(), Some("orders-dlq"));
+    assert_eq!(c.run.metrics_addr.as_deref(), Some("127.0.0.1:9464"));
+    assert_eq!(parse(MINIMAL).unwrap().pipelines[0].tenant, DEFAULT_TENANT);
+
+    let err = |extra: &str| parse(&format!("{MINIMAL}{extra}")).unwrap_err().to_string();
+    assert!(err("dead_letter_topic = \"orders\"\n")
+        .contains("field `dead_letter_topic` `orders` is also a topic"));
+    assert!(err("max_attempts = 0\n")
+        .contains("pipeline 'orders': field `max_attempts` must be at least 1"));
+    assert!(err("tenant = \" \"\n").contains("field `tenant` is empty"));
+    let first = parse(&format!("[run]\nmetrics_addr = \"localhost\"\n{MINIMAL}")).unwrap_err();
+    assert!(
+        first
+            .to_string()
+            .contains("field `metrics_addr` must be host:port"),
+        "{first}"
+    );
+    let ack_first = MINIMAL.replace("nack_on_error", "ack_first");
+    let e = parse(&format!("{ack_first}dead_letter_topic = \"dlq\"\n")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("needs a policy that commits after handling"),
+        "{e}"
+    );
+}
+
+#[test]
+fn ordering_and_max_in_flight_are_validated() {
+    let p = |extra: &str| parse(&format!("{MINIMAL}{extra}"));
+    let default = p("").unwrap();
+    assert_eq!(default.pipelines[0].ordering, Ordering::Partition);
+    assert_eq!(default.pipelines[0].max_in_flight, 1);
+    let key = p("ordering = \"key\"\n").unwrap();
+    assert_eq!(key.pipelines[0].ordering, Ordering::Key);
+    assert_eq!(key.pipelines[0].max_in_flight, DEFAULT_MAX_IN_FLIGHT);
+    let unordered = p("ordering = \"unordered\"\nmax_in_flight = 4\n").unwrap();
+    assert_eq!(unordered.pipelines[0].max_in_flight, 4);
+    let e = p("max_in_flight = 8\n").unwrap_err().to_string();
+    assert!(
+        e.contains("field `max_in_flight` is 8, but ordering = \"partition\""),
+        "{e}"
+    );
+    let e = p("ordering = \"key\"\nmax_in_flight = 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("field `max_in_flight` must be at least 1"),
+        "{e}"
+    );
+    let e = p("ordering = \"random\"\n").unwrap_err().to_string();
+    assert!(e.contains("unknown variant `random`"), "{e}");
+}
+
+/// The README's three-tenant example, with its files in place.
+fn readme_example(dir: &Path) -> String {
+    let readme = include_str!("../../../README.md");
+    let start = readme
+        .find("<!-- example: three tenants -->\n```toml\n")
+        .expect("README has the example");
+    let body = &readme[start..];
+    let body = &body[body.find("```toml\n").unwrap() + 8..];
+    let text = &body[..body.find("```").unwrap()];
+    std::fs::create_dir_all(dir.join("plugins")).unwrap();
+    std::fs::create_dir_all(dir.join("reference-data")).unwrap();
+    for plugin in ["orders", "stats", "webhooks"] {
+        std::fs::write(dir.join(format!("plugins/{plugin}.wasm")), b"\0asm").unwrap();
+    }
+    // A variable every environment has, in place of the example's.
+    text.replace("SHOP_REGION", "PATH")
+}
+
+#[test]
+fn readme_three_tenant_example_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Config::parse(&readme_example(dir.path()), "ackbar.toml", dir.path()).unwrap();
+    let names: Vec<&str> = c.tenants.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["shop", "analytics", "notify"]);
+    let stats = c
+        .pipelines
+        .iter()
+        .find(|p| p.name == "order-stats")
+        .unwrap();
+    assert_eq!(stats.tenant, "analytics");
+    assert_eq!(stats.limits.deadline, Duration::from_millis(500));
+    assert_eq!(stats.limits.memory_bytes, 32 << 20);
+    assert_eq!(stats.limits.fuel, Some(50_000_000));
+    assert_eq!(stats.tenant_limits.max_instances, 4);
+    assert_eq!(stats.tenant_limits.pause_after_traps, 2);
+    let dir_grant = stats.grants.read_only_dir.as_ref().unwrap();
+    assert_eq!(dir_grant.guest, "/data");
+    assert!(dir_grant.host.ends_with("reference-data"));
+    let orders = c.pipelines.iter().find(|p| p.name == "orders").unwrap();
+    assert_eq!(orders.grants.env[0].0, "PATH");
+    assert_eq!(orders.tenant_limits.max_in_flight, 2048);
+    let webhooks = c.pipelines.iter().find(|p| p.name == "webhooks").unwrap();
+    assert_eq!(webhooks.grants.http_hosts, ["hooks.example.com:443"]);
+    assert!(webhooks.grants.env.is_empty());
+    assert_eq!(webhooks.limits.deadline, Duration::from_secs(5));
+    let engine = c.engine_options();
+    assert!(engine.metered);
+    // shop 1 × (2×16+1) + analytics 1 × (2×4+1) + notify 1 × (2×8+1)
+    assert_eq!(engine.pooling.unwrap().instances, 33 + 9 + 17);
+    assert_eq!(engine.pooling.unwrap().max_memory_bytes, 64 << 20);
+}
+
+#[test]
+fn tenant_rules_are_enforced_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = readme_example(dir.path());
+    let refused = |from: &str, to: &str| {
+        assert!(example.contains(from), "{from}");
+        Config::parse(&example.replacen(from, to, 1), "ackbar.toml", dir.path())
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        refused("topics = [\"orders\", \"clicks\"]", "topics = [\"orders.eu\"]"),
+        "ackbar.toml: tenant 'analytics': pipeline 'order-stats': field `topics` reads `orders.eu`, owned by tenant 'shop'; it can be shared with `share = { \"orders.eu\" = [\"analytics\"] }` in that tenant"
+    );
+    assert!(refused("topics = [\"clicks\"]", "topics = [\"orders.eu\"]")
+        .contains("tenant 'shop': field `topics` has \"orders.*\", which overlaps \"orders.eu\" of tenant 'analytics'"));
+    assert!(refused(
+        "share = { orders = [\"analytics\"] }",
+        "share = { orders = [\"analytic\"] }"
+    )
+    .contains("shares \"orders\" with 'analytic', which is not a tenant"));
+    assert!(refused("share = { orders = [\"analytics\"] }", "share = { payments = [\"analytics\"] }")
+        .contains("tenant 'shop': field `share` shares \"payments\", which is not among the tenant's `topics`"));
+    assert!(refused(
+        "plugin = \"plugins/stats.wasm\"",
+        "plugin = \"plugins/stats.wasm\"\ndead_letter_topic = \"orders.dead\""
+    )
+    .contains(
+        "pipeline 'order-stats': field `dead_letter_topic` `orders.dead` is owned by tenant 'shop'"
+    ));
+    assert!(refused(
+        "max_in_flight = 32",
+        "max_in_flight = 32\n[tenant.pipeline.limits]\nmemory_mib = 64"
+    )
+    .contains(
+        "pipeline 'order-stats': field `limits.memory_mib` is 64, above its tenant's limit of 32"
+    ));
+    assert!(refused(
+        "env = [\"PATH\"]",
+        "env = [\"ACKBAR_SURELY_UNSET_VARIABLE\"]"
+    )
+    .contains(
+        "tenant 'shop': field `grants.env` grants ACKBAR_SURELY_UNSET_VARIABLE, which is not set"
+    ));
+    assert!(
+        refused("host = \"reference-data\"", "host = \"missing-data\"")
+            .contains("tenant 'analytics': field `grants.read_only_dir.host` points at")
+    );
+    assert!(refused("guest = \"/data\"", "guest = \"data\"")
+        .contains("field `grants.read_only_dir.guest` must be an absolute guest path"));
+    assert!(refused(
+        "http_hosts = [\"hooks.example.com:443\"]",
+        "http_hosts = [\"https://hooks.example.com\"]"
+    )
+    .contains("field `grants.http_hosts` has \"https://hooks.example.com\""));
+    assert!(refused("max_instances = 8", "max_instances = 0")
+        .contains("tenant 'notify': field `limits.max_instances` must be at least 1"));
+    assert!(refused("name = \"notify\"", "name = \"shop\"")
+        .contains("tenant 'shop': field `name` is used by another tenant"));
+    assert!(
+        refused("max_wasm_stack_kib = 512", "max_wasm_stack_kib = 8")
+            .contains("[engine]: field `max_wasm_stack_kib` must be between 64 and 4096")
+    );
+    // A top-level pipeline of the default tenant cannot read a tenant's topic either.
+    let top_level = format!(
+        "{example}\n{}",
+        MINIMAL.replace("\"orders\"\ntopics", "\"legacy\"\ntopics")
+    );
+    let err = Config::parse(&top_level, "ackbar.toml", dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("pipeline 'legacy': field `topics` reads `orders`, owned by tenant 'shop'"),
+        "{err}"
+    );
+}

@@ -1,0 +1,366 @@
+//! From the file's text to a [`Config`]: parsing, defaults, and every check, each error naming the
+//! file and, where it applies, the tenant, the pipeline and the field.
+
+use super::raw::{RawConfig, RawLimits, RawPipeline};
+use super::settings::MAX_WASM_STACK_KIB;
+use super::tenant::{self, RawTenant};
+use super::*;
+use crate::plugin::PluginLimits;
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+/// librdkafka properties Ackbar sets itself from the ack policy; configuring them would break
+/// the policy's guarantees.
+const MANAGED_PROPERTIES: [(&str, &str); 3] = [
+    ("enable.auto.commit", "it follows from ack_policy"),
+    ("enable.auto.offset.store", "it follows from ack_policy"),
+    ("group.id", "use the pipeline's `group_id`"),
+];
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, &path.display().to_string(), base)
+    }
+
+    /// Parses and validates config text; `origin` names it in errors, plugin paths are resolved
+    /// against `base`.
+    pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigError(format!("{origin}: {}", e.to_string().trim_end())))?;
+        let err = |msg: String| ConfigError(format!("{origin}: {msg}"));
+
+        let global_kafka = properties(&raw.kafka).map_err(|m| err(format!("[kafka]: {m}")))?;
+        check_managed(&global_kafka).map_err(|m| err(format!("[kafka]: {m}")))?;
+        let brokers = match (&raw.brokers, global_kafka.get("bootstrap.servers")) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "both `brokers` and [kafka] `bootstrap.servers` are set; keep one".into(),
+                ))
+            }
+            (Some(b), None) if b.trim().eq_ignore_ascii_case("embedded") => Brokers::Embedded,
+            (Some(b), None) if b.trim().is_empty() => {
+                return Err(err(
+                    "`brokers` is empty; use \"embedded\" or host:port".into()
+                ))
+            }
+            (Some(b), None) => Brokers::Bootstrap(b.trim().to_string()),
+            (None, Some(b)) => Brokers::Bootstrap(b.clone()),
+            (None, None) => Brokers::Embedded,
+        };
+        if !(64..=MAX_WASM_STACK_KIB).contains(&raw.engine.max_wasm_stack_kib) {
+            return Err(err(format!(
+                "[engine]: field `max_wasm_stack_kib` must be between 64 and {MAX_WASM_STACK_KIB}"
+            )));
+        }
+        if raw.run.restart_initial_ms == 0 || raw.run.restart_initial_ms > raw.run.restart_max_ms {
+            return Err(err(
+                "[run]: field `restart_initial_ms` must be greater than 0 and at most `restart_max_ms`".into(),
+            ));
+        }
+        if raw.embedded.partitions < 1 {
+            return Err(err(
+                "[embedded]: field `partitions` must be at least 1".into()
+            ));
+        }
+        if let Some(addr) = &raw.run.metrics_addr {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(err(format!(
+                    "[run]: field `metrics_addr` must be host:port with an IP address, e.g. \"127.0.0.1:9464\", not {addr:?}"
+                )));
+            }
+        }
+        // Declared tenants first, then the ones pipelines only name.
+        let mut tenants = Vec::new();
+        for t in &raw.tenants {
+            let terr = |field: &str, msg: String| {
+                format!("{origin}: tenant '{}': field `{field}` {msg}", t.name)
+            };
+            if t.name.trim().is_empty() {
+                return Err(err("a [[tenant]] has an empty `name`".into()));
+            }
+            if tenants
+                .iter()
+                .any(|known: &TenantConfig| known.name == t.name)
+            {
+                return Err(ConfigError(terr(
+                    "name",
+                    "is used by another tenant".into(),
+                )));
+            }
+            tenants.push(tenant::validate_tenant(t, base, &terr).map_err(ConfigError)?);
+        }
+        let mut raw_pipelines: Vec<(RawPipeline, bool)> =
+            raw.pipelines.into_iter().map(|p| (p, false)).collect();
+        for t in &raw.tenants {
+            for p in &t.pipelines {
+                if p.tenant.as_ref().is_some_and(|named| named != &t.name) {
+                    return Err(err(format!(
+                        "tenant '{}': pipeline '{}': field `tenant` names another tenant; leave it out under [[tenant.pipeline]]",
+                        t.name, p.name
+                    )));
+                }
+                let mut p = p.clone();
+                p.tenant = Some(t.name.clone());
+                raw_pipelines.push((p, true));
+            }
+        }
+        if raw_pipelines.is_empty() {
+            return Err(err(
+                "no [[pipeline]] defined; a config needs at least one pipeline".into(),
+            ));
+        }
+        for (p, _) in &raw_pipelines {
+            if let Some(name) = p.tenant.as_deref().filter(|n| !n.trim().is_empty()) {
+                if !tenants.iter().any(|t| t.name == name) {
+                    tenants.push(TenantConfig::implicit(name));
+                }
+            }
+        }
+        if !tenants.iter().any(|t| t.name == DEFAULT_TENANT)
+            && raw_pipelines.iter().any(|(p, _)| p.tenant.is_none())
+        {
+            tenants.push(TenantConfig::implicit(DEFAULT_TENANT));
+        }
+        tenant::check_ownership_between(&tenants).map_err(err)?;
+
+        let mut names = HashSet::new();
+        let mut pipelines = Vec::new();
+        for (p, nested) in raw_pipelines {
+            let tenant_name = p
+                .tenant
+                .clone()
+                .unwrap_or_else(|| DEFAULT_TENANT.to_string());
+            let perr = |field: &str, msg: String| {
+                let scope = if nested {
+                    format!("tenant '{tenant_name}': ")
+                } else {
+                    String::new()
+                };
+                ConfigError(format!(
+                    "{origin}: {scope}pipeline '{}': field `{field}` {msg}",
+                    p.name
+                ))
+            };
+            if p.name.trim().is_empty() {
+                return Err(err("a pipeline has an empty `name`".into()));
+            }
+            if !names.insert(p.name.clone()) {
+                return Err(perr("name", "is used by another pipeline".into()));
+            }
+            if p.topics.is_empty() || p.topics.iter().any(|t| t.trim().is_empty()) {
+                return Err(perr(
+                    "topics",
+                    "must list at least one non-empty topic".into(),
+                ));
+            }
+            let group_id = p.group_id.clone().filter(|g| !g.trim().is_empty());
+            if group_id.is_none() && p.ack_policy.requires_group() {
+                return Err(perr(
+                    "group_id",
+                    format!(
+                        "is required by ack_policy {} (offsets are committed to the consumer group)",
+                        p.ack_policy
+                    ),
+                ));
+            }
+            let tenant = match &p.tenant {
+                Some(t) if t.trim().is_empty() => return Err(perr("tenant", "is empty".into())),
+                _ => tenants
+                    .iter()
+                    .find(|t| t.name == tenant_name)
+                    .expect("every named tenant is known")
+                    .clone(),
+            };
+            for topic in &p.topics {
+                if let Some(why) = tenant::read_refusal(&tenants, &tenant.name, topic) {
+                    return Err(perr("topics", why));
+                }
+            }
+            if let Some(dlq) = &p.dead_letter_topic {
+                if let Some(why) = tenant::write_refusal(&tenants, &tenant.name, dlq) {
+                    return Err(perr("dead_letter_topic", why));
+                }
+            }
+            let limits = pipeline_limits(&p.limits, &raw_tenant_limits(&raw.tenants, &tenant.name))
+                .map_err(|(field, msg)| perr(field, msg))?;
+            if p.commit_interval_ms == 0 {
+                return Err(perr("commit_interval_ms", "must be greater than 0".into()));
+            }
+            if !(p.backoff.multiplier >= 1.0 && p.backoff.multiplier.is_finite()) {
+                return Err(perr("backoff.multiplier", "must be a number ≥ 1".into()));
+            }
+            if p.backoff.initial_ms > p.backoff.max_ms {
+                return Err(perr(
+                    "backoff.initial_ms",
+                    format!(
+                        "({}) exceeds backoff.max_ms ({})",
+                        p.backoff.initial_ms, p.backoff.max_ms
+                    ),
+                ));
+            }
+            if p.max_attempts == Some(0) {
+                return Err(perr("max_attempts", "must be at least 1".into()));
+            }
+            let dead_letter_topic = match &p.dead_letter_topic {
+                Some(t) if t.trim().is_empty() => {
+                    return Err(perr("dead_letter_topic", "is empty".into()))
+                }
+                Some(t) if p.topics.contains(t) => {
+                    return Err(perr(
+                        "dead_letter_topic",
+                        format!("`{t}` is also a topic the pipeline reads: dead letters would be handled again"),
+                    ))
+                }
+                other => other.clone(),
+            };
+            if dead_letter_topic.is_some() && !p.ack_policy.commits_explicitly() {
+                return Err(perr(
+                    "dead_letter_topic",
+                    format!(
+                        "needs a policy that commits after handling; {} commits before",
+                        p.ack_policy
+                    ),
+                ));
+            }
+            if p.dead_letter_timeout_ms == 0 {
+                return Err(perr(
+                    "dead_letter_timeout_ms",
+                    "must be greater than 0".into(),
+                ));
+            }
+            let max_in_flight = match (p.ordering, p.max_in_flight) {
+                (_, Some(0)) => return Err(perr("max_in_flight", "must be at least 1".into())),
+                (Ordering::Partition, Some(n)) if n > 1 => {
+                    return Err(perr(
+                        "max_in_flight",
+                        format!("is {n}, but ordering = \"partition\" handles one message at a time; use ordering = \"key\" or \"unordered\""),
+                    ))
+                }
+                (Ordering::Partition, _) => 1,
+                (_, Some(n)) => n as usize,
+                (_, None) => DEFAULT_MAX_IN_FLIGHT,
+            };
+            let overrides = properties(&p.kafka).map_err(|m| perr("kafka", m))?;
+            check_managed(&overrides).map_err(|m| perr("kafka", m))?;
+            let mut kafka = global_kafka.clone();
+            kafka.extend(overrides);
+            kafka.remove("bootstrap.servers");
+
+            // `join` keeps an absolute path as it is.
+            let plugin = base.join(&p.plugin);
+            if !plugin.is_file() {
+                return Err(perr(
+                    "plugin",
+                    format!("points at {}, which is not a file", plugin.display()),
+                ));
+            }
+            pipelines.push(PipelineConfig {
+                name: p.name.clone(),
+                tenant: tenant.name.clone(),
+                topics: p.topics.clone(),
+                group_id,
+                ack_policy: p.ack_policy,
+                plugin,
+                watch_plugin: p.watch_plugin,
+                ordering: p.ordering,
+                max_in_flight,
+                smoke_payload: p.smoke_payload.clone().map(String::into_bytes),
+                commit_interval: Duration::from_millis(p.commit_interval_ms),
+                drain_timeout: Duration::from_millis(p.drain_timeout_ms),
+                connect_timeout: Duration::from_millis(p.connect_timeout_ms),
+                limits,
+                backoff: p.backoff,
+                max_attempts: p.max_attempts,
+                dead_letter_topic,
+                dead_letter_timeout: Duration::from_millis(p.dead_letter_timeout_ms),
+                kafka,
+                grants: tenant.grants.clone(),
+                tenant_limits: tenant.limits,
+            });
+        }
+        Ok(Config {
+            brokers,
+            run: raw.run,
+            embedded: raw.embedded,
+            engine: raw.engine,
+            tenants,
+            pipelines,
+        })
+    }
+}
+
+fn raw_tenant_limits(tenants: &[RawTenant], name: &str) -> tenant::RawTenantLimits {
+    tenants
+        .iter()
+        .find(|t| t.name == name)
+        .map(|t| t.limits.clone())
+        .unwrap_or_default()
+}
+
+/// A pipeline's limits: its own, else its tenant's, else the defaults. A pipeline may tighten
+/// its tenant's limits, never loosen them. Errors are (field, message).
+fn pipeline_limits(
+    own: &RawLimits,
+    tenant: &tenant::RawTenantLimits,
+) -> Result<PluginLimits, (&'static str, String)> {
+    let defaults = PluginLimits::default();
+    let pick = |field: &'static str, own: Option<u64>, tenant: Option<u64>| match (own, tenant) {
+        (Some(0), _) | (None, Some(0)) if field == "limits.memory_mib" => {
+            Err((field, "must be between 1 and 4096".to_string()))
+        }
+        (Some(0), _) | (None, Some(0)) => Err((field, "must be greater than 0".to_string())),
+        (Some(o), Some(t)) if o > t => {
+            Err((field, format!("is {o}, above its tenant's limit of {t}")))
+        }
+        (o, t) => Ok(o.or(t)),
+    };
+    let deadline_ms = pick("limits.deadline_ms", own.deadline_ms, tenant.deadline_ms)?
+        .unwrap_or(defaults.deadline.as_millis() as u64);
+    let memory_mib = pick("limits.memory_mib", own.memory_mib, tenant.memory_mib)?
+        .unwrap_or((defaults.memory_bytes >> 20) as u64);
+    if memory_mib > 4096 {
+        return Err(("limits.memory_mib", "must be between 1 and 4096".into()));
+    }
+    let fuel = pick("limits.fuel", own.fuel, tenant.fuel)?;
+    Ok(PluginLimits {
+        deadline: Duration::from_millis(deadline_ms),
+        memory_bytes: (memory_mib as usize) << 20,
+        fuel,
+    })
+}
+
+/// librdkafka takes every property as a string; TOML may give numbers and booleans.
+fn properties(table: &BTreeMap<String, toml::Value>) -> Result<BTreeMap<String, String>, String> {
+    table
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(format!(
+                        "property `{k}` must be a string, number or boolean, not a {}",
+                        other.type_str()
+                    ))
+                }
+            };
+            Ok((k.clone(), value))
+        })
+        .collect()
+}
+
+fn check_managed(props: &BTreeMap<String, String>) -> Result<(), String> {
+    for (key, why) in MANAGED_PROPERTIES {
+        if props.contains_key(key) {
+            return Err(format!("property `{key}` is managed by Ackbar: {why}"));
+        }
+    }
+    Ok(())
+}

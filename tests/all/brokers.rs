@@ -1,0 +1,35 @@
+//! The brokers tests run against: the embedded mock cluster (in-process), and real broker
+//! processes — Apache Kafka 4.4 (KRaft) and tansu — started once per test run by
+//! `scripts/broker.sh`, which stops them when this process exits, however it exits.
+
+use crate::support::repo_root;
+use ackbar_tests::broker_process::BrokerProcess;
+use std::sync::OnceLock;
+
+/// Which broker a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerKind {
+    Embedded,
+    /// Apache Kafka with the classic consumer-group protocol.
+    Kafka,
+    /// Apache Kafka with the KIP-848 consumer-group protocol (`group.protocol=consumer`).
+    KafkaConsumerProtocol,
+    Tansu,
+}
+
+/// The shared broker of `kind`, started on first use. Embedded brokers are per test instead.
+pub fn external(kind: BrokerKind) -> &'static BrokerProcess {
+    static KAFKA: OnceLock<BrokerProcess> = OnceLock::new();
+    static TANSU: OnceLock<BrokerProcess> = OnceLock::new();
+    match kind {
+        BrokerKind::Kafka | BrokerKind::KafkaConsumerProtocol => {
+            KAFKA.get_or_init(|| start("kafka"))
+        }
+        BrokerKind::Tansu => TANSU.get_or_init(|| start("tansu")),
+        BrokerKind::Embedded => unreachable!("the embedded broker is started per test"),
+    }
+}
+
+fn start(kind: &str) -> BrokerProcess {
+    BrokerProcess::start(&repo_root(), kind).unwrap_or_else(|e| panic!("{e:#}"))
+}

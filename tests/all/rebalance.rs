@@ -1,0 +1,211 @@
+//! Rebalances: a second member joins mid-stream and takes partitions. Everywhere nothing may be
+//! skipped. On Apache Kafka the old owner's drained, settled offsets are committed in the revoke
+//! callback, so nothing is handled twice. The embedded broker's coordinator refuses commits once
+//! a rebalance has begun (Kafka accepts them until the rejoin), so there a new owner may re-handle
+//! what the old one settled during the rebalance, as one contiguous run.
+
+use crate::brokers::BrokerKind;
+use crate::support::Cluster;
+use ackbar::policy::AckPolicy;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_member_takes_partitions_without_gaps_on_the_embedded_broker() {
+    second_member_joins(BrokerKind::Embedded, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_member_takes_partitions_without_gaps_or_duplicates_on_kafka() {
+    second_member_joins(BrokerKind::Kafka, Some(0)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_member_takes_partitions_without_gaps_on_kafka_with_kip_848() {
+    // The consumer protocol revokes incrementally; settled offsets are committed on revoke too.
+    second_member_joins(BrokerKind::KafkaConsumerProtocol, Some(0)).await;
+}
+
+/// Two members, 4 partitions, 240 messages of 50 ms (3 s per partition, so the second member
+/// joins mid-stream even on a slow machine); `max_duplicates` where the broker accepts the
+/// commit made on revoke.
+async fn second_member_joins(broker: BrokerKind, max_duplicates: Option<usize>) {
+    let cluster = Cluster::on(broker, 4).await;
+    let messages: Vec<(i32, &str)> = (0..240).map(|i| (i % 4, "sleep:50")).collect();
+    cluster.produce(&messages).await;
+    let config = cluster.config(AckPolicy::Ack);
+
+    let mut first = cluster.start(config.clone());
+    first
+        .until(Duration::from_secs(30), |seen| seen.len() >= 20)
+        .await;
+    let mut second = cluster.start(config);
+    let all_handled = |a: &[ackbar::events::DeliveryEvent], b: &[ackbar::events::DeliveryEvent]| {
+        a.iter()
+            .chain(b)
+            .map(|r| (r.partition, r.offset))
+            .collect::<BTreeSet<_>>()
+            .len()
+            == 240
+    };
+    // Both members make progress until every message was handled.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !all_handled(&first.seen, &second.seen) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not all handled in time"
+        );
+        first.settle(Duration::from_millis(50)).await;
+        second.settle(Duration::from_millis(50)).await;
+    }
+    let second_partitions: BTreeSet<i32> = second.seen.iter().map(|r| r.partition).collect();
+    // Everything settled gets committed while both members run. (Stopping one rebalances the
+    // other; on the embedded broker a commit made during that rebalance is refused.) Both must
+    // also be idle: a late commit of the old owner can show 60 while the new owner still handles
+    // the run after the offset it started from, and its own commits then move the offset back
+    // until it catches up.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let before = first.seen.len() + second.seen.len();
+        first.settle(Duration::from_millis(100)).await;
+        second.settle(Duration::from_millis(100)).await;
+        let idle = first.seen.len() + second.seen.len() == before;
+        if idle && cluster.committed() == vec![Some(60); 4] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "committed {:?}",
+            cluster.committed()
+        );
+    }
+    first.stop().await;
+    second.stop().await;
+
+    assert!(
+        !second_partitions.is_empty(),
+        "the second member got partitions"
+    );
+    for p in 0..4 {
+        let offsets = |seen: &[ackbar::events::DeliveryEvent]| -> BTreeSet<i64> {
+            seen.iter()
+                .filter(|r| r.partition == p)
+                .map(|r| r.offset)
+                .collect()
+        };
+        let (a, b) = (offsets(&first.seen), offsets(&second.seen));
+        let all: BTreeSet<i64> = a.union(&b).copied().collect();
+        assert_eq!(
+            all,
+            (0..60).collect(),
+            "partition {p}: every message handled, none skipped"
+        );
+        // A new owner resumes at a committed offset: what it handles twice is a contiguous run
+        // right after the old owner's last commit, never a hole.
+        let twice: Vec<i64> = a.intersection(&b).copied().collect();
+        if let (Some(first_dup), Some(last_dup)) = (twice.first(), twice.last()) {
+            assert_eq!(
+                twice.len() as i64,
+                last_dup - first_dup + 1,
+                "partition {p}: {twice:?}"
+            );
+        }
+    }
+    let mut deliveries: BTreeMap<(i32, i64), usize> = BTreeMap::new();
+    for r in first.seen.iter().chain(second.seen.iter()) {
+        *deliveries.entry((r.partition, r.offset)).or_default() += 1;
+    }
+    let duplicates = deliveries.values().filter(|n| **n > 1).count();
+    if let Some(max) = max_duplicates {
+        assert!(
+            duplicates <= max,
+            "{duplicates} messages handled twice on {broker:?}"
+        );
+    }
+    assert!(
+        deliveries.values().all(|n| *n <= 2),
+        "no message handled more than twice"
+    );
+    assert_eq!(cluster.committed(), vec![Some(60); 4]);
+}
+
+/// Scale-out on Apache Kafka: three members split six partitions; one leaves mid-stream (a
+/// graceful stop commits what it settled) and the other two take over its partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_split_partitions_and_one_leaving_loses_nothing_on_kafka() {
+    const TOTAL: usize = 1200;
+    let cluster = Cluster::on(BrokerKind::Kafka, 6).await;
+    let messages: Vec<(i32, &str)> = (0..TOTAL).map(|i| ((i % 6) as i32, "sleep:40")).collect();
+    cluster.produce(&messages).await;
+    let config = cluster.config(AckPolicy::Ack);
+    let mut members = vec![
+        cluster.start(config.clone()),
+        cluster.start(config.clone()),
+        cluster.start(config),
+    ];
+    // Wait until all three own partitions and are working.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        for m in members.iter_mut() {
+            m.settle(Duration::from_millis(50)).await;
+        }
+        if members.iter().all(|m| !m.seen.is_empty()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every member got partitions"
+        );
+    }
+    let owned: Vec<BTreeSet<i32>> = members
+        .iter()
+        .map(|m| {
+            m.handle
+                .as_ref()
+                .unwrap()
+                .assigned_partitions()
+                .iter()
+                .map(|tp| tp.partition)
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        owned.iter().map(BTreeSet::len).sum::<usize>(),
+        6,
+        "partitions are split: {owned:?}"
+    );
+    assert!(owned.iter().all(|o| !o.is_empty()), "{owned:?}");
+
+    let mut leaving = members.remove(0);
+    leaving.stop().await;
+    let handled = |ms: &[crate::support::Running], gone: &crate::support::Running| {
+        ms.iter()
+            .flat_map(|m| m.seen.iter())
+            .chain(gone.seen.iter())
+            .map(|r| (r.partition, r.offset))
+            .collect::<BTreeSet<_>>()
+            .len()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while handled(&members, &leaving) < TOTAL {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {TOTAL} handled",
+            handled(&members, &leaving)
+        );
+        for m in members.iter_mut() {
+            m.settle(Duration::from_millis(50)).await;
+        }
+    }
+    for m in members.iter_mut() {
+        m.stop().await;
+    }
+    let deliveries = members
+        .iter()
+        .chain(std::iter::once(&leaving))
+        .map(|m| m.seen.len())
+        .sum::<usize>();
+    // The leaver drained and committed on its way out: nothing it settled is handled again.
+    assert_eq!(deliveries, TOTAL, "{} duplicates", deliveries - TOTAL);
+    assert_eq!(cluster.committed(), vec![Some(200); 6]);
+}

@@ -1,0 +1,309 @@
+//! Test fixtures: guest plugins, an embedded broker per test, and a running pipeline whose
+//! per-message reports can be awaited.
+
+use crate::brokers::{external, BrokerKind};
+use ackbar::config::{Backoff, PipelineConfig};
+use ackbar::consumer::{Pipeline, PipelineHandle};
+use ackbar::embedded::EmbeddedBroker;
+use ackbar::events::DeliveryEvent;
+use ackbar::kafka::{self, Record};
+use ackbar::plugin::{EngineOptions, PluginRuntime, PoolSizing};
+use ackbar::policy::{AckPolicy, Action};
+use ackbar::tenant::TenantBudget;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Path of a Rust guest (`fixture` or `orders`), built once per test run.
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let dir = repo_root().join("guest-examples/rust");
+    BUILT.get_or_init(|| {
+        let status = std::process::Command::new("bash")
+            .arg(dir.join("build.sh"))
+            .arg("--quiet")
+            .status()
+            .expect("running guest-examples/rust/build.sh");
+        assert!(status.success(), "building the Rust guests failed");
+    });
+    let path = dir.join(format!("target/wasm32-wasip2/release/{name}.wasm"));
+    assert!(path.is_file(), "{} missing after build", path.display());
+    path
+}
+
+/// An example handler (`orders` or `manual`) of one language, built by that language's
+/// `guest-examples/<language>/build.sh` once per test run (a no-op when nothing changed).
+pub fn example(language: &str, name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let dir = repo_root().join("guest-examples").join(language);
+    {
+        let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+        if !built.iter().any(|l| l == language) {
+            let output = std::process::Command::new("bash")
+                .arg(dir.join("build.sh"))
+                .output()
+                .unwrap_or_else(|e| panic!("running guest-examples/{language}/build.sh: {e}"));
+            assert!(
+                output.status.success(),
+                "guest-examples/{language}/build.sh failed:\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            built.push(language.to_string());
+        }
+    }
+    let path = dir.join(format!("target/{name}.wasm"));
+    assert!(path.is_file(), "{} missing after build", path.display());
+    path
+}
+
+/// Logs go to the test output; `ACKBAR_LOG=debug cargo test ...` shows them.
+pub fn init_logging() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("ACKBAR_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// One plugin runtime per test binary, as in a real process.
+pub fn runtime() -> PluginRuntime {
+    init_logging();
+    static RUNTIME: OnceLock<PluginRuntime> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            // Pooled like `ackbar run`, with room for every test running at once.
+            let options = EngineOptions {
+                pooling: Some(PoolSizing {
+                    instances: 1000,
+                    max_memory_bytes: 4 << 30,
+                }),
+                ..EngineOptions::default()
+            };
+            PluginRuntime::with_engine(ackbar::plugin::default_cache_dir(), options)
+                .expect("runtime")
+        })
+        .clone()
+}
+
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A broker with one topic, and the names a test uses on it.
+pub struct Cluster {
+    pub kind: BrokerKind,
+    pub embedded: Option<EmbeddedBroker>,
+    pub bootstrap: String,
+    pub topic: String,
+    pub group: String,
+    pub partitions: i32,
+}
+
+impl Cluster {
+    /// A fresh embedded broker with a topic of `partitions`.
+    pub fn new(partitions: i32) -> Self {
+        let broker = EmbeddedBroker::start().expect("embedded broker");
+        let bootstrap = broker.bootstrap_servers().to_string();
+        let topic = unique("topic");
+        broker
+            .create_topic(&topic, partitions)
+            .expect("create topic");
+        Cluster {
+            kind: BrokerKind::Embedded,
+            embedded: Some(broker),
+            bootstrap,
+            topic,
+            group: unique("group"),
+            partitions,
+        }
+    }
+
+    /// A new topic on a broker of `kind` (the shared process for real brokers).
+    pub async fn on(kind: BrokerKind, partitions: i32) -> Self {
+        if kind == BrokerKind::Embedded {
+            return Cluster::new(partitions);
+        }
+        init_logging();
+        let bootstrap = external(kind).bootstrap.clone();
+        let topic = unique("topic");
+        ackbar_tests::kafka::create_topic(&bootstrap, &topic, partitions)
+            .await
+            .expect("create topic");
+        Cluster {
+            kind,
+            embedded: None,
+            bootstrap,
+            topic,
+            group: unique("group"),
+            partitions,
+        }
+    }
+
+    /// Creates another topic on the same broker.
+    pub async fn add_topic(&self, name: &str, partitions: i32) {
+        match &self.embedded {
+            Some(broker) => broker.create_topic(name, partitions).expect("create topic"),
+            None => ackbar_tests::kafka::create_topic(&self.bootstrap, name, partitions)
+                .await
+                .expect("create topic"),
+        }
+    }
+
+    /// Produces `(partition, payload)` pairs; returns their offsets.
+    pub async fn produce(&self, messages: &[(i32, &str)]) -> Vec<(i32, i64)> {
+        let records: Vec<Record> = messages
+            .iter()
+            .map(|(p, m)| Record::new(*p, m.as_bytes()))
+            .collect();
+        kafka::produce(&self.bootstrap, &self.topic, &records)
+            .await
+            .expect("produce")
+    }
+
+    /// Committed offsets of the test's group, read back from the broker, for every partition.
+    pub fn committed(&self) -> Vec<Option<i64>> {
+        let partitions: Vec<i32> = (0..self.partitions).collect();
+        kafka::committed_offsets(&self.bootstrap, &self.group, &self.topic, &partitions)
+            .expect("committed offsets")
+            .into_iter()
+            .map(|(_, o)| o)
+            .collect()
+    }
+
+    /// A pipeline on the fixture guest with test-friendly timings.
+    pub fn config(&self, policy: AckPolicy) -> PipelineConfig {
+        let mut c = PipelineConfig::new(&unique("pipeline"), &[&self.topic], guest("fixture"));
+        c.group_id = Some(self.group.clone());
+        c.ack_policy = policy;
+        c.commit_interval = Duration::from_millis(100);
+        c.drain_timeout = Duration::from_secs(5);
+        c.backoff = Backoff {
+            initial_ms: 20,
+            max_ms: 200,
+            multiplier: 2.0,
+        };
+        c.limits.deadline = Duration::from_secs(2);
+        if self.kind == BrokerKind::KafkaConsumerProtocol {
+            // KIP-848: the broker drives assignment; session settings belong to the broker.
+            c.kafka.insert("group.protocol".into(), "consumer".into());
+        } else {
+            c.kafka.insert("session.timeout.ms".into(), "6000".into());
+            c.kafka.insert("heartbeat.interval.ms".into(), "500".into());
+        }
+        c
+    }
+
+    pub fn start(&self, config: PipelineConfig) -> Running {
+        let budget = TenantBudget::new(&config.tenant, config.tenant_limits);
+        self.start_in(config, budget)
+    }
+
+    /// Starts a pipeline that shares `budget` with its tenant's other pipelines.
+    pub fn start_in(&self, config: PipelineConfig, budget: Arc<TenantBudget>) -> Running {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let health = Arc::new(ackbar::health::Health::default());
+        let handle = Pipeline::start_in(
+            config,
+            &self.bootstrap,
+            &runtime(),
+            Some(tx),
+            budget,
+            health,
+        )
+        .expect("pipeline starts");
+        Running {
+            final_stats: None,
+            handle: Some(handle),
+            reports: rx,
+            seen: Vec::new(),
+        }
+    }
+}
+
+/// A running pipeline and every report it has produced so far.
+pub struct Running {
+    pub handle: Option<PipelineHandle>,
+    /// The pipeline's counters when it stopped.
+    pub final_stats: Option<ackbar::stats::StatsSnapshot>,
+    reports: UnboundedReceiver<DeliveryEvent>,
+    pub seen: Vec<DeliveryEvent>,
+}
+
+impl Running {
+    /// Waits until `done(all reports so far)` holds; panics after `timeout`.
+    pub async fn until(&mut self, timeout: Duration, done: impl Fn(&[DeliveryEvent]) -> bool) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !done(&self.seen) {
+            match tokio::time::timeout_at(deadline, self.reports.recv()).await {
+                Ok(Some(r)) => self.seen.push(r),
+                Ok(None) => panic!("pipeline stopped reporting; seen: {:#?}", self.summary()),
+                Err(_) => panic!("timed out after {timeout:?}; seen: {:#?}", self.summary()),
+            }
+        }
+    }
+
+    /// Collects reports for `quiet` more time (to show nothing else happens).
+    pub async fn settle(&mut self, quiet: Duration) {
+        let deadline = tokio::time::Instant::now() + quiet;
+        while let Ok(Some(r)) = tokio::time::timeout_at(deadline, self.reports.recv()).await {
+            self.seen.push(r);
+        }
+    }
+
+    /// Stops the pipeline gracefully and collects the last reports.
+    pub async fn stop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            self.final_stats = Some(handle.shutdown().await.expect("clean shutdown"));
+        }
+        while let Ok(r) = self.reports.try_recv() {
+            self.seen.push(r);
+        }
+    }
+
+    pub fn deliveries(&self, partition: i32, offset: i64) -> Vec<&DeliveryEvent> {
+        self.seen
+            .iter()
+            .filter(|r| r.partition == partition && r.offset == offset)
+            .collect()
+    }
+
+    pub fn summary(&self) -> Vec<String> {
+        self.seen
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}@{} #{} {} -> {:?}",
+                    r.partition,
+                    r.offset,
+                    r.attempt,
+                    r.outcome.label(),
+                    r.action
+                )
+            })
+            .collect()
+    }
+}
+
+/// Reports that settled their message (anything but a seek).
+pub fn settled(r: &DeliveryEvent) -> bool {
+    r.action != Action::Redeliver
+}
