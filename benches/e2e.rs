@@ -312,7 +312,7 @@ impl RunningAckbar {
         );
         let path = dir.path().join("bench.toml");
         std::fs::write(&path, config).unwrap();
-        let child = Command::new(ackbar_tests::ackbar_binary())
+        let child = Command::new(env!("CARGO_BIN_EXE_ackbar-under-bench"))
             .arg("run")
             .arg(&path)
             .env("ACKBAR_LOG", "warn")

@@ -1,7 +1,5 @@
 //! Helpers shared by the benchmarks that run against a broker.
 
-use std::path::{Path, PathBuf};
-
 /// An environment variable parsed as `T`, or `default` when it is unset or does not parse.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -10,9 +8,4 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+pub use ackbar_tests::repo_root;

@@ -1,8 +1,37 @@
 //! Ackbar: a WebAssembly plugin host for Kafka consumers.
 //!
-//! A message flows one way: the [`consumer`] reads it from Kafka, the [`plugin`] runtime calls the
-//! guest's `handle`, the [`policy`] engine turns the [`outcome`] into an action, and the
-//! [`offsets`] tracker turns actions into commits.
+//! # The way of a message, from fetch to commit
+//!
+//! 1. **Configuration.** [`config::Config::load`] reads and validates the TOML file: pipelines,
+//!    tenants with their limits and grants. `ackbar run` ([`cli`]) starts each pipeline under a
+//!    [`supervisor`], which restarts it when it crashes; the pipelines of one tenant share one
+//!    [`tenant::TenantBudget`].
+//! 2. **Consumer.** [`consumer::Pipeline`] creates the pipeline's rdkafka consumer and subscribes.
+//!    On each rebalance the partitions it gains and loses go through one protocol (assign,
+//!    revoke, lost, shutdown) in `consumer/assignment.rs`; each owned partition gets a worker
+//!    (`consumer/partition.rs`) that reads its own queue in order.
+//! 3. **Handler call.** The worker takes the plugin version current now from the
+//!    [`reload::PluginSlot`] (hot reload swaps it without losing a message) and calls the guest's
+//!    `handle` through [`plugin::InstancePool`]: a warm [`plugin::PluginInstance`] runs it in
+//!    its sandbox under the call's deadline, memory cap and fuel. What happened — returned,
+//!    failed, trapped, interrupted, and any explicit ack/nack/reject — is an
+//!    [`outcome::Outcome`].
+//! 4. **Settlement.** [`policy::DeliveryRules::settle`] is the one place an outcome becomes
+//!    what happens next: the ack policy's action, then the retry cap, the dead-letter topic and
+//!    the backoff give one [`policy::Verdict`] — commit, dead-letter then commit, redeliver after a
+//!    wait, pause, or leave. This is where a trap becomes a redelivery.
+//! 5. **Record.** The delivery becomes one [`events::DeliveryEvent`]; its `emit` feeds the
+//!    [`stats`], the [`metrics`], the log line and the event stream the demo and tests read.
+//! 6. **Carry out.** The worker does what the verdict says: writes the [`deadletter`], waits and
+//!    calls again (nothing after the message runs first), pauses the partition, or marks the
+//!    message finished in the partition's [`offsets::PartitionProgress`].
+//! 7. **Commit.** Every `commit_interval` the pipeline commits each partition's low-watermark of
+//!    settled messages; a revoke or shutdown drains the workers and commits synchronously.
+//!
+//! Around that path: [`embedded`] (an in-process Kafka-protocol broker for demos and tests),
+//! [`kafka`] (producing records, reading committed offsets), [`health`] and [`ops_endpoint`]
+//! (`/metrics`, `/healthz`, `/readyz`), [`fault_log`], [`trace_context`] (`traceparent`), and
+//! [`bindings`] (the guest contract generated from `wit/`).
 
 pub mod bindings;
 pub mod cli;

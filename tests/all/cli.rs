@@ -5,7 +5,7 @@ use crate::support::{guest, repo_root, Cluster};
 use std::process::{Command, Output};
 
 fn ackbar(args: &[&str]) -> Output {
-    Command::new(ackbar_tests::ackbar_binary())
+    Command::new(env!("CARGO_BIN_EXE_ackbar-under-test"))
         .args(args)
         .env("ACKBAR_LOG", "error")
         .output()
@@ -85,7 +85,7 @@ fn run_reports_a_toml_syntax_error_with_its_line() {
 
 #[test]
 fn demo_runs_end_to_end_and_reports_committed_offsets() {
-    let out = Command::new(ackbar_tests::ackbar_binary())
+    let out = Command::new(env!("CARGO_BIN_EXE_ackbar-under-test"))
         .args(["demo", "--plugin", guest("orders").to_str().unwrap()])
         .current_dir(repo_root())
         .output()
@@ -237,7 +237,7 @@ impl RunningAckbar {
         use std::io::{BufRead, BufReader};
         let config = dir.join("ackbar.toml");
         std::fs::write(&config, config_text).unwrap();
-        let mut child = Command::new(ackbar_tests::ackbar_binary())
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ackbar-under-test"))
             .args(["run", config.to_str().unwrap()])
             .args(args)
             .env("ACKBAR_LOG", "info")

@@ -35,7 +35,7 @@ impl Drop for Ackbar {
 }
 
 fn start_ackbar(config: &std::path::Path) -> (Ackbar, Settled) {
-    let mut child = Command::new(ackbar_tests::ackbar_binary())
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ackbar-under-test"))
         .args(["run", config.to_str().unwrap()])
         .env("ACKBAR_LOG", "warn,ackbar::events=debug")
         .stdout(Stdio::null())

@@ -10,18 +10,13 @@ use ackbar::kafka::{self, Record};
 use ackbar::plugin::{EngineOptions, PluginRuntime, PoolSizing};
 use ackbar::policy::{AckPolicy, Action};
 use ackbar::tenant::TenantBudget;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+pub use ackbar_tests::repo_root;
 
 /// Path of a Rust guest (`fixture` or `orders`), built once per test run.
 pub fn guest(name: &str) -> PathBuf {

@@ -3,9 +3,12 @@
 mod args;
 mod check;
 mod demo;
+mod entry;
 mod invoke;
 mod produce;
 mod run;
+
+pub use entry::main_with_args;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -1,7 +1,7 @@
 //! One partition's worker: reads its queue in order and sees each message through the plugin and
 //! the policy to a commit or a redelivery.
 
-use super::context::{PipelineContext, Shared};
+use super::state::PipelineState;
 use crate::bindings::{Header, Message};
 use crate::config::Ordering;
 use crate::deadletter::{DeadLetter, DeadLetterWriter};
@@ -13,6 +13,7 @@ use crate::plugin::CallContext;
 use crate::policy::{DeliveryRules, Verdict};
 use crate::trace_context::parse_traceparent;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::Message as _;
 use std::collections::HashMap;
@@ -52,10 +53,10 @@ pub(crate) fn to_guest_message(msg: &BorrowedMessage<'_>, attempt: u32) -> Messa
     }
 }
 
-pub(crate) async fn run(
-    shared: Arc<Shared>,
+pub(crate) async fn run<C: ConsumerContext + 'static>(
+    shared: Arc<PipelineState>,
     tp: TopicPartition,
-    queue: StreamPartitionQueue<PipelineContext>,
+    queue: StreamPartitionQueue<C>,
     stop: CancellationToken,
 ) {
     tracing::debug!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, "partition worker started");
@@ -87,10 +88,10 @@ pub(crate) async fn run(
 
 /// Waits for the partition's next message and marks it in flight; `None` once the worker is
 /// stopped or the partition was revoked under it.
-async fn next_message(
-    shared: &Shared,
+async fn next_message<C: ConsumerContext + 'static>(
+    shared: &PipelineState,
     tp: &TopicPartition,
-    queue: &StreamPartitionQueue<PipelineContext>,
+    queue: &StreamPartitionQueue<C>,
     stop: &CancellationToken,
 ) -> Option<Message> {
     // The tenant's in-flight budget: while it is used up, this partition is not read.
@@ -111,9 +112,8 @@ async fn next_message(
                 shared.consume_faults.recovered();
                 let message = to_guest_message(&m, 1);
                 let tracked = shared
-                    .tracker()
-                    .get_mut(tp)
-                    .map(|progress| progress.begin(message.offset))
+                    .partitions
+                    .with_progress(tp, |progress| progress.begin(message.offset))
                     .is_some();
                 if !tracked {
                     // Revoked under the worker: the message is not ours to handle.
@@ -134,7 +134,7 @@ async fn next_message(
 /// that did not settle (stopped, or the host failed) stays uncommitted and is read again by
 /// whoever owns the partition next. Returns whether it settled.
 fn finished(
-    shared: &Shared,
+    shared: &PipelineState,
     tp: &TopicPartition,
     offset: i64,
     settled: Option<Completion>,
@@ -144,9 +144,10 @@ fn finished(
     let Some(how) = settled else {
         return false;
     };
-    if let Some(progress) = shared.tracker().get_mut(tp) {
-        progress.complete(offset, how);
-    }
+    // A partition revoked meanwhile has no progress: the late settlement is dropped.
+    shared
+        .partitions
+        .with_progress(tp, |progress| progress.complete(offset, how));
     shared.health.settled(tp, offset);
     true
 }
@@ -154,10 +155,10 @@ fn finished(
 /// `ordering = "key"` or `"unordered"`: up to `max_in_flight` messages of the partition at once,
 /// each on its own task. Under `key`, a message waits until the previous message with the same
 /// key has settled. Offsets are still committed only up to the first unfinished message.
-async fn run_concurrent(
-    shared: &Arc<Shared>,
+async fn run_concurrent<C: ConsumerContext + 'static>(
+    shared: &Arc<PipelineState>,
     tp: &TopicPartition,
-    queue: StreamPartitionQueue<PipelineContext>,
+    queue: StreamPartitionQueue<C>,
     stop: &CancellationToken,
     metrics: Arc<MessageMetrics>,
 ) {
@@ -232,7 +233,7 @@ async fn run_concurrent(
 
 /// Seeing one message through: handler calls, redeliveries, dead-lettering, pausing.
 struct Delivery<'a> {
-    shared: &'a Arc<Shared>,
+    shared: &'a Arc<PipelineState>,
     rules: DeliveryRules,
     tp: &'a TopicPartition,
     metrics: &'a MessageMetrics,
@@ -474,7 +475,7 @@ const PAUSE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 /// One span per delivery, joined to the producer's trace when the message carries a
 /// `traceparent` header.
 fn message_span(
-    shared: &Shared,
+    shared: &PipelineState,
     tp: &TopicPartition,
     message: &Message,
     version: &str,

@@ -1,6 +1,7 @@
 //! Starting and stopping one pipeline: consumer, driver thread, commit ticker.
 
-use super::context::{partitions_of, PipelineConsumer, PipelineContext, Shared};
+use super::rebalance::{partitions_of, PipelineConsumer, PipelineContext};
+use super::state::PipelineState;
 use crate::config::PipelineConfig;
 use crate::deadletter::DeadLetterWriter;
 use crate::events::EventSink;
@@ -26,7 +27,7 @@ pub struct Pipeline;
 
 /// A running pipeline. Call [`PipelineHandle::shutdown`] to stop it gracefully.
 pub struct PipelineHandle {
-    shared: Arc<Shared>,
+    shared: Arc<PipelineState>,
     consumer: Option<Arc<PipelineConsumer>>,
     driver: Option<JoinHandle<()>>,
     driver_stop: CancellationToken,
@@ -90,7 +91,7 @@ impl Pipeline {
 
         let client_config = client_config(&config, bootstrap_servers);
         let dead_letters = DeadLetterWriter::for_pipeline(&config, bootstrap_servers)?;
-        let shared = Arc::new(Shared::new(
+        let shared = Arc::new(PipelineState::new(
             config,
             plugin,
             reports,
@@ -101,14 +102,12 @@ impl Pipeline {
         ));
         let consumer: Arc<PipelineConsumer> = Arc::new(
             client_config
-                .create_with_context(PipelineContext {
-                    shared: shared.clone(),
-                })
+                .create_with_context(PipelineContext::new(shared.clone()))
                 .with_context(|| {
                     format!("pipeline '{}': creating the Kafka consumer", shared.name)
                 })?,
         );
-        shared.set_consumer(&consumer);
+        consumer.context().set_consumer(&consumer);
 
         let topics: Vec<&str> = shared.config.topics.iter().map(String::as_str).collect();
         // Fail fast, with the address, when the cluster cannot be reached at all.
@@ -192,7 +191,7 @@ fn client_config(config: &PipelineConfig, bootstrap_servers: &str) -> ClientConf
 
 /// Without a consumer group: read every partition of the topics from `auto.offset.reset`.
 fn assign_all(
-    shared: &Arc<Shared>,
+    shared: &Arc<PipelineState>,
     consumer: &Arc<PipelineConsumer>,
     topics: &[&str],
 ) -> Result<()> {
@@ -231,7 +230,7 @@ fn assign_all(
         }
     }
     consumer.assign(&tpl)?;
-    shared.start_workers_for(&partitions_of(&tpl));
+    consumer.context().start_consuming(&partitions_of(&tpl));
     shared.health.joined();
     Ok(())
 }
@@ -240,7 +239,7 @@ fn assign_all(
 /// rebalance and commit callbacks; a revoke blocks there while partitions drain, so it must not
 /// hold an executor thread.
 fn spawn_driver(
-    shared: Arc<Shared>,
+    shared: Arc<PipelineState>,
     consumer: Arc<PipelineConsumer>,
     stop: CancellationToken,
 ) -> Result<JoinHandle<()>> {
@@ -281,7 +280,7 @@ fn spawn_driver(
 
 /// Every `commit_interval`, commits the settled offsets that moved, in one request, on a
 /// blocking thread: message handling never waits for a commit.
-async fn commit_ticker(shared: Arc<Shared>, consumer: Arc<PipelineConsumer>) {
+async fn commit_ticker(shared: Arc<PipelineState>, consumer: Arc<PipelineConsumer>) {
     let mut interval = tokio::time::interval(shared.config.commit_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -368,9 +367,7 @@ impl PipelineHandle {
 
     /// Partitions this pipeline currently consumes.
     pub fn assigned_partitions(&self) -> Vec<TopicPartition> {
-        let mut partitions = self.shared.assigned_partitions();
-        partitions.sort();
-        partitions
+        self.shared.partitions.consuming()
     }
 
     /// Stops fetching, lets in-flight messages finish (up to the drain timeout), commits what is
@@ -385,11 +382,11 @@ impl PipelineHandle {
         let driver = self.driver.take();
         let driver_stop = self.driver_stop.clone();
         tokio::task::spawn_blocking(move || {
-            let partitions = shared.assigned_partitions();
-            shared.stop_workers(&partitions, shared.config.drain_timeout);
-            if let Some(consumer) = &consumer {
-                shared.commit(&**consumer, None);
-            }
+            shared.partitions.release_all(|_| {
+                if let Some(consumer) = &consumer {
+                    shared.commit(&**consumer, None);
+                }
+            });
             driver_stop.cancel();
             if let Some(driver) = driver {
                 let _ = driver.join();

@@ -1,0 +1,132 @@
+//! The rdkafka side of a pipeline: its consumer's context, which librdkafka calls for
+//! rebalances (partitions assigned, revoked or lost) and statistics (consumer lag). What a
+//! rebalance does to a partition is in [`super::assignment`].
+
+use super::assignment::Release;
+use super::partition;
+use super::state::PipelineState;
+use crate::offsets::TopicPartition;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::{ClientContext, TopicPartitionList};
+use std::sync::{Arc, OnceLock, Weak};
+
+pub(crate) type PipelineConsumer = StreamConsumer<PipelineContext>;
+
+pub(crate) fn partitions_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements()
+        .iter()
+        .map(|e| TopicPartition::new(e.topic(), e.partition()))
+        .collect()
+}
+
+/// The rdkafka context of a pipeline's consumer: librdkafka calls it on its driver thread for
+/// rebalances and statistics.
+pub(crate) struct PipelineContext {
+    pub shared: Arc<PipelineState>,
+    /// The consumer itself, to split partition queues off it on assign.
+    consumer: OnceLock<Weak<PipelineConsumer>>,
+}
+
+impl PipelineContext {
+    pub fn new(shared: Arc<PipelineState>) -> Self {
+        PipelineContext {
+            shared,
+            consumer: OnceLock::new(),
+        }
+    }
+
+    pub fn set_consumer(&self, consumer: &Arc<PipelineConsumer>) {
+        let _ = self.consumer.set(Arc::downgrade(consumer));
+    }
+
+    /// Takes ownership of newly assigned partitions, each with a worker reading its own queue.
+    pub fn start_consuming(&self, assigned: &[TopicPartition]) {
+        let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        let shared = &self.shared;
+        for tp in assigned {
+            shared.partitions.assign(tp, |stop, done| {
+                let Some(queue) = consumer.split_partition_queue(&tp.topic, tp.partition) else {
+                    tracing::error!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, "cannot split the partition queue");
+                    return;
+                };
+                let worker = shared
+                    .runtime
+                    .spawn(partition::run(shared.clone(), tp.clone(), queue, stop));
+                let (shared, tp) = (shared.clone(), tp.clone());
+                shared.runtime.clone().spawn(async move {
+                    // A panicking worker would leave its partition assigned and unread forever.
+                    if let Err(e) = worker.await {
+                        if e.is_panic() {
+                            shared.crash(format!(
+                                "the worker of partition {tp} panicked: {}",
+                                panic_text(e)
+                            ));
+                        }
+                    }
+                    drop(done);
+                });
+            });
+        }
+    }
+}
+
+impl ClientContext for PipelineContext {
+    /// librdkafka's periodic statistics carry the consumer lag of every assigned partition.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // -1 is librdkafka's internal UA partition and unknown lags.
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.shared.metrics.lag(topic, *partition, p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for PipelineContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let shared = &self.shared;
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let revoked = partitions_of(tpl);
+                tracing::info!(tenant = %shared.tenant, pipeline = %shared.name, partitions = ?revoked.iter().map(ToString::to_string).collect::<Vec<_>>(), "partitions revoked");
+                let how = match consumer.assignment_lost() {
+                    true => Release::Lost,
+                    false => Release::Revoke,
+                };
+                shared.partitions.release(&revoked, how, |revoked| {
+                    shared.commit(consumer, Some(revoked))
+                });
+                for tp in &revoked {
+                    shared.health.moving(tp);
+                }
+            }
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(e) => {
+                tracing::warn!(tenant = %shared.tenant, pipeline = %shared.name, "rebalance error: {e}");
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let assigned = partitions_of(tpl);
+            tracing::info!(tenant = %self.shared.tenant, pipeline = %self.shared.name, partitions = ?assigned.iter().map(ToString::to_string).collect::<Vec<_>>(), "partitions assigned");
+            // librdkafka's assign() resets partition queues, so they are split after it.
+            self.start_consuming(&assigned);
+            self.shared.health.joined();
+        }
+    }
+}
+
+fn panic_text(e: tokio::task::JoinError) -> String {
+    let payload = e.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}

@@ -1,0 +1,178 @@
+//! What one pipeline's parts share: its configuration, plugin, budget, observers and owned
+//! partitions, and the offset commit.
+
+use super::assignment::Assignments;
+use crate::config::PipelineConfig;
+use crate::deadletter::DeadLetterWriter;
+use crate::events::EventSink;
+use crate::fault_log::FaultLog;
+use crate::health::Health;
+use crate::metrics::PipelineMetrics;
+use crate::offsets::TopicPartition;
+use crate::policy::DeliveryRules;
+use crate::reload::PluginSlot;
+use crate::stats::Stats;
+use crate::tenant::TenantBudget;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext};
+use rdkafka::{Offset, TopicPartitionList};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use tokio_util::sync::CancellationToken;
+
+/// What a pipeline's rebalance callbacks, partition workers and commit ticker share.
+pub(crate) struct PipelineState {
+    pub config: PipelineConfig,
+    pub name: Arc<str>,
+    pub tenant: Arc<str>,
+    pub metrics: PipelineMetrics,
+    pub health: Arc<Health>,
+    pub dead_letters: Option<DeadLetterWriter>,
+    pub plugin: Arc<PluginSlot>,
+    /// Shared with the tenant's other pipelines.
+    pub budget: Arc<TenantBudget>,
+    pub stats: Stats,
+    pub reports: Option<EventSink>,
+    pub runtime: tokio::runtime::Handle,
+    pub shutdown: CancellationToken,
+    /// Cancelled when the pipeline can no longer work (a worker panicked, the consumer hit a
+    /// fatal error): its supervisor then restarts it.
+    pub crashed: CancellationToken,
+    crash_reason: OnceLock<String>,
+    pub commit_faults: FaultLog,
+    pub consume_faults: FaultLog,
+    pub dead_letter_faults: FaultLog,
+    /// The partitions this pipeline owns, their workers and offset progress.
+    pub partitions: Assignments,
+}
+
+impl PipelineState {
+    pub fn new(
+        config: PipelineConfig,
+        plugin: Arc<PluginSlot>,
+        reports: Option<EventSink>,
+        shutdown: CancellationToken,
+        dead_letters: Option<DeadLetterWriter>,
+        budget: Arc<TenantBudget>,
+        health: Arc<Health>,
+    ) -> Self {
+        let fault_log = |what| FaultLog::new(what, &config.tenant, &config.name);
+        let (commit_faults, consume_faults, dead_letter_faults) = (
+            fault_log("offset commit"),
+            fault_log("consuming"),
+            fault_log("dead-letter write"),
+        );
+        let (name, tenant) = (
+            Arc::from(config.name.as_str()),
+            Arc::from(config.tenant.as_str()),
+        );
+        let partitions = Assignments::new(&tenant, &name, config.drain_timeout, shutdown.clone());
+        PipelineState {
+            name,
+            tenant,
+            metrics: PipelineMetrics::new(&config.tenant, &config.name),
+            health,
+            dead_letters,
+            config,
+            plugin,
+            budget,
+            stats: Stats::default(),
+            reports,
+            runtime: tokio::runtime::Handle::current(),
+            shutdown,
+            crashed: CancellationToken::new(),
+            crash_reason: OnceLock::new(),
+            commit_faults,
+            consume_faults,
+            dead_letter_faults,
+            partitions,
+        }
+    }
+
+    /// Records the first reason the pipeline cannot go on and signals its supervisor.
+    pub fn crash(&self, reason: String) {
+        if self.crash_reason.set(reason).is_ok() {
+            let reason = self.crash_reason.get().map_or("", String::as_str);
+            tracing::error!(tenant = %self.tenant, pipeline = %self.name, "pipeline crashed: {reason}");
+        }
+        self.crashed.cancel();
+    }
+
+    /// How this pipeline settles deliveries.
+    pub fn delivery_rules(&self) -> DeliveryRules {
+        DeliveryRules {
+            policy: self.config.ack_policy,
+            max_attempts: self.config.max_attempts,
+            dead_letters: self.dead_letters.is_some(),
+            backoff: self.config.backoff,
+        }
+    }
+
+    pub fn crash_reason(&self) -> Option<String> {
+        self.crash_reason.get().cloned()
+    }
+
+    /// Copies counters kept elsewhere (the plugin slot, the instance pool) into the metrics.
+    pub fn publish_counters(&self) {
+        self.metrics
+            .reloads
+            .absolute(self.plugin.reloads.load(Ordering::Relaxed));
+        self.metrics
+            .reload_refusals
+            .absolute(self.plugin.refusals.load(Ordering::Relaxed));
+        self.metrics
+            .instances_created
+            .absolute(self.plugin.instances_created());
+    }
+
+    /// Commits the settled offsets of `only` (or of every partition when `None`) and waits for
+    /// the broker's answer, so a confirmed offset is never sent again and a failed one is retried
+    /// by the next call. Nothing is sent when nothing moved. Blocking: handlers never wait on it
+    /// (the commit ticker runs it on a blocking thread).
+    ///
+    /// Why not `CommitMode::Async`: librdkafka reports the result of an asynchronous commit only
+    /// to a configured `offset_commit_cb`, which rdkafka does not set, so failures would go unseen.
+    pub fn commit<C: ConsumerContext>(
+        &self,
+        consumer: &impl Consumer<C>,
+        only: Option<&[TopicPartition]>,
+    ) {
+        if !self.config.ack_policy.commits_explicitly() {
+            return;
+        }
+        let due: Vec<(TopicPartition, i64)> = self
+            .partitions
+            .progress()
+            .due_commits()
+            .into_iter()
+            .filter(|(tp, _)| only.is_none_or(|only| only.contains(tp)))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (tp, offset) in &due {
+            if let Err(e) =
+                tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
+            {
+                tracing::error!(tenant = %self.tenant, pipeline = %self.name, partition = %tp, "bad commit offset {offset}: {e}");
+            }
+        }
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => {
+                let mut progress = self.partitions.progress();
+                for (tp, offset) in &due {
+                    progress.confirm(tp, *offset);
+                }
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.metrics.commits.increment(1);
+                self.commit_faults.recovered();
+                tracing::debug!(tenant = %self.tenant, pipeline = %self.name, ?due, "committed");
+            }
+            Err(e) => {
+                self.stats.commit_errors.fetch_add(1, Ordering::Relaxed);
+                self.metrics.commit_errors.increment(1);
+                self.commit_faults.fault(&format!("{e}; will retry"));
+            }
+        }
+    }
+}
