@@ -1,16 +1,23 @@
 //! Host bindings generated from `wit/` (the single source of truth for the guest contract).
 
-wasmtime::component::bindgen!({
-    world: "handler",
-    path: "../wit",
-    imports: {
-        // `interrupt` ends the guest's call by returning an error from the host.
-        "ackbar:plugin/acker.interrupt": trappable,
-    },
-    // `handle` runs on a fiber, so a call can be cut off at its deadline even while the guest
-    // waits inside a host call (a sleep, a poll, an HTTP response).
-    exports: { default: async },
-});
+pub use generated::*;
+
+// The WIT items carry the WIT's doc comments; bindgen's own glue (package modules, `use`
+// aliases, linker and typed-function helpers) has no WIT definition to document it from.
+#[allow(missing_docs)]
+mod generated {
+    wasmtime::component::bindgen!({
+        world: "handler",
+        path: "../wit",
+        imports: {
+            // `interrupt` ends the guest's call by returning an error from the host.
+            "ackbar:plugin/acker.interrupt": trappable,
+        },
+        // `handle` runs on a fiber, so a call can be cut off at its deadline even while the
+        // guest waits inside a host call (a sleep, a poll, an HTTP response).
+        exports: { default: async },
+    });
+}
 
 pub use ackbar::plugin::log::Level;
 pub use ackbar::plugin::types::Header;

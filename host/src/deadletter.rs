@@ -28,14 +28,20 @@ const SHARED_PROPERTY_PREFIXES: &[&str] = &[
 /// What is known about a message when it is dead-lettered.
 #[derive(Debug, Clone)]
 pub struct DeadLetter<'a> {
+    /// The message as the guest saw it: its key, payload, timestamp and headers are copied, and
+    /// the `ackbar-*` headers follow its own.
     pub message: &'a Message,
     /// The handler's error text, the trap reason, or why it was rejected.
     pub reason: &'a str,
     /// The outcome label of the last delivery (`returned:reject`, `trap:panic`, ...).
     pub outcome: &'a str,
+    /// Deliveries of the message, the last one included (`ackbar-attempts`).
     pub attempts: u32,
+    /// The plugin version of the last delivery (`ackbar-plugin-version`).
     pub plugin_version: &'a str,
+    /// The pipeline's tenant (`ackbar-tenant`).
     pub tenant: &'a str,
+    /// The pipeline that gave up on the message (`ackbar-pipeline`).
     pub pipeline: &'a str,
 }
 
@@ -80,6 +86,8 @@ impl DeadLetter<'_> {
     }
 }
 
+/// Writes one pipeline's dead letters to its `dead_letter_topic`, with an idempotent `acks=all`
+/// producer that shares the consumer's connection and security properties.
 pub struct DeadLetterWriter {
     topic: String,
     config: ClientConfig,
@@ -121,6 +129,7 @@ impl DeadLetterWriter {
         }))
     }
 
+    /// The `dead_letter_topic` written to.
     pub fn topic(&self) -> &str {
         &self.topic
     }

@@ -141,6 +141,8 @@ impl EmbeddedBroker {
             .map_err(|_| anyhow!("the embedded broker has stopped"))?
     }
 
+    /// Creates `name` with `partitions` partitions (replication factor 1). Fails if the topic
+    /// exists.
     pub fn create_topic(&self, name: &str, partitions: i32) -> Result<()> {
         self.send(|r| Command::CreateTopic(name.to_string(), partitions, r))
     }
@@ -174,10 +176,13 @@ impl EmbeddedBroker {
             .map_err(|_| anyhow!("the embedded broker has stopped"))?
     }
 
+    /// Disconnects broker `broker_id` (the only one is 1) and refuses new connections until
+    /// [`broker_up`](Self::broker_up). Partition leadership does not move.
     pub fn broker_down(&self, broker_id: i32) -> Result<()> {
         self.send(|r| Command::BrokerDown(broker_id, r))
     }
 
+    /// Lets broker `broker_id` accept connections again.
     pub fn broker_up(&self, broker_id: i32) -> Result<()> {
         self.send(|r| Command::BrokerUp(broker_id, r))
     }

@@ -19,24 +19,37 @@ pub type EventSink = UnboundedSender<DeliveryEvent>;
 
 /// Where one partition's events are recorded.
 pub struct Observers<'a> {
+    /// The pipeline's tenant, a field of every log line.
     pub tenant: &'a Arc<str>,
+    /// The pipeline, a field of every log line.
     pub pipeline: &'a Arc<str>,
+    /// The pipeline's counters, for summary lines and `ackbar demo`.
     pub stats: &'a Stats,
+    /// The Prometheus series of the partition's topic.
     pub metrics: &'a MessageMetrics,
+    /// Logs failing dead-letter writes once per episode, and their recovery.
     pub dead_letter_faults: &'a FaultLog,
+    /// Gets every [`DeliveryEvent`] when something listens (`ackbar demo`, tests).
     pub sink: Option<&'a EventSink>,
 }
 
 /// One delivery of one message: how the handler call ended and how it settled.
 #[derive(Debug, Clone)]
 pub struct DeliveryEvent {
+    /// The pipeline that consumed the message.
     pub pipeline: Arc<str>,
+    /// The topic the message was read from.
     pub topic: Arc<str>,
+    /// The message's partition.
     pub partition: i32,
+    /// The message's offset in its partition.
     pub offset: i64,
     /// 1 for the first delivery, +1 for each redelivery.
     pub attempt: u32,
+    /// The [`version_id`](crate::plugin::version_id) of the plugin that handled this delivery;
+    /// after a hot reload, deliveries of one message may have different ones.
     pub plugin_version: Arc<str>,
+    /// How the handler call ended, and the guest's explicit decision if it made one.
     pub outcome: Outcome,
     /// What the ack policy did with the offset.
     pub action: Action,
@@ -46,6 +59,8 @@ pub struct DeliveryEvent {
     pub exhausted: bool,
     /// When this delivery's handler call started.
     pub started: Instant,
+    /// Wall-clock time of the handler call, creating an instance included when none was idle.
+    /// Charged to the tenant's guest time.
     pub elapsed: Duration,
 }
 
@@ -149,14 +164,21 @@ impl DeliveryEvent {
 
 /// A message's dead letter is on the broker; its offset may now be committed.
 pub struct DeadLettered<'a> {
+    /// The partition of the dead-lettered message.
     pub tp: &'a TopicPartition,
+    /// The dead-lettered message's offset, now settled.
     pub offset: i64,
+    /// Where the dead letter was written.
     pub dead_letter_topic: &'a str,
+    /// `(partition, offset)` of the dead letter in `dead_letter_topic`.
     pub written_to: (i32, i64),
+    /// Why the message was dead-lettered ([`DeliveryEvent::settle_reason`]).
     pub reason: &'a str,
 }
 
 impl DeadLettered<'_> {
+    /// Counts the dead letter in the stats and metrics, ends a dead-letter fault episode, and logs
+    /// it at info level.
     pub fn emit(self, to: &Observers<'_>) {
         to.metrics.dead_letters.increment(1);
         to.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
@@ -171,12 +193,17 @@ impl DeadLettered<'_> {
 
 /// Writing a dead letter failed; it is retried, and the offset stays uncommitted meanwhile.
 pub struct DeadLetterFailed<'a> {
+    /// The partition of the message whose dead letter failed.
     pub tp: &'a TopicPartition,
+    /// The message's offset; it stays uncommitted until a write succeeds.
     pub offset: i64,
+    /// Why the write failed.
     pub error: &'a anyhow::Error,
 }
 
 impl DeadLetterFailed<'_> {
+    /// Counts the failure in the stats and metrics, and logs it through the dead-letter fault log:
+    /// once per episode, then a reminder at most every 30 s.
     pub fn emit(self, to: &Observers<'_>) {
         to.metrics.dead_letter_errors.increment(1);
         to.stats.dead_letter_errors.fetch_add(1, Ordering::Relaxed);

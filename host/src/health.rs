@@ -15,6 +15,8 @@ struct Stuck {
     paused: bool,
 }
 
+/// Readiness of one pipeline, for `/readyz`: updated by its supervisor and partition workers,
+/// read through [`problems`](Self::problems). One per pipeline, kept across restarts.
 #[derive(Debug, Default)]
 pub struct Health {
     joined: AtomicBool,
@@ -24,7 +26,6 @@ pub struct Health {
 }
 
 impl Health {
-    /// The pipeline has received its (first) assignment and consumes.
     /// The pipeline stopped or failed to start; the supervisor is bringing it back.
     pub fn down(&self, why: String) {
         *self.down.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
@@ -39,6 +40,7 @@ impl Health {
         self.lock().clear();
     }
 
+    /// The pipeline has received its (first) assignment and consumes.
     pub fn joined(&self) {
         self.joined.store(true, Ordering::Relaxed);
     }

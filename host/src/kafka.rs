@@ -14,13 +14,19 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// One record to produce.
 #[derive(Debug, Clone, Default)]
 pub struct Record {
+    /// The partition to write to; `None` leaves it to librdkafka's partitioner (by key hash when
+    /// there is a key).
     pub partition: Option<i32>,
+    /// `None` for a record without a key.
     pub key: Option<Vec<u8>>,
+    /// The record value.
     pub payload: Vec<u8>,
+    /// `(name, value)` headers, in order; each one has a value.
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
 impl Record {
+    /// A record for `partition` with `payload` and no key or headers.
     pub fn new(partition: i32, payload: impl Into<Vec<u8>>) -> Self {
         Record {
             partition: Some(partition),
@@ -30,6 +36,8 @@ impl Record {
     }
 }
 
+/// A producer for the cluster at `bootstrap`: a delivery fails after 10 s
+/// (`message.timeout.ms`), and batches wait up to 5 ms (`linger.ms`).
 pub fn producer(bootstrap: &str) -> Result<FutureProducer> {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)

@@ -49,7 +49,7 @@ fn describe() {
     );
     describe_counter!(
         "ackbar_actions_total",
-        "What the ack policy did with each call: ack (commit), nack (redeliver), reject, none."
+        "What the ack policy did with each call, by action: commit, redeliver, reject, nothing."
     );
     describe_counter!(
         "ackbar_redeliveries_total",
@@ -125,14 +125,22 @@ pub struct MessageMetrics {
     reject: Counter,
     nothing: Counter,
     duration: Histogram,
+    /// `ackbar_redeliveries_total`: deliveries whose verdict is a redelivery.
     pub redeliveries: Counter,
+    /// `ackbar_dead_letters_total`: dead letters the broker acknowledged.
     pub dead_letters: Counter,
+    /// `ackbar_dead_letter_errors_total`: failed dead-letter writes, each retried.
     pub dead_letter_errors: Counter,
+    /// `ackbar_exhausted_total`: deliveries that used up `max_attempts`.
     pub exhausted: Counter,
+    /// `ackbar_trap_pauses_total`: waits before a call because `pause_after_traps` calls in a row
+    /// trapped.
     pub trap_pauses: Counter,
 }
 
 impl MessageMetrics {
+    /// The series of `topic` in one pipeline. Labels are resolved here, once per partition worker,
+    /// so recording a message costs a few atomic adds.
     pub fn new(tenant: &str, pipeline: &str, topic: &str) -> Self {
         let base = [
             ("tenant", tenant.to_string()),
@@ -166,6 +174,9 @@ impl MessageMetrics {
         }
     }
 
+    /// Counts one delivery: its outcome (`ackbar_messages_total`, and `ackbar_traps_total` by kind
+    /// for a trap), its action (`ackbar_actions_total`) and its duration
+    /// (`ackbar_handler_duration_seconds`).
     pub fn record(&self, outcome: &Outcome, action: Action, elapsed: Duration) {
         match &outcome.end {
             CallEnd::Returned(_) => self.ok.increment(1),
@@ -197,16 +208,27 @@ fn trap_index(kind: TrapKind) -> usize {
 pub struct PipelineMetrics {
     tenant: String,
     pipeline: String,
+    /// `ackbar_in_flight`: messages taken from the partitions and not finished yet, those waiting
+    /// for a redelivery included.
     pub in_flight: Gauge,
+    /// `ackbar_partitions_paused`: partitions stopped on a message that used up `max_attempts`
+    /// with no dead-letter topic.
     pub paused: Gauge,
+    /// `ackbar_commits_total`: successful commit requests (one may cover several partitions).
     pub commits: Counter,
+    /// `ackbar_commit_errors_total`: failed commit requests; the next tick retries them.
     pub commit_errors: Counter,
+    /// `ackbar_reloads_total`: plugin versions swapped in, copied from the plugin slot.
     pub reloads: Counter,
+    /// `ackbar_reload_refusals_total`: plugin versions refused, copied from the plugin slot.
     pub reload_refusals: Counter,
+    /// `ackbar_instances_created_total`: instances created by every plugin version, copied from
+    /// the plugin slot.
     pub instances_created: Counter,
 }
 
 impl PipelineMetrics {
+    /// The per-pipeline series of `pipeline` of `tenant`.
     pub fn new(tenant: &str, pipeline: &str) -> Self {
         let labels = [
             ("tenant", tenant.to_string()),
@@ -225,6 +247,7 @@ impl PipelineMetrics {
         }
     }
 
+    /// The per-message series of `topic`, with this pipeline's labels.
     pub fn message_metrics(&self, topic: &str) -> MessageMetrics {
         MessageMetrics::new(&self.tenant, &self.pipeline, topic)
     }

@@ -14,11 +14,15 @@ use std::sync::Arc;
 /// A topic and partition, cheap to clone.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
+    /// The topic name.
     pub topic: Arc<str>,
+    /// The partition number within the topic, from 0.
     pub partition: i32,
 }
 
 impl TopicPartition {
+    /// Copies `topic` into a new shared string: clone an existing `TopicPartition` instead of
+    /// calling this per message.
     pub fn new(topic: &str, partition: i32) -> Self {
         TopicPartition {
             topic: Arc::from(topic),
@@ -120,6 +124,7 @@ impl OffsetTracker {
         self.partitions.remove(tp)
     }
 
+    /// The progress of `tp`; `None` if it is not assigned (never was, or was revoked).
     pub fn get_mut(&mut self, tp: &TopicPartition) -> Option<&mut PartitionProgress> {
         self.partitions.get_mut(tp)
     }

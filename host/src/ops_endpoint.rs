@@ -15,9 +15,12 @@ use std::time::Duration;
 /// What the endpoint reports on.
 #[derive(Clone)]
 pub struct Observed {
+    /// Renders `/metrics` from the process-wide recorder ([`crate::metrics::install`]).
     pub prometheus: PrometheusHandle,
     /// `(pipeline name, its health)`.
     pub pipelines: Vec<(String, Arc<Health>)>,
+    /// `/readyz` fails once a partition has been stuck on one message this long
+    /// (`ready_stall_threshold_ms`); a paused partition fails it at once.
     pub stall_threshold: Duration,
 }
 

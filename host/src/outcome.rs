@@ -6,8 +6,11 @@ use std::fmt;
 /// How a message is settled, whether by the guest or by the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Decision {
+    /// Done: the offset may be committed.
     Ack,
+    /// Not done: deliver the message again after a backoff, before anything after it.
     Nack,
+    /// Done but unprocessable: dead-letter it where configured, then commit.
     Reject,
 }
 
@@ -24,7 +27,9 @@ impl fmt::Display for Decision {
 /// The two kinds of error a handler can return (see `handler-error` in the WIT).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
+    /// `retry`: transient, a redelivery may succeed.
     Retry,
+    /// `fatal`: permanent; under `NACK_ON_ERROR` the message is rejected, not redelivered.
     Fatal,
 }
 
@@ -81,11 +86,21 @@ pub enum CallEnd {
     /// `ok(decision?)`.
     Returned(Option<Decision>),
     /// `err(handler-error)`.
-    Failed { kind: ErrorKind, message: String },
+    Failed {
+        /// `retry` or `fatal`.
+        kind: ErrorKind,
+        /// The handler's error text, cut to 2048 bytes.
+        message: String,
+    },
     /// The instance trapped; it has been discarded.
     Trapped {
+        /// Why it trapped.
         kind: TrapKind,
+        /// What happened, in its first line; for a trap in the call, the root cause followed by
+        /// the full error with the guest's backtrace, cut to 2048 bytes.
         detail: String,
+        /// What the guest wrote to stdout and stderr during the call, at most 2048 bytes; where
+        /// [`Outcome::reason`] finds a Rust panic's message.
         stderr: String,
     },
     /// The guest called `interrupt(decision)`; the instance has been discarded.
@@ -97,10 +112,12 @@ pub enum CallEnd {
 pub struct Outcome {
     /// The first decision the guest made through the `acker` import during the call, if any.
     pub explicit: Option<Decision>,
+    /// How the call ended. For settling, `explicit` takes precedence over it.
     pub end: CallEnd,
 }
 
 impl Outcome {
+    /// A call that returned `ok(decision)` without calling `acker`.
     pub fn returned(decision: Option<Decision>) -> Self {
         Outcome {
             explicit: None,
@@ -154,6 +171,8 @@ impl Outcome {
         }
     }
 
+    /// Whether the ack policy sees a failure: a returned error or a trap. An interrupt is not
+    /// one.
     pub fn is_failure(&self) -> bool {
         matches!(self.end, CallEnd::Failed { .. } | CallEnd::Trapped { .. })
     }

@@ -30,6 +30,8 @@ pub enum AckPolicy {
 }
 
 impl AckPolicy {
+    /// Every policy, in the order of the README's table. Parsing accepts exactly their
+    /// [`name`](Self::name)s (case-insensitive, `-` for `_`).
     pub const ALL: [AckPolicy; 5] = [
         AckPolicy::Manual,
         AckPolicy::AckFirst,
@@ -48,6 +50,8 @@ impl AckPolicy {
         self != AckPolicy::AckFirst
     }
 
+    /// The name in configs, logs and errors: `MANUAL`, `ACK_FIRST`, `ACK`, `REJECT_ON_ERROR` or
+    /// `NACK_ON_ERROR`.
     pub fn name(self) -> &'static str {
         match self {
             AckPolicy::Manual => "MANUAL",
@@ -197,11 +201,13 @@ pub struct Settlement {
 /// A pipeline's rules for settling deliveries.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DeliveryRules {
+    /// Turns an outcome into an [`Action`] ([`decide`]).
     pub policy: AckPolicy,
     /// Deliveries counted before a message that keeps asking for redelivery is exhausted.
     pub max_attempts: Option<u32>,
     /// Whether rejected and exhausted messages have a dead-letter topic to go to.
     pub dead_letters: bool,
+    /// The wait before a redelivery, growing with the delivery's `attempt` number.
     pub backoff: Backoff,
 }
 
@@ -360,7 +366,7 @@ mod tests {
         outcome
     }
 
-    /// The table in ACK_POLICIES.md, row by row: (policy, on success, on failure).
+    /// The README's table ("Ack policies"), row by row: (policy, on success, on failure).
     const TABLE: [(AckPolicy, Action, Action); 5] = [
         (Manual, Action::Nothing, Action::Nothing),
         (AckFirst, Action::Nothing, Action::Nothing),

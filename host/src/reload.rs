@@ -28,11 +28,18 @@ const STABLE_WITHIN: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reloaded {
     /// The file holds the version already running.
-    Unchanged { version: String },
+    Unchanged {
+        /// The running version.
+        version: String,
+    },
     /// The new version is live.
     Swapped {
+        /// The version that was running.
         from: String,
+        /// The version now live.
         to: String,
+        /// From the start of the reload to the swap: waiting for the file to settle, compiling,
+        /// instantiating and the smoke call.
         took: Duration,
     },
 }
@@ -50,7 +57,10 @@ pub struct PluginSlot {
     current: ArcSwap<InstancePool>,
     /// Serialises reloads: a watcher event and a signal may arrive together.
     reloading: Mutex<()>,
+    /// Versions swapped in so far.
     pub reloads: AtomicU64,
+    /// Versions refused so far: they did not load, or trapped on the smoke payload. The running
+    /// version stayed.
     pub refusals: AtomicU64,
     /// Instances created by versions no longer current.
     retired_instances: AtomicU64,
@@ -103,6 +113,8 @@ impl PluginSlot {
         self.retired_instances.load(Ordering::Relaxed) + self.current().instances_created()
     }
 
+    /// The file [`reload`](Self::reload) reads; after a [`switch_to`](Self::switch_to) that
+    /// succeeded, the new one.
     pub fn path(&self) -> PathBuf {
         self.path.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -248,6 +260,9 @@ pub struct PluginWatcher {
 }
 
 impl PluginWatcher {
+    /// Watches the folder the slot's plugin file is in now (editors and `mv` replace the file's
+    /// inode) and reloads the slot when the file changes. Events within 150 ms are one change; a
+    /// deleted file is not a new version.
     pub fn start(slot: Arc<PluginSlot>) -> Result<Self> {
         let file = slot.path();
         let dir = file

@@ -7,41 +7,69 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Counters of one pipeline (monotonic).
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Deliveries handled; each redelivery counts again.
     pub messages: AtomicU64,
+    /// Calls that returned `ok`, with or without a decision.
     pub ok: AtomicU64,
+    /// Calls that returned a handler error (`retry` or `fatal`).
     pub errors: AtomicU64,
+    /// Calls that trapped, of any [`TrapKind`](crate::outcome::TrapKind).
     pub traps: AtomicU64,
+    /// Calls ended by `acker.interrupt`.
     pub interrupts: AtomicU64,
+    /// Deliveries whose action was [`Action::Commit`].
     pub commit_actions: AtomicU64,
+    /// Deliveries whose action was [`Action::Redeliver`].
     pub redeliver_actions: AtomicU64,
+    /// Deliveries whose action was [`Action::Reject`].
     pub reject_actions: AtomicU64,
+    /// Deliveries whose action was [`Action::Nothing`].
     pub nothing_actions: AtomicU64,
+    /// Successful commit requests; 0 under `ACK_FIRST`, whose commits librdkafka makes.
     pub commits: AtomicU64,
+    /// Failed commit requests, retried on the next tick.
     pub commit_errors: AtomicU64,
+    /// Dead letters the broker acknowledged.
     pub dead_letters: AtomicU64,
+    /// Failed dead-letter writes, each retried.
     pub dead_letter_errors: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct StatsSnapshot {
+    /// Deliveries handled; each redelivery counts again.
     pub messages: u64,
+    /// Calls that returned `ok`, with or without a decision.
     pub ok: u64,
+    /// Calls that returned a handler error (`retry` or `fatal`).
     pub errors: u64,
+    /// Calls that trapped, of any [`TrapKind`](crate::outcome::TrapKind).
     pub traps: u64,
+    /// Calls ended by `acker.interrupt`.
     pub interrupts: u64,
     /// Deliveries per [`Action`]: what the policy did with their offsets.
     pub commit_actions: u64,
+    /// Deliveries whose action was [`Action::Redeliver`].
     pub redeliver_actions: u64,
+    /// Deliveries whose action was [`Action::Reject`].
     pub reject_actions: u64,
+    /// Deliveries whose action was [`Action::Nothing`].
     pub nothing_actions: u64,
+    /// Successful commit requests; 0 under `ACK_FIRST`, whose commits librdkafka makes.
     pub commits: u64,
+    /// Failed commit requests, retried on the next tick.
     pub commit_errors: u64,
+    /// Dead letters the broker acknowledged.
     pub dead_letters: u64,
+    /// Failed dead-letter writes, each retried.
     pub dead_letter_errors: u64,
 }
 
 impl Stats {
+    /// Counts one delivery: its outcome and its action. Only
+    /// [`DeliveryEvent::emit`](crate::events::DeliveryEvent::emit) calls it, so each delivery
+    /// counts once.
     pub fn record(&self, outcome: &Outcome, action: Action) {
         self.messages.fetch_add(1, Ordering::Relaxed);
         let counter = match outcome.end {
@@ -60,6 +88,8 @@ impl Stats {
         .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Reads every counter. Each is read on its own, so while messages flow the copy may be off by
+    /// the deliveries being recorded (`messages` ahead of the outcome counters).
     pub fn snapshot(&self) -> StatsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {

@@ -39,9 +39,14 @@ pub struct Supervised {
 
 /// What a supervised pipeline is started with.
 pub struct Launch {
+    /// The cluster's `bootstrap.servers` (the embedded broker's when there is one).
     pub bootstrap: String,
+    /// The process-wide Wasm runtime.
     pub runtime: PluginRuntime,
+    /// The budget of the pipeline's tenant, shared with the tenant's other pipelines.
     pub budget: Arc<TenantBudget>,
+    /// Delays between restarts: `[run] restart_initial_ms`, doubling up to `restart_max_ms`. A
+    /// pipeline that ran for 60 s before it crashed starts over at the first delay.
     pub backoff: Backoff,
 }
 
@@ -65,10 +70,13 @@ impl Supervised {
         supervised
     }
 
+    /// The pipeline's configured name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The pipeline's readiness: one [`Health`] across restarts, so `/readyz` also reports a
+    /// pipeline that is down.
     pub fn health(&self) -> Arc<Health> {
         self.health.clone()
     }

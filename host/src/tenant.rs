@@ -13,6 +13,9 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// One tenant's run-time budget, shared by all of its pipelines: guest calls at once
+/// (`max_instances`), unsettled messages (`max_in_flight`), guest time and messages per second,
+/// and guest log lines.
 pub struct TenantBudget {
     limits: TenantLimits,
     calls: Semaphore,
@@ -88,6 +91,8 @@ fn charge(bucket: &Option<Mutex<Bucket>>, amount: f64) {
 }
 
 impl TenantBudget {
+    /// The budget of tenant `name` (the label of its gauges) under `limits`; a rate of 0 is
+    /// unlimited.
     pub fn new(name: &str, limits: TenantLimits) -> Arc<Self> {
         Arc::new(TenantBudget {
             limits,
@@ -145,6 +150,8 @@ impl TenantBudget {
         }
     }
 
+    /// Gives back the place of one message admitted by [`admit_message`](Self::admit_message):
+    /// exactly once per admitted message, settled or not.
     pub fn message_done(&self) {
         self.in_flight.add_permits(1);
         self.in_flight_gauge.decrement(1);

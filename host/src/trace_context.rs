@@ -3,7 +3,9 @@
 /// The ids of a valid `traceparent` value (`00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceParent<'a> {
+    /// 32 lowercase hex digits, not all zero: the trace the message belongs to.
     pub trace_id: &'a str,
+    /// 16 lowercase hex digits, not all zero: the producer's span, parent of the consumer's.
     pub parent_id: &'a str,
 }
 

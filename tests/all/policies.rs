@@ -1,7 +1,7 @@
 //! Every ack policy × every handler outcome, on every broker (embedded, Apache Kafka with both
 //! group protocols, tansu): how often the message is delivered and which offset the group has
-//! committed, read back from the broker. The expected values are the table in ACK_POLICIES.md,
-//! written out cell by cell.
+//! committed, read back from the broker. The expected values are the table in the README's "Ack
+//! policies" section, written out cell by cell.
 
 use crate::brokers::BrokerKind;
 use crate::support::Cluster;

@@ -14,6 +14,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+/// The `ackbar` command line: one [`Command`] and the options every command shares.
 #[derive(Debug, Parser)]
 #[command(
     name = "ackbar",
@@ -21,6 +22,7 @@ use std::path::PathBuf;
     about = "A WebAssembly plugin host for Kafka consumers"
 )]
 pub struct Cli {
+    /// The command to run, with its own arguments.
     #[command(subcommand)]
     pub command: Command,
     /// Log line format on stderr: `pretty` for people, `json` (one object per line, with the
@@ -29,12 +31,16 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
+/// How log lines are written to stderr (`--log-format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
+    /// Human-readable lines, colored when stderr is a terminal.
     Pretty,
+    /// One JSON object per line, with the fields of the message's span.
     Json,
 }
 
+/// What `ackbar` is asked to do: one variant per subcommand.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the pipelines of a config file until SIGINT/SIGTERM.
@@ -55,6 +61,9 @@ pub enum Command {
     Produce(produce::ProduceArgs),
 }
 
+/// Runs the command to its end inside the caller's Tokio runtime. Logging is the caller's to set
+/// up (the binary does it from `--log-format` and `ACKBAR_LOG`); the binary prints the error and
+/// exits with a failure status.
 pub async fn main(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { config } => run::run(config).await,

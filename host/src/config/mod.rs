@@ -40,12 +40,19 @@ pub enum Brokers {
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// Where Kafka is: `brokers`, or `[kafka]` `bootstrap.servers`; with neither, the embedded
+    /// broker.
     pub brokers: Brokers,
+    /// `[run]`: summary lines, the ops endpoint, pipeline restarts.
     pub run: RunSettings,
+    /// `[embedded]`; used only with [`Brokers::Embedded`].
     pub embedded: EmbeddedSettings,
+    /// `[engine]`: the Wasm engine every tenant shares.
     pub engine: EngineSettings,
     /// Every tenant: the declared ones, then those only named by a pipeline.
     pub tenants: Vec<TenantConfig>,
+    /// Every pipeline: the top-level `[[pipeline]]`s, then those under `[[tenant.pipeline]]`.
+    /// Names are unique.
     pub pipelines: Vec<PipelineConfig>,
 }
 

@@ -18,8 +18,11 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Backoff {
+    /// Wait before the first redelivery, in ms (default 100); at most `max_ms`.
     pub initial_ms: u64,
+    /// Longest wait, in ms (default 10 000).
     pub max_ms: u64,
+    /// Growth factor per further nack (default 2.0); finite and at least 1.
     pub multiplier: f64,
 }
 
@@ -65,11 +68,19 @@ pub const DEFAULT_TENANT: &str = "default";
 /// One validated pipeline: topics → group → plugin → policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PipelineConfig {
+    /// Unique among the config's pipelines; names the pipeline in logs, metrics, errors and dead
+    /// letters.
     pub name: String,
     /// The team the pipeline belongs to: a label on its logs and metrics.
     pub tenant: String,
+    /// The topics consumed, at least one. A topic another tenant owns must be shared with this
+    /// pipeline's tenant.
     pub topics: Vec<String>,
+    /// The consumer group offsets are committed to. `None` only under `ACK_FIRST`: the pipeline
+    /// then assigns itself every partition of its topics instead of joining a group, and nothing is
+    /// committed.
     pub group_id: Option<String>,
+    /// How handler outcomes become commits, redeliveries and dead letters.
     pub ack_policy: AckPolicy,
     /// Absolute, or relative to the working directory (resolved against the config file's folder).
     pub plugin: PathBuf,
@@ -81,11 +92,18 @@ pub struct PipelineConfig {
     pub max_in_flight: usize,
     /// A payload each new plugin version is called with before it goes live; a trap refuses it.
     pub smoke_payload: Option<Vec<u8>>,
+    /// How often settled offsets are committed, in one request (librdkafka's auto-commit interval
+    /// under `ACK_FIRST`). Greater than zero; default 1 s.
     pub commit_interval: Duration,
+    /// How long in-flight messages may take to finish when a partition is revoked or the pipeline
+    /// stops. One that does not finish in time stays uncommitted and is read again. Default 10 s.
     pub drain_timeout: Duration,
     /// How long startup waits for the cluster to answer before failing.
     pub connect_timeout: Duration,
+    /// Per-call limits: the pipeline's own, else its tenant's, else the defaults. Never looser
+    /// than the tenant's.
     pub limits: PluginLimits,
+    /// The wait before a nacked message is delivered again.
     pub backoff: Backoff,
     /// Deliveries of one message before it counts as exhausted (dead-lettered, or the partition
     /// pauses when there is no dead-letter topic). `None`: redelivered until it succeeds.

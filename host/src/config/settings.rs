@@ -18,10 +18,13 @@ pub struct RunSettings {
     /// A pipeline that failed to start or crashed is restarted after this long, doubling on
     /// each further failure up to `restart_max_ms`.
     pub restart_initial_ms: u64,
+    /// Longest wait between restarts, in ms; at least `restart_initial_ms`.
     pub restart_max_ms: u64,
 }
 
 impl RunSettings {
+    /// The restart delays as a [`Backoff`]: `restart_initial_ms` doubling up to
+    /// `restart_max_ms`.
     pub fn restart_backoff(&self) -> Backoff {
         Backoff {
             initial_ms: self.restart_initial_ms,

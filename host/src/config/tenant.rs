@@ -100,11 +100,16 @@ impl Default for TenantLimits {
 /// A validated tenant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TenantConfig {
+    /// Unique among tenants; a label on its pipelines' logs, metrics and dead letters.
     pub name: String,
     /// Owned topics and prefixes (`orders.*`); empty for a tenant only named by pipelines.
     pub topics: Vec<String>,
+    /// Owned topics (or patterns) other tenants may read: topic → the tenants that may. Every
+    /// key falls under `topics`, every reader is a tenant.
     pub share: BTreeMap<String, Vec<String>>,
+    /// Limits shared by all of the tenant's pipelines.
     pub limits: TenantLimits,
+    /// What the tenant's guests may reach, the same for all of its pipelines.
     pub grants: Arc<Grants>,
 }
 

@@ -49,6 +49,8 @@ pub enum CacheOutcome {
     Uncached,
 }
 
+/// The on-disk cache of one engine's compiled components, keyed by content and engine hash.
+/// At most 64 entries; the least recently used are removed first.
 #[derive(Debug, Clone)]
 pub struct CompiledCache {
     dir: PathBuf,
@@ -56,6 +58,8 @@ pub struct CompiledCache {
 }
 
 impl CompiledCache {
+    /// A cache in `dir` for code compiled by `engine`. Nothing is read or written until a load;
+    /// the directory is created by the first store.
     pub fn new(engine: &Engine, dir: PathBuf) -> Self {
         CompiledCache {
             dir,
@@ -63,6 +67,7 @@ impl CompiledCache {
         }
     }
 
+    /// Where the entries are, as `<sha256>-<engine key>.cwasm` files.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -7,10 +7,14 @@ use std::path::Path;
 /// What `ackbar check` reports about a plugin that loads.
 #[derive(Debug, Clone)]
 pub struct PluginReport {
+    /// The plugin's [`version_id`](crate::plugin::version_id), as logs and reports show it.
     pub version: String,
     /// The `ackbar:plugin` package version the component was built against, when it says.
     pub wit_package: Option<String>,
+    /// Every import of the component, as it names it (`ackbar:plugin/acker@0.1.0`,
+    /// `wasi:cli/environment@0.2.0`, ...).
     pub imports: Vec<String>,
+    /// Every export of the component; a handler has `handle`.
     pub exports: Vec<String>,
 }
 

@@ -19,9 +19,12 @@ pub struct Grants {
     pub http_hosts: Vec<String>,
 }
 
+/// A host directory the guest may read, mounted read-only at a guest path.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DirGrant {
+    /// The directory on the host, resolved against the config file's folder; it must exist.
     pub host: PathBuf,
+    /// Where the guest sees it: an absolute guest path such as `/data`.
     pub guest: String,
 }
 

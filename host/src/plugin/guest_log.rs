@@ -63,10 +63,12 @@ impl GuestLogBudget {
         }
     }
 
+    /// The tenant whose allowance this is, named in the summary of dropped lines.
     pub fn tenant(&self) -> &str {
         &self.tenant
     }
 
+    /// The allowance, in lines per second; 0 is unlimited.
     pub fn lines_per_sec(&self) -> u32 {
         self.lines_per_sec
     }

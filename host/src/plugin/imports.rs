@@ -24,18 +24,26 @@ pub struct Interrupt(pub Decision);
 #[derive(Debug, thiserror::Error)]
 #[error("memory limit exceeded: the guest asked for {desired} bytes, the cap is {cap} bytes")]
 pub struct MemoryLimitExceeded {
+    /// The size the guest asked its linear memory to grow to, in bytes.
     pub desired: usize,
+    /// The instance's memory cap (`memory_mib`), in bytes.
     pub cap: usize,
 }
 
 /// Where a log line from the guest comes from: attached to every guest log event.
 #[derive(Debug, Clone, Default)]
 pub struct CallContext {
+    /// The pipeline's tenant.
     pub tenant: Arc<str>,
+    /// The pipeline handling the message.
     pub pipeline: Arc<str>,
+    /// The [`version_id`](crate::plugin::version_id) of the plugin called.
     pub plugin_version: Arc<str>,
+    /// The topic of the message being handled.
     pub topic: Arc<str>,
+    /// The message's partition.
     pub partition: i32,
+    /// The message's offset in its partition.
     pub offset: i64,
     /// The tenant's allowance of log lines.
     pub guest_log: Arc<GuestLogBudget>,

@@ -20,6 +20,8 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 /// Longest trap detail or guest error text kept in a report.
 const MAX_REPORT_TEXT: usize = 2048;
 
+/// One instance of a [`Plugin`] in a `Store` of its own (memory, WASI context, call state).
+/// Called once per message; discarded after a trap, an interrupt or a deadline.
 pub struct PluginInstance {
     store: Store<HostState>,
     handler: Handler,
@@ -28,6 +30,9 @@ pub struct PluginInstance {
 }
 
 impl PluginInstance {
+    /// Instantiates `plugin` with its limits and grants; the guest's start code runs under the call
+    /// deadline. Fails, naming the file, if the sandbox cannot be prepared (a granted directory is
+    /// gone), instantiation traps, or the deadline passes.
     pub async fn new(plugin: &Plugin) -> Result<Self> {
         let limits = plugin.limits();
         let shown = plugin.path().display();

@@ -17,6 +17,7 @@ pub struct InstancePool {
 }
 
 impl InstancePool {
+    /// An empty pool: the first call, or [`warm_up`](Self::warm_up), instantiates.
     pub fn new(plugin: Arc<Plugin>) -> Self {
         InstancePool {
             plugin,
@@ -25,6 +26,7 @@ impl InstancePool {
         }
     }
 
+    /// The plugin version this pool's instances are of.
     pub fn plugin(&self) -> &Arc<Plugin> {
         &self.plugin
     }

@@ -26,6 +26,7 @@ const MAX_RESERVED_BYTES: u64 = 64 << 40;
 /// How many instances the pool holds and how large their memories may grow.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PoolSizing {
+    /// Component instances the pool holds at most, over all tenants; at least 1.
     pub instances: u32,
     /// The largest `memory_mib` of any pipeline; each instance's own cap is enforced by its
     /// `ResourceLimiter`.

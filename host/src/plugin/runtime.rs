@@ -189,6 +189,7 @@ impl PluginRuntime {
         })
     }
 
+    /// The process-wide engine; code loaded into this runtime must be compiled by it.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
     }
@@ -198,6 +199,8 @@ impl PluginRuntime {
         self.inner.metered
     }
 
+    /// The compiled-component cache; `None` when caching is off (`ACKBAR_CACHE_DIR=off`, or no
+    /// directory was given).
     pub fn cache(&self) -> Option<&CompiledCache> {
         self.inner.cache.as_ref()
     }
@@ -346,6 +349,8 @@ pub struct Plugin {
 }
 
 impl Plugin {
+    /// The file the plugin was loaded from; for
+    /// [`load_bytes`](PluginRuntime::load_bytes), the path its messages name.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -360,6 +365,7 @@ impl Plugin {
         self.version.clone()
     }
 
+    /// The per-call limits every instance of this plugin gets.
     pub fn limits(&self) -> PluginLimits {
         self.limits
     }
@@ -369,6 +375,7 @@ impl Plugin {
         &self.grants
     }
 
+    /// The compiled component, for inspecting its imports and exports.
     pub fn component(&self) -> &Component {
         &self.component
     }
