@@ -1,12 +1,14 @@
 //! Kafka client helpers of the `produce` and `demo` commands: produce records and wait for the
 //! broker to have them, read a group's committed offsets back.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,11 +49,34 @@ pub fn producer(bootstrap: &str) -> Result<FutureProducer> {
         .context("creating a Kafka producer")
 }
 
-/// Produces `records` to `topic` and waits until the broker has them all. Returns the offsets.
+/// Produces `records` to `topic`, in order, and waits until the broker has them all. Returns
+/// where each one was written. When librdkafka's local queue is full, it waits for the oldest
+/// delivery instead of failing, so any number of records can be produced. On the first record the
+/// broker does not take, stops and says which one and how many were delivered before it.
 pub async fn produce(bootstrap: &str, topic: &str, records: &[Record]) -> Result<Vec<(i32, i64)>> {
     let producer = producer(bootstrap)?;
-    let mut pending = Vec::with_capacity(records.len());
-    for r in records {
+    let mut pending = VecDeque::new();
+    let mut offsets = Vec::with_capacity(records.len());
+    let delivered = |offsets: &Vec<(i32, i64)>| {
+        format!("{} of {} records delivered", offsets.len(), records.len())
+    };
+    let settle = |index: usize, delivery: DeliveryFuture, offsets: &mut Vec<(i32, i64)>| {
+        let summary = delivered(offsets);
+        async move {
+            match delivery.await {
+                Ok(Ok(d)) => Ok((d.partition, d.offset)),
+                Ok(Err((e, _))) => Err(anyhow!(
+                    "producing record {} to {topic}: {e} ({summary})",
+                    index + 1
+                )),
+                Err(_) => Err(anyhow!(
+                    "producing record {} to {topic}: the producer dropped it ({summary})",
+                    index + 1
+                )),
+            }
+        }
+    };
+    for (index, r) in records.iter().enumerate() {
         let mut headers = OwnedHeaders::new();
         for (k, v) in &r.headers {
             headers = headers.insert(Header {
@@ -68,18 +93,36 @@ pub async fn produce(bootstrap: &str, topic: &str, records: &[Record]) -> Result
         if let Some(p) = r.partition {
             record = record.partition(p);
         }
-        let delivery = producer
-            .send_result(record)
-            .map_err(|(e, _)| anyhow!("producing to {topic}: {e}"))?;
-        pending.push(delivery);
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    pending.push_back((index, delivery));
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    // Backpressure: the oldest record in the queue leaves it first.
+                    record = returned;
+                    match pending.pop_front() {
+                        Some((i, delivery)) => {
+                            let at = settle(i, delivery, &mut offsets).await?;
+                            offsets.push(at);
+                        }
+                        None => tokio::time::sleep(Duration::from_millis(10)).await,
+                    }
+                }
+                Err((e, _)) => {
+                    bail!(
+                        "producing record {} to {topic}: {e} ({})",
+                        index + 1,
+                        delivered(&offsets)
+                    )
+                }
+            }
+        }
     }
-    let mut offsets = Vec::with_capacity(pending.len());
-    for delivery in pending {
-        let delivered = delivery
-            .await
-            .map_err(|_| anyhow!("producer dropped a delivery"))?
-            .map_err(|(e, _)| anyhow!("producing to {topic}: {e}"))?;
-        offsets.push((delivered.partition, delivered.offset));
+    while let Some((i, delivery)) = pending.pop_front() {
+        let at = settle(i, delivery, &mut offsets).await?;
+        offsets.push(at);
     }
     Ok(offsets)
 }

@@ -33,6 +33,8 @@
 //! (`/metrics`, `/healthz`, `/readyz`), [`fault_log`], [`trace_context`] (`traceparent`), and
 //! [`bindings`] (the guest contract generated from `wit/`).
 
+#![deny(missing_docs)]
+
 pub mod bindings;
 pub mod cli;
 pub mod config;

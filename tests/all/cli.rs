@@ -2,7 +2,9 @@
 
 use crate::brokers::BrokerKind;
 use crate::support::{guest, repo_root, Cluster};
-use std::process::{Command, Output};
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 fn ackbar(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ackbar-under-test"))
@@ -668,4 +670,67 @@ fn a_tenant_whose_pipeline_cannot_start_is_retried_while_the_others_run() {
     });
     running.signal("TERM");
     assert!(running.wait_exit().success());
+}
+
+/// `ackbar produce` fed far more lines than librdkafka's local queue holds (100,000 messages)
+/// waits for room instead of failing, and the broker ends up with every line, in order.
+#[test]
+fn produce_delivers_every_line_of_a_large_stdin() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    const LINES: usize = 200_000;
+    let broker = ackbar::embedded::EmbeddedBroker::start().unwrap();
+    broker.create_topic("bulk", 1).unwrap();
+    let input: String = (0..LINES).map(|i| format!("order {i}\n")).collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ackbar-under-test"))
+        .args(["produce", "--brokers", broker.bootstrap_servers()])
+        .args(["--topic", "bulk", "--partition", "0"])
+        .env("ACKBAR_LOG", "error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ackbar produce");
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("200000 of 200000 records delivered to bulk"),
+        "{}",
+        text(&out.stderr)
+    );
+    let stdout = text(&out.stdout);
+    let offsets: Vec<&str> = stdout.lines().collect();
+    assert_eq!(offsets.len(), LINES);
+    assert_eq!(offsets[LINES - 1], format!("bulk/0 @{}", LINES - 1));
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap_servers())
+        .create()
+        .unwrap();
+    let (low, high) = consumer
+        .fetch_watermarks("bulk", 0, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(
+        (low, high),
+        (0, LINES as i64),
+        "every line is on the broker"
+    );
+}
+
+/// A broker that takes nothing: `ackbar produce` exits non-zero and names the first record that
+/// failed and how many were delivered before it.
+#[test]
+fn produce_names_the_first_failed_record() {
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = unused.local_addr().unwrap().to_string();
+    drop(unused);
+    let out = ackbar(&["produce", "--brokers", &address, "--topic", "t", "a", "b"]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("producing record 1 to t:")
+            && stderr.contains("(0 of 2 records delivered)"),
+        "{stderr}"
+    );
 }

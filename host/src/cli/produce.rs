@@ -1,8 +1,10 @@
-//! `ackbar produce`: send messages to a topic and print where the broker put them.
+//! `ackbar produce`: send messages to a topic and print where the broker put them. A full local
+//! queue waits; the first record the broker refuses ends it with an error naming the record and
+//! the count delivered before it.
 
 use crate::kafka::{self, Record};
 use anyhow::Result;
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 
 #[derive(Debug, clap::Args)]
 pub struct ProduceArgs {
@@ -46,8 +48,15 @@ pub async fn run(args: ProduceArgs) -> Result<()> {
         })
         .collect();
     let offsets = kafka::produce(&brokers, &topic, &records).await?;
-    for (partition, offset) in offsets {
-        println!("{topic}/{partition} @{offset}");
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for (partition, offset) in &offsets {
+        writeln!(out, "{topic}/{partition} @{offset}")?;
     }
+    out.flush()?;
+    eprintln!(
+        "{} of {} records delivered to {topic}",
+        offsets.len(),
+        records.len()
+    );
     Ok(())
 }

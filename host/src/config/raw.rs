@@ -1,7 +1,6 @@
 //! The file format as serde reads it, before validation: every field optional where the file may
 //! leave it out. [`super::validate`] turns it into [`super::Config`].
 
-use super::tenant::RawTenant;
 use super::Backoff;
 use super::Ordering;
 use super::{EmbeddedSettings, EngineSettings, RunSettings};
@@ -89,4 +88,54 @@ pub(super) struct RawLimits {
     pub(super) deadline_ms: Option<u64>,
     pub(super) memory_mib: Option<u64>,
     pub(super) fuel: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTenant {
+    pub name: String,
+    /// Topics the tenant owns: exact names, or a prefix ending in `*`.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// Owned topics other tenants may read: topic (or pattern) → tenant names.
+    #[serde(default)]
+    pub share: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub limits: RawTenantLimits,
+    #[serde(default)]
+    pub grants: RawGrants,
+    #[serde(default, rename = "pipeline")]
+    pub pipelines: Vec<RawPipeline>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTenantLimits {
+    pub deadline_ms: Option<u64>,
+    pub memory_mib: Option<u64>,
+    pub fuel: Option<u64>,
+    pub max_instances: Option<u32>,
+    pub max_in_flight: Option<u32>,
+    pub max_queued_kib: Option<u64>,
+    pub pause_after_traps: Option<u32>,
+    pub guest_ms_per_sec: Option<u64>,
+    pub max_messages_per_sec: Option<u64>,
+    pub log_lines_per_sec: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGrants {
+    pub read_only_dir: Option<RawDir>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub http_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDir {
+    pub host: PathBuf,
+    pub guest: String,
 }

@@ -1,61 +1,10 @@
 //! `[[tenant]]`: a team's pipelines, the topics it owns, its limits and its grants.
 
-use super::raw::RawPipeline;
+use super::raw::RawTenant;
 use crate::plugin::{DirGrant, Grants};
-use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawTenant {
-    pub name: String,
-    /// Topics the tenant owns: exact names, or a prefix ending in `*`.
-    #[serde(default)]
-    pub topics: Vec<String>,
-    /// Owned topics other tenants may read: topic (or pattern) → tenant names.
-    #[serde(default)]
-    pub share: BTreeMap<String, Vec<String>>,
-    #[serde(default)]
-    pub limits: RawTenantLimits,
-    #[serde(default)]
-    pub grants: RawGrants,
-    #[serde(default, rename = "pipeline")]
-    pub pipelines: Vec<RawPipeline>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawTenantLimits {
-    pub deadline_ms: Option<u64>,
-    pub memory_mib: Option<u64>,
-    pub fuel: Option<u64>,
-    pub max_instances: Option<u32>,
-    pub max_in_flight: Option<u32>,
-    pub max_queued_kib: Option<u64>,
-    pub pause_after_traps: Option<u32>,
-    pub guest_ms_per_sec: Option<u64>,
-    pub max_messages_per_sec: Option<u64>,
-    pub log_lines_per_sec: Option<u32>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawGrants {
-    pub read_only_dir: Option<RawDir>,
-    #[serde(default)]
-    pub env: Vec<String>,
-    #[serde(default)]
-    pub http_hosts: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawDir {
-    pub host: PathBuf,
-    pub guest: String,
-}
 
 /// Limits shared by all pipelines of one tenant.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -2,8 +2,9 @@
 //! file and, where it applies, the tenant, the pipeline and the field.
 
 use super::raw::{RawConfig, RawLimits, RawPipeline};
+use super::raw::{RawTenant, RawTenantLimits};
 use super::settings::MAX_WASM_STACK_KIB;
-use super::tenant::{self, RawTenant};
+use super::tenant;
 use super::*;
 use crate::plugin::PluginLimits;
 use std::collections::{BTreeMap, HashSet};
@@ -294,7 +295,7 @@ impl Config {
     }
 }
 
-fn raw_tenant_limits(tenants: &[RawTenant], name: &str) -> tenant::RawTenantLimits {
+fn raw_tenant_limits(tenants: &[RawTenant], name: &str) -> RawTenantLimits {
     tenants
         .iter()
         .find(|t| t.name == name)
@@ -306,7 +307,7 @@ fn raw_tenant_limits(tenants: &[RawTenant], name: &str) -> tenant::RawTenantLimi
 /// its tenant's limits, never loosen them. Errors are (field, message).
 fn pipeline_limits(
     own: &RawLimits,
-    tenant: &tenant::RawTenantLimits,
+    tenant: &RawTenantLimits,
 ) -> Result<PluginLimits, (&'static str, String)> {
     let defaults = PluginLimits::default();
     let pick = |field: &'static str, own: Option<u64>, tenant: Option<u64>| match (own, tenant) {

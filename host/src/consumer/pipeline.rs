@@ -299,6 +299,7 @@ async fn commit_ticker(shared: Arc<PipelineState>, consumer: Arc<PipelineConsume
 }
 
 impl PipelineHandle {
+    /// The pipeline's `name` from the configuration.
     pub fn name(&self) -> &str {
         &self.shared.name
     }
@@ -318,6 +319,7 @@ impl PipelineHandle {
         self.shared.health.clone()
     }
 
+    /// The pipeline's counters since it started.
     pub fn stats(&self) -> StatsSnapshot {
         self.shared.stats.snapshot()
     }

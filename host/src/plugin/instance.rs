@@ -119,7 +119,7 @@ impl PluginInstance {
             let end = CallEnd::Trapped {
                 kind: TrapKind::Deadline,
                 detail,
-                stderr: super::truncate(&state.output.take(), MAX_REPORT_TEXT).to_string(),
+                stderr: super::keep_end(&state.output.take(), MAX_REPORT_TEXT).to_string(),
             };
             return (Outcome { explicit, end }, false);
         };
@@ -167,6 +167,6 @@ fn classify(err: &wasmtime::Error, output: String) -> CallEnd {
     CallEnd::Trapped {
         kind,
         detail: super::truncate(&detail, MAX_REPORT_TEXT).to_string(),
-        stderr: super::truncate(&output, MAX_REPORT_TEXT).to_string(),
+        stderr: super::keep_end(&output, MAX_REPORT_TEXT).to_string(),
     }
 }
