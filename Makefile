@@ -27,7 +27,7 @@ demo: setup
 ## Formatting and lints, warnings are errors.
 lint:
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 ## The test brokers, cached outside the repository: Apache Kafka 4.4 (from Maven Central) and tansu.
 brokers:
@@ -44,7 +44,7 @@ test: guests brokers lint
 	bash guest-examples/go/test.sh
 	bash guest-examples/python/test.sh
 	bash guest-examples/js/test.sh
-	$(CARGO) test --locked --workspace -- --test-threads 8
+	$(CARGO) test --locked -- --test-threads 8
 
 ## End-to-end throughput on Apache Kafka: raw rdkafka, native, every language's Wasm handler,
 ## FastStream; prints the table and the ratios (BENCH_MESSAGES, BENCH_BROKER, BENCH_CASES).

@@ -55,4 +55,5 @@ pub mod reload;
 pub mod stats;
 pub mod supervisor;
 pub mod tenant;
+pub mod token_bucket;
 pub mod trace_context;

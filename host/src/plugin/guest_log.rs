@@ -3,6 +3,7 @@
 //! second. Lines over the rate are dropped and counted; a summary line says how many, at most
 //! once a second while it goes on.
 
+use crate::token_bucket::TokenBucket;
 use metrics::{counter, Counter};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -27,9 +28,8 @@ pub struct GuestLogBudget {
 }
 
 struct State {
-    /// Lines that may be written now; refilled at `lines_per_sec`, at most one second's worth.
-    available: f64,
-    refilled: Instant,
+    /// Lines that may be written now.
+    lines: Option<TokenBucket>,
     /// Dropped since the last summary line.
     suppressed: u64,
     last_summary: Instant,
@@ -51,8 +51,7 @@ impl GuestLogBudget {
             tenant: tenant.to_string(),
             lines_per_sec,
             state: Mutex::new(State {
-                available: lines_per_sec as f64,
-                refilled: now,
+                lines: (lines_per_sec > 0).then(|| TokenBucket::new(lines_per_sec as f64, now)),
                 suppressed: 0,
                 last_summary: now,
             }),
@@ -79,16 +78,11 @@ impl GuestLogBudget {
     }
 
     fn admit_at(&self, now: Instant) -> Admission {
-        if self.lines_per_sec == 0 {
-            return Admission::Write;
-        }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let rate = self.lines_per_sec as f64;
-        let refill = now.saturating_duration_since(state.refilled).as_secs_f64() * rate;
-        state.available = (state.available + refill).min(rate);
-        state.refilled = now;
-        if state.available >= 1.0 {
-            state.available -= 1.0;
+        let Some(lines) = &mut state.lines else {
+            return Admission::Write;
+        };
+        if lines.try_take(1.0, now) {
             return Admission::Write;
         }
         state.suppressed += 1;
