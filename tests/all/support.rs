@@ -298,7 +298,7 @@ impl Running {
     }
 }
 
-/// Reports that settled their message (anything but a seek).
+/// Deliveries that settled their message (anything but a redelivery).
 pub fn settled(r: &DeliveryEvent) -> bool {
     r.action != Action::Redeliver
 }
