@@ -122,10 +122,11 @@ async fn second_member_joins(broker: BrokerKind, max_duplicates: Option<usize>) 
             "{duplicates} messages handled twice on {broker:?}"
         );
     }
-    assert!(
-        deliveries.values().all(|n| *n <= 2),
-        "no message handled more than twice"
-    );
+    // How often one message is handled depends on how often its partition changed owner, which
+    // the group decides: a member slowed down by a loaded machine can be rebalanced out and back
+    // in, and each move re-reads from the last commit (at-least-once). Bounded per broker where
+    // one move is certain (`max_duplicates`); everywhere, nothing is skipped and the run of
+    // re-handled messages is contiguous (checked above).
     assert_eq!(cluster.committed(), vec![Some(60); 4]);
 }
 
