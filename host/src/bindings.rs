@@ -16,6 +16,8 @@ mod generated {
         // `handle` runs on a fiber, so a call can be cut off at its deadline even while the
         // guest waits inside a host call (a sleep, a poll, an HTTP response).
         exports: { default: async },
+        // Outputs are compared in tests and `ackbar invoke`.
+        additional_derives: [PartialEq],
     });
 }
 

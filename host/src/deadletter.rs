@@ -7,23 +7,13 @@
 
 use crate::bindings::Message;
 use crate::config::PipelineConfig;
+use crate::output_writer::producer_config;
 use anyhow::{Context, Result};
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use std::sync::Mutex;
-
-/// Connection properties the dead-letter producer shares with the pipeline's consumer.
-const SHARED_PROPERTY_PREFIXES: &[&str] = &[
-    "security.",
-    "sasl.",
-    "ssl.",
-    "socket.",
-    "client.dns.lookup",
-    "broker.address.family",
-    "client.id",
-];
 
 /// What is known about a message when it is dead-lettered.
 #[derive(Debug, Clone)]
@@ -46,6 +36,23 @@ pub struct DeadLetter<'a> {
 }
 
 impl DeadLetter<'_> {
+    /// The record written to `topic`: the message's key, payload, timestamp and headers, then the
+    /// `ackbar-*` headers.
+    pub(crate) fn kafka_record<'b>(&'b self, topic: &'b str) -> FutureRecord<'b, [u8], [u8]> {
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(topic).headers(self.headers());
+        if let Some(key) = &self.message.key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(payload) = &self.message.payload {
+            record = record.payload(payload.as_slice());
+        }
+        if let Some(ts) = self.message.timestamp {
+            record = record.timestamp(ts);
+        }
+        record
+    }
+
     /// The original headers, then `ackbar-*` headers describing the failure.
     fn headers(&self) -> OwnedHeaders {
         let m = self.message;
@@ -101,21 +108,7 @@ impl DeadLetterWriter {
         let Some(topic) = &config.dead_letter_topic else {
             return Ok(None);
         };
-        let mut client = ClientConfig::new();
-        for (key, value) in &config.kafka {
-            if SHARED_PROPERTY_PREFIXES.iter().any(|p| key.starts_with(p)) {
-                client.set(key, value);
-            }
-        }
-        client
-            .set("bootstrap.servers", bootstrap)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set(
-                "message.timeout.ms",
-                config.dead_letter_timeout.as_millis().to_string(),
-            )
-            .set("linger.ms", "5");
+        let client = producer_config(config, bootstrap, config.dead_letter_timeout);
         let producer = client.create().with_context(|| {
             format!(
                 "pipeline '{}': creating the dead-letter producer for topic {topic}",
@@ -141,18 +134,9 @@ impl DeadLetterWriter {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&self.topic).headers(letter.headers());
-        if let Some(key) = &letter.message.key {
-            record = record.key(key.as_slice());
-        }
-        if let Some(payload) = &letter.message.payload {
-            record = record.payload(payload.as_slice());
-        }
-        if let Some(ts) = letter.message.timestamp {
-            record = record.timestamp(ts);
-        }
-        let result = producer.send(record, Timeout::Never).await;
+        let result = producer
+            .send(letter.kafka_record(&self.topic), Timeout::Never)
+            .await;
         match result {
             Ok(delivery) => Ok((delivery.partition, delivery.offset)),
             Err((error, _)) => {

@@ -57,6 +57,11 @@ pub struct DeliveryEvent {
     pub verdict: Verdict,
     /// This delivery used up `max_attempts`.
     pub exhausted: bool,
+    /// Records the call sent through `producer` (accepted ones).
+    pub outputs: usize,
+    /// Whether those records are published (see
+    /// [`Settlement::publishes_outputs`](crate::policy::Settlement::publishes_outputs)).
+    pub outputs_published: bool,
     /// When this delivery's handler call started.
     pub started: Instant,
     /// Wall-clock time of the handler call, creating an instance included when none was idle.
@@ -89,6 +94,8 @@ impl DeliveryEvent {
             action: settled.action,
             verdict: settled.verdict,
             exhausted: settled.exhausted,
+            outputs: 0,
+            outputs_published: false,
             started,
             elapsed,
         }
@@ -162,7 +169,8 @@ impl DeliveryEvent {
     }
 }
 
-/// A message's dead letter is on the broker; its offset may now be committed.
+/// A message's dead letter is on the broker (at least once), or in its partition's open
+/// transaction (exactly once); its offset may now be committed.
 pub struct DeadLettered<'a> {
     /// The partition of the dead-lettered message.
     pub tp: &'a TopicPartition,
@@ -170,8 +178,9 @@ pub struct DeadLettered<'a> {
     pub offset: i64,
     /// Where the dead letter was written.
     pub dead_letter_topic: &'a str,
-    /// `(partition, offset)` of the dead letter in `dead_letter_topic`.
-    pub written_to: (i32, i64),
+    /// `(partition, offset)` of the dead letter in `dead_letter_topic`; `None` inside a
+    /// transaction, where it is known only once the transaction commits.
+    pub written_to: Option<(i32, i64)>,
     /// Why the message was dead-lettered ([`DeliveryEvent::settle_reason`]).
     pub reason: &'a str,
 }
@@ -183,11 +192,16 @@ impl DeadLettered<'_> {
         to.metrics.dead_letters.increment(1);
         to.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
         to.dead_letter_faults.recovered();
-        let (partition, at) = self.written_to;
-        tracing::info!(
-            tenant = %to.tenant, pipeline = %to.pipeline, partition = %self.tp, offset = self.offset,
-            "dead-lettered to {}/{partition} at offset {at}: {}", self.dead_letter_topic, self.reason
-        );
+        match self.written_to {
+            Some((partition, at)) => tracing::info!(
+                tenant = %to.tenant, pipeline = %to.pipeline, partition = %self.tp, offset = self.offset,
+                "dead-lettered to {}/{partition} at offset {at}: {}", self.dead_letter_topic, self.reason
+            ),
+            None => tracing::info!(
+                tenant = %to.tenant, pipeline = %to.pipeline, partition = %self.tp, offset = self.offset,
+                "dead-lettered to {} in the partition's transaction: {}", self.dead_letter_topic, self.reason
+            ),
+        }
     }
 }
 

@@ -96,6 +96,31 @@ fn describe() {
         "ackbar_partitions_paused",
         "Partitions paused on a message that used up max_attempts with no dead-letter topic."
     );
+    describe_counter!(
+        "ackbar_output_records_total",
+        "Records published to output topics (at least once: acknowledged by the broker; exactly once: in a committed transaction), by topic."
+    );
+    describe_counter!(
+        "ackbar_output_bytes_total",
+        "Key and value bytes of the records in ackbar_output_records_total, by topic."
+    );
+    describe_counter!(
+        "ackbar_send_errors_total",
+        "producer.send calls refused to the guest, by reason: undeclared-topic, over-limit, invalid."
+    );
+    describe_counter!(
+        "ackbar_output_write_errors_total",
+        "Failed writes of an attempt's outputs (each is retried; the offset waits)."
+    );
+    describe_counter!(
+        "ackbar_transactions_total",
+        "Transactions of exactly-once pipelines, by result: committed, aborted."
+    );
+    describe_histogram!(
+        "ackbar_transaction_commit_seconds",
+        Unit::Seconds,
+        "Duration of one transaction commit (offsets and commit calls)."
+    );
     describe_counter!("ackbar_commits_total", "Successful offset commits.");
     describe_counter!(
         "ackbar_commit_errors_total",
@@ -202,6 +227,80 @@ fn trap_index(kind: TrapKind) -> usize {
         .iter()
         .position(|k| *k == kind)
         .expect("ALL lists every kind")
+}
+
+/// A pipeline's output series: what it publishes and what its guests were refused.
+pub struct OutputMetrics {
+    labels: [(&'static str, String); 2],
+    /// Records and bytes per output topic, created on first use (topics are bounded by the
+    /// pipeline's `outputs`).
+    by_topic: std::sync::Mutex<std::collections::HashMap<String, (Counter, Counter)>>,
+    undeclared_topic: Counter,
+    over_limit: Counter,
+    invalid: Counter,
+    /// `ackbar_output_write_errors_total`.
+    pub write_errors: Counter,
+    /// `ackbar_transactions_total{result="committed"}`.
+    pub transactions_committed: Counter,
+    /// `ackbar_transactions_total{result="aborted"}`.
+    pub transactions_aborted: Counter,
+    /// `ackbar_transaction_commit_seconds`.
+    pub transaction_commit: Histogram,
+}
+
+impl OutputMetrics {
+    /// The output series of `pipeline` of `tenant`.
+    pub fn new(tenant: &str, pipeline: &str) -> Self {
+        let labels = [
+            ("tenant", tenant.to_string()),
+            ("pipeline", pipeline.to_string()),
+        ];
+        let with = |key: &'static str, value: &str| {
+            let mut l = labels.to_vec();
+            l.push((key, value.to_string()));
+            l
+        };
+        OutputMetrics {
+            undeclared_topic: counter!(
+                "ackbar_send_errors_total",
+                &with("reason", "undeclared-topic")
+            ),
+            over_limit: counter!("ackbar_send_errors_total", &with("reason", "over-limit")),
+            invalid: counter!("ackbar_send_errors_total", &with("reason", "invalid")),
+            write_errors: counter!("ackbar_output_write_errors_total", &labels),
+            transactions_committed: counter!(
+                "ackbar_transactions_total",
+                &with("result", "committed")
+            ),
+            transactions_aborted: counter!("ackbar_transactions_total", &with("result", "aborted")),
+            transaction_commit: histogram!("ackbar_transaction_commit_seconds", &labels),
+            by_topic: Default::default(),
+            labels,
+        }
+    }
+
+    /// Counts sends refused to the guest during one call.
+    pub fn refused(&self, refused: &crate::outputs::SendRefusals) {
+        self.undeclared_topic
+            .increment(refused.undeclared_topic.into());
+        self.over_limit.increment(refused.over_limit.into());
+        self.invalid.increment(refused.invalid.into());
+    }
+
+    /// Counts `records` of `bytes` published to `topic`.
+    pub fn published(&self, topic: &str, records: u64, bytes: u64) {
+        let mut by_topic = self.by_topic.lock().unwrap_or_else(|e| e.into_inner());
+        let (r, b) = by_topic.entry(topic.to_string()).or_insert_with(|| {
+            let mut l = self.labels.to_vec();
+            l.push(("topic", topic.to_string()));
+            (
+                counter!("ackbar_output_records_total", &l),
+                counter!("ackbar_output_bytes_total", &l),
+            )
+        });
+        r.increment(records);
+        b.increment(bytes);
+    }
 }
 
 /// Per-pipeline series.

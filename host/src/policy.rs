@@ -198,6 +198,20 @@ pub struct Settlement {
     pub exhausted: bool,
 }
 
+impl Settlement {
+    /// Whether what this attempt sent through `producer` is published (the outputs table in the
+    /// README, next to the policy table): only when the handler did not fail and the message is
+    /// settled as handled — an ack, explicit or by the policy, or left to a later commit under
+    /// `MANUAL`/`ACK_FIRST`. A nack, a reject (the dead letter goes instead), an error or a trap
+    /// (even one after an explicit ack, and even where the policy commits it) publishes none of
+    /// it: its outputs may be partial, and a redelivery sends its own.
+    pub fn publishes_outputs(&self, outcome: &Outcome) -> bool {
+        !outcome.is_failure()
+            && matches!(self.action, Action::Commit | Action::Nothing)
+            && matches!(self.verdict, Verdict::Commit | Verdict::Leave)
+    }
+}
+
 /// A pipeline's rules for settling deliveries.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DeliveryRules {
@@ -309,6 +323,52 @@ mod tests {
         }
     }
 
+    /// Every policy × outcome: are the attempt's outputs published? `Y` yes, `-` no.
+    #[test]
+    fn outputs_table() {
+        const Y: bool = true;
+        const N: bool = false;
+        let outcomes: [(&str, Outcome); 10] = [
+            ("ok", ok()),
+            ("returned ack", Outcome::returned(Some(Decision::Ack))),
+            ("acker ack", with_explicit(ok(), Decision::Ack)),
+            ("interrupt ack", interrupted(Decision::Ack)),
+            ("acker nack", with_explicit(ok(), Decision::Nack)),
+            ("interrupt nack", interrupted(Decision::Nack)),
+            ("acker reject", with_explicit(ok(), Decision::Reject)),
+            ("error", error()),
+            ("fatal", fatal()),
+            (
+                "ack then trap",
+                with_explicit(trap(TrapKind::Panic), Decision::Ack),
+            ),
+        ];
+        #[rustfmt::skip]
+        let table: [(AckPolicy, [bool; 10]); 5] = [
+            //               ok returned acker interrupt nack  i-nack reject error fatal ack+trap
+            (Manual,        [Y, Y,       Y,    Y,        N,    N,     N,     N,    N,    N]),
+            (AckFirst,      [Y, Y,       Y,    Y,        N,    N,     N,     N,    N,    N]),
+            (Ack,           [Y, Y,       Y,    Y,        N,    N,     N,     N,    N,    N]),
+            (RejectOnError, [Y, Y,       Y,    Y,        N,    N,     N,     N,    N,    N]),
+            (NackOnError,   [Y, Y,       Y,    Y,        N,    N,     N,     N,    N,    N]),
+        ];
+        for (policy, row) in table {
+            for ((name, outcome), expected) in outcomes.iter().zip(row) {
+                for dead_letters in [false, true] {
+                    for max_attempts in [None, Some(1)] {
+                        let settled =
+                            rules(policy, max_attempts, dead_letters).settle(outcome, 1, 1);
+                        assert_eq!(
+                            settled.publishes_outputs(outcome),
+                            expected,
+                            "{policy} {name} dead_letters={dead_letters} max_attempts={max_attempts:?}: {settled:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn backoff_grows_with_the_attempt_and_a_new_count_starts_under_the_cap() {
         let rules = rules(NackOnError, Some(3), false);
@@ -361,6 +421,13 @@ mod tests {
             },
         }
     }
+    fn interrupted(d: Decision) -> Outcome {
+        Outcome {
+            explicit: None,
+            end: CallEnd::Interrupted(d),
+        }
+    }
+
     fn with_explicit(mut outcome: Outcome, d: Decision) -> Outcome {
         outcome.explicit = Some(d);
         outcome

@@ -7,6 +7,7 @@ use crate::bindings::{Header, Message};
 use crate::events::DeliveryEvent;
 use crate::offsets::TopicPartition;
 use crate::outcome::CallEnd;
+use crate::outputs::{OutputRecord, OutputRules, Outputs};
 use crate::plugin::{CallContext, GuestLogBudget, InstancePool, PluginLimits, PluginRuntime};
 use crate::policy::{AckPolicy, DeliveryRules, Verdict};
 use anyhow::{bail, Context, Result};
@@ -94,10 +95,57 @@ pub struct Delivery {
     /// The error text or trap reason, with the guest's captured stderr.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// What the call sent through `producer`, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sent: Vec<Sent>,
+    /// Whether a pipeline would publish `sent` (the outputs table), or drop it with the attempt.
+    pub published: bool,
+    /// Sends refused to the handler (undeclared topic, over a per-call bound, invalid).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub refused_sends: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// One record a call sent, as `ackbar invoke` shows it (bytes as UTF-8, lossily).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Sent {
+    pub topic: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub payload: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Sent {
+    fn of(record: &OutputRecord) -> Self {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Sent {
+            topic: record.topic.clone(),
+            partition: record.partition,
+            key: record.key.as_deref().map(text),
+            payload: record.payload.as_deref().map(text),
+            headers: record
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.key.clone(),
+                        h.value.as_deref().map(text).unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        }
+    }
 }
 
 impl Delivery {
-    fn of(message: usize, event: &DeliveryEvent) -> Self {
+    fn of(message: usize, event: &DeliveryEvent, outputs: &Outputs) -> Self {
         let outcome = &event.outcome;
         let detail = match &outcome.end {
             CallEnd::Returned(_) => None,
@@ -122,6 +170,9 @@ impl Delivery {
             verdict: event.verdict.name().to_string(),
             settled_as: event.settled_as(),
             detail,
+            sent: outputs.records.iter().map(Sent::of).collect(),
+            published: event.outputs_published,
+            refused_sends: outputs.refused.total(),
         }
     }
 }
@@ -134,6 +185,7 @@ pub struct Invoker {
     pool: InstancePool,
     guest_log: Arc<GuestLogBudget>,
     rules: DeliveryRules,
+    outputs: Arc<OutputRules>,
 }
 
 impl Invoker {
@@ -143,6 +195,7 @@ impl Invoker {
         policy: AckPolicy,
         limits: PluginLimits,
         max_attempts: u32,
+        outputs: OutputRules,
     ) -> Result<Self> {
         if max_attempts == 0 {
             bail!("--max-attempts must be at least 1");
@@ -157,6 +210,7 @@ impl Invoker {
                 dead_letters: false,
                 backoff: crate::config::Backoff::default(),
             },
+            outputs: Arc::new(outputs),
         })
     }
 
@@ -179,12 +233,14 @@ impl Invoker {
                 partition: message.partition,
                 offset: message.offset,
                 guest_log: self.guest_log.clone(),
+                outputs: self.outputs.clone(),
             };
             let started = Instant::now();
-            let outcome = self.pool.call(&message, context).await;
+            let (outcome, outputs) = self.pool.call_with_outputs(&message, context).await;
             let settled = self.rules.settle(&outcome, attempt, attempt);
+            let published = settled.publishes_outputs(&outcome) && !outputs.records.is_empty();
             let tp = TopicPartition::new(&message.topic, message.partition);
-            let event = DeliveryEvent::new(
+            let mut event = DeliveryEvent::new(
                 &pipeline,
                 &tp,
                 message.offset,
@@ -195,13 +251,18 @@ impl Invoker {
                 started,
                 started.elapsed(),
             );
-            report(Delivery::of(index, &event));
+            event.outputs = outputs.records.len();
+            event.outputs_published = published;
+            report(Delivery::of(index, &event, &outputs));
             if !matches!(settled.verdict, Verdict::RedeliverAfter(_)) {
                 return;
             }
         }
     }
 }
+
+/// Longest output value the text report shows (`--output-json` shows all of it).
+const SHOWN_VALUE_BYTES: usize = 200;
 
 impl std::fmt::Display for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -212,6 +273,30 @@ impl std::fmt::Display for Delivery {
         )?;
         if let Some(detail) = &self.detail {
             write!(f, " ({detail})")?;
+        }
+        if self.refused_sends > 0 {
+            write!(f, "; {} sends refused", self.refused_sends)?;
+        }
+        let fate = if self.published {
+            "publishes to"
+        } else {
+            "not published:"
+        };
+        for sent in &self.sent {
+            write!(f, "\n  {fate} {}", sent.topic)?;
+            if let Some(p) = sent.partition {
+                write!(f, "/{p}")?;
+            }
+            if let Some(key) = &sent.key {
+                write!(f, " key={key}")?;
+            }
+            for (k, v) in &sent.headers {
+                write!(f, " {k}={v}")?;
+            }
+            let value = sent.payload.as_deref().unwrap_or("(no value)");
+            let shown = crate::plugin::truncate(value, SHOWN_VALUE_BYTES);
+            let cut = if shown.len() < value.len() { "…" } else { "" };
+            write!(f, ": {shown}{cut}")?;
         }
         Ok(())
     }
@@ -246,6 +331,10 @@ pub struct InvokeArgs {
     /// Print one JSON object per delivery instead of text.
     #[arg(long)]
     pub output_json: bool,
+    /// A topic (or prefix ending in `*`) the handler may send to, as a pipeline's `outputs`
+    /// (repeatable). Without it, every topic is allowed.
+    #[arg(long = "output")]
+    pub outputs: Vec<String>,
 }
 
 pub fn run(args: InvokeArgs) -> Result<()> {
@@ -296,6 +385,14 @@ pub fn run(args: InvokeArgs) -> Result<()> {
         args.policy,
         limits,
         args.max_attempts,
+        OutputRules {
+            topics: if args.outputs.is_empty() {
+                vec!["*".into()]
+            } else {
+                args.outputs.clone()
+            },
+            ..OutputRules::default()
+        },
     )?;
     for (index, input) in inputs.iter().enumerate() {
         crate::plugin::block_on(invoker.deliver(index, input, |delivery| {

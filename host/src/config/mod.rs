@@ -10,7 +10,10 @@ mod tenant;
 mod tests;
 mod validate;
 
-pub use pipeline::{Backoff, Ordering, PipelineConfig, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TENANT};
+pub use pipeline::{
+    Backoff, DeliveryGuarantee, Ordering, PipelineConfig, TransactionSizing, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_TENANT, DEFAULT_TRANSACTION_MESSAGES, DEFAULT_TRANSACTION_MS,
+};
 pub use settings::{EmbeddedSettings, EngineSettings, RunSettings};
 pub use tenant::{pattern_matches, TenantConfig, TenantLimits};
 

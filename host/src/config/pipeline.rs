@@ -2,9 +2,10 @@
 
 use super::raw::{
     default_commit_interval_ms, default_connect_timeout_ms, default_dead_letter_timeout_ms,
-    default_drain_timeout_ms,
+    default_drain_timeout_ms, default_output_timeout_ms,
 };
 use super::TenantLimits;
+use crate::outputs::OutputRules;
 use crate::plugin::{Grants, PluginLimits};
 use crate::policy::AckPolicy;
 use serde::Deserialize;
@@ -59,6 +60,51 @@ pub enum Ordering {
     Unordered,
 }
 
+/// What a pipeline promises about its outputs and its input offsets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeliveryGuarantee {
+    /// Outputs and dead letters are written (idempotent producer, `acks=all`) and acknowledged by
+    /// the broker before the input offset may be committed; a crash may write them again.
+    #[default]
+    AtLeastOnce,
+    /// Kafka transactions: the outputs, dead letters and input offsets of settled messages
+    /// commit together or not at all (readers use `isolation.level=read_committed`).
+    ExactlyOnce,
+}
+
+impl DeliveryGuarantee {
+    /// The name in configs and logs: `at-least-once` or `exactly-once`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeliveryGuarantee::AtLeastOnce => "at-least-once",
+            DeliveryGuarantee::ExactlyOnce => "exactly-once",
+        }
+    }
+}
+
+/// How an exactly-once pipeline groups settled messages of a partition into transactions: a
+/// transaction commits once it holds `max_messages` messages or is `max_age` old, whichever
+/// comes first, and before its partition is released.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionSizing {
+    /// Settled messages per transaction, at most (default [`DEFAULT_TRANSACTION_MESSAGES`]).
+    pub max_messages: usize,
+    /// Longest a transaction stays open (default [`DEFAULT_TRANSACTION_MS`] ms): also how long a
+    /// `read_committed` reader waits, at most, for an output.
+    pub max_age: Duration,
+    /// The transactional id of input partition P of topic T is `{id_prefix}.T.P`; default
+    /// `ackbar.{group_id}`. One id per input partition: whoever owns the partition next fences
+    /// the previous owner when it starts, and aborts what that owner left open.
+    pub id_prefix: String,
+}
+
+/// Default `[pipeline.transaction] max_messages`.
+pub const DEFAULT_TRANSACTION_MESSAGES: usize = 500;
+
+/// Default `[pipeline.transaction] max_ms`.
+pub const DEFAULT_TRANSACTION_MS: u64 = 100;
+
 /// `max_in_flight` when `ordering` allows concurrency and the config names none.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
 
@@ -112,6 +158,14 @@ pub struct PipelineConfig {
     pub dead_letter_topic: Option<String>,
     /// How long one dead-letter write may take before it is retried.
     pub dead_letter_timeout: Duration,
+    /// The topics the handler may send to, and the per-call bounds on what it sends.
+    pub outputs: OutputRules,
+    /// At-least-once or exactly-once for outputs, dead letters and offsets.
+    pub delivery: DeliveryGuarantee,
+    /// How long one write of an attempt's outputs may take before it is retried (at least once).
+    pub output_timeout: Duration,
+    /// How transactions are sized (exactly once).
+    pub transactions: TransactionSizing,
     /// librdkafka properties for this pipeline: the global `[kafka]` table with this pipeline's
     /// `[pipeline.kafka]` overrides applied.
     pub kafka: BTreeMap<String, String>,
@@ -143,6 +197,14 @@ impl PipelineConfig {
             max_attempts: None,
             dead_letter_topic: None,
             dead_letter_timeout: Duration::from_millis(default_dead_letter_timeout_ms()),
+            outputs: OutputRules::default(),
+            delivery: DeliveryGuarantee::AtLeastOnce,
+            output_timeout: Duration::from_millis(default_output_timeout_ms()),
+            transactions: TransactionSizing {
+                max_messages: DEFAULT_TRANSACTION_MESSAGES,
+                max_age: Duration::from_millis(DEFAULT_TRANSACTION_MS),
+                id_prefix: format!("ackbar.{name}"),
+            },
             kafka: BTreeMap::new(),
             grants: Arc::default(),
             tenant_limits: TenantLimits::default(),

@@ -2,7 +2,7 @@
 //! leave it out. [`super::validate`] turns it into [`super::Config`].
 
 use super::Backoff;
-use super::Ordering;
+use super::{DeliveryGuarantee, Ordering};
 use super::{EmbeddedSettings, EngineSettings, RunSettings};
 use crate::policy::AckPolicy;
 use serde::Deserialize;
@@ -58,7 +58,31 @@ pub(super) struct RawPipeline {
     #[serde(default = "default_dead_letter_timeout_ms")]
     pub(super) dead_letter_timeout_ms: u64,
     #[serde(default)]
+    pub(super) outputs: Vec<String>,
+    #[serde(default)]
+    pub(super) delivery: DeliveryGuarantee,
+    pub(super) max_outputs_per_call: Option<u32>,
+    pub(super) max_output_bytes_per_call: Option<u64>,
+    #[serde(default = "default_output_timeout_ms")]
+    pub(super) output_timeout_ms: u64,
+    #[serde(default)]
+    pub(super) transaction: RawTransactions,
+    #[serde(default)]
     pub(super) kafka: BTreeMap<String, toml::Value>,
+}
+
+/// `[pipeline.transaction]`: how settled messages are grouped into transactions
+/// (`delivery = "exactly-once"`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTransactions {
+    pub(super) max_messages: Option<u32>,
+    pub(super) max_ms: Option<u64>,
+    pub(super) id_prefix: Option<String>,
+}
+
+pub(super) fn default_output_timeout_ms() -> u64 {
+    30_000
 }
 
 pub(super) fn default_dead_letter_timeout_ms() -> u64 {
@@ -100,6 +124,10 @@ pub(super) struct RawTenant {
     /// Owned topics other tenants may read: topic (or pattern) → tenant names.
     #[serde(default)]
     pub share: BTreeMap<String, Vec<String>>,
+    /// Owned topics other tenants may write (outputs, dead letters): topic (or pattern) → tenant
+    /// names.
+    #[serde(default)]
+    pub share_write: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub limits: RawTenantLimits,
     #[serde(default)]

@@ -56,6 +56,9 @@ pub struct TenantConfig {
     /// Owned topics (or patterns) other tenants may read: topic → the tenants that may. Every
     /// key falls under `topics`, every reader is a tenant.
     pub share: BTreeMap<String, Vec<String>>,
+    /// Owned topics (or patterns) other tenants may write outputs and dead letters to: topic →
+    /// the tenants that may.
+    pub share_write: BTreeMap<String, Vec<String>>,
     /// Limits shared by all of the tenant's pipelines.
     pub limits: TenantLimits,
     /// What the tenant's guests may reach, the same for all of its pipelines.
@@ -69,6 +72,7 @@ impl TenantConfig {
             name: name.to_string(),
             topics: Vec::new(),
             share: BTreeMap::new(),
+            share_write: BTreeMap::new(),
             limits: TenantLimits::default(),
             grants: Arc::default(),
         }
@@ -84,9 +88,18 @@ impl TenantConfig {
 
     /// Whether `reader` may read `topic` (owned by this tenant) through a share.
     fn shares_with(&self, topic: &str, reader: &str) -> bool {
-        self.share
+        Self::shared(&self.share, topic, reader)
+    }
+
+    /// Whether `writer` may write `topic` (owned by this tenant) through a write share.
+    fn shares_writes_with(&self, topic: &str, writer: &str) -> bool {
+        Self::shared(&self.share_write, topic, writer)
+    }
+
+    fn shared(shares: &BTreeMap<String, Vec<String>>, topic: &str, tenant: &str) -> bool {
+        shares
             .iter()
-            .any(|(p, readers)| pattern_matches(p, topic) && readers.iter().any(|r| r == reader))
+            .any(|(p, tenants)| pattern_matches(p, topic) && tenants.iter().any(|t| t == tenant))
     }
 }
 
@@ -130,14 +143,16 @@ pub(super) fn validate_tenant(
             ));
         }
     }
-    for shared in raw.share.keys() {
-        if !raw.topics.iter().any(|owned| {
-            pattern_matches(owned, shared) || (shared.ends_with('*') && owned == shared)
-        }) {
-            return Err(tenant_err(
-                "share",
-                format!("shares {shared:?}, which is not among the tenant's `topics`"),
-            ));
+    for (field, shares) in [("share", &raw.share), ("share_write", &raw.share_write)] {
+        for shared in shares.keys() {
+            if !raw.topics.iter().any(|owned| {
+                pattern_matches(owned, shared) || (shared.ends_with('*') && owned == shared)
+            }) {
+                return Err(tenant_err(
+                    field,
+                    format!("shares {shared:?}, which is not among the tenant's `topics`"),
+                ));
+            }
         }
     }
     let defaults = TenantLimits::default();
@@ -243,6 +258,7 @@ pub(super) fn validate_tenant(
         name: raw.name.clone(),
         topics: raw.topics.clone(),
         share: raw.share.clone(),
+        share_write: raw.share_write.clone(),
         limits,
         grants: Arc::new(Grants {
             read_only_dir,
@@ -265,7 +281,7 @@ pub(super) fn check_ownership_between(tenants: &[TenantConfig]) -> Result<(), St
                 }
             }
         }
-        for (topic, readers) in &a.share {
+        for (topic, readers) in a.share.iter().chain(&a.share_write) {
             if let Some(unknown) = readers
                 .iter()
                 .find(|r| !tenants.iter().any(|t| &t.name == *r))
@@ -292,10 +308,17 @@ pub(super) fn read_refusal(tenants: &[TenantConfig], reader: &str, topic: &str) 
     ))
 }
 
-/// Why `writer` may not write dead letters to `topic`, if it may not.
+/// Why `writer` may not write (outputs, dead letters) to `topic`, if it may not: another tenant
+/// owns it and does not share it for writing. A topic nobody owns is free, as for reading.
 pub(super) fn write_refusal(tenants: &[TenantConfig], writer: &str, topic: &str) -> Option<String> {
     let owner = tenants.iter().find(|t| t.owned_pattern(topic).is_some())?;
-    (owner.name != writer).then(|| format!("`{topic}` is owned by tenant '{}'", owner.name))
+    if owner.name == writer || owner.shares_writes_with(topic, writer) {
+        return None;
+    }
+    Some(format!(
+        "writes `{topic}`, owned by tenant '{}'; tenant '{writer}' may write to it only if that tenant shares it with `share_write = {{ \"{topic}\" = [\"{writer}\"] }}`",
+        owner.name
+    ))
 }
 
 #[cfg(test)]

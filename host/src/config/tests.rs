@@ -323,7 +323,7 @@ fn tenant_rules_are_enforced_at_load() {
         "plugin = \"plugins/stats.wasm\"\ndead_letter_topic = \"orders.dead\""
     )
     .contains(
-        "pipeline 'order-stats': field `dead_letter_topic` `orders.dead` is owned by tenant 'shop'"
+        "pipeline 'order-stats': field `dead_letter_topic` writes `orders.dead`, owned by tenant 'shop'"
     ));
     assert!(refused(
         "max_in_flight = 32",
@@ -370,4 +370,137 @@ fn tenant_rules_are_enforced_at_load() {
         err.contains("pipeline 'legacy': field `topics` reads `orders`, owned by tenant 'shop'"),
         "{err}"
     );
+}
+
+#[test]
+fn outputs_must_be_the_tenants_own_or_shared_for_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = readme_example(dir.path());
+    let with = |pipeline_lines: &str, shop_lines: &str| {
+        let text = example
+            .replacen(
+                "max_in_flight = 32",
+                &format!("max_in_flight = 32\n{pipeline_lines}"),
+                1,
+            )
+            .replacen(
+                "share = { orders = [\"analytics\"] }",
+                &format!("share = {{ orders = [\"analytics\"] }}\n{shop_lines}"),
+                1,
+            );
+        Config::parse(&text, "ackbar.toml", dir.path())
+    };
+    let foreign = with("outputs = [\"orders.stats\"]", "")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        foreign,
+        "ackbar.toml: tenant 'analytics': pipeline 'order-stats': field `outputs` writes `orders.stats`, owned by tenant 'shop'; tenant 'analytics' may write to it only if that tenant shares it with `share_write = { \"orders.stats\" = [\"analytics\"] }`"
+    );
+    let shared = with(
+        "outputs = [\"orders.stats\", \"clicks.enriched\"]",
+        "share_write = { \"orders.stats\" = [\"analytics\"] }",
+    )
+    .unwrap();
+    let stats = shared
+        .pipelines
+        .iter()
+        .find(|p| p.name == "order-stats")
+        .unwrap();
+    assert_eq!(stats.outputs.topics, ["orders.stats", "clicks.enriched"]);
+    assert_eq!(stats.outputs.max_records, 100);
+    assert_eq!(stats.outputs.max_bytes, 1 << 20);
+    assert_eq!(stats.delivery, DeliveryGuarantee::AtLeastOnce);
+    // A read share is not a write share.
+    assert!(with("outputs = [\"orders\"]", "")
+        .unwrap_err()
+        .to_string()
+        .contains(
+            "field `outputs` has \"orders\", which covers `orders`, a topic the pipeline reads"
+        ));
+    assert!(with("outputs = [\"clicks.*\", \"\"]", "")
+        .unwrap_err()
+        .to_string()
+        .contains("field `outputs` has \"\": a topic name, or a prefix ending in `*`"));
+    assert!(with("outputs = [\"x\"]", "share_write = { \"payments\" = [\"analytics\"] }")
+        .unwrap_err()
+        .to_string()
+        .contains("tenant 'shop': field `share_write` shares \"payments\", which is not among the tenant's `topics`"));
+    assert!(with("outputs = [\"x\"]\nmax_outputs_per_call = 0", "")
+        .unwrap_err()
+        .to_string()
+        .contains("field `max_outputs_per_call` must be at least 1"));
+    assert!(with(
+        "outputs = [\"x\"]\nmax_output_bytes_per_call = 100000000",
+        ""
+    )
+    .unwrap_err()
+    .to_string()
+    .contains("field `max_output_bytes_per_call` is 100000000; at most 67108864"));
+}
+
+#[test]
+fn exactly_once_needs_a_settling_policy_in_partition_order() {
+    let eos = |extra: &str| {
+        parse(&format!(
+            "{MINIMAL}outputs = [\"orders.enriched\"]\ndelivery = \"exactly-once\"\n{extra}"
+        ))
+    };
+    let c = eos("").unwrap();
+    let p = &c.pipelines[0];
+    assert_eq!(p.delivery, DeliveryGuarantee::ExactlyOnce);
+    assert_eq!(p.transactions.max_messages, DEFAULT_TRANSACTION_MESSAGES);
+    assert_eq!(
+        p.transactions.max_age,
+        Duration::from_millis(DEFAULT_TRANSACTION_MS)
+    );
+    assert_eq!(p.transactions.id_prefix, "ackbar.g");
+    let sized =
+        eos("[pipeline.transaction]\nmax_messages = 50\nmax_ms = 20\nid_prefix = \"eu.orders\"")
+            .unwrap();
+    assert_eq!(sized.pipelines[0].transactions.max_messages, 50);
+    assert_eq!(sized.pipelines[0].transactions.id_prefix, "eu.orders");
+    let refused = |text: &str| parse(text).unwrap_err().to_string();
+    assert_eq!(
+        refused(&MINIMAL.replace("nack_on_error", "manual").replace(
+            "plugin.wasm\"",
+            "plugin.wasm\"\ndelivery = \"exactly-once\""
+        )),
+        "ackbar.toml: pipeline 'orders': field `delivery` is exactly-once, which needs a policy that settles every message (ACK, REJECT_ON_ERROR or NACK_ON_ERROR); MANUAL may leave messages unsettled"
+    );
+    assert!(
+        refused(&MINIMAL.replace("nack_on_error", "ack_first").replace(
+            "plugin.wasm\"",
+            "plugin.wasm\"\ndelivery = \"exactly-once\""
+        ))
+        .contains("ACK_FIRST commits before handling")
+    );
+    assert!(eos("ordering = \"key\"")
+        .unwrap_err()
+        .to_string()
+        .contains("field `delivery` is exactly-once, which needs ordering = \"partition\""));
+    assert!(parse(&format!("{MINIMAL}[pipeline.transaction]\nmax_ms = 10"))
+        .unwrap_err()
+        .to_string()
+        .contains("field `transaction` is set, but transactions are used only with delivery = \"exactly-once\""));
+    assert!(eos("[pipeline.transaction]\nmax_messages = 0")
+        .unwrap_err()
+        .to_string()
+        .contains("field `transaction.max_messages` must be at least 1"));
+    assert!(
+        eos("[pipeline.kafka]\n\"isolation.level\" = \"read_uncommitted\"")
+            .unwrap_err()
+            .to_string()
+            .contains("field `kafka` sets `isolation.level` to read_uncommitted")
+    );
+    assert!(parse(&format!(
+        "{MINIMAL}[pipeline.kafka]\n\"transactional.id\" = \"x\""
+    ))
+    .unwrap_err()
+    .to_string()
+    .contains("property `transactional.id` is managed by Ackbar"));
+    assert!(parse(&format!("{MINIMAL}delivery = \"twice\""))
+        .unwrap_err()
+        .to_string()
+        .contains("unknown variant `twice`, expected `at-least-once` or `exactly-once`"));
 }

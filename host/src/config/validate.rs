@@ -6,17 +6,25 @@ use super::raw::{RawTenant, RawTenantLimits};
 use super::settings::MAX_WASM_STACK_KIB;
 use super::tenant;
 use super::*;
+use crate::outputs::{
+    OutputRules, DEFAULT_MAX_OUTPUTS_PER_CALL, DEFAULT_MAX_OUTPUT_BYTES_PER_CALL,
+};
 use crate::plugin::PluginLimits;
+use crate::policy::AckPolicy;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
 /// librdkafka properties Ackbar sets itself from the ack policy; configuring them would break
 /// the policy's guarantees.
-const MANAGED_PROPERTIES: [(&str, &str); 3] = [
+const MANAGED_PROPERTIES: [(&str, &str); 4] = [
     ("enable.auto.commit", "it follows from ack_policy"),
     ("enable.auto.offset.store", "it follows from ack_policy"),
     ("group.id", "use the pipeline's `group_id`"),
+    (
+        "transactional.id",
+        "each input partition has its own; set `[pipeline.transaction] id_prefix`",
+    ),
 ];
 
 impl Config {
@@ -234,6 +242,13 @@ impl Config {
                     "must be greater than 0".into(),
                 ));
             }
+            let outputs =
+                validate_outputs(&p, &tenants, &tenant.name).map_err(|(f, m)| perr(f, m))?;
+            let transactions =
+                validate_transactions(&p, group_id.as_deref()).map_err(|(f, m)| perr(f, m))?;
+            if p.output_timeout_ms == 0 {
+                return Err(perr("output_timeout_ms", "must be greater than 0".into()));
+            }
             let max_in_flight = match (p.ordering, p.max_in_flight) {
                 (_, Some(0)) => return Err(perr("max_in_flight", "must be at least 1".into())),
                 (Ordering::Partition, Some(n)) if n > 1 => {
@@ -251,6 +266,16 @@ impl Config {
             let mut kafka = global_kafka.clone();
             kafka.extend(overrides);
             kafka.remove("bootstrap.servers");
+            if p.delivery == DeliveryGuarantee::ExactlyOnce
+                && kafka
+                    .get("isolation.level")
+                    .is_some_and(|v| v != "read_committed")
+            {
+                return Err(perr(
+                    "kafka",
+                    "sets `isolation.level` to read_uncommitted, but an exactly-once pipeline reads committed data only (and waits for its own pending offsets)".into(),
+                ));
+            }
 
             // `join` keeps an absolute path as it is.
             let plugin = base.join(&p.plugin);
@@ -279,6 +304,10 @@ impl Config {
                 max_attempts: p.max_attempts,
                 dead_letter_topic,
                 dead_letter_timeout: Duration::from_millis(p.dead_letter_timeout_ms),
+                outputs,
+                delivery: p.delivery,
+                output_timeout: Duration::from_millis(p.output_timeout_ms),
+                transactions,
                 kafka,
                 grants: tenant.grants.clone(),
                 tenant_limits: tenant.limits,
@@ -293,6 +322,117 @@ impl Config {
             pipelines,
         })
     }
+}
+
+/// The pipeline's `outputs` and the per-call bounds on sending to them.
+fn validate_outputs(
+    p: &RawPipeline,
+    tenants: &[TenantConfig],
+    tenant: &str,
+) -> Result<OutputRules, (&'static str, String)> {
+    for topic in &p.outputs {
+        if topic.trim().is_empty() || topic[..topic.len().saturating_sub(1)].contains('*') {
+            return Err((
+                "outputs",
+                format!("has {topic:?}: a topic name, or a prefix ending in `*`"),
+            ));
+        }
+        if let Some(input) = p.topics.iter().find(|t| pattern_matches(topic, t)) {
+            return Err((
+                "outputs",
+                format!("has {topic:?}, which covers `{input}`, a topic the pipeline reads: its outputs would be handled again"),
+            ));
+        }
+        if let Some(why) = tenant::write_refusal(tenants, tenant, topic) {
+            return Err(("outputs", why));
+        }
+    }
+    let max_records = match p.max_outputs_per_call {
+        Some(0) => return Err(("max_outputs_per_call", "must be at least 1".into())),
+        Some(n) => n as usize,
+        None => DEFAULT_MAX_OUTPUTS_PER_CALL,
+    };
+    let max_bytes = match p.max_output_bytes_per_call {
+        Some(0) => return Err(("max_output_bytes_per_call", "must be at least 1".into())),
+        Some(n) if n > MAX_OUTPUT_BYTES_PER_CALL => {
+            return Err((
+                "max_output_bytes_per_call",
+                format!("is {n}; at most {MAX_OUTPUT_BYTES_PER_CALL} (64 MiB) are held per call"),
+            ))
+        }
+        Some(n) => n as usize,
+        None => DEFAULT_MAX_OUTPUT_BYTES_PER_CALL,
+    };
+    Ok(OutputRules {
+        topics: p.outputs.clone(),
+        max_records,
+        max_bytes,
+    })
+}
+
+/// The most `max_output_bytes_per_call` may be: what one call holds in host memory until it is
+/// published.
+const MAX_OUTPUT_BYTES_PER_CALL: u64 = 64 << 20;
+
+/// `delivery` and `[pipeline.transaction]`.
+fn validate_transactions(
+    p: &RawPipeline,
+    group_id: Option<&str>,
+) -> Result<TransactionSizing, (&'static str, String)> {
+    let t = &p.transaction;
+    let exactly_once = p.delivery == DeliveryGuarantee::ExactlyOnce;
+    if exactly_once {
+        if !matches!(
+            p.ack_policy,
+            AckPolicy::Ack | AckPolicy::RejectOnError | AckPolicy::NackOnError
+        ) {
+            return Err((
+                "delivery",
+                format!(
+                    "is exactly-once, which needs a policy that settles every message (ACK, REJECT_ON_ERROR or NACK_ON_ERROR); {} {}",
+                    p.ack_policy,
+                    if p.ack_policy == AckPolicy::AckFirst {
+                        "commits before handling"
+                    } else {
+                        "may leave messages unsettled"
+                    }
+                ),
+            ));
+        }
+        if p.ordering != Ordering::Partition {
+            return Err((
+                "delivery",
+                "is exactly-once, which needs ordering = \"partition\": a transaction commits a partition's offset with the outputs of every message before it".into(),
+            ));
+        }
+    } else if t.max_messages.is_some() || t.max_ms.is_some() || t.id_prefix.is_some() {
+        return Err((
+            "transaction",
+            "is set, but transactions are used only with delivery = \"exactly-once\"".into(),
+        ));
+    }
+    let max_messages = match t.max_messages {
+        Some(0) => return Err(("transaction.max_messages", "must be at least 1".into())),
+        Some(n) => n as usize,
+        None => DEFAULT_TRANSACTION_MESSAGES,
+    };
+    let max_ms = match t.max_ms {
+        Some(0) => return Err(("transaction.max_ms", "must be greater than 0".into())),
+        Some(n) => n,
+        None => DEFAULT_TRANSACTION_MS,
+    };
+    let id_prefix = match &t.id_prefix {
+        Some(prefix) if prefix.trim().is_empty() => {
+            return Err(("transaction.id_prefix", "is empty".into()))
+        }
+        Some(prefix) => prefix.clone(),
+        None => format!("ackbar.{}", group_id.unwrap_or(&p.name)),
+    };
+    Ok(TransactionSizing {
+        max_messages,
+        max_age: Duration::from_millis(max_ms),
+        id_prefix,
+    })
 }
 
 fn raw_tenant_limits(tenants: &[RawTenant], name: &str) -> RawTenantLimits {

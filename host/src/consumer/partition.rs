@@ -3,15 +3,19 @@
 
 use super::state::PipelineState;
 use crate::bindings::{Header, Message};
+use crate::config::DeliveryGuarantee;
 use crate::config::Ordering;
 use crate::deadletter::{DeadLetter, DeadLetterWriter};
 use crate::events::{DeadLetterFailed, DeadLettered, DeliveryEvent, Observers};
 use crate::metrics::MessageMetrics;
 use crate::offsets::{Completion, TopicPartition};
 use crate::outcome::CallEnd;
+use crate::output_writer::to_kafka_record;
+use crate::outputs::{record_bytes, Outputs};
 use crate::plugin::CallContext;
 use crate::policy::{DeliveryRules, Verdict};
 use crate::trace_context::parse_traceparent;
+use crate::transactions::{CommitError, PartitionTransactions};
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::message::{BorrowedMessage, Headers};
@@ -19,11 +23,20 @@ use rdkafka::Message as _;
 use std::collections::HashMap;
 use std::sync::atomic::{self, AtomicU32};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+/// What a partition worker needs from its consumer beyond its queue: the group metadata that
+/// fences a transaction's offsets, and a rewind after an aborted transaction.
+pub(crate) trait GroupMember: Send + Sync {
+    /// The consumer's current group metadata (generation, member id).
+    fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata>;
+    /// Makes `offset` the next message the partition's queue delivers. Blocks briefly.
+    fn rewind(&self, tp: &TopicPartition, offset: i64) -> anyhow::Result<()>;
+}
 
 /// After this many nacks of one message, each further one is logged as a warning.
 const REPEATED_FAILURE_WARN_AT: u32 = 3;
@@ -57,6 +70,7 @@ pub(crate) async fn run<C: ConsumerContext + 'static>(
     shared: Arc<PipelineState>,
     tp: TopicPartition,
     queue: StreamPartitionQueue<C>,
+    member: Arc<dyn GroupMember>,
     stop: CancellationToken,
 ) {
     tracing::debug!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, "partition worker started");
@@ -66,8 +80,36 @@ pub(crate) async fn run<C: ConsumerContext + 'static>(
         tracing::debug!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, "partition worker stopped");
         return;
     }
+    let transactions = match shared.config.delivery {
+        DeliveryGuarantee::AtLeastOnce => None,
+        DeliveryGuarantee::ExactlyOnce => match start_transactions(&shared, &tp, &stop).await {
+            Some(t) => Some(t),
+            None => return,
+        },
+    };
+    let mut committer = transactions.as_ref().map(|t| TransactionCommitter {
+        shared: &shared,
+        tp: &tp,
+        transactions: t,
+        member: &*member,
+        stop: &stop,
+        aborts_in_a_row: 0,
+    });
     let trap_streak = AtomicU32::new(0);
-    while let Some(message) = next_message(&shared, &tp, &queue, &stop).await {
+    loop {
+        let commit_due = transactions.as_ref().and_then(|t| t.due_at());
+        let message = match next_message(&shared, &tp, &queue, &stop, commit_due).await {
+            Next::Message(message) => message,
+            Next::CommitDue => {
+                if let Some(c) = committer.as_mut() {
+                    if !c.commit().await {
+                        break;
+                    }
+                }
+                continue;
+            }
+            Next::Stopped => break,
+        };
         let offset = message.offset;
         let settled = Delivery {
             shared: &shared,
@@ -76,34 +118,65 @@ pub(crate) async fn run<C: ConsumerContext + 'static>(
             metrics: &metrics,
             stop: &stop,
             trap_streak: &trap_streak,
+            transactions: transactions.as_ref(),
         }
         .until_settled(message)
         .await;
         if !finished(&shared, &tp, offset, settled) {
             break;
         }
+        if let Some(c) = committer.as_mut() {
+            if c.transactions.full() && !c.commit().await {
+                break;
+            }
+        }
+    }
+    // Revoked, stopping or shutting down: what settled commits with its outputs.
+    if let Some(c) = committer.as_mut() {
+        c.commit().await;
     }
     tracing::debug!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, "partition worker stopped");
 }
 
-/// Waits for the partition's next message and marks it in flight; `None` once the worker is
-/// stopped or the partition was revoked under it.
+/// What waiting for the next message gave.
+enum Next {
+    /// A message, marked in flight.
+    Message(Message),
+    /// The open transaction is due (by age) before a message came.
+    CommitDue,
+    /// The worker is stopped, or the partition was revoked under it.
+    Stopped,
+}
+
+/// Waits for the partition's next message and marks it in flight, or until `commit_due`.
 async fn next_message<C: ConsumerContext + 'static>(
     shared: &PipelineState,
     tp: &TopicPartition,
     queue: &StreamPartitionQueue<C>,
     stop: &CancellationToken,
-) -> Option<Message> {
+    commit_due: Option<Instant>,
+) -> Next {
     // The tenant's in-flight budget: while it is used up, this partition is not read.
     if !shared.budget.admit_message(stop).await {
-        return None;
+        return Next::Stopped;
     }
+    let due = async {
+        match commit_due {
+            Some(at) => tokio::time::sleep_until(at.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(due);
     loop {
         let received = tokio::select! {
             biased;
             _ = stop.cancelled() => {
                 shared.budget.message_done();
-                return None;
+                return Next::Stopped;
+            }
+            _ = &mut due => {
+                shared.budget.message_done();
+                return Next::CommitDue;
             }
             received = queue.recv() => received,
         };
@@ -118,10 +191,10 @@ async fn next_message<C: ConsumerContext + 'static>(
                 if !tracked {
                     // Revoked under the worker: the message is not ours to handle.
                     shared.budget.message_done();
-                    return None;
+                    return Next::Stopped;
                 }
                 shared.metrics.in_flight.increment(1);
-                return Some(message);
+                return Next::Message(message);
             }
             Err(e) => {
                 shared.consume_faults.fault(&format!("{tp}: {e}"));
@@ -176,7 +249,7 @@ async fn run_concurrent<C: ConsumerContext + 'static>(
             _ = stop.cancelled() => break,
             permit = permits.clone().acquire_owned() => permit.expect("never closed"),
         };
-        let Some(message) = next_message(shared, tp, &queue, stop).await else {
+        let Next::Message(message) = next_message(shared, tp, &queue, stop, None).await else {
             break;
         };
         let offset = message.offset;
@@ -217,6 +290,7 @@ async fn run_concurrent<C: ConsumerContext + 'static>(
                 metrics: &metrics,
                 stop: &stop,
                 trap_streak: &trap_streak,
+                transactions: None,
             };
             let settled = delivery.until_settled(message).await;
             if finished(&shared, &tp, offset, settled) {
@@ -240,6 +314,9 @@ struct Delivery<'a> {
     stop: &'a CancellationToken,
     /// Calls in a row that trapped in this partition.
     trap_streak: &'a AtomicU32,
+    /// The partition's transactions (exactly once): outputs and dead letters are staged in the
+    /// open one instead of written.
+    transactions: Option<&'a PartitionTransactions>,
 }
 
 impl Delivery<'_> {
@@ -267,6 +344,7 @@ impl Delivery<'_> {
                 partition: tp.partition,
                 offset,
                 guest_log: shared.budget.guest_log.clone(),
+                outputs: shared.output_rules.clone(),
             };
             if !self.cool_down_after_traps().await {
                 return None;
@@ -279,8 +357,8 @@ impl Delivery<'_> {
             let call_slot = shared.budget.call_slot(self.stop).await?;
             let started = Instant::now();
             // Guest log lines land inside the message's span.
-            let call = pool.call(&message, context);
-            let outcome = if span.is_disabled() {
+            let call = pool.call_with_outputs(&message, context);
+            let (outcome, outputs) = if span.is_disabled() {
                 call.await
             } else {
                 call.instrument(span.clone()).await
@@ -297,7 +375,11 @@ impl Delivery<'_> {
             let attempt = message.attempt;
             tries += 1;
             let settled = self.rules.settle(&outcome, tries, attempt);
-            let event = DeliveryEvent::new(
+            let publishes = settled.publishes_outputs(&outcome) && !outputs.records.is_empty();
+            if outputs.refused.total() > 0 {
+                shared.output_metrics.refused(&outputs.refused);
+            }
+            let mut event = DeliveryEvent::new(
                 &shared.name,
                 tp,
                 offset,
@@ -314,10 +396,22 @@ impl Delivery<'_> {
                 Verdict::DeadLetterThenCommit | Verdict::Pause
             )
             .then(|| (event.settle_reason(), event.outcome.label()));
+            event.outputs = outputs.records.len();
+            event.outputs_published = publishes;
             event.emit(&self.observers(), &span);
             match settled.verdict {
-                Verdict::Commit => return Some(Completion::Settled),
-                Verdict::Leave => return Some(Completion::Unsettled),
+                verdict @ (Verdict::Commit | Verdict::Leave) => {
+                    if publishes && !self.publish(offset, attempt, &outputs).await {
+                        return None;
+                    }
+                    if let Some(transactions) = self.transactions {
+                        transactions.settled(offset);
+                    }
+                    return Some(match verdict {
+                        Verdict::Commit => Completion::Settled,
+                        _ => Completion::Unsettled,
+                    });
+                }
                 Verdict::DeadLetterThenCommit => {
                     let (Some(writer), Some((reason, outcome))) = (&shared.dead_letters, reason)
                     else {
@@ -333,6 +427,19 @@ impl Delivery<'_> {
                         tenant: &shared.tenant,
                         pipeline: &shared.name,
                     };
+                    if let Some(transactions) = self.transactions {
+                        transactions.stage(offset, letter.kafka_record(writer.topic()));
+                        transactions.settled(offset);
+                        DeadLettered {
+                            tp,
+                            offset,
+                            dead_letter_topic: writer.topic(),
+                            written_to: None,
+                            reason: &reason,
+                        }
+                        .emit(&self.observers());
+                        return Some(Completion::Settled);
+                    }
                     return self
                         .dead_letter(writer, &letter)
                         .await
@@ -373,6 +480,54 @@ impl Delivery<'_> {
         }
     }
 
+    /// Publishes what the attempt sent: staged in the open transaction (exactly once), or written
+    /// and acknowledged by the broker, retrying with the pipeline's backoff while the partition
+    /// waits (at least once); only then may the offset be committed. `false` if stopped first
+    /// (the message stays uncommitted and is delivered again).
+    async fn publish(&self, offset: i64, attempt: u32, outputs: &Outputs) -> bool {
+        if let Some(transactions) = self.transactions {
+            for record in &outputs.records {
+                transactions.stage(offset, to_kafka_record(record));
+            }
+            return true;
+        }
+        let Some(writer) = &self.shared.output_writer else {
+            // A pipeline with outputs always has a writer or transactions.
+            return true;
+        };
+        let mut failures = 0u32;
+        loop {
+            let written = tokio::select! {
+                _ = self.stop.cancelled() => return false,
+                written = writer.write(&outputs.records) => written,
+            };
+            match written {
+                Ok(()) => {
+                    for record in &outputs.records {
+                        let bytes = record_bytes(record) - record.topic.len();
+                        self.shared
+                            .output_metrics
+                            .published(&record.topic, 1, bytes as u64);
+                    }
+                    self.shared.output_faults.recovered();
+                    return true;
+                }
+                Err(error) => {
+                    failures += 1;
+                    self.shared.output_metrics.write_errors.increment(1);
+                    self.shared.output_faults.fault(&format!(
+                        "{}: offset {offset}: {error:#}; retrying, the offset waits",
+                        self.tp
+                    ));
+                    self.shared.health.failing(self.tp, offset, attempt);
+                    if !self.sleep(self.shared.config.backoff.delay(failures)).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
     /// Writes the dead letter, retrying until the broker has it; only then may the offset be
     /// committed. `false` if stopped first (the message stays uncommitted).
     async fn dead_letter(&self, writer: &DeadLetterWriter, letter: &DeadLetter<'_>) -> bool {
@@ -388,7 +543,7 @@ impl Delivery<'_> {
                         tp: self.tp,
                         offset: letter.message.offset,
                         dead_letter_topic: writer.topic(),
-                        written_to,
+                        written_to: Some(written_to),
                         reason: letter.reason,
                     }
                     .emit(&self.observers());
@@ -508,3 +663,111 @@ fn message_span(
     }
     span
 }
+
+/// Starts the partition's transactional producer (fencing its previous owner), retrying with the
+/// pipeline's backoff while the broker cannot; `None` if stopped first.
+async fn start_transactions(
+    shared: &PipelineState,
+    tp: &TopicPartition,
+    stop: &CancellationToken,
+) -> Option<PartitionTransactions> {
+    let mut failures = 0u32;
+    loop {
+        let started = tokio::select! {
+            _ = stop.cancelled() => return None,
+            started = PartitionTransactions::start(&shared.config, &shared.bootstrap, tp) => started,
+        };
+        match started {
+            Ok(t) => {
+                tracing::debug!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, id = t.id(), "transactions ready");
+                return Some(t);
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, "{e:#}; retrying");
+                let wait = shared.config.backoff.delay(failures);
+                tokio::select! {
+                    _ = stop.cancelled() => return None,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Commits a partition's open transaction and handles what a commit can end in.
+struct TransactionCommitter<'a> {
+    shared: &'a PipelineState,
+    tp: &'a TopicPartition,
+    transactions: &'a PartitionTransactions,
+    member: &'a dyn GroupMember,
+    stop: &'a CancellationToken,
+    aborts_in_a_row: u32,
+}
+
+impl TransactionCommitter<'_> {
+    /// Commits the open transaction, if any. After an abort the partition is rewound to the
+    /// transaction's first message (after the pipeline's backoff), so its messages are delivered
+    /// again. `false` when the worker must stop: the producer was fenced or failed for good.
+    async fn commit(&mut self) -> bool {
+        let (shared, tp) = (self.shared, self.tp);
+        let metrics = &shared.output_metrics;
+        match self.transactions.commit(self.member.group_metadata()).await {
+            Ok(None) => true,
+            Ok(Some(committed)) => {
+                self.aborts_in_a_row = 0;
+                metrics.transactions_committed.increment(1);
+                metrics
+                    .transaction_commit
+                    .record(committed.took.as_secs_f64());
+                for (topic, (records, bytes)) in &committed.records {
+                    metrics.published(topic, *records, *bytes);
+                }
+                shared.stats.commits.fetch_add(1, atomic::Ordering::Relaxed);
+                shared.metrics.commits.increment(1);
+                shared.commit_faults.recovered();
+                tracing::debug!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, messages = committed.messages, "transaction committed");
+                true
+            }
+            Err(CommitError::Aborted { rewind_to, reason }) => {
+                self.aborts_in_a_row += 1;
+                metrics.transactions_aborted.increment(1);
+                shared.commit_faults.fault(&format!(
+                    "{tp}: transaction aborted ({reason}); its messages from offset {rewind_to} are delivered again"
+                ));
+                if self.stop.is_cancelled() {
+                    // Leaving the partition: its next owner reads from the last commit.
+                    return false;
+                }
+                shared.health.failing(tp, rewind_to, self.aborts_in_a_row);
+                let wait = shared.config.backoff.delay(self.aborts_in_a_row);
+                tokio::select! {
+                    _ = self.stop.cancelled() => return false,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                if let Err(e) = self.member.rewind(tp, rewind_to) {
+                    shared.crash(format!(
+                        "partition {tp}: cannot rewind to offset {rewind_to} after an aborted transaction: {e:#}"
+                    ));
+                    return false;
+                }
+                true
+            }
+            Err(CommitError::Fatal(reason)) => {
+                metrics.transactions_aborted.increment(1);
+                if self.stop.is_cancelled() {
+                    tracing::info!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, "transaction not committed on leaving the partition ({reason}); its next owner handles those messages again");
+                } else {
+                    shared.crash(format!(
+                        "partition {tp}: transactional producer {}: {reason}",
+                        self.transactions.id()
+                    ));
+                }
+                false
+            }
+        }
+    }
+}
+
+/// How long a rewind may take.
+pub(crate) const REWIND_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,12 +1,13 @@
 //! Starting and stopping one pipeline: consumer, driver thread, commit ticker.
 
 use super::rebalance::{partitions_of, PipelineConsumer, PipelineContext};
-use super::state::PipelineState;
-use crate::config::PipelineConfig;
+use super::state::{PipelineState, Writers};
+use crate::config::{DeliveryGuarantee, PipelineConfig};
 use crate::deadletter::DeadLetterWriter;
 use crate::events::EventSink;
 use crate::health::Health;
 use crate::offsets::TopicPartition;
+use crate::output_writer::OutputWriter;
 use crate::plugin::PluginRuntime;
 use crate::reload::{PluginSlot, PluginWatcher, Reloaded};
 use crate::stats::StatsSnapshot;
@@ -90,13 +91,17 @@ impl Pipeline {
         );
 
         let client_config = client_config(&config, bootstrap_servers);
-        let dead_letters = DeadLetterWriter::for_pipeline(&config, bootstrap_servers)?;
+        let writers = Writers {
+            dead_letters: DeadLetterWriter::for_pipeline(&config, bootstrap_servers)?,
+            outputs: OutputWriter::for_pipeline(&config, bootstrap_servers)?,
+            bootstrap: bootstrap_servers.to_string(),
+        };
         let shared = Arc::new(PipelineState::new(
             config,
             plugin,
             reports,
             CancellationToken::new(),
-            dead_letters,
+            writers,
             budget,
             health,
         ));
@@ -151,6 +156,11 @@ fn client_config(config: &PipelineConfig, bootstrap_servers: &str) -> ClientConf
     }
     c.set("bootstrap.servers", bootstrap_servers);
     c.set("enable.partition.eof", "false");
+    if config.delivery == DeliveryGuarantee::ExactlyOnce {
+        // Skips aborted input, and makes the fetch of committed offsets wait for a pending
+        // transactional commit (KIP-447): a new owner starts where the last transaction ended.
+        c.set("isolation.level", "read_committed");
+    }
     // The tenant's bound on each partition's prefetch queue: a tenant that stops reading stops
     // fetching instead of growing memory.
     if !config.kafka.contains_key("queued.max.messages.kbytes") {

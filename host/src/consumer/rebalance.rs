@@ -3,11 +3,13 @@
 //! rebalance does to a partition is in [`super::assignment`].
 
 use super::assignment::Release;
-use super::partition;
+use super::partition::{self, GroupMember};
 use super::state::PipelineState;
 use crate::offsets::TopicPartition;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::{ClientContext, TopicPartitionList};
+use rdkafka::consumer::{
+    BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance, StreamConsumer,
+};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::sync::{Arc, OnceLock, Weak};
 
 pub(crate) type PipelineConsumer = StreamConsumer<PipelineContext>;
@@ -51,9 +53,14 @@ impl PipelineContext {
                     tracing::error!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, "cannot split the partition queue");
                     return;
                 };
-                let worker = shared
-                    .runtime
-                    .spawn(partition::run(shared.clone(), tp.clone(), queue, stop));
+                let member: Arc<dyn GroupMember> = Arc::new(Arc::downgrade(&consumer));
+                let worker = shared.runtime.spawn(partition::run(
+                    shared.clone(),
+                    tp.clone(),
+                    queue,
+                    member,
+                    stop,
+                ));
                 let (shared, tp) = (shared.clone(), tp.clone());
                 shared.runtime.clone().spawn(async move {
                     // A panicking worker would leave its partition assigned and unread forever.
@@ -119,6 +126,26 @@ impl ConsumerContext for PipelineContext {
             self.start_consuming(&assigned);
             self.shared.health.joined();
         }
+    }
+}
+
+impl GroupMember for Weak<PipelineConsumer> {
+    fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
+        self.upgrade()?.group_metadata()
+    }
+
+    fn rewind(&self, tp: &TopicPartition, offset: i64) -> anyhow::Result<()> {
+        let consumer = self
+            .upgrade()
+            .ok_or_else(|| anyhow::anyhow!("the consumer is gone"))?;
+        consumer
+            .seek(
+                &tp.topic,
+                tp.partition,
+                Offset::Offset(offset),
+                partition::REWIND_TIMEOUT,
+            )
+            .map_err(|e| anyhow::anyhow!("seeking {tp} to {offset}: {e}"))
     }
 }
 

@@ -2,13 +2,15 @@
 //! partitions, and the offset commit.
 
 use super::assignment::Assignments;
-use crate::config::PipelineConfig;
+use crate::config::{DeliveryGuarantee, PipelineConfig};
 use crate::deadletter::DeadLetterWriter;
 use crate::events::EventSink;
 use crate::fault_log::FaultLog;
 use crate::health::Health;
-use crate::metrics::PipelineMetrics;
+use crate::metrics::{OutputMetrics, PipelineMetrics};
 use crate::offsets::TopicPartition;
+use crate::output_writer::OutputWriter;
+use crate::outputs::OutputRules;
 use crate::policy::DeliveryRules;
 use crate::reload::PluginSlot;
 use crate::stats::Stats;
@@ -19,6 +21,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use tokio_util::sync::CancellationToken;
 
+/// The producers a pipeline writes with.
+pub(crate) struct Writers {
+    pub dead_letters: Option<DeadLetterWriter>,
+    pub outputs: Option<OutputWriter>,
+    pub bootstrap: String,
+}
+
 /// What a pipeline's rebalance callbacks, partition workers and commit ticker share.
 pub(crate) struct PipelineState {
     pub config: PipelineConfig,
@@ -27,6 +36,13 @@ pub(crate) struct PipelineState {
     pub metrics: PipelineMetrics,
     pub health: Arc<Health>,
     pub dead_letters: Option<DeadLetterWriter>,
+    /// Writes outputs at least once; `None` without outputs or under exactly-once.
+    pub output_writer: Option<OutputWriter>,
+    /// What the handler may send, shared by every call.
+    pub output_rules: Arc<OutputRules>,
+    pub output_metrics: OutputMetrics,
+    /// The cluster, for the per-partition transactional producers of an exactly-once pipeline.
+    pub bootstrap: String,
     pub plugin: Arc<PluginSlot>,
     /// Shared with the tenant's other pipelines.
     pub budget: Arc<TenantBudget>,
@@ -41,6 +57,7 @@ pub(crate) struct PipelineState {
     pub commit_faults: FaultLog,
     pub consume_faults: FaultLog,
     pub dead_letter_faults: FaultLog,
+    pub output_faults: FaultLog,
     /// The partitions this pipeline owns, their workers and offset progress.
     pub partitions: Assignments,
 }
@@ -51,15 +68,21 @@ impl PipelineState {
         plugin: Arc<PluginSlot>,
         reports: Option<EventSink>,
         shutdown: CancellationToken,
-        dead_letters: Option<DeadLetterWriter>,
+        writers: Writers,
         budget: Arc<TenantBudget>,
         health: Arc<Health>,
     ) -> Self {
+        let Writers {
+            dead_letters,
+            outputs: output_writer,
+            bootstrap,
+        } = writers;
         let fault_log = |what| FaultLog::new(what, &config.tenant, &config.name);
-        let (commit_faults, consume_faults, dead_letter_faults) = (
+        let (commit_faults, consume_faults, dead_letter_faults, output_faults) = (
             fault_log("offset commit"),
             fault_log("consuming"),
             fault_log("dead-letter write"),
+            fault_log("output write"),
         );
         let (name, tenant) = (
             Arc::from(config.name.as_str()),
@@ -70,8 +93,12 @@ impl PipelineState {
             name,
             tenant,
             metrics: PipelineMetrics::new(&config.tenant, &config.name),
+            output_metrics: OutputMetrics::new(&config.tenant, &config.name),
+            output_rules: Arc::new(config.outputs.clone()),
             health,
             dead_letters,
+            output_writer,
+            bootstrap,
             config,
             plugin,
             budget,
@@ -84,6 +111,7 @@ impl PipelineState {
             commit_faults,
             consume_faults,
             dead_letter_faults,
+            output_faults,
             partitions,
         }
     }
@@ -136,7 +164,10 @@ impl PipelineState {
         consumer: &impl Consumer<C>,
         only: Option<&[TopicPartition]>,
     ) {
-        if !self.config.ack_policy.commits_explicitly() {
+        // Exactly-once pipelines commit offsets inside their transactions only.
+        if !self.config.ack_policy.commits_explicitly()
+            || self.config.delivery == DeliveryGuarantee::ExactlyOnce
+        {
             return;
         }
         let due: Vec<(TopicPartition, i64)> = self

@@ -3,9 +3,11 @@
 use super::grants::{Grants, HttpGate};
 use super::guest_log::{bounded_line, Admission, GuestLogBudget};
 use super::stdio::OutputTail;
+use crate::bindings::ackbar::plugin::producer::{self, OutputRecord, SendError};
 use crate::bindings::ackbar::plugin::{acker, log, types};
 use crate::bindings::{Level, WitDecision};
 use crate::outcome::Decision;
+use crate::outputs::{Outputs, SharedOutputRules};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
@@ -47,6 +49,8 @@ pub struct CallContext {
     pub offset: i64,
     /// The tenant's allowance of log lines.
     pub guest_log: Arc<GuestLogBudget>,
+    /// Where the pipeline's handler may send records, and how much per call.
+    pub outputs: SharedOutputRules,
 }
 
 /// State of one call to `handle`.
@@ -55,6 +59,8 @@ pub struct CallState {
     pub context: CallContext,
     /// The first decision made through `acker` during this call.
     pub explicit: Option<Decision>,
+    /// What the call sent through `producer`.
+    pub outputs: Outputs,
     /// Set only while a call is running: acker calls outside one are ignored.
     pub active: bool,
     /// When the running call (or instantiation) must end.
@@ -66,6 +72,7 @@ impl Default for CallState {
         CallState {
             context: CallContext::default(),
             explicit: None,
+            outputs: Outputs::default(),
             active: false,
             deadline: std::time::Instant::now(),
         }
@@ -206,6 +213,16 @@ impl acker::Host for HostState {
 
     fn interrupt(&mut self, decision: WitDecision) -> wasmtime::Result<()> {
         Err(wasmtime::Error::new(Interrupt(decision.into())))
+    }
+}
+
+impl producer::Host for HostState {
+    fn send(&mut self, record: OutputRecord) -> Result<(), SendError> {
+        if !self.call.active {
+            return Err(SendError::NoMessage);
+        }
+        let rules = &self.call.context.outputs;
+        self.call.outputs.accept(record, rules)
     }
 }
 

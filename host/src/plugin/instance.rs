@@ -11,6 +11,7 @@ use super::imports::{CallContext, HostState, Interrupt, MemoryLimitExceeded};
 use super::runtime::Plugin;
 use crate::bindings::{Handler, HandlerError, Message};
 use crate::outcome::{CallEnd, ErrorKind, Outcome, TrapKind};
+use crate::outputs::Outputs;
 use anyhow::{Context, Result};
 use std::future::Future;
 use std::task::Poll;
@@ -76,13 +77,18 @@ impl PluginInstance {
         })
     }
 
-    /// Calls `handle`. Returns the outcome and whether this instance may be used again: after a
-    /// trap, an interrupt or a deadline the guest's state is unknown (and wasmtime refuses
-    /// re-entry after a trap).
-    pub async fn call(&mut self, message: &Message, context: CallContext) -> (Outcome, bool) {
+    /// Calls `handle`. Returns the outcome, what the call sent, and whether this instance may be
+    /// used again: after a trap, an interrupt or a deadline the guest's state is unknown (and
+    /// wasmtime refuses re-entry after a trap).
+    pub async fn call(
+        &mut self,
+        message: &Message,
+        context: CallContext,
+    ) -> (Outcome, Outputs, bool) {
         let state = self.store.data_mut();
         state.call.context = context;
         state.call.explicit = None;
+        state.call.outputs = Outputs::default();
         state.call.active = true;
         let deadline = Instant::now() + self.deadline;
         state.call.deadline = deadline;
@@ -109,6 +115,7 @@ impl PluginInstance {
         let state = self.store.data_mut();
         state.call.active = false;
         let explicit = state.call.explicit.take();
+        let outputs = std::mem::take(&mut state.call.outputs);
         let Ok(result) = result else {
             // Dropped while suspended in a host call: guest code would have trapped at a tick.
             let detail = format!(
@@ -121,7 +128,7 @@ impl PluginInstance {
                 detail,
                 stderr: super::keep_end(&state.output.take(), MAX_REPORT_TEXT).to_string(),
             };
-            return (Outcome { explicit, end }, false);
+            return (Outcome { explicit, end }, outputs, false);
         };
         let (end, reusable) = match result {
             Ok(Ok(decision)) => (CallEnd::Returned(decision.map(Into::into)), true),
@@ -142,7 +149,7 @@ impl PluginInstance {
             // Output of successful calls is not reported; keep the tail for the next trap only.
             self.store.data().output.clear();
         }
-        (Outcome { explicit, end }, reusable)
+        (Outcome { explicit, end }, outputs, reusable)
     }
 }
 

@@ -5,6 +5,7 @@ use super::instance::PluginInstance;
 use super::runtime::Plugin;
 use crate::bindings::Message;
 use crate::outcome::{CallEnd, Outcome, TrapKind};
+use crate::outputs::Outputs;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -44,31 +45,42 @@ impl InstancePool {
     /// Calls the handler for one message. The call ends by its deadline whatever the guest does;
     /// guest code runs in place on the polling thread and yields to the executor every epoch tick.
     pub async fn call(&self, message: &Message, context: CallContext) -> Outcome {
+        self.call_with_outputs(message, context).await.0
+    }
+
+    /// Like [`call`](Self::call), with what the call sent through `producer` (whether it is
+    /// published is the policy's decision).
+    pub async fn call_with_outputs(
+        &self,
+        message: &Message,
+        context: CallContext,
+    ) -> (Outcome, Outputs) {
         let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut instance = match taken {
             Some(instance) => instance,
             None => match self.instantiate().await {
                 Ok(instance) => instance,
                 Err(err) => {
-                    return Outcome {
+                    let outcome = Outcome {
                         explicit: None,
                         end: CallEnd::Trapped {
                             kind: TrapKind::Other,
                             detail: format!("{err:#}"),
                             stderr: String::new(),
                         },
-                    }
+                    };
+                    return (outcome, Outputs::default());
                 }
             },
         };
-        let (outcome, reusable) = instance.call(message, context).await;
+        let (outcome, outputs, reusable) = instance.call(message, context).await;
         if reusable {
             self.idle
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(instance);
         }
-        outcome
+        (outcome, outputs)
     }
 
     async fn instantiate(&self) -> anyhow::Result<PluginInstance> {

@@ -16,7 +16,8 @@
 //! ackbar_guest::export!(MyHandler);
 //! ```
 //!
-//! Handlers call the free functions [`ack`], [`nack`], [`reject`], [`interrupt`] and [`log`].
+//! Handlers call the free functions [`ack`], [`nack`], [`reject`], [`interrupt`], [`log`] and
+//! [`send`] (records to the pipeline's output topics, published only if the attempt succeeds).
 //! Compiled for `wasm32-wasip2` they are the host's imports; compiled natively (`cargo test`)
 //! they are recorded by [`testing::run`], which returns everything the handler did.
 
@@ -32,6 +33,7 @@ pub mod bindings {
 }
 
 pub use bindings::ackbar::plugin::log::Level;
+pub use bindings::ackbar::plugin::producer::{OutputRecord, SendError};
 pub use bindings::ackbar::plugin::types::Header;
 pub use bindings::{export, Decision, Guest, HandlerError, Message};
 
@@ -71,6 +73,29 @@ pub fn log(level: Level, text: &str) {
     bindings::ackbar::plugin::log::log(level, text);
     #[cfg(not(target_arch = "wasm32"))]
     testing::record_log(level, text);
+}
+
+/// Adds `record` to what this attempt publishes. It is written only if the attempt settles the
+/// message as handled (an ack, explicit or by the policy); a nack, reject, error or trap drops
+/// everything the attempt sent. An error (a topic the pipeline does not declare in `outputs`, a
+/// per-call bound) is for the handler to deal with; the call goes on.
+pub fn send(record: OutputRecord) -> Result<(), SendError> {
+    #[cfg(target_arch = "wasm32")]
+    return bindings::ackbar::plugin::producer::send(&record);
+    #[cfg(not(target_arch = "wasm32"))]
+    testing::record_send(record)
+}
+
+/// [`send`] a record with a key (optional) and a value to `topic`, without headers, letting the
+/// key choose the partition.
+pub fn send_to(topic: &str, key: Option<&[u8]>, payload: &[u8]) -> Result<(), SendError> {
+    send(OutputRecord {
+        topic: topic.to_string(),
+        key: key.map(<[u8]>::to_vec),
+        payload: Some(payload.to_vec()),
+        headers: Vec::new(),
+        partition: None,
+    })
 }
 
 fn settle(decision: Decision) {

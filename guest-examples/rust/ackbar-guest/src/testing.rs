@@ -6,7 +6,7 @@
 //! assert!(run.logged("o1"));
 //! ```
 
-use crate::{Decision, Guest, HandlerError, Level, Message};
+use crate::{Decision, Guest, HandlerError, Level, Message, OutputRecord, SendError};
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -42,9 +42,20 @@ pub struct Run {
     /// Every `ack`/`nack`/`reject` call, in order (the host keeps only the first).
     pub decisions: Vec<Decision>,
     pub logs: Vec<(Level, String)>,
+    /// Every record sent, in order (the host publishes them only if the attempt succeeds).
+    pub sent: Vec<OutputRecord>,
 }
 
 impl Run {
+    /// The payloads sent to `topic`, in order.
+    pub fn sent_to(&self, topic: &str) -> Vec<&[u8]> {
+        self.sent
+            .iter()
+            .filter(|r| r.topic == topic)
+            .filter_map(|r| r.payload.as_deref())
+            .collect()
+    }
+
     /// The decision the host would settle the message with, if the handler made one: the first
     /// acker call, else an interrupt, else a returned decision. `None` leaves it to the policy.
     pub fn settled(&self) -> Option<Decision> {
@@ -67,6 +78,7 @@ impl Run {
 struct Recorder {
     decisions: Vec<Decision>,
     logs: Vec<(Level, String)>,
+    sent: Vec<OutputRecord>,
 }
 
 thread_local! {
@@ -93,6 +105,7 @@ pub fn run<H: Guest>(msg: Message) -> Run {
         end,
         decisions: recorder.decisions,
         logs: recorder.logs,
+        sent: recorder.sent,
     }
 }
 
@@ -119,6 +132,14 @@ pub(crate) fn record_decision(decision: Decision) {
 
 pub(crate) fn record_log(level: Level, text: &str) {
     with_recorder(|r| r.logs.push((level, text.to_string())));
+}
+
+pub(crate) fn record_send(record: OutputRecord) -> Result<(), SendError> {
+    if record.topic.is_empty() {
+        return Err(SendError::Invalid("the topic is empty".into()));
+    }
+    with_recorder(|r| r.sent.push(record));
+    Ok(())
 }
 
 pub(crate) fn interrupt(decision: Decision) -> ! {
