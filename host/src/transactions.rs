@@ -152,17 +152,19 @@ impl PartitionTransactions {
     pub fn stage(&self, offset: i64, record: FutureRecord<'_, [u8], [u8]>) {
         let topic = record.topic.to_string();
         let bytes = record.payload.map_or(0, <[u8]>::len) + record.key.map_or(0, <[u8]>::len);
-        // The delivery future is not awaited: the commit flushes and fails if any record failed.
-        let queued = self.producer.send_result(record).map(drop);
-        let staged = self.with_open(offset, |open| match queued {
-            Ok(()) => {
-                let tally = open.records.entry(topic).or_default();
-                tally.0 += 1;
-                tally.1 += bytes as u64;
-            }
-            Err((e, _)) => {
-                open.failed
-                    .get_or_insert_with(|| format!("queueing a record to {topic}: {e}"));
+        let producer = &self.producer;
+        let staged = self.with_open(offset, |open| {
+            // The delivery future is not awaited: the commit flushes, and fails if a record did.
+            match producer.send_result(record) {
+                Ok(_) => {
+                    let tally = open.records.entry(topic).or_default();
+                    tally.0 += 1;
+                    tally.1 += bytes as u64;
+                }
+                Err((e, _)) => {
+                    open.failed
+                        .get_or_insert_with(|| format!("queueing a record to {topic}: {e}"));
+                }
             }
         });
         if let Err(e) = staged {

@@ -12,6 +12,7 @@ mod hostile;
 mod languages;
 mod operations;
 mod ordering;
+mod outputs;
 mod plugin;
 mod policies;
 mod rebalance;

@@ -497,11 +497,9 @@ impl Delivery<'_> {
         };
         let mut failures = 0u32;
         loop {
-            let written = tokio::select! {
-                _ = self.stop.cancelled() => return false,
-                written = writer.write(&outputs.records) => written,
-            };
-            match written {
+            // A write under way finishes even when the worker is told to stop (bounded by
+            // `output_timeout`): a drain then commits the message instead of handling it again.
+            match writer.write(&outputs.records).await {
                 Ok(()) => {
                     for record in &outputs.records {
                         let bytes = record_bytes(record) - record.topic.len();

@@ -334,9 +334,12 @@ impl PipelineHandle {
         self.shared.stats.snapshot()
     }
 
-    /// Warnings logged about commit and consume faults: one per episode, not per failure.
+    /// Warnings logged about commit, consume and output-write faults: one per episode, not per
+    /// failure.
     pub fn fault_warnings(&self) -> u64 {
-        self.shared.commit_faults.logged() + self.shared.consume_faults.logged()
+        self.shared.commit_faults.logged()
+            + self.shared.consume_faults.logged()
+            + self.shared.output_faults.logged()
     }
 
     /// The version (short content hash) of the plugin that handles new messages.
