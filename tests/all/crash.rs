@@ -18,14 +18,14 @@ const KILLS: usize = 4;
 const COMMIT_INTERVAL_MS: u64 = 200;
 
 /// Settled (partition, offset) pairs, parsed from the debug lines of one `ackbar run`.
-type Settled = Arc<Mutex<Vec<(i32, i64)>>>;
+pub(crate) type Settled = Arc<Mutex<Vec<(i32, i64)>>>;
 
 fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     line.split_whitespace().find_map(|w| w.strip_prefix(name))
 }
 
 /// An `ackbar run` child that is killed if the test fails, so no consumer outlives it.
-struct Ackbar(Child);
+pub(crate) struct Ackbar(pub(crate) Child);
 
 impl Drop for Ackbar {
     fn drop(&mut self) {
@@ -34,7 +34,7 @@ impl Drop for Ackbar {
     }
 }
 
-fn start_ackbar(config: &std::path::Path) -> (Ackbar, Settled) {
+pub(crate) fn start_ackbar(config: &std::path::Path) -> (Ackbar, Settled) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ackbar-under-test"))
         .args(["run", config.to_str().unwrap()])
         .env("ACKBAR_LOG", "warn,ackbar::events=debug")
@@ -65,12 +65,12 @@ fn start_ackbar(config: &std::path::Path) -> (Ackbar, Settled) {
     (Ackbar(child), settled)
 }
 
-fn count(settled: &Settled) -> usize {
+pub(crate) fn count(settled: &Settled) -> usize {
     settled.lock().unwrap().len()
 }
 
 /// A pseudo-random delay in `[min, max)`, different on every run (the seed is printed).
-fn random_delay(seed: &mut u64, min: u64, max: u64) -> Duration {
+pub(crate) fn random_delay(seed: &mut u64, min: u64, max: u64) -> Duration {
     *seed ^= *seed << 13;
     *seed ^= *seed >> 7;
     *seed ^= *seed << 17;

@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod crash;
 mod delivery;
+mod exactly_once;
 mod faults;
 mod grants;
 mod hostile;

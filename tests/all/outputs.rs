@@ -23,7 +23,10 @@ fn read(cluster: &Cluster, topic: &str) -> BTreeMap<String, Vec<String>> {
     let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for m in ackbar_tests::kafka::read_topic(&cluster.bootstrap, topic, WAIT).expect("read topic") {
         let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
-        by_key.entry(text(m.key())).or_default().push(text(m.payload()));
+        by_key
+            .entry(text(m.key()))
+            .or_default()
+            .push(text(m.payload()));
     }
     by_key
 }
@@ -92,10 +95,7 @@ async fn outputs_follow_the_attempt(broker: BrokerKind, delivery: DeliveryGuaran
     let (out, dlq) = (unique("out"), unique("dlq"));
     cluster.add_topic(&out, 1).await;
     cluster.add_topic(&dlq, 1).await;
-    let payloads: Vec<String> = CELLS
-        .iter()
-        .map(|(p, _)| p.replace("OUT", &out))
-        .collect();
+    let payloads: Vec<String> = CELLS.iter().map(|(p, _)| p.replace("OUT", &out)).collect();
     let messages: Vec<(i32, &str)> = payloads.iter().map(|p| (0, p.as_str())).collect();
     cluster.produce(&messages).await;
     let mut config: PipelineConfig = cluster.config(AckPolicy::NackOnError);
@@ -162,10 +162,22 @@ async fn outputs_follow_the_attempt(broker: BrokerKind, delivery: DeliveryGuaran
             .find(|e| e.offset == offset && e.attempt == attempt)
             .unwrap_or_else(|| panic!("delivery {offset}#{attempt}: {:?}", run.summary()))
     };
-    assert_eq!((attempt(1, 1).outputs, attempt(1, 1).outputs_published), (1, false));
-    assert_eq!((attempt(1, 2).outputs, attempt(1, 2).outputs_published), (1, true));
-    assert_eq!((attempt(9, 1).outputs, attempt(9, 1).outputs_published), (0, false));
-    assert_eq!((attempt(10, 1).outputs, attempt(10, 1).outputs_published), (100, true));
+    assert_eq!(
+        (attempt(1, 1).outputs, attempt(1, 1).outputs_published),
+        (1, false)
+    );
+    assert_eq!(
+        (attempt(1, 2).outputs, attempt(1, 2).outputs_published),
+        (1, true)
+    );
+    assert_eq!(
+        (attempt(9, 1).outputs, attempt(9, 1).outputs_published),
+        (0, false)
+    );
+    assert_eq!(
+        (attempt(10, 1).outputs, attempt(10, 1).outputs_published),
+        (100, true)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,4 +244,54 @@ async fn a_failing_output_write_holds_the_commit_until_the_output_is_written() {
     assert!(handle.fault_warnings() >= 1, "the failing write was logged");
     run.stop().await;
     assert_eq!(read(&cluster, &out).len(), 1, "written once");
+}
+
+/// A transaction that cannot commit (one of its records goes to a partition that does not
+/// exist) is aborted: nothing of it is visible to a `read_committed` reader, its messages are
+/// delivered again from the first one, and nothing is committed past the failing one. (After the
+/// rewind the good message may commit in a transaction of its own, exactly once.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_transaction_delivers_its_messages_again_and_shows_nothing() {
+    let cluster = Cluster::on(BrokerKind::Kafka, 1).await;
+    let out = unique("out");
+    cluster.add_topic(&out, 1).await;
+    let (good, bad) = (format!("send:{out}/ok"), format!("send:{out}@7/ok"));
+    cluster
+        .produce(&[(0, good.as_str()), (0, bad.as_str())])
+        .await;
+    let mut config = cluster.config(AckPolicy::Ack);
+    config.outputs = OutputRules {
+        topics: vec![out.clone()],
+        ..OutputRules::default()
+    };
+    config.delivery = DeliveryGuarantee::ExactlyOnce;
+    // Both messages in the first transaction.
+    config.transactions.max_age = Duration::from_millis(500);
+    let mut run = cluster.start(config);
+    run.until(WAIT, |seen| {
+        seen.iter().filter(|e| e.offset == 1).count() >= 3
+    })
+    .await;
+    run.stop().await;
+    let firsts: Vec<u32> = run.deliveries(0, 0).iter().map(|e| e.attempt).collect();
+    assert!(
+        firsts.len() >= 2 && firsts.iter().all(|a| *a == 1),
+        "the aborted transaction's first message is delivered again, as new: {firsts:?}"
+    );
+    let committed = cluster.committed();
+    assert!(
+        committed == vec![None] || committed == vec![Some(1)],
+        "nothing committed past the failing message: {committed:?}"
+    );
+    let written = read(&cluster, &out);
+    assert!(!written.contains_key("0/1"), "{written:?}");
+    let expected_good: Vec<String> = match committed[0] {
+        Some(_) => vec!["0/0/1".into()],
+        None => Vec::new(),
+    };
+    assert_eq!(
+        written.get("0/0").cloned().unwrap_or_default(),
+        expected_good,
+        "the good message's output is visible once if it committed, else not at all"
+    );
 }
