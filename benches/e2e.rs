@@ -340,18 +340,31 @@ impl Drop for RunningAckbar {
 /// Latency from producing a message until its offset is committed, with Ackbar already running
 /// and messages produced at a steady `rate` (per second): what a live stream sees. Resolution:
 /// the committed offsets are polled every 5 ms; the commit interval is 200 ms.
+/// `outputs`: when given, the pipeline forwards to `<topic>.enriched` with these extra pipeline
+/// lines (`{out}` is replaced by that topic).
 fn commit_latency(
     broker: &Broker,
     runtime: &tokio::runtime::Runtime,
     plugin: &Path,
+    outputs: Option<&str>,
     n: usize,
     rate: usize,
 ) -> (f64, f64, f64) {
     use std::sync::{Arc, Mutex};
     let bootstrap = broker.bootstrap.as_str();
-    let topic = format!("bench-latency-{}", std::process::id());
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let topic = format!("bench-latency-{}-{run}", std::process::id());
     runtime.block_on(broker.create_topic(&topic, PARTITIONS));
-    let running = RunningAckbar::start("latency", bootstrap, &topic, plugin, "ACK", "");
+    let extra = match outputs {
+        Some(lines) => {
+            let out = format!("{topic}.enriched");
+            runtime.block_on(broker.create_topic(&out, PARTITIONS));
+            lines.replace("{out}", &out)
+        }
+        None => String::new(),
+    };
+    let running = RunningAckbar::start("latency", bootstrap, &topic, plugin, "ACK", &extra);
     // Wait until the pipeline has its partitions.
     let deadline = Instant::now() + Duration::from_secs(60);
     while http_get(&running.metrics_addr, "/readyz").is_none_or(|b| !b.starts_with("ready")) {
@@ -501,8 +514,18 @@ fn ackbar(
     }
 }
 
-fn faststream(bootstrap: &str, topic: &str, n: usize, policy: &str) -> Option<Row> {
-    let group = format!("bench-faststream-{policy}-{}", std::process::id());
+fn faststream(
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+    policy: &str,
+    publish: Option<&str>,
+) -> Option<Row> {
+    let group = format!(
+        "bench-faststream-{policy}-{}-{}",
+        publish.is_some(),
+        std::process::id()
+    );
     let output = Command::new("bash")
         .arg(repo_root().join("benches/faststream/run.sh"))
         .args([
@@ -514,6 +537,7 @@ fn faststream(bootstrap: &str, topic: &str, n: usize, policy: &str) -> Option<Ro
             &group,
         ])
         .args(["--messages", &n.to_string(), "--policy", policy])
+        .args(publish.iter().flat_map(|out| ["--publish", out]))
         .stderr(Stdio::inherit())
         .output()
         .ok()?;
@@ -525,8 +549,13 @@ fn faststream(bootstrap: &str, topic: &str, n: usize, policy: &str) -> Option<Ro
     let result: serde_json::Value = serde_json::from_str(line.lines().last()?.trim()).ok()?;
     Some(Row {
         case: format!(
-            "faststream {}",
-            result["faststream_version"].as_str().unwrap_or("")
+            "faststream {}{}",
+            result["faststream_version"].as_str().unwrap_or(""),
+            if publish.is_some() {
+                " enrich (publisher)"
+            } else {
+                ""
+            }
         ),
         policy: policy.into(),
         messages: n,
@@ -661,6 +690,39 @@ fn main() {
             }
         }
     }
+    if wanted("enrich") {
+        // Consume-transform-produce: every order forwarded, enriched, to `<topic>.enriched`.
+        let plugin = repo_root().join("guest-examples/rust/target/enrich.wasm");
+        let out = format!("{clean}.enriched");
+        runtime.block_on(broker.create_topic(&out, PARTITIONS));
+        let outputs = format!("outputs = [\"{out}\"]");
+        let exactly_once = |max_messages: usize, max_ms: u64| {
+            format!(
+                "{outputs}\ndelivery = \"exactly-once\"\n[pipeline.transaction]\nmax_messages = {max_messages}\nmax_ms = {max_ms}"
+            )
+        };
+        let cases = [
+            (
+                "ackbar rust enrich at-least-once".to_string(),
+                outputs.clone(),
+            ),
+            (
+                "ackbar rust enrich exactly-once (100 msgs / 100 ms)".to_string(),
+                exactly_once(100, 100),
+            ),
+            (
+                "ackbar rust enrich exactly-once (500 msgs / 100 ms, default)".to_string(),
+                exactly_once(500, 100),
+            ),
+            (
+                "ackbar rust enrich exactly-once (2000 msgs / 500 ms)".to_string(),
+                exactly_once(2000, 500),
+            ),
+        ];
+        for (case, extra) in cases {
+            rows.push(ackbar(&case, &bootstrap, &all, &plugin, "ACK", &extra));
+        }
+    }
     if wanted("ordering") {
         // A handler that waits 1 ms (for a database, say), 100 distinct keys, one partition.
         let topic = format!("bench-ordering-{id}");
@@ -692,22 +754,45 @@ fn main() {
             rows.push(ackbar(name, &bootstrap, &input, &fixture, "ACK", extra));
         }
     }
+    let n_latency = env_or("BENCH_LATENCY_MESSAGES", 20_000);
     let latency = if wanted("latency") {
         let plugin = example("rust").expect("the Rust orders example");
         Some(commit_latency(
-            &broker,
-            &runtime,
-            &plugin,
-            env_or("BENCH_LATENCY_MESSAGES", 20_000),
-            5_000,
+            &broker, &runtime, &plugin, None, n_latency, 5_000,
         ))
     } else {
         None
     };
+    let mut enrich_latency = Vec::new();
+    if wanted("enrich") {
+        let plugin = repo_root().join("guest-examples/rust/target/enrich.wasm");
+        for (name, lines) in [
+            ("at-least-once", "outputs = [\"{out}\"]"),
+            (
+                "exactly-once",
+                "outputs = [\"{out}\"]\ndelivery = \"exactly-once\"",
+            ),
+        ] {
+            let measured =
+                commit_latency(&broker, &runtime, &plugin, Some(lines), n_latency, 5_000);
+            enrich_latency.push((name, measured));
+        }
+    }
     if wanted("faststream") {
         for policy in ["ACK", "ACK_FIRST"] {
-            rows.extend(faststream(&bootstrap, &small, n_faststream, policy));
+            rows.extend(faststream(&bootstrap, &small, n_faststream, policy, None));
         }
+    }
+    if wanted("faststream") || wanted("enrich") {
+        let out = format!("{small}.enriched");
+        runtime.block_on(broker.create_topic(&out, PARTITIONS));
+        rows.extend(faststream(
+            &bootstrap,
+            &small,
+            n_faststream,
+            "ACK",
+            Some(&out),
+        ));
     }
 
     println!(
@@ -717,6 +802,11 @@ fn main() {
     if let Some((rate, p50, p99)) = latency {
         println!(
             "\nproduce → committed latency, Rust orders, ACK, live stream at {rate:.0} msg/s: p50 {p50:.0} ms, p99 {p99:.0} ms (commit interval 200 ms)"
+        );
+    }
+    for (name, (rate, p50, p99)) in &enrich_latency {
+        println!(
+            "produce → committed latency, Rust enrich {name}, ACK, live stream at {rate:.0} msg/s: p50 {p50:.0} ms, p99 {p99:.0} ms"
         );
     }
     let find = |case: &str, policy: &str| {
@@ -746,6 +836,26 @@ fn main() {
         "Ackbar / FastStream, ACK_FIRST",
         find("ackbar rust orders", "ACK_FIRST"),
         find("faststream", "ACK_FIRST"),
+    );
+    let at_least_once = find("ackbar rust enrich at-least-once", "ACK");
+    ratio(
+        "enrich at-least-once / consume-only (Rust, ACK)",
+        at_least_once,
+        wasm,
+    );
+    ratio(
+        "enrich exactly-once (default sizing) / at-least-once",
+        find("ackbar rust enrich exactly-once (500", "ACK"),
+        at_least_once,
+    );
+    ratio(
+        "Ackbar enrich at-least-once / FastStream enrich (publisher), ACK",
+        at_least_once,
+        find("faststream", "ACK").and(
+            rows.iter()
+                .find(|r| r.case.contains("enrich (publisher)"))
+                .map(Row::rate),
+        ),
     );
     ratio(
         "ordering = key / ordering = partition (1 ms handler)",

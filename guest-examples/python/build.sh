@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the Python example handlers into WebAssembly components:
-#   guest-examples/python/target/{orders,manual}.wasm
+#   guest-examples/python/target/{orders,manual,enrich}.wasm
 # and the Python bindings for the WIT world into target/bindings/ (for editors, type checkers and
 # the native tests). `--bindings-only` stops after the bindings; `--quiet` prints only errors.
 #
@@ -113,3 +113,4 @@ build() {
 
 build orders
 build manual
+build enrich

@@ -192,6 +192,69 @@ macro_rules! language {
                 assert_eq!(pool.instances_created(), 1, "no instance was replaced");
             }
 
+            /// The enrich example: a valid order is forwarded, keyed by its id and with its
+            /// size, to `<topic>.enriched`; a malformed one is rejected and forwards nothing; a
+            /// pipeline without that output gets a fatal error, not a trap.
+            #[test]
+            fn enrich_forwards_valid_orders_and_rejects_malformed_ones() {
+                use ackbar::outcome::{CallEnd, Decision, ErrorKind};
+                use ackbar::plugin::{CallContext, InstancePool, PluginLimits};
+                let plugin = crate::support::runtime()
+                    .load(&example($language, "enrich"), PluginLimits::default())
+                    .unwrap();
+                let pool = InstancePool::new(std::sync::Arc::new(plugin));
+                let call = |payload: &str, outputs: &[&str]| {
+                    let context = CallContext {
+                        outputs: std::sync::Arc::new(ackbar::outputs::OutputRules {
+                            topics: outputs.iter().map(|t| t.to_string()).collect(),
+                            ..Default::default()
+                        }),
+                        ..CallContext::default()
+                    };
+                    let message = ackbar::bindings::Message {
+                        topic: "orders".into(),
+                        partition: 0,
+                        offset: 0,
+                        timestamp: None,
+                        key: None,
+                        payload: Some(payload.as_bytes().to_vec()),
+                        headers: Vec::new(),
+                        attempt: 1,
+                    };
+                    ackbar::plugin::block_on(pool.call_with_outputs(&message, context))
+                };
+                let (outcome, sent) = call(
+                    r#"{"id":"o1","item":"bücher","quantity":12,"warehouse":"north"}"#,
+                    &["orders.enriched"],
+                );
+                assert_eq!(outcome.label(), "ok", "{outcome:?}");
+                assert_eq!(sent.records.len(), 1, "{sent:?}");
+                let record = &sent.records[0];
+                assert_eq!(record.topic, "orders.enriched");
+                assert_eq!(record.key.as_deref(), Some(&b"o1"[..]));
+                let enriched: serde_json::Value =
+                    serde_json::from_slice(record.payload.as_deref().unwrap()).unwrap();
+                assert_eq!(
+                    enriched,
+                    serde_json::json!({"id": "o1", "item": "bücher", "quantity": 12, "warehouse": "north", "size": "bulk"})
+                );
+                let (small, sent) = call(r#"{"id":"o2","item":"pen","quantity":1}"#, &["orders.*"]);
+                assert_eq!(small.label(), "ok");
+                assert!(String::from_utf8_lossy(sent.records[0].payload.as_deref().unwrap())
+                    .contains(r#""size":"standard""#));
+                for malformed in ["not json", r#"{"id":"o3","item":"pen","quantity":0}"#] {
+                    let (outcome, sent) = call(malformed, &["orders.enriched"]);
+                    assert_eq!(outcome.end, CallEnd::Returned(Some(Decision::Reject)), "{malformed}");
+                    assert!(sent.records.is_empty(), "{malformed}: {sent:?}");
+                }
+                let (refused, sent) = call(r#"{"id":"o1","item":"book","quantity":2}"#, &[]);
+                assert!(
+                    matches!(&refused.end, CallEnd::Failed { kind: ErrorKind::Fatal, message } if message.contains("not among this pipeline's outputs")),
+                    "{refused:?}"
+                );
+                assert_eq!((sent.records.len(), sent.refused.undeclared_topic), (0, 1));
+            }
+
             #[test]
             fn check_accepts_both_handlers() {
                 for name in ["orders", "manual"] {

@@ -34,6 +34,23 @@ export function decodeUtf8(bytes) {
  *         | { malformed: string }}
  */
 export function parseOrder(payload) {
+  const decoded = decodeOrder(payload);
+  if (decoded.malformed !== undefined) return decoded;
+  const { order } = decoded;
+  if (order.item === 'poison') {
+    throw new Error(`order ${order.id}: cannot price item 'poison'`);
+  }
+  if (order.quantity === 0) {
+    return { malformed: `order ${order.id}: quantity must be positive` };
+  }
+  return { order };
+}
+
+/**
+ * The shape checks every handler makes: `{ order, value }` (`value` is the parsed JSON object)
+ * or `{ malformed: reason }`.
+ */
+function decodeOrder(payload) {
   let value;
   try {
     value = JSON.parse(decodeUtf8(payload ?? new Uint8Array(0)));
@@ -52,13 +69,40 @@ export function parseOrder(payload) {
   if (warehouse !== undefined && warehouse !== null && typeof warehouse !== 'string') {
     return { malformed: 'field `warehouse` is not a string' };
   }
-  if (item === 'poison') {
-    throw new Error(`order ${id}: cannot price item 'poison'`);
+  return { order: { id, item, quantity, warehouse: warehouse ?? null }, value };
+}
+
+/** Orders of at least this many items are "bulk" (the enrich handler). */
+export const BULK_FROM = 10;
+
+/**
+ * The enrich handler's transformation: `{ id, enriched }` (the order's JSON object with
+ * `"size"` added, as UTF-8 bytes) or `{ malformed: reason }`. `"poison"` is an item like any
+ * other here.
+ * @param {Uint8Array | null | undefined} payload
+ */
+export function enrichOrder(payload) {
+  const decoded = decodeOrder(payload);
+  if (decoded.malformed !== undefined) return decoded;
+  const { order, value } = decoded;
+  if (order.quantity === 0) {
+    return { malformed: `order ${order.id}: quantity must be positive` };
   }
-  if (quantity === 0) {
-    return { malformed: `order ${id}: quantity must be positive` };
-  }
-  return { order: { id, item, quantity, warehouse: warehouse ?? null } };
+  const size = order.quantity >= BULK_FROM ? 'bulk' : 'standard';
+  return { id: order.id, enriched: encodeUtf8(JSON.stringify({ ...value, size })) };
+}
+
+/**
+ * Encodes a string as UTF-8 bytes (QuickJS has no TextEncoder).
+ * @param {string} text
+ * @returns {Uint8Array}
+ */
+export function encodeUtf8(text) {
+  // encodeURIComponent writes each non-ASCII byte as %XX; unescape turns those into chars.
+  const latin1 = unescape(encodeURIComponent(text));
+  const bytes = new Uint8Array(latin1.length);
+  for (let i = 0; i < latin1.length; i++) bytes[i] = latin1.charCodeAt(i);
+  return bytes;
 }
 
 /** The warehouse pretends to come back on the third delivery. */

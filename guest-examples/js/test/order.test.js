@@ -1,7 +1,7 @@
 // Unit tests of the business logic, natively in Node: node --test test/
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { decodeUtf8, parseOrder, processOrder } from '../src/order.js';
+import { decodeUtf8, encodeUtf8, enrichOrder, parseOrder, processOrder } from '../src/order.js';
 
 const bytes = (s) => new TextEncoder().encode(s);
 
@@ -71,4 +71,19 @@ test('decodeUtf8 agrees with a fatal TextDecoder', () => {
     assert.throws(() => fatal.decode(u));
     assert.throws(() => decodeUtf8(u), SyntaxError, String(b));
   }
+});
+
+test('enrich adds the size and keeps the order', () => {
+  const result = enrichOrder(bytes('{"id":"o1","item":"bücher","quantity":12}'));
+  assert.equal(result.id, 'o1');
+  assert.deepEqual(JSON.parse(decodeUtf8(result.enriched)), {
+    id: 'o1',
+    item: 'bücher',
+    quantity: 12,
+    size: 'bulk',
+  });
+  assert.equal(JSON.parse(decodeUtf8(enrichOrder(bytes('{"id":"o2","item":"pen","quantity":1}')).enriched)).size, 'standard');
+  assert.ok(enrichOrder(bytes('not json')).malformed);
+  assert.match(enrichOrder(bytes('{"id":"o1","item":"book","quantity":0}')).malformed, /positive/);
+  assert.deepEqual(encodeUtf8('é'), new Uint8Array([0xc3, 0xa9]));
 });

@@ -1,7 +1,7 @@
 // Runs a built handler component in Node (via `jco transpile`) against the cases of
 // guest-examples/README.md and checks every outcome. Used by ../test.sh.
 //
-//   [BENCH=n] node --experimental-wasm-extended-const test/run-component.mjs <orders|manual> <component.wasm> <toolchain node_modules> <work dir>
+//   [BENCH=n] node --experimental-wasm-extended-const test/run-component.mjs <orders|manual|enrich> <component.wasm> <toolchain node_modules> <work dir>
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -44,6 +44,12 @@ const ackbar = {
     },
   },
   'ackbar:plugin/log': { log: (level, text) => seen.logs.push(`${level}: ${text}`) },
+  'ackbar:plugin/producer': {
+    send: (r) => {
+      const text = (b) => (b === undefined ? '' : new TextDecoder().decode(b));
+      seen.sent.push(`${r.topic} ${text(r.key)} ${text(r.payload)}`);
+    },
+  },
   'ackbar:plugin/types': {},
 };
 
@@ -57,7 +63,7 @@ async function fresh() {
 
 let instance = await fresh();
 async function call(payload, attempt = 1) {
-  seen = { settled: [], logs: [] };
+  seen = { settled: [], logs: [], sent: [] };
   const msg = {
     topic: 'orders',
     partition: 0,
@@ -82,7 +88,7 @@ async function call(payload, attempt = 1) {
     }
     if (!outcome.startsWith('err')) instance = await fresh(); // like the host: a new instance
   }
-  return { outcome, settled: seen.settled.join(','), logs: seen.logs };
+  return { outcome, settled: seen.settled.join(','), logs: seen.logs, sent: seen.sent };
 }
 
 const order = (o) => JSON.stringify({ id: 'o1', item: 'book', quantity: 2, ...o });
@@ -127,14 +133,23 @@ const cases = {
     [order({ warehouse: 'offline' }), 3, 'ok(none)', 'ack', ['info: order o1: 2 x book']],
     [order(), 1, 'ok(none)', 'ack', ['info: order o1: 2 x book']],
   ],
+  enrich: [
+    [order(), 1, 'ok(none)', '', [], ['orders.enriched o1 {"id":"o1","item":"book","quantity":2,"size":"standard"}']],
+    [order({ quantity: 12, item: 'çà ☕' }), 1, 'ok(none)', '', [], ['orders.enriched o1 {"id":"o1","item":"çà ☕","quantity":12,"size":"bulk"}']],
+    [order({ item: 'poison' }), 1, 'ok(none)', '', [], ['orders.enriched o1 {"id":"o1","item":"poison","quantity":2,"size":"standard"}']],
+    ['not json', 1, 'ok(some(reject))', '', [/^warn: rejecting malformed order/], []],
+    [null, 1, 'ok(some(reject))', '', [/^warn: rejecting malformed order/], []],
+    [order({ quantity: 0 }), 1, 'ok(some(reject))', '', [/^warn: .*quantity must be positive/], []],
+  ],
 }[kind];
 
 const matches = (want, got) => (want instanceof RegExp ? want.test(got) : want === got);
 let failed = 0;
-for (const [payload, attempt, outcome, settled, logs] of cases) {
+for (const [payload, attempt, outcome, settled, logs, sent = []] of cases) {
   const got = await call(payload, attempt);
   const ok =
     matches(outcome, got.outcome) &&
+    JSON.stringify(sent) === JSON.stringify(got.sent) &&
     settled === got.settled &&
     logs.length === got.logs.length &&
     logs.every((l, i) => matches(l, got.logs[i]));

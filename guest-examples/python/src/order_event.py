@@ -78,6 +78,22 @@ def read_order(payload: bytes | None) -> Order:
     return order
 
 
+BULK_FROM = 10
+"""Orders of at least this many items are ``"bulk"`` (the enrich handler)."""
+
+
+def enrich_order(payload: bytes | None) -> tuple[str, bytes]:
+    """The enrich handler's transformation: the order's id and its JSON object with ``"size"``
+    added, as UTF-8 bytes. Raises `MalformedOrder` for anything that is not a valid order
+    (``"poison"`` is an item like any other here)."""
+    order = parse_order(payload)
+    if order.quantity == 0:
+        raise MalformedOrder(f"order {order.id}: quantity must be positive")
+    data = json.loads(payload or b"")
+    data["size"] = "bulk" if order.quantity >= BULK_FROM else "standard"
+    return order.id, json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def _field(data: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
     value = data.get(name)
     if value is None:

@@ -10,6 +10,7 @@ from componentize_py_types import Err
 from wit_world.imports.log import Level
 from wit_world.imports.types import Decision, HandlerError_Retry, Message
 
+import enrich
 import manual
 import orders
 
@@ -106,3 +107,39 @@ class ManualTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class EnrichTest(unittest.TestCase):
+    def handle(self, payload):
+        with mock.patch.object(enrich, "log") as log, mock.patch.object(enrich, "send") as send:
+            result = enrich.WitWorld().handle(message(payload))
+        return result, log, send
+
+    def test_a_valid_order_is_forwarded_with_its_size(self):
+        result, _, send = self.handle(b'{"id": "o1", "item": "book", "quantity": 12}')
+        self.assertIsNone(result)
+        record = send.call_args.args[0]
+        self.assertEqual(record.topic, "orders.enriched")
+        self.assertEqual(record.key, b"o1")
+        self.assertEqual(
+            record.payload, b'{"id":"o1","item":"book","quantity":12,"size":"bulk"}'
+        )
+        _, _, small = self.handle(BOOK)
+        self.assertIn(b'"size":"standard"', small.call_args.args[0].payload)
+
+    def test_malformed_is_rejected_and_forwards_nothing(self):
+        for payload in (b"not json", ZERO, None):
+            with self.subTest(payload=payload):
+                result, log, send = self.handle(payload)
+                self.assertEqual(result, Decision.REJECT)
+                self.assertEqual(log.call_args.args[0], Level.WARN)
+                send.assert_not_called()
+
+    def test_a_refused_send_is_a_fatal_error(self):
+        from wit_world.imports.producer import SendError_TopicNotAllowed
+        from wit_world.imports.types import HandlerError_Fatal
+
+        with mock.patch.object(enrich, "send", side_effect=Err(SendError_TopicNotAllowed("no"))):
+            with self.assertRaises(Err) as caught:
+                enrich.WitWorld().handle(message(BOOK))
+        self.assertIsInstance(caught.exception.value, HandlerError_Fatal)

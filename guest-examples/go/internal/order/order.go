@@ -48,6 +48,33 @@ func (o Order) WarehouseOffline(attempt uint32) bool {
 	return o.Warehouse == "offline" && attempt < 3
 }
 
+// BulkFrom is the quantity from which the enrich handler calls an order "bulk".
+const BulkFrom = 10
+
+// Enrich is the enrich handler's transformation: the order's id and its JSON object with "size"
+// added ("bulk" from BulkFrom items, else "standard"), or why the payload is not a valid order
+// (as Parse decides, except that "poison" is an item like any other here).
+func Enrich(payload []byte) (string, []byte, error) {
+	o, err := decode(payload)
+	if err != nil {
+		return "", nil, err
+	}
+	if o.Quantity == 0 {
+		return "", nil, fmt.Errorf("order %s: quantity must be positive", o.ID)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &fields); err != nil {
+		return "", nil, err
+	}
+	size := "standard"
+	if o.Quantity >= BulkFrom {
+		size = "bulk"
+	}
+	fields["size"], _ = json.Marshal(size)
+	enriched, err := json.Marshal(fields)
+	return o.ID, enriched, err
+}
+
 // decode is strict where encoding/json is lenient: field names are case-sensitive, and a
 // required field that is null counts as missing.
 func decode(payload []byte) (Order, error) {

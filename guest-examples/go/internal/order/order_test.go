@@ -67,3 +67,25 @@ func TestPoisonPanicsBeforeTheQuantityCheck(t *testing.T) {
 	Parse([]byte(`{"id":"o3","item":"poison","quantity":0}`))
 	t.Error("no panic")
 }
+
+func TestEnrich(t *testing.T) {
+	id, enriched, err := Enrich([]byte(`{"id":"o1","item":"book","quantity":12,"warehouse":"north"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id != "o1" {
+		t.Errorf("id %q", id)
+	}
+	want := `{"id":"o1","item":"book","quantity":12,"size":"bulk","warehouse":"north"}`
+	if string(enriched) != want {
+		t.Errorf("enriched %s, want %s", enriched, want)
+	}
+	if _, small, _ := Enrich([]byte(`{"id":"o2","item":"pen","quantity":1}`)); !strings.Contains(string(small), `"size":"standard"`) {
+		t.Errorf("a small order: %s", small)
+	}
+	for _, payload := range []string{`not json`, `{"id":"o1","item":"book","quantity":0}`} {
+		if _, _, err := Enrich([]byte(payload)); err == nil {
+			t.Errorf("%q enriched", payload)
+		}
+	}
+}
