@@ -15,18 +15,23 @@
 //!    `handle` through [`plugin::InstancePool`]: a warm [`plugin::PluginInstance`] runs it in
 //!    its sandbox under the call's deadline, memory cap and fuel. What happened — returned,
 //!    failed, trapped, interrupted, and any explicit ack/nack/reject — is an
-//!    [`outcome::Outcome`].
+//!    [`outcome::Outcome`]; what it sent to output topics (`producer.send`, bounded per call)
+//!    is its [`outputs::Outputs`].
 //! 4. **Settlement.** [`policy::DeliveryRules::settle`] is the one place an outcome becomes
 //!    what happens next: the ack policy's action, then the retry cap, the dead-letter topic and
 //!    the backoff give one [`policy::Verdict`] — commit, dead-letter then commit, redeliver after a
 //!    wait, pause, or leave. This is where a trap becomes a redelivery.
 //! 5. **Record.** The delivery becomes one [`events::DeliveryEvent`]; its `emit` feeds the
 //!    [`stats`], the [`metrics`], the log line and the event stream the demo and tests read.
-//! 6. **Carry out.** The worker does what the verdict says: writes the [`deadletter`], waits and
-//!    calls again (nothing after the message runs first), pauses the partition, or marks the
-//!    message finished in the partition's [`offsets::PartitionProgress`].
+//! 6. **Carry out.** The worker does what the verdict says: publishes the attempt's outputs if
+//!    [`policy::Settlement::publishes_outputs`] says so ([`output_writer`], at least once),
+//!    writes the [`deadletter`], waits and calls again (nothing after the message runs first),
+//!    pauses the partition, or marks the message finished in the partition's
+//!    [`offsets::PartitionProgress`].
 //! 7. **Commit.** Every `commit_interval` the pipeline commits each partition's low-watermark of
-//!    settled messages; a revoke or shutdown drains the workers and commits synchronously.
+//!    settled messages; a revoke or shutdown drains the workers and commits synchronously. An
+//!    exactly-once pipeline instead commits each partition's settled messages in Kafka
+//!    [`transactions`] holding their outputs, dead letters and offset.
 //!
 //! Around that path: [`embedded`] (an in-process Kafka-protocol broker for demos and tests),
 //! [`kafka`] (producing records, reading committed offsets), [`health`] and [`ops_endpoint`]

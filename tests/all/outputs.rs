@@ -65,6 +65,50 @@ fn a_component_built_before_the_producer_interface_loads_and_handles_unchanged()
     );
 }
 
+/// A guest that sends 10 records of 16 MiB (160 MiB in all, past its own 64 MiB of memory) gets
+/// `limit-exceeded` each time; the host keeps none of them, and the call ends normally.
+#[test]
+fn sends_past_the_byte_bound_are_refused_without_holding_them() {
+    let plugin = runtime()
+        .load(
+            &guest("fixture"),
+            PluginLimits {
+                memory_bytes: 64 << 20,
+                // Each refused record is still copied out of the guest once: room for a loaded
+                // machine.
+                deadline: Duration::from_secs(60),
+                ..PluginLimits::default()
+            },
+        )
+        .unwrap();
+    let pool = InstancePool::new(Arc::new(plugin));
+    let message = ackbar::bindings::Message {
+        topic: "in".into(),
+        partition: 0,
+        offset: 0,
+        timestamp: None,
+        key: None,
+        payload: Some(b"send-big:out/16".to_vec()),
+        headers: Vec::new(),
+        attempt: 1,
+    };
+    let context = CallContext {
+        outputs: Arc::new(OutputRules {
+            topics: vec!["out".into()],
+            ..OutputRules::default()
+        }),
+        ..CallContext::default()
+    };
+    let (outcome, sent) = ackbar::plugin::block_on(pool.call_with_outputs(&message, context));
+    assert_eq!(
+        outcome.end,
+        CallEnd::Returned(Some(ackbar::outcome::Decision::Ack)),
+        "{outcome:?}"
+    );
+    assert!(sent.records.is_empty());
+    assert_eq!((sent.bytes, sent.refused.over_limit), (0, 10));
+}
+
 /// One message per cell of the outputs table, on one partition, under NACK_ON_ERROR with
 /// `max_attempts = 2` and a dead-letter topic. Keys are `PARTITION/OFFSET`; values
 /// `PARTITION/OFFSET/ATTEMPT`.
