@@ -161,6 +161,60 @@ fn invoke_redelivers_nacked_messages_and_prints_each_delivery() {
 }
 
 #[test]
+fn invoke_shows_what_each_delivery_sends_and_whether_it_is_published() {
+    let enrich = guest("enrich");
+    let fixture = guest("fixture");
+    let out = ackbar(&[
+        "invoke",
+        enrich.to_str().unwrap(),
+        "--output",
+        "invoke.*",
+        "-m",
+        r#"{"id":"o1","item":"book","quantity":12}"#,
+        "-m",
+        "not json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    assert_eq!(
+        lines,
+        [
+            "message 0 attempt 1: ok -> commit",
+            r#"  publishes to invoke.enriched key=o1: {"id":"o1","item":"book","quantity":12,"size":"bulk"}"#,
+            "message 1 attempt 1: returned:reject -> reject",
+        ]
+    );
+    let out = ackbar(&[
+        "invoke",
+        fixture.to_str().unwrap(),
+        "--policy",
+        "NACK_ON_ERROR",
+        "--max-attempts",
+        "1",
+        "--output",
+        "out",
+        "-m",
+        "send:out/error",
+        "-m",
+        "send:elsewhere/ok",
+        "--output-json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let deliveries: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(deliveries[0]["sent"][0]["topic"], "out");
+    assert_eq!(deliveries[0]["sent"][0]["payload"], "0/0/1");
+    assert_eq!(
+        deliveries[0]["published"], false,
+        "an error publishes nothing"
+    );
+    assert_eq!(deliveries[1]["refused_sends"], 1);
+    assert!(deliveries[1].get("sent").is_none(), "{}", deliveries[1]);
+}
+
+#[test]
 fn invoke_reads_json_lines_and_names_a_bad_line() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("messages.jsonl");
