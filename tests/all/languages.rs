@@ -211,16 +211,7 @@ macro_rules! language {
                         }),
                         ..CallContext::default()
                     };
-                    let message = ackbar::bindings::Message {
-                        topic: "orders".into(),
-                        partition: 0,
-                        offset: 0,
-                        timestamp: None,
-                        key: None,
-                        payload: Some(payload.as_bytes().to_vec()),
-                        headers: Vec::new(),
-                        attempt: 1,
-                    };
+                    let message = crate::support::message_on("orders", payload.as_bytes());
                     ackbar::plugin::block_on(pool.call_with_outputs(&message, context))
                 };
                 let (outcome, sent) = call(

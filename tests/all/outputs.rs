@@ -4,7 +4,7 @@
 //! components built before the `producer` interface keep working.
 
 use crate::brokers::BrokerKind;
-use crate::support::{guest, repo_root, runtime, unique, Cluster};
+use crate::support::{guest, message_on, repo_root, runtime, unique, Cluster};
 use ackbar::config::{DeliveryGuarantee, PipelineConfig};
 use ackbar::outcome::{CallEnd, Outcome};
 use ackbar::outputs::OutputRules;
@@ -43,16 +43,7 @@ fn a_component_built_before_the_producer_interface_loads_and_handles_unchanged()
     let plugin = runtime().load(&fixture, PluginLimits::default()).unwrap();
     let pool = InstancePool::new(Arc::new(plugin));
     let call = |payload: &str| {
-        let message = ackbar::bindings::Message {
-            topic: "orders".into(),
-            partition: 0,
-            offset: 0,
-            timestamp: None,
-            key: None,
-            payload: Some(payload.as_bytes().to_vec()),
-            headers: Vec::new(),
-            attempt: 1,
-        };
+        let message = message_on("orders", payload.as_bytes());
         ackbar::plugin::block_on(pool.call_with_outputs(&message, CallContext::default()))
     };
     let (ok, sent) = call(r#"{"id":"o1","item":"book","quantity":2}"#);
@@ -82,16 +73,7 @@ fn sends_past_the_byte_bound_are_refused_without_holding_them() {
         )
         .unwrap();
     let pool = InstancePool::new(Arc::new(plugin));
-    let message = ackbar::bindings::Message {
-        topic: "in".into(),
-        partition: 0,
-        offset: 0,
-        timestamp: None,
-        key: None,
-        payload: Some(b"send-big:out/16".to_vec()),
-        headers: Vec::new(),
-        attempt: 1,
-    };
+    let message = message_on("in", b"send-big:out/16");
     let context = CallContext {
         outputs: Arc::new(OutputRules {
             topics: vec!["out".into()],

@@ -61,6 +61,20 @@ pub fn example(language: &str, name: &str) -> PathBuf {
     path
 }
 
+/// A first delivery of `payload` at offset 0 of `topic`, partition 0, as a handler gets it.
+pub fn message_on(topic: &str, payload: &[u8]) -> ackbar::bindings::Message {
+    ackbar::bindings::Message {
+        topic: topic.into(),
+        partition: 0,
+        offset: 0,
+        timestamp: None,
+        key: None,
+        payload: Some(payload.to_vec()),
+        headers: Vec::new(),
+        attempt: 1,
+    }
+}
+
 /// Logs go to the test output; `ACKBAR_LOG=debug cargo test ...` shows them.
 pub fn init_logging() {
     static INIT: OnceLock<()> = OnceLock::new();
