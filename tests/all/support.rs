@@ -190,12 +190,35 @@ impl Cluster {
 
     /// Committed offsets of the test's group, read back from the broker, for every partition.
     pub fn committed(&self) -> Vec<Option<i64>> {
+        self.try_committed().expect("committed offsets")
+    }
+
+    /// [`committed`](Self::committed), or the error (a group coordinator still moving, say),
+    /// for a test that polls until an offset is committed.
+    pub fn try_committed(&self) -> anyhow::Result<Vec<Option<i64>>> {
         let partitions: Vec<i32> = (0..self.partitions).collect();
-        kafka::committed_offsets(&self.bootstrap, &self.group, &self.topic, &partitions)
-            .expect("committed offsets")
-            .into_iter()
-            .map(|(_, o)| o)
-            .collect()
+        Ok(
+            kafka::committed_offsets(&self.bootstrap, &self.group, &self.topic, &partitions)?
+                .into_iter()
+                .map(|(_, o)| o)
+                .collect(),
+        )
+    }
+
+    /// Polls until the group has committed `expected`; panics after `timeout`.
+    pub async fn until_committed(&self, expected: &[Option<i64>], timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let committed = self.try_committed();
+            if committed.as_ref().is_ok_and(|c| c == expected) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "committed {committed:?}, expected {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// A pipeline on the fixture guest with test-friendly timings.

@@ -483,6 +483,10 @@ fn exactly_once_needs_a_settling_policy_in_partition_order() {
         .unwrap_err()
         .to_string()
         .contains("field `transaction` is set, but transactions are used only with delivery = \"exactly-once\""));
+    assert!(eos("[pipeline.transaction]\nmax_ms = 3600000")
+        .unwrap_err()
+        .to_string()
+        .contains("field `transaction.max_ms` is 3600000; at most 60000"));
     assert!(eos("[pipeline.transaction]\nmax_messages = 0")
         .unwrap_err()
         .to_string()

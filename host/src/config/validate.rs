@@ -374,6 +374,9 @@ fn validate_outputs(
 /// published.
 const MAX_OUTPUT_BYTES_PER_CALL: u64 = 64 << 20;
 
+/// The longest `[pipeline.transaction] max_ms`.
+const MAX_TRANSACTION_MS: u64 = 60_000;
+
 /// `delivery` and `[pipeline.transaction]`.
 fn validate_transactions(
     p: &RawPipeline,
@@ -418,6 +421,12 @@ fn validate_transactions(
     };
     let max_ms = match t.max_ms {
         Some(0) => return Err(("transaction.max_ms", "must be greater than 0".into())),
+        Some(n) if n > MAX_TRANSACTION_MS => {
+            return Err((
+                "transaction.max_ms",
+                format!("is {n}; at most {MAX_TRANSACTION_MS}: a transaction open longer holds its readers back, and brokers abort transactions past `transaction.max.timeout.ms` (15 min by default)"),
+            ))
+        }
         Some(n) => n,
         None => DEFAULT_TRANSACTION_MS,
     };

@@ -31,7 +31,7 @@ use tracing::Instrument;
 
 /// What a partition worker needs from its consumer beyond its queue: the group metadata that
 /// fences a transaction's offsets, and a rewind after an aborted transaction.
-pub(crate) trait GroupMember: Send + Sync {
+pub(crate) trait GroupMember: Send + Sync + 'static {
     /// The consumer's current group metadata (generation, member id).
     fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata>;
     /// Makes `offset` the next message the partition's queue delivers. Blocks briefly.
@@ -87,13 +87,13 @@ pub(crate) async fn run<C: ConsumerContext + 'static>(
             None => return,
         },
     };
-    let mut committer = transactions.as_ref().map(|t| TransactionCommitter {
+    let committer = transactions.as_ref().map(|t| TransactionCommitter {
         shared: &shared,
         tp: &tp,
         transactions: t,
-        member: &*member,
+        member: member.clone(),
         stop: &stop,
-        aborts_in_a_row: 0,
+        aborts_in_a_row: AtomicU32::new(0),
     });
     let trap_streak = AtomicU32::new(0);
     loop {
@@ -101,8 +101,8 @@ pub(crate) async fn run<C: ConsumerContext + 'static>(
         let message = match next_message(&shared, &tp, &queue, &stop, commit_due).await {
             Next::Message(message) => message,
             Next::CommitDue => {
-                if let Some(c) = committer.as_mut() {
-                    if !c.commit().await {
+                if let Some(c) = &committer {
+                    if c.commit().await == Flow::Stop {
                         break;
                     }
                 }
@@ -118,21 +118,22 @@ pub(crate) async fn run<C: ConsumerContext + 'static>(
             metrics: &metrics,
             stop: &stop,
             trap_streak: &trap_streak,
-            transactions: transactions.as_ref(),
+            transactions: committer.as_ref(),
         }
         .until_settled(message)
         .await;
-        if !finished(&shared, &tp, offset, settled) {
+        let rewound = matches!(settled, Err(Unsettled::Rewound));
+        if !finished(&shared, &tp, offset, settled.ok()) && !rewound {
             break;
         }
-        if let Some(c) = committer.as_mut() {
-            if c.transactions.full() && !c.commit().await {
+        if let Some(c) = &committer {
+            if c.transactions.full() && c.commit().await == Flow::Stop {
                 break;
             }
         }
     }
     // Revoked, stopping or shutting down: what settled commits with its outputs.
-    if let Some(c) = committer.as_mut() {
+    if let Some(c) = &committer {
         c.commit().await;
     }
     tracing::debug!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, "partition worker stopped");
@@ -293,7 +294,7 @@ async fn run_concurrent<C: ConsumerContext + 'static>(
                 transactions: None,
             };
             let settled = delivery.until_settled(message).await;
-            if finished(&shared, &tp, offset, settled) {
+            if finished(&shared, &tp, offset, settled.ok()) {
                 if let Some(tx) = settled_tx {
                     let _ = tx.send(true);
                 }
@@ -315,8 +316,18 @@ struct Delivery<'a> {
     /// Calls in a row that trapped in this partition.
     trap_streak: &'a AtomicU32,
     /// The partition's transactions (exactly once): outputs and dead letters are staged in the
-    /// open one instead of written.
-    transactions: Option<&'a PartitionTransactions>,
+    /// open one instead of written, and what settled before a message that must wait (for a
+    /// redelivery, or paused) commits before the wait.
+    transactions: Option<&'a TransactionCommitter<'a>>,
+}
+
+/// Why a message left the worker unsettled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unsettled {
+    /// The worker was stopped first (or the host failed): the next owner reads it again.
+    Stopped,
+    /// An aborted transaction rewound the partition to before it: it is delivered again.
+    Rewound,
 }
 
 impl Delivery<'_> {
@@ -325,7 +336,7 @@ impl Delivery<'_> {
     /// A nacked message is redelivered from memory after the backoff rather than by seeking:
     /// the effect is the same (nothing after it in the partition is handled first, and it stays
     /// uncommitted, so a crash or a revoke re-reads it), without a refetch per nack.
-    async fn until_settled(&self, mut message: Message) -> Option<Completion> {
+    async fn until_settled(&self, mut message: Message) -> Result<Completion, Unsettled> {
         let shared = self.shared;
         let tp = self.tp;
         let offset = message.offset;
@@ -347,14 +358,18 @@ impl Delivery<'_> {
                 outputs: shared.output_rules.clone(),
             };
             if !self.cool_down_after_traps().await {
-                return None;
+                return Err(Unsettled::Stopped);
             }
             // The tenant's guest-time quota and its bound on calls running at once, over all
             // its pipelines.
             if !shared.budget.wait_for_guest_time(self.stop).await {
-                return None;
+                return Err(Unsettled::Stopped);
             }
-            let call_slot = shared.budget.call_slot(self.stop).await?;
+            let call_slot = shared
+                .budget
+                .call_slot(self.stop)
+                .await
+                .ok_or(Unsettled::Stopped)?;
             let started = Instant::now();
             // Guest log lines land inside the message's span.
             let call = pool.call_with_outputs(&message, context);
@@ -402,12 +417,12 @@ impl Delivery<'_> {
             match settled.verdict {
                 verdict @ (Verdict::Commit | Verdict::Leave) => {
                     if publishes && !self.publish(offset, attempt, &outputs).await {
-                        return None;
+                        return Err(Unsettled::Stopped);
                     }
-                    if let Some(transactions) = self.transactions {
-                        transactions.settled(offset);
+                    if let Some(c) = self.transactions {
+                        c.transactions.settled(offset);
                     }
-                    return Some(match verdict {
+                    return Ok(match verdict {
                         Verdict::Commit => Completion::Settled,
                         _ => Completion::Unsettled,
                     });
@@ -416,7 +431,7 @@ impl Delivery<'_> {
                     let (Some(writer), Some((reason, outcome))) = (&shared.dead_letters, reason)
                     else {
                         // The rules give this verdict only to a pipeline with a topic.
-                        return Some(Completion::Settled);
+                        return Ok(Completion::Settled);
                     };
                     let letter = DeadLetter {
                         message: &message,
@@ -427,9 +442,10 @@ impl Delivery<'_> {
                         tenant: &shared.tenant,
                         pipeline: &shared.name,
                     };
-                    if let Some(transactions) = self.transactions {
-                        transactions.stage(offset, letter.kafka_record(writer.topic()));
-                        transactions.settled(offset);
+                    if let Some(c) = self.transactions {
+                        c.transactions
+                            .stage(offset, letter.kafka_record(writer.topic()));
+                        c.transactions.settled(offset);
                         DeadLettered {
                             tp,
                             offset,
@@ -438,17 +454,18 @@ impl Delivery<'_> {
                             reason: &reason,
                         }
                         .emit(&self.observers());
-                        return Some(Completion::Settled);
+                        return Ok(Completion::Settled);
                     }
-                    return self
-                        .dead_letter(writer, &letter)
-                        .await
-                        .then_some(Completion::Settled);
+                    return match self.dead_letter(writer, &letter).await {
+                        true => Ok(Completion::Settled),
+                        false => Err(Unsettled::Stopped),
+                    };
                 }
                 Verdict::Pause => {
                     let (reason, _) = reason.unwrap_or_default();
+                    self.commit_before_waiting().await?;
                     if !self.pause(offset, attempt, &version, &reason).await {
-                        return None;
+                        return Err(Unsettled::Stopped);
                     }
                     tries = 0;
                 }
@@ -460,12 +477,27 @@ impl Delivery<'_> {
                             "message keeps failing; the partition waits for it (nothing after it is handled)"
                         );
                     }
+                    self.commit_before_waiting().await?;
                     if !self.sleep(wait).await {
-                        return None;
+                        return Err(Unsettled::Stopped);
                     }
                 }
             }
             message.attempt += 1;
+        }
+    }
+
+    /// Exactly once: commits what settled before this message, so a message that waits (for
+    /// its redelivery, or paused) does not hold back the ones before it, nor keep their
+    /// transaction open until the broker's timeout aborts it.
+    async fn commit_before_waiting(&self) -> Result<(), Unsettled> {
+        match self.transactions {
+            None => Ok(()),
+            Some(c) => match c.commit().await {
+                Flow::Committed => Ok(()),
+                Flow::Rewound => Err(Unsettled::Rewound),
+                Flow::Stop => Err(Unsettled::Stopped),
+            },
         }
     }
 
@@ -485,9 +517,9 @@ impl Delivery<'_> {
     /// waits (at least once); only then may the offset be committed. `false` if stopped first
     /// (the message stays uncommitted and is delivered again).
     async fn publish(&self, offset: i64, attempt: u32, outputs: &Outputs) -> bool {
-        if let Some(transactions) = self.transactions {
+        if let Some(c) = self.transactions {
             for record in &outputs.records {
-                transactions.stage(offset, to_kafka_record(record));
+                c.transactions.stage(offset, to_kafka_record(record));
             }
             return true;
         }
@@ -698,22 +730,33 @@ struct TransactionCommitter<'a> {
     shared: &'a PipelineState,
     tp: &'a TopicPartition,
     transactions: &'a PartitionTransactions,
-    member: &'a dyn GroupMember,
+    member: Arc<dyn GroupMember>,
     stop: &'a CancellationToken,
-    aborts_in_a_row: u32,
+    aborts_in_a_row: AtomicU32,
+}
+
+/// What a transaction commit left the worker to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// Committed (or nothing was open): go on.
+    Committed,
+    /// Aborted, and the partition rewound to its first message: read on from there.
+    Rewound,
+    /// The producer was fenced or failed for good, or the worker is stopping.
+    Stop,
 }
 
 impl TransactionCommitter<'_> {
     /// Commits the open transaction, if any. After an abort the partition is rewound to the
     /// transaction's first message (after the pipeline's backoff), so its messages are delivered
-    /// again. `false` when the worker must stop: the producer was fenced or failed for good.
-    async fn commit(&mut self) -> bool {
+    /// again.
+    async fn commit(&self) -> Flow {
         let (shared, tp) = (self.shared, self.tp);
         let metrics = &shared.output_metrics;
         match self.transactions.commit(self.member.group_metadata()).await {
-            Ok(None) => true,
+            Ok(None) => Flow::Committed,
             Ok(Some(committed)) => {
-                self.aborts_in_a_row = 0;
+                self.aborts_in_a_row.store(0, atomic::Ordering::Relaxed);
                 metrics.transactions_committed.increment(1);
                 metrics
                     .transaction_commit
@@ -725,31 +768,36 @@ impl TransactionCommitter<'_> {
                 shared.metrics.commits.increment(1);
                 shared.commit_faults.recovered();
                 tracing::debug!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, messages = committed.messages, "transaction committed");
-                true
+                Flow::Committed
             }
             Err(CommitError::Aborted { rewind_to, reason }) => {
-                self.aborts_in_a_row += 1;
+                let aborts = self.aborts_in_a_row.fetch_add(1, atomic::Ordering::Relaxed) + 1;
                 metrics.transactions_aborted.increment(1);
                 shared.commit_faults.fault(&format!(
                     "{tp}: transaction aborted ({reason}); its messages from offset {rewind_to} are delivered again"
                 ));
                 if self.stop.is_cancelled() {
                     // Leaving the partition: its next owner reads from the last commit.
-                    return false;
+                    return Flow::Stop;
                 }
-                shared.health.failing(tp, rewind_to, self.aborts_in_a_row);
-                let wait = shared.config.backoff.delay(self.aborts_in_a_row);
+                shared.health.failing(tp, rewind_to, aborts);
+                let wait = shared.config.backoff.delay(aborts);
                 tokio::select! {
-                    _ = self.stop.cancelled() => return false,
+                    _ = self.stop.cancelled() => return Flow::Stop,
                     _ = tokio::time::sleep(wait) => {}
                 }
-                if let Err(e) = self.member.rewind(tp, rewind_to) {
+                // A seek waits for the broker: not on an async worker.
+                let (member, at) = (self.member.clone(), tp.clone());
+                let rewound = tokio::task::spawn_blocking(move || member.rewind(&at, rewind_to))
+                    .await
+                    .unwrap_or_else(|e| Err(anyhow::anyhow!("the seek thread failed: {e}")));
+                if let Err(e) = rewound {
                     shared.crash(format!(
                         "partition {tp}: cannot rewind to offset {rewind_to} after an aborted transaction: {e:#}"
                     ));
-                    return false;
+                    return Flow::Stop;
                 }
-                true
+                Flow::Rewound
             }
             Err(CommitError::Fatal(reason)) => {
                 metrics.transactions_aborted.increment(1);
@@ -761,7 +809,7 @@ impl TransactionCommitter<'_> {
                         self.transactions.id()
                     ));
                 }
-                false
+                Flow::Stop
             }
         }
     }
