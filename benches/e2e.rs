@@ -618,7 +618,7 @@ fn main() {
     if wanted("5%") {
         create(&failing, n, true);
     }
-    if wanted("faststream") {
+    if wanted("faststream") || wanted("enrich") {
         create(&small, n_faststream, false);
     }
 

@@ -290,14 +290,16 @@ impl OutputMetrics {
     /// Counts `records` of `bytes` published to `topic`.
     pub fn published(&self, topic: &str, records: u64, bytes: u64) {
         let mut by_topic = self.by_topic.lock().unwrap_or_else(|e| e.into_inner());
-        let (r, b) = by_topic.entry(topic.to_string()).or_insert_with(|| {
+        if !by_topic.contains_key(topic) {
             let mut l = self.labels.to_vec();
             l.push(("topic", topic.to_string()));
-            (
+            let series = (
                 counter!("ackbar_output_records_total", &l),
                 counter!("ackbar_output_bytes_total", &l),
-            )
-        });
+            );
+            by_topic.insert(topic.to_string(), series);
+        }
+        let (r, b) = &by_topic[topic];
         r.increment(records);
         b.increment(bytes);
     }

@@ -70,6 +70,13 @@ pub(crate) fn to_kafka_record(record: &OutputRecord) -> FutureRecord<'_, [u8], [
     kafka
 }
 
+/// An attempt's records, queued on the producer; [`OutputWriter::confirm`] waits for the
+/// broker's acknowledgements.
+pub struct QueuedWrite {
+    deliveries: Vec<(usize, String, rdkafka::producer::DeliveryFuture)>,
+    producer: FutureProducer,
+}
+
 /// Writes one pipeline's outputs.
 pub struct OutputWriter {
     config: ClientConfig,
@@ -103,11 +110,11 @@ impl OutputWriter {
         }))
     }
 
-    /// Writes `records` and waits until the broker has acknowledged every one. They are all
-    /// queued first, so one attempt's records travel in as few requests as possible; the
-    /// idempotent producer keeps each partition's records in order and without duplicates on
-    /// its own retries. On the first failure the error names the record and topic.
-    pub async fn write(&self, records: &[OutputRecord]) -> Result<()> {
+    /// Queues `records` for writing without waiting: the broker's acknowledgements come with
+    /// [`QueuedWrite::confirmed`]. Records queued one after the other keep their order per
+    /// partition (the idempotent producer), so a partition worker can go on to its next message
+    /// while they travel. Fails (queueing nothing more) when librdkafka's local queue is full.
+    pub fn queue(&self, records: &[OutputRecord]) -> Result<QueuedWrite> {
         let producer = self
             .producer
             .lock()
@@ -115,33 +122,55 @@ impl OutputWriter {
             .clone();
         let mut deliveries = Vec::with_capacity(records.len());
         for (i, record) in records.iter().enumerate() {
-            let queued = producer
-                .send_result(to_kafka_record(record))
-                .map_err(|(e, _)| e);
-            let queued = match queued {
-                Ok(delivery) => delivery,
-                // A full local queue: wait for the broker to take what is queued, then retry once
-                // without a bound on the wait.
-                Err(_) => {
+            match producer.send_result(to_kafka_record(record)) {
+                Ok(delivery) => deliveries.push((i, record.topic.clone(), delivery)),
+                Err((error, _)) => return Err(self.failed(&producer, error, i, record)),
+            }
+        }
+        Ok(QueuedWrite {
+            deliveries,
+            producer,
+        })
+    }
+
+    /// Writes `records` and waits until the broker has acknowledged every one. When the local
+    /// queue is full, waits for the broker to take what is queued instead of failing. On the
+    /// first failure the error names the record and topic.
+    pub async fn write(&self, records: &[OutputRecord]) -> Result<()> {
+        match self.queue(records) {
+            Ok(queued) => self.confirm(queued).await,
+            Err(_) => {
+                // A full local queue (or a fatal producer, replaced by now): one at a time,
+                // each waiting for room.
+                let producer = self
+                    .producer
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                for (i, record) in records.iter().enumerate() {
                     let sent = producer.send(to_kafka_record(record), Timeout::Never).await;
                     if let Err((error, _)) = sent {
                         return Err(self.failed(&producer, error, i, record));
                     }
-                    continue;
                 }
-            };
-            deliveries.push((i, queued));
+                Ok(())
+            }
         }
-        for (i, delivery) in deliveries {
+    }
+
+    /// Waits until the broker has acknowledged every record of `queued`.
+    pub async fn confirm(&self, queued: QueuedWrite) -> Result<()> {
+        let count = queued.deliveries.len();
+        for (i, topic, delivery) in queued.deliveries {
             match delivery.await {
                 Ok(Ok(_)) => {}
-                Ok(Err((error, _))) => return Err(self.failed(&producer, error, i, &records[i])),
+                Ok(Err((error, _))) => {
+                    return Err(self.failed_at(&queued.producer, error, i, &topic))
+                }
                 Err(_canceled) => {
                     return Err(anyhow::anyhow!(
-                        "writing output {} of {} to {}: the producer went away",
-                        i + 1,
-                        records.len(),
-                        records[i].topic
+                        "writing output {} of {count} to {topic}: the producer went away",
+                        i + 1
                     ))
                 }
             }
@@ -156,6 +185,16 @@ impl OutputWriter {
         index: usize,
         record: &OutputRecord,
     ) -> anyhow::Error {
+        self.failed_at(producer, error, index, &record.topic)
+    }
+
+    fn failed_at(
+        &self,
+        producer: &FutureProducer,
+        error: rdkafka::error::KafkaError,
+        index: usize,
+        topic: &str,
+    ) -> anyhow::Error {
         if let Some(fatal) = producer.client().fatal_error() {
             tracing::warn!(
                 tenant = %self.tenant, pipeline = %self.pipeline,
@@ -166,9 +205,8 @@ impl OutputWriter {
             }
         }
         anyhow::Error::new(error).context(format!(
-            "writing output {} of the attempt to topic {}",
-            index + 1,
-            record.topic
+            "writing output {} of the attempt to topic {topic}",
+            index + 1
         ))
     }
 }

@@ -10,8 +10,8 @@ use crate::events::{DeadLetterFailed, DeadLettered, DeliveryEvent, Observers};
 use crate::metrics::MessageMetrics;
 use crate::offsets::{Completion, TopicPartition};
 use crate::outcome::CallEnd;
-use crate::output_writer::to_kafka_record;
-use crate::outputs::{record_bytes, Outputs};
+use crate::output_writer::{to_kafka_record, QueuedWrite};
+use crate::outputs::{record_bytes, OutputRecord, Outputs};
 use crate::plugin::CallContext;
 use crate::policy::{DeliveryRules, Verdict};
 use crate::trace_context::parse_traceparent;
@@ -96,7 +96,21 @@ pub(crate) async fn run<C: ConsumerContext + 'static>(
         aborts_in_a_row: AtomicU32::new(0),
     });
     let trap_streak = AtomicU32::new(0);
+    // At least once, outputs are confirmed by the broker on tasks of their own while the worker
+    // goes on; a message's offset is committed only after its outputs are written. While one of
+    // those writes is failing (retried), the partition takes no new message.
+    let mut writes = JoinSet::new();
+    let (failing_writes, mut failing_watch) = watch::channel(0u32);
+    let failing_writes = Arc::new(failing_writes);
     loop {
+        let recovered = tokio::select! {
+            biased;
+            _ = stop.cancelled() => false,
+            recovered = failing_watch.wait_for(|failing| *failing == 0) => recovered.is_ok(),
+        };
+        if !recovered {
+            break;
+        }
         let commit_due = transactions.as_ref().and_then(|t| t.due_at());
         let message = match next_message(&shared, &tp, &queue, &stop, commit_due).await {
             Next::Message(message) => message,
@@ -119,11 +133,30 @@ pub(crate) async fn run<C: ConsumerContext + 'static>(
             stop: &stop,
             trap_streak: &trap_streak,
             transactions: committer.as_ref(),
+            pipeline_writes: true,
         }
         .until_settled(message)
         .await;
+        if let Ok(Done {
+            how,
+            write: Some(pending),
+        }) = settled
+        {
+            let (shared, tp, stop, failing) = (
+                shared.clone(),
+                tp.clone(),
+                stop.clone(),
+                failing_writes.clone(),
+            );
+            writes.spawn(async move {
+                let written = confirm_write(&shared, &tp, offset, pending, &failing, &stop).await;
+                finished(&shared, &tp, offset, written.then_some(how));
+            });
+            while writes.try_join_next().is_some() {}
+            continue;
+        }
         let rewound = matches!(settled, Err(Unsettled::Rewound));
-        if !finished(&shared, &tp, offset, settled.ok()) && !rewound {
+        if !finished(&shared, &tp, offset, settled.ok().map(|d| d.how)) && !rewound {
             break;
         }
         if let Some(c) = &committer {
@@ -132,7 +165,9 @@ pub(crate) async fn run<C: ConsumerContext + 'static>(
             }
         }
     }
-    // Revoked, stopping or shutting down: what settled commits with its outputs.
+    // Revoked, stopping or shutting down: writes under way finish (their retries stop), and
+    // what settled commits with its outputs.
+    while writes.join_next().await.is_some() {}
     if let Some(c) = &committer {
         c.commit().await;
     }
@@ -292,9 +327,10 @@ async fn run_concurrent<C: ConsumerContext + 'static>(
                 stop: &stop,
                 trap_streak: &trap_streak,
                 transactions: None,
+                pipeline_writes: false,
             };
             let settled = delivery.until_settled(message).await;
-            if finished(&shared, &tp, offset, settled.ok()) {
+            if finished(&shared, &tp, offset, settled.ok().map(|d| d.how)) {
                 if let Some(tx) = settled_tx {
                     let _ = tx.send(true);
                 }
@@ -319,6 +355,30 @@ struct Delivery<'a> {
     /// open one instead of written, and what settled before a message that must wait (for a
     /// redelivery, or paused) commits before the wait.
     transactions: Option<&'a TransactionCommitter<'a>>,
+    /// At least once: hand the confirmation of an attempt's outputs back to the worker
+    /// ([`Done::write`]) instead of waiting for it.
+    pipeline_writes: bool,
+}
+
+/// A message seen through to its settlement.
+struct Done {
+    how: Completion,
+    /// Outputs queued and not yet confirmed: the message is finished once they are.
+    write: Option<PendingWrite>,
+}
+
+impl Done {
+    fn now(how: Completion) -> Self {
+        Done { how, write: None }
+    }
+}
+
+/// An attempt's outputs on their way to the broker.
+struct PendingWrite {
+    queued: QueuedWrite,
+    /// Written again if the broker does not take them.
+    records: Vec<OutputRecord>,
+    attempt: u32,
 }
 
 /// Why a message left the worker unsettled.
@@ -336,7 +396,7 @@ impl Delivery<'_> {
     /// A nacked message is redelivered from memory after the backoff rather than by seeking:
     /// the effect is the same (nothing after it in the partition is handled first, and it stays
     /// uncommitted, so a crash or a revoke re-reads it), without a refetch per nack.
-    async fn until_settled(&self, mut message: Message) -> Result<Completion, Unsettled> {
+    async fn until_settled(&self, mut message: Message) -> Result<Done, Unsettled> {
         let shared = self.shared;
         let tp = self.tp;
         let offset = message.offset;
@@ -373,7 +433,7 @@ impl Delivery<'_> {
             let started = Instant::now();
             // Guest log lines land inside the message's span.
             let call = pool.call_with_outputs(&message, context);
-            let (outcome, outputs) = if span.is_disabled() {
+            let (outcome, mut outputs) = if span.is_disabled() {
                 call.await
             } else {
                 call.instrument(span.clone()).await
@@ -416,22 +476,36 @@ impl Delivery<'_> {
             event.emit(&self.observers(), &span);
             match settled.verdict {
                 verdict @ (Verdict::Commit | Verdict::Leave) => {
-                    if publishes && !self.publish(offset, attempt, &outputs).await {
-                        return Err(Unsettled::Stopped);
+                    let how = match verdict {
+                        Verdict::Commit => Completion::Settled,
+                        _ => Completion::Unsettled,
+                    };
+                    if publishes {
+                        if let Some(queued) = self.queue_write(&outputs) {
+                            let write = PendingWrite {
+                                queued,
+                                records: std::mem::take(&mut outputs.records),
+                                attempt,
+                            };
+                            return Ok(Done {
+                                how,
+                                write: Some(write),
+                            });
+                        }
+                        if !self.publish(offset, attempt, &outputs).await {
+                            return Err(Unsettled::Stopped);
+                        }
                     }
                     if let Some(c) = self.transactions {
                         c.transactions.settled(offset);
                     }
-                    return Ok(match verdict {
-                        Verdict::Commit => Completion::Settled,
-                        _ => Completion::Unsettled,
-                    });
+                    return Ok(Done::now(how));
                 }
                 Verdict::DeadLetterThenCommit => {
                     let (Some(writer), Some((reason, outcome))) = (&shared.dead_letters, reason)
                     else {
                         // The rules give this verdict only to a pipeline with a topic.
-                        return Ok(Completion::Settled);
+                        return Ok(Done::now(Completion::Settled));
                     };
                     let letter = DeadLetter {
                         message: &message,
@@ -454,10 +528,10 @@ impl Delivery<'_> {
                             reason: &reason,
                         }
                         .emit(&self.observers());
-                        return Ok(Completion::Settled);
+                        return Ok(Done::now(Completion::Settled));
                     }
                     return match self.dead_letter(writer, &letter).await {
-                        true => Ok(Completion::Settled),
+                        true => Ok(Done::now(Completion::Settled)),
                         false => Err(Unsettled::Stopped),
                     };
                 }
@@ -512,6 +586,20 @@ impl Delivery<'_> {
         }
     }
 
+    /// At least once, in a sequential worker: queues the attempt's outputs, to be confirmed
+    /// while the worker goes on. `None` when they are published here instead (exactly once, a
+    /// concurrent worker, or a full local queue).
+    fn queue_write(&self, outputs: &Outputs) -> Option<QueuedWrite> {
+        if !self.pipeline_writes || self.transactions.is_some() {
+            return None;
+        }
+        self.shared
+            .output_writer
+            .as_ref()?
+            .queue(&outputs.records)
+            .ok()
+    }
+
     /// Publishes what the attempt sent: staged in the open transaction (exactly once), or written
     /// and acknowledged by the broker, retrying with the pipeline's backoff while the partition
     /// waits (at least once); only then may the offset be committed. `false` if stopped first
@@ -533,13 +621,7 @@ impl Delivery<'_> {
             // `output_timeout`): a drain then commits the message instead of handling it again.
             match writer.write(&outputs.records).await {
                 Ok(()) => {
-                    for record in &outputs.records {
-                        let bytes = record_bytes(record) - record.topic.len();
-                        self.shared
-                            .output_metrics
-                            .published(&record.topic, 1, bytes as u64);
-                    }
-                    self.shared.output_faults.recovered();
+                    written(self.shared, &outputs.records);
                     return true;
                 }
                 Err(error) => {
@@ -817,3 +899,65 @@ impl TransactionCommitter<'_> {
 
 /// How long a rewind may take.
 pub(crate) const REWIND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Counts written outputs, and ends an episode of failing writes.
+fn written(shared: &PipelineState, records: &[OutputRecord]) {
+    for record in records {
+        let bytes = record_bytes(record) - record.topic.len();
+        shared
+            .output_metrics
+            .published(&record.topic, 1, bytes as u64);
+    }
+    shared.output_faults.recovered();
+}
+
+/// Waits until the broker has a pipelined attempt's outputs, writing them again (after the
+/// pipeline's backoff) while it does not; `failing` counts the writes being retried, which
+/// keeps the partition from taking new messages. `false` if stopped first: the message stays
+/// uncommitted and is delivered again.
+async fn confirm_write(
+    shared: &PipelineState,
+    tp: &TopicPartition,
+    offset: i64,
+    pending: PendingWrite,
+    failing: &watch::Sender<u32>,
+    stop: &CancellationToken,
+) -> bool {
+    let Some(writer) = &shared.output_writer else {
+        return true;
+    };
+    let mut result = writer.confirm(pending.queued).await;
+    let mut failures = 0u32;
+    loop {
+        match result {
+            Ok(()) => {
+                written(shared, &pending.records);
+                if failures > 0 {
+                    failing.send_modify(|n| *n -= 1);
+                }
+                return true;
+            }
+            Err(error) => {
+                if failures == 0 {
+                    failing.send_modify(|n| *n += 1);
+                }
+                failures += 1;
+                shared.output_metrics.write_errors.increment(1);
+                shared.output_faults.fault(&format!(
+                    "{tp}: offset {offset}: {error:#}; retrying, the offset waits"
+                ));
+                shared.health.failing(tp, offset, pending.attempt);
+                let wait = shared.config.backoff.delay(failures);
+                let slept = tokio::select! {
+                    _ = stop.cancelled() => false,
+                    _ = tokio::time::sleep(wait) => true,
+                };
+                if !slept {
+                    failing.send_modify(|n| *n -= 1);
+                    return false;
+                }
+                result = writer.write(&pending.records).await;
+            }
+        }
+    }
+}
