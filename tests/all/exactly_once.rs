@@ -79,17 +79,9 @@ async fn outputs_after_kills_and_a_rebalance(delivery: &str) -> BTreeMap<String,
     }
     let (second, _) = start_ackbar(&config);
     let done = vec![Some(MESSAGES / PARTITIONS as i64); PARTITIONS as usize];
-    loop {
-        let committed = cluster.committed();
-        if committed == done {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not finished: committed {committed:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    cluster
+        .until_committed(&done, deadline.saturating_duration_since(Instant::now()))
+        .await;
     for member in [&first, &second] {
         Command::new("kill")
             .args(["-TERM", &member.0.id().to_string()])
