@@ -290,8 +290,27 @@ impl OutputMetrics {
     /// Counts `records` of `bytes` published to `topic`.
     pub fn published(&self, topic: &str, records: u64, bytes: u64) {
         let mut by_topic = self.by_topic.lock().unwrap_or_else(|e| e.into_inner());
+        Self::count(&self.labels, &mut by_topic, topic, records, bytes);
+    }
+
+    /// Counts one attempt's written outputs (key and value bytes), under one lock.
+    pub fn published_records(&self, records: &[crate::outputs::OutputRecord]) {
+        let mut by_topic = self.by_topic.lock().unwrap_or_else(|e| e.into_inner());
+        for r in records {
+            let bytes = r.key.as_ref().map_or(0, Vec::len) + r.payload.as_ref().map_or(0, Vec::len);
+            Self::count(&self.labels, &mut by_topic, &r.topic, 1, bytes as u64);
+        }
+    }
+
+    fn count(
+        labels: &[(&'static str, String); 2],
+        by_topic: &mut std::collections::HashMap<String, (Counter, Counter)>,
+        topic: &str,
+        records: u64,
+        bytes: u64,
+    ) {
         if !by_topic.contains_key(topic) {
-            let mut l = self.labels.to_vec();
+            let mut l = labels.to_vec();
             l.push(("topic", topic.to_string()));
             let series = (
                 counter!("ackbar_output_records_total", &l),

@@ -48,16 +48,20 @@ pub fn producer_config(
 
 /// The rdkafka record for an output.
 pub(crate) fn to_kafka_record(record: &OutputRecord) -> FutureRecord<'_, [u8], [u8]> {
-    let headers = record.headers.iter().fold(
-        OwnedHeaders::new_with_capacity(record.headers.len()),
-        |headers, h| {
-            headers.insert(Header {
-                key: &h.key,
-                value: h.value.as_deref(),
-            })
-        },
-    );
-    let mut kafka: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&record.topic).headers(headers);
+    let mut kafka: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&record.topic);
+    // Most outputs have no headers: no librdkafka header list for them.
+    if !record.headers.is_empty() {
+        let headers = record.headers.iter().fold(
+            OwnedHeaders::new_with_capacity(record.headers.len()),
+            |headers, h| {
+                headers.insert(Header {
+                    key: &h.key,
+                    value: h.value.as_deref(),
+                })
+            },
+        );
+        kafka = kafka.headers(headers);
+    }
     if let Some(key) = &record.key {
         kafka = kafka.key(key.as_slice());
     }

@@ -150,14 +150,18 @@ impl PartitionTransactions {
     /// transaction, opening one if needed. A record the producer cannot queue makes the
     /// transaction abort at its commit.
     pub fn stage(&self, offset: i64, record: FutureRecord<'_, [u8], [u8]>) {
-        let topic = record.topic.to_string();
+        let topic = record.topic;
         let bytes = record.payload.map_or(0, <[u8]>::len) + record.key.map_or(0, <[u8]>::len);
         let producer = &self.producer;
         let staged = self.with_open(offset, |open| {
             // The delivery future is not awaited: the commit flushes, and fails if a record did.
             match producer.send_result(record) {
                 Ok(_) => {
-                    let tally = open.records.entry(topic).or_default();
+                    // No topic name allocated per record: one per topic per transaction.
+                    if !open.records.contains_key(topic) {
+                        open.records.insert(topic.to_string(), (0, 0));
+                    }
+                    let tally = open.records.get_mut(topic).expect("inserted above");
                     tally.0 += 1;
                     tally.1 += bytes as u64;
                 }
@@ -214,55 +218,38 @@ impl PartitionTransactions {
         let has_settled = open.messages > 0;
         let result = tokio::task::spawn_blocking(move || {
             if let Some(failed) = failed {
-                return abort(&producer, timeout, failed);
+                return abort(&producer, timeout, rewind_to, failed);
             }
             if has_settled {
                 let Some(group) = group else {
-                    return abort(
-                        &producer,
-                        timeout,
-                        "the consumer has no group metadata".into(),
-                    );
+                    let reason = "the consumer has no group metadata".to_string();
+                    return abort(&producer, timeout, rewind_to, reason);
                 };
                 let mut offsets = TopicPartitionList::new();
                 offsets
                     .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(next_offset))
                     .map_err(|e| CommitError::Fatal(format!("{id}: offset {next_offset}: {e}")))?;
                 if let Err(e) = producer.send_offsets_to_transaction(&offsets, &group, timeout) {
-                    return settle_error(&producer, timeout, e, "sending the offsets");
+                    return settle_error(&producer, timeout, rewind_to, e, "sending the offsets");
                 }
             }
             loop {
                 match producer.commit_transaction(timeout) {
                     Ok(()) => return Ok(()),
                     Err(e) if is_retriable(&e) => continue,
-                    Err(e) => return settle_error(&producer, timeout, e, "committing"),
+                    Err(e) => return settle_error(&producer, timeout, rewind_to, e, "committing"),
                 }
             }
         })
         .await
         .unwrap_or_else(|e| Err(CommitError::Fatal(format!("the commit thread failed: {e}"))));
-        match result {
-            Ok(()) => Ok(Some(Committed {
+        result.map(|()| {
+            Some(Committed {
                 messages: open.messages,
                 records: open.records,
                 took: started.elapsed(),
-            })),
-            Err(CommitError::Aborted { reason, .. }) => {
-                Err(CommitError::Aborted { rewind_to, reason })
-            }
-            Err(fatal) => Err(fatal),
-        }
-    }
-}
-
-impl Drop for PartitionTransactions {
-    /// A transaction still open here (the worker ended without committing) stays open on the
-    /// broker until the partition's next owner fences it; nothing of it is visible meanwhile.
-    fn drop(&mut self) {
-        if self.open.get_mut().map(|o| o.is_some()).unwrap_or(false) {
-            tracing::debug!(partition = %self.tp, id = %self.id, "transactional producer dropped with a transaction open");
-        }
+            })
+        })
     }
 }
 
@@ -276,12 +263,15 @@ fn is_retriable(e: &KafkaError) -> bool {
     matches!(e, KafkaError::Transaction(t) if t.is_retriable())
 }
 
-fn abort(producer: &FutureProducer, timeout: Duration, reason: String) -> Result<(), CommitError> {
+/// Aborts the open transaction, whose first message is at `rewind_to`.
+fn abort(
+    producer: &FutureProducer,
+    timeout: Duration,
+    rewind_to: i64,
+    reason: String,
+) -> Result<(), CommitError> {
     match producer.abort_transaction(timeout) {
-        Ok(()) => Err(CommitError::Aborted {
-            rewind_to: 0,
-            reason,
-        }),
+        Ok(()) => Err(CommitError::Aborted { rewind_to, reason }),
         Err(e) => Err(CommitError::Fatal(format!(
             "{reason}; aborting the transaction failed too: {e}"
         ))),
@@ -291,12 +281,13 @@ fn abort(producer: &FutureProducer, timeout: Duration, reason: String) -> Result
 fn settle_error(
     producer: &FutureProducer,
     timeout: Duration,
+    rewind_to: i64,
     e: KafkaError,
     doing: &str,
 ) -> Result<(), CommitError> {
     match &e {
         KafkaError::Transaction(t) if t.txn_requires_abort() => {
-            abort(producer, timeout, format!("{doing}: {e}"))
+            abort(producer, timeout, rewind_to, format!("{doing}: {e}"))
         }
         _ => Err(CommitError::Fatal(format!("{doing}: {e}"))),
     }

@@ -11,7 +11,7 @@ use crate::metrics::MessageMetrics;
 use crate::offsets::{Completion, TopicPartition};
 use crate::outcome::CallEnd;
 use crate::output_writer::{to_kafka_record, QueuedWrite};
-use crate::outputs::{record_bytes, OutputRecord, Outputs};
+use crate::outputs::{OutputRecord, Outputs};
 use crate::plugin::CallContext;
 use crate::policy::{DeliveryRules, Verdict};
 use crate::trace_context::parse_traceparent;
@@ -902,12 +902,7 @@ pub(crate) const REWIND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Counts written outputs, and ends an episode of failing writes.
 fn written(shared: &PipelineState, records: &[OutputRecord]) {
-    for record in records {
-        let bytes = record_bytes(record) - record.topic.len();
-        shared
-            .output_metrics
-            .published(&record.topic, 1, bytes as u64);
-    }
+    shared.output_metrics.published_records(records);
     shared.output_faults.recovered();
 }
 
