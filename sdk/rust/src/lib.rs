@@ -25,7 +25,7 @@
 pub mod bindings {
     wit_bindgen::generate!({
         world: "handler",
-        path: "../../../wit",
+        path: "wit",
         pub_export_macro: true,
         default_bindings_module: "ackbar_guest::bindings",
         additional_derives: [PartialEq],
