@@ -1,9 +1,8 @@
 module ackbar.example/handlers
 
-go 1.27.1
+go 1.25
 
-require go.bytecodealliance.org/pkg v0.4.0
+require github.com/ackbar-io/ackbar/sdk/go v0.1.0
 
-// The runtime support the generated bindings use. build.sh copies it out of the
-// wit-bindgen-go crate that generates the bindings, so the two always match.
-replace go.bytecodealliance.org/pkg => ./target/go-pkg
+// The SDK from this repository.
+replace github.com/ackbar-io/ackbar/sdk/go => ../../sdk/go

@@ -10,41 +10,23 @@ import (
 	"fmt"
 
 	"ackbar.example/handlers/internal/order"
-	"ackbar.example/handlers/internal/wit/exports/export_wit_world"
-	_ "ackbar.example/handlers/internal/wit/exports/wit_exports" // the exported `handle`
-	"ackbar.example/handlers/internal/wit/imports/ackbar_plugin_log"
-	"ackbar.example/handlers/internal/wit/imports/ackbar_plugin_types"
-
-	witTypes "go.bytecodealliance.org/pkg/wit/types"
+	ackbar "github.com/ackbar-io/ackbar/sdk/go"
 )
 
-type (
-	Message  = ackbar_plugin_types.Message
-	Decision = ackbar_plugin_types.Decision
-	Result   = export_wit_world.Result
-)
+func init() { ackbar.Handle(handle) }
 
-func init() {
-	export_wit_world.Register(handle)
-}
-
-func handle(msg Message) Result {
-	o, err := order.Parse(msg.Payload.SomeOr(nil))
+func handle(msg ackbar.Message) ackbar.Result {
+	o, err := order.Parse(msg.Payload)
 	if err != nil {
-		ackbar_plugin_log.Log(ackbar_plugin_log.Level_Warn, "rejecting malformed order: "+err.Error())
-		return ok(witTypes.Some(ackbar_plugin_types.Decision_Reject))
+		ackbar.Log(ackbar.LevelWarn, "rejecting malformed order: "+err.Error())
+		return ackbar.Settle(ackbar.DecisionReject)
 	}
 	if o.WarehouseOffline(msg.Attempt) {
-		why := fmt.Sprintf("warehouse offline (attempt %d)", msg.Attempt)
-		return witTypes.Err[witTypes.Option[Decision]](ackbar_plugin_types.MakeHandlerErrorRetry(why))
+		return ackbar.Retry(fmt.Sprintf("warehouse offline (attempt %d)", msg.Attempt))
 	}
-	ackbar_plugin_log.Log(ackbar_plugin_log.Level_Info, o.Summary())
-	return ok(witTypes.None[Decision]())
+	ackbar.Log(ackbar.LevelInfo, o.Summary())
+	return ackbar.Ok()
 }
 
-func ok(d witTypes.Option[Decision]) Result {
-	return witTypes.Ok[witTypes.Option[Decision], ackbar_plugin_types.HandlerError](d)
-}
-
-// A component has no main; the host calls the exported `handle`.
+// A component has no main; the host calls the registered handler.
 func main() {}

@@ -1,10 +1,10 @@
-//! `ackbar-go-bindgen bindings WIT_DIR WORLD GO_PACKAGE OUT_DIR`
+//! `ackbar-go-componentize bindings WIT_DIR WORLD GO_PACKAGE OUT_DIR`
 //!     writes the Go bindings of WORLD (wit-bindgen 0.63's Go generator, library layout:
 //!     OUT_DIR/imports/..., OUT_DIR/exports/...) for import path prefix GO_PACKAGE.
-//! `ackbar-go-bindgen component WIT_DIR WORLD CORE_WASM OUT_WASM`
+//! `ackbar-go-componentize component WIT_DIR WORLD CORE_WASM OUT_WASM`
 //!     embeds WORLD's metadata into a wasip1 core module and turns it into a component,
 //!     adapting wasi_snapshot_preview1 with wasmtime 48's reactor adapter.
-//! `ackbar-go-bindgen go-pkg-version`
+//! `ackbar-go-componentize go-pkg-version`
 //!     prints the version of go.bytecodealliance.org/pkg the generated code needs.
 
 use anyhow::{Context, Result, bail};
@@ -70,9 +70,9 @@ fn main() -> Result<()> {
             Ok(())
         }
         _ => bail!(
-            "usage: ackbar-go-bindgen bindings WIT_DIR WORLD GO_PACKAGE OUT_DIR\n       \
-             ackbar-go-bindgen component WIT_DIR WORLD CORE_WASM OUT_WASM\n       \
-             ackbar-go-bindgen go-pkg-version"
+            "usage: ackbar-go-componentize bindings WIT_DIR WORLD GO_PACKAGE OUT_DIR\n       \
+             ackbar-go-componentize component WIT_DIR WORLD CORE_WASM OUT_WASM\n       \
+             ackbar-go-componentize go-pkg-version"
         ),
     }
 }
