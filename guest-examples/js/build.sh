@@ -6,13 +6,15 @@
 #
 # Usage: build.sh [--backend quickjs|starlingmonkey|both]     (or BACKEND=... build.sh)
 #
-# The pinned build tools (toolchain/package-lock.json) are installed once with `npm ci` into
+# The handlers use the SDK in sdk/js (package.json: "@ackbar/guest": "file:../../sdk/js", linked
+# into node_modules by `npm install --offline`) and are built by its `ackbar-guest-build`. The
+# pinned build tools (toolchain/package-lock.json) are installed once with `npm ci` into
 # ${ACKBAR_CACHE:-~/.cache/ackbar}/toolchains/js-<lockfile hash>; after that the build is
-# offline. A component is rebuilt only when its sources, the WIT or the toolchain changed.
+# offline. A component is rebuilt only when its sources, the SDK or the toolchain changed.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
-wit="$(cd "$here/../../wit" && pwd)"
+sdk="$(cd "$here/../../sdk/js" && pwd)"
 backend="${BACKEND:-quickjs}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -61,7 +63,7 @@ if [ ! -f "$tools/.installed" ]; then
   exec 8>"$cache/.js.lock"
   flock 8
   if [ ! -f "$tools/.installed" ]; then
-    echo "js: installing componentize-js and componentize-qjs into $tools" >&2
+    echo "js: installing componentize-qjs, componentize-js and esbuild into $tools" >&2
     rm -rf "$tools.tmp"
     mkdir -p "$tools.tmp"
     cp "$here/toolchain/package.json" "$here/toolchain/package-lock.json" "$tools.tmp/"
@@ -76,11 +78,15 @@ if [ ! -f "$tools/.installed" ]; then
   fi
   exec 8>&-
 fi
-bin="$tools/node_modules/.bin"
 
 mkdir -p "$here/target"
 exec 9>"$here/target/.build.lock"
 flock 9
+
+# The SDK, as a user's project gets it: a `file:` dependency is a link, no registry involved.
+if [ ! -f "$here/node_modules/@ackbar/guest/package.json" ]; then
+  (cd "$here" && npm install --offline --no-audit --no-fund --loglevel=error) >&2
+fi
 
 # build NAME BACKEND OUTPUT
 build() {
@@ -88,7 +94,7 @@ build() {
   local stamp="$out.stamp" inputs
   inputs="$(
     {
-      find "$here/src" "$wit" -type f | LC_ALL=C sort | xargs -d '\n' sha256sum
+      find "$here/src" "$sdk/src" "$sdk/bin" "$sdk/wit" -type f | LC_ALL=C sort | xargs -d '\n' sha256sum
       echo "$lock_hash $engine $(node --version)"
       sed -n '/^build()/,/^}/p' "$here/build.sh"
     } | sha256sum | cut -c1-16
@@ -101,17 +107,12 @@ build() {
   start=$(date +%s%N)
   log="$(mktemp)"
   rm -f "$tmp" "$stamp"
-  # Both tools resolve `./order.js` relative to the entry module, from src/.
+  # quickjs: componentize-qjs resolves '@ackbar/guest' in node_modules itself; starlingmonkey:
+  # esbuild bundles the handler first (StarlingMonkey resolves only relative imports).
   if ! (
-    cd "$here/src"
-    case "$engine" in
-      # --sync: the host runs components without the component-model async ABI.
-      quickjs) "$bin/componentize-qjs" --wit "$wit" --world handler --js "$name.js" \
-                 --module-root "$here/src" --sync -o "$tmp" ;;
-      # -d http -d fetch-event: no wasi:http import (the host does not provide it).
-      starlingmonkey) "$bin/componentize-js" "$name.js" --wit "$wit" -n handler \
-                 -d http -d fetch-event -o "$tmp" ;;
-    esac
+    cd "$here"
+    node "$sdk/bin/ackbar-guest-build.js" "src/$name.js" -o "$tmp" --engine "$engine" \
+      --tools "$tools/node_modules"
   ) >"$log" 2>&1 || [ ! -s "$tmp" ]; then
     cat "$log" >&2
     rm -f "$log" "$tmp"

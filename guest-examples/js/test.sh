@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Tests the JavaScript handlers: the business logic natively (node --test), then every built
-# component in target/ against the cases of guest-examples/README.md, run in Node through
-# `jco transpile`. Builds first (BACKEND=both also tests the StarlingMonkey components).
+# Tests the JavaScript handlers: the business logic and the handlers natively (node --test, the
+# @ackbar/guest harness), then every built component in target/ against the same cases of
+# guest-examples/README.md, run in Node through `jco transpile`. Builds first (BACKEND=both also
+# tests the StarlingMonkey components).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 "$here/build.sh" "$@" >/dev/null
-node --test --test-reporter=dot "$here/test/order.test.js"
+# The SDK the handlers are built on: its own unit tests.
+(cd "$here/../../sdk/js" && node --test --test-reporter=dot)
+node --test --test-reporter=dot "$here/test/order.test.js" "$here/test/handlers.test.js"
 mkdir -p "$here/target/test"
 tools="${ACKBAR_CACHE:-$HOME/.cache/ackbar}/toolchains/js-$(sha256sum "$here/toolchain/package-lock.json" | cut -c1-12)"
 for wasm in "$here"/target/*.wasm; do

@@ -2,9 +2,8 @@
 // field, to `<topic>.enriched`, and left to the ack policy; the output is published only if the
 // attempt settles the message as handled. A payload that is not a valid order is rejected, and
 // nothing is forwarded.
-import { log } from 'ackbar:plugin/log@0.1.0';
-import { send } from 'ackbar:plugin/producer@0.1.0';
-import { encodeUtf8, enrichOrder } from './order.js';
+import { SendError, fatal, log, sendTo } from '@ackbar/guest';
+import { enrichOrder } from './order.js';
 
 export function handle(msg) {
   const result = enrichOrder(msg.payload);
@@ -13,17 +12,11 @@ export function handle(msg) {
     return 'reject';
   }
   try {
-    send({
-      topic: `${msg.topic}.enriched`,
-      key: encodeUtf8(result.id),
-      payload: result.enriched,
-      headers: [],
-      partition: undefined,
-    });
+    sendTo(`${msg.topic}.enriched`, result.id, result.enriched);
   } catch (err) {
     // The pipeline does not declare the topic in `outputs`: no redelivery can fix that.
-    const why = err?.payload ?? err;
-    throw { tag: 'fatal', val: `order ${result.id}: cannot forward it: ${JSON.stringify(why)}` };
+    if (err instanceof SendError) throw fatal(`order ${result.id}: cannot forward it: ${err.message}`);
+    throw err;
   }
   return undefined;
 }

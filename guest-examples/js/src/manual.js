@@ -1,11 +1,10 @@
 // `manual`: settles every message itself (made for the MANUAL ack policy).
 //
 // - malformed → reject();  poison → uncaught exception (trap);
-// - two calls deep, check_stock ends the call at once with interrupt(): a duplicate is acked
+// - two calls deep, checkStock ends the call at once with interrupt(): a duplicate is acked
 //   (already processed), a busy warehouse is nacked until the second delivery;
 // - an offline warehouse → nack() until the third delivery; otherwise log and ack().
-import { ack, nack, reject, interrupt } from 'ackbar:plugin/acker@0.1.0';
-import { log } from 'ackbar:plugin/log@0.1.0';
+import { ack, interrupt, log, nack, reject } from '@ackbar/guest';
 import { parseOrder, summary, warehouseOffline } from './order.js';
 
 function checkStock(order, attempt) {

@@ -1,28 +1,6 @@
-// The order event shared by both handlers: decoding, validation and the business rules.
-// Plain JavaScript with no Wasm imports, so it runs under `node --test` as well.
-
-const CHUNK = 8192; // String.fromCharCode.apply takes a bounded number of arguments
-
-/**
- * Decodes UTF-8 bytes into a string; throws on invalid UTF-8, like a fatal TextDecoder (which
- * the QuickJS engine does not have). Built from native operations only: a byte loop in an
- * interpreted engine would cost more than the rest of the handler.
- * @param {Uint8Array} bytes
- * @returns {string}
- */
-export function decodeUtf8(bytes) {
-  let latin1 = '';
-  for (let i = 0; i < bytes.length; i += CHUNK) {
-    latin1 += String.fromCharCode.apply(null, bytes.slice(i, i + CHUNK));
-  }
-  if (!/[\x80-\xff]/.test(latin1)) return latin1; // ASCII
-  try {
-    // escape() turns each byte >= 0x80 into %XX; decodeURIComponent decodes those as UTF-8.
-    return decodeURIComponent(escape(latin1));
-  } catch {
-    throw new SyntaxError('invalid UTF-8');
-  }
-}
+// The order event shared by the handlers: decoding, validation and the business rules.
+// No calls to the host, so it is tested natively with plain `node --test` as well.
+import { decodeUtf8 } from '@ackbar/guest';
 
 /**
  * Parses and validates an order event.
@@ -53,7 +31,7 @@ export function parseOrder(payload) {
 function decodeOrder(payload) {
   let value;
   try {
-    value = JSON.parse(decodeUtf8(payload ?? new Uint8Array(0)));
+    value = JSON.parse(decodeUtf8(payload, { fatal: true }));
   } catch (err) {
     return { malformed: `not JSON: ${err.message}` };
   }
@@ -77,7 +55,7 @@ export const BULK_FROM = 10;
 
 /**
  * The enrich handler's transformation: `{ id, enriched }` (the order's JSON object with
- * `"size"` added, as UTF-8 bytes) or `{ malformed: reason }`. `"poison"` is an item like any
+ * `"size"` added, as JSON text) or `{ malformed: reason }`. `"poison"` is an item like any
  * other here.
  * @param {Uint8Array | null | undefined} payload
  */
@@ -89,20 +67,7 @@ export function enrichOrder(payload) {
     return { malformed: `order ${order.id}: quantity must be positive` };
   }
   const size = order.quantity >= BULK_FROM ? 'bulk' : 'standard';
-  return { id: order.id, enriched: encodeUtf8(JSON.stringify({ ...value, size })) };
-}
-
-/**
- * Encodes a string as UTF-8 bytes (QuickJS has no TextEncoder).
- * @param {string} text
- * @returns {Uint8Array}
- */
-export function encodeUtf8(text) {
-  // encodeURIComponent writes each non-ASCII byte as %XX; unescape turns those into chars.
-  const latin1 = unescape(encodeURIComponent(text));
-  const bytes = new Uint8Array(latin1.length);
-  for (let i = 0; i < latin1.length; i++) bytes[i] = latin1.charCodeAt(i);
-  return bytes;
+  return { id: order.id, enriched: JSON.stringify({ ...value, size }) };
 }
 
 /** The warehouse pretends to come back on the third delivery. */

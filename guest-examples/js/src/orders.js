@@ -4,7 +4,7 @@
 // - a payload that is not an order is rejected explicitly (`ok(some(reject))`);
 // - an order whose warehouse is offline fails with a `retry` error until its third delivery;
 // - an order for the item "poison" throws: an uncaught exception is a trap for the host.
-import { log } from 'ackbar:plugin/log@0.1.0';
+import { log, retry } from '@ackbar/guest';
 import { processOrder } from './order.js';
 
 export function handle(msg) {
@@ -14,7 +14,7 @@ export function handle(msg) {
     return 'reject';
   }
   if (verdict.retry !== undefined) {
-    throw { tag: 'retry', val: verdict.retry };
+    throw retry(verdict.retry);
   }
   log('info', verdict.accepted);
   return undefined;
