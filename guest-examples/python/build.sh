@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Builds the Python example handlers into WebAssembly components:
 #   guest-examples/python/target/{orders,manual,enrich}.wasm
-# and the Python bindings for the WIT world into target/bindings/ (for editors, type checkers and
-# the native tests). `--bindings-only` stops after the bindings; `--quiet` prints only errors.
+# with the ackbar-guest SDK (sdk/python) and its build helper, `python -m ackbar_guest.build`.
+# `--bindings-only` writes the componentize-py bindings for the world to target/bindings (for
+# type checkers of the SDK's Wasm side) and stops; `--quiet` prints only errors.
 #
 # Installs componentize-py (pinned with hashes in requirements.txt) into
-# ${ACKBAR_CACHE:-~/.cache/ackbar}/toolchains/componentize-py-<version> when missing; offline after
-# that. A component is rebuilt only when its inputs (src/, the WIT, requirements.txt, this script)
-# have changed.
+# ${ACKBAR_CACHE:-~/.cache/ackbar}/toolchains/componentize-py-<version> when missing, keeping the
+# wheels in ${ACKBAR_CACHE:-~/.cache/ackbar}/wheels; offline after that. A component is rebuilt
+# only when its inputs (src/, the SDK, requirements.txt, this script) have changed.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-wit="$(cd "$here/../../wit" && pwd)"
+sdk="$(cd "$here/../../sdk/python/src" && pwd)"
 cache="${ACKBAR_CACHE:-$HOME/.cache/ackbar}"
 version="$(sed -n 's/^componentize-py==\([^ ]*\).*/\1/p' "$here/requirements.txt")"
 
@@ -36,24 +37,32 @@ install_toolchain() {
     fi
     rm -rf "$tool"
     python3 -m venv "$tool"
-    "$tool/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
-        --require-hashes --only-binary=:all: -r "$here/requirements.txt"
+    local pip=("$tool/bin/python" -m pip --quiet --disable-pip-version-check --no-input)
+    # The wheels are kept: new projects install componentize-py and setuptools from them offline.
+    "${pip[@]}" download --require-hashes --only-binary=:all: --find-links "$wheels" \
+        -d "$wheels" -r "$here/requirements.txt"
+    "${pip[@]}" install --require-hashes --only-binary=:all: --no-index --find-links "$wheels" \
+        -r "$here/requirements.txt"
     "$cpy" --version >/dev/null
-    touch "$tool/.complete"
+    echo "$requirements" >"$tool/.complete"
 }
 
-mkdir -p "$cache/toolchains" "$here/target"
+mkdir -p "$cache/toolchains" "$cache/wheels" "$here/target"
 cache="$(cd "$cache" && pwd)"
+wheels="$cache/wheels"
 tool="$cache/toolchains/componentize-py-$version"
 cpy="$tool/bin/componentize-py"
-# The venv is usable when it was finished and its interpreter still runs (a system Python upgrade
-# can break it). Checked again under the lock so that concurrent runs install it once.
-if [ ! -e "$tool/.complete" ] || ! "$tool/bin/python" -c '' 2>/dev/null; then
+requirements="$(sha256sum "$here/requirements.txt" | cut -d' ' -f1)"
+# The venv is usable when it was finished from these requirements and its interpreter still runs
+# (a system Python upgrade can break it). Checked again under the lock so that concurrent runs
+# install it once.
+toolchain_ok() {
+    [ "$(cat "$tool/.complete" 2>/dev/null)" = "$requirements" ] && "$tool/bin/python" -c '' 2>/dev/null
+}
+if ! toolchain_ok; then
     exec 8>"$cache/toolchains/componentize-py-$version.lock"
     flock 8
-    if [ ! -e "$tool/.complete" ] || ! "$tool/bin/python" -c '' 2>/dev/null; then
-        install_toolchain
-    fi
+    toolchain_ok || install_toolchain
     exec 8>&-
 fi
 
@@ -61,28 +70,30 @@ fi
 exec 9>"$here/target/.build.lock"
 flock 9
 
-# Everything a component depends on, hashed.
+# Everything a component depends on, hashed (the SDK carries the WIT).
 inputs_hash() {
     (
-        cd "$here"
         echo "componentize-py $version"
+        cd "$here"
         cat requirements.txt build.sh
         for f in src/*.py; do
             echo "$f"; cat "$f"
         done
-        cd "$wit"
-        find . -type f | LC_ALL=C sort | while read -r f; do echo "$f"; cat "$f"; done
+        cd "$sdk"
+        find ackbar_guest -type f ! -path '*/__pycache__/*' | LC_ALL=C sort |
+            while read -r f; do echo "$f"; cat "$f"; done
     ) | sha256sum | cut -d' ' -f1
 }
 hash="$(inputs_hash)"
 
-# Bindings: not needed by componentize (it generates its own), only for code outside the component.
-if [ "$(cat "$here/target/bindings.stamp" 2>/dev/null)" != "$hash" ]; then
-    rm -rf "$here/target/bindings"
-    "$cpy" --quiet -d "$wit" -w handler bindings "$here/target/bindings"
-    echo "$hash" >"$here/target/bindings.stamp"
+if $bindings_only; then
+    if [ "$(cat "$here/target/bindings.stamp" 2>/dev/null)" != "$hash" ]; then
+        rm -rf "$here/target/bindings"
+        "$cpy" --quiet -d "$sdk/ackbar_guest/wit/ackbar.wit" -w handler bindings "$here/target/bindings"
+        echo "$hash" >"$here/target/bindings.stamp"
+    fi
+    exit 0
 fi
-$bindings_only && exit 0
 
 build() {
     local name="$1" out="$here/target/$1.wasm" stamp="$here/target/$1.stamp"
@@ -92,21 +103,22 @@ build() {
     fi
     local start=$SECONDS
     rm -f "$stamp"
-    # Build from a copy of src/: componentize-py runs the app at build time, and its Python
-    # writes __pycache__ next to the sources. Run outside any virtualenv, whose site-packages
-    # componentize-py would add to the component.
+    # Build from a copy of src/ and the SDK: componentize-py runs the app at build time, and its
+    # Python writes __pycache__ next to the sources. The component's Python path is this copy and
+    # the toolchain's virtualenv (the helper runs in it), whatever virtualenv is active here.
     local app="$here/target/app-$name"
     rm -rf "$app"
     mkdir -p "$app"
     cp "$here"/src/*.py "$app/"
-    if ! (cd "$here/target" && env -u VIRTUAL_ENV \
-        "$cpy" -d "$wit" -w handler componentize "$name" -p "$app" -o "$out.tmp") \
-        >"$here/target/$name.log" 2>&1; then
+    cp -r "$sdk/ackbar_guest" "$app/"
+    rm -rf "$app/ackbar_guest/__pycache__"
+    if ! (cd "$here/target" && env PYTHONPATH="$app" PYTHONDONTWRITEBYTECODE=1 \
+        "$tool/bin/python" -m ackbar_guest.build "$name" -p "$app" -o "$out" \
+        --componentize-py "$cpy") >"$here/target/$name.log" 2>&1; then
         cat "$here/target/$name.log" >&2
         echo "python: building target/$name.wasm failed" >&2
         exit 1
     fi
-    mv -f "$out.tmp" "$out"
     echo "$hash" >"$stamp"
     say "python: target/$name.wasm ($(wc -c <"$out") bytes, $((SECONDS - start)) s)"
 }

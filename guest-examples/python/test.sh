@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Native unit tests of the order logic and both handlers (host imports mocked); no Wasm involved.
-# Generates the bindings first (target/bindings), installing componentize-py if needed.
+# Native unit tests, no Wasm: the ackbar-guest SDK's own (sdk/python/tests), then the order logic
+# and the three handlers, run by the SDK's harness. When build.sh has installed componentize-py,
+# the SDK's tests also check its boundary against the bindings componentize-py generates.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-"$here/build.sh" --bindings-only
+sdk="$(cd "$here/../../sdk/python" && pwd)"
+version="$(sed -n 's/^componentize-py==\([^ ]*\).*/\1/p' "$here/requirements.txt")"
+cpy="${ACKBAR_CACHE:-$HOME/.cache/ackbar}/toolchains/componentize-py-$version/bin/componentize-py"
+if [ -z "${COMPONENTIZE_PY:-}" ] && [ -x "$cpy" ]; then
+    export COMPONENTIZE_PY="$cpy"
+fi
+export PYTHONDONTWRITEBYTECODE=1
+(cd "$sdk" && PYTHONPATH="$sdk/src" python3 -m unittest discover -s tests "$@")
 cd "$here"
-PYTHONDONTWRITEBYTECODE=1 PYTHONPATH="$here/src:$here/target/bindings" \
-    python3 -m unittest discover -s tests "$@"
+PYTHONPATH="$here/src:$sdk/src" python3 -m unittest discover -s tests "$@"

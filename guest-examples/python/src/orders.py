@@ -2,20 +2,16 @@
 
 - a valid order is logged and returned as ``None``: the policy decides;
 - a payload that is not an order is rejected explicitly (``Decision.REJECT``);
-- an order whose warehouse is offline raises a ``retry`` error until its third delivery;
+- an order whose warehouse is offline raises ``Retry`` until its third delivery;
 - an order for ``"poison"`` raises an uncaught exception: a trap for the host.
 """
 
-from componentize_py_types import Err
-
-import wit_world
-from wit_world.imports.log import Level, log
-from wit_world.imports.types import Decision, HandlerError_Retry, Message
+from ackbar_guest import Decision, Level, Message, Retry, export, log
 
 from order_event import MalformedOrder, read_order
 
 
-class WitWorld(wit_world.WitWorld):
+class Orders:
     def handle(self, msg: Message) -> Decision | None:
         try:
             order = read_order(msg.payload)
@@ -23,6 +19,9 @@ class WitWorld(wit_world.WitWorld):
             log(Level.WARN, f"rejecting malformed order: {err}")
             return Decision.REJECT
         if order.warehouse_offline(msg.attempt):
-            raise Err(HandlerError_Retry(f"warehouse offline (attempt {msg.attempt})"))
+            raise Retry(f"warehouse offline (attempt {msg.attempt})")
         log(Level.INFO, order.summary())
         return None
+
+
+WitWorld = export(Orders)
