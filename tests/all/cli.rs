@@ -1,22 +1,10 @@
 //! The `ackbar` binary, as a user runs it.
 
 use crate::brokers::BrokerKind;
-use crate::support::{guest, repo_root, Cluster};
+use crate::support::{ackbar, guest, repo_root, text, Cluster};
 use std::io::Write as _;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn ackbar(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ackbar-under-test"))
-        .args(args)
-        .env("ACKBAR_LOG", "error")
-        .output()
-        .expect("run ackbar")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 #[test]
 fn check_accepts_the_example_and_lists_imports() {

@@ -11,6 +11,7 @@ mod faults;
 mod grants;
 mod hostile;
 mod languages;
+mod new_project;
 mod operations;
 mod ordering;
 mod outputs;

@@ -18,6 +18,20 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 pub use ackbar_tests::repo_root;
 
+/// Runs the `ackbar` program with `args`, logging only errors.
+pub fn ackbar(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ackbar-under-test"))
+        .args(args)
+        .env("ACKBAR_LOG", "error")
+        .output()
+        .expect("run ackbar")
+}
+
+/// Program output as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 /// Path of a Rust guest (`fixture` or `orders`), built once per test run.
 pub fn guest(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();

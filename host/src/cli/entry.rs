@@ -9,7 +9,10 @@ use tracing_subscriber::EnvFilter;
 /// command and turns its result into the exit status. `main` of every `ackbar` binary.
 pub fn main_with_args() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Check { .. } | Command::Invoke(_)) {
+    if matches!(
+        cli.command,
+        Command::Check { .. } | Command::Invoke(_) | Command::New(_)
+    ) {
         // Printing commands end quietly when their reader goes away (`ackbar check x | head`),
         // as Unix tools do, instead of panicking on a broken pipe. Not for `run`: its sockets
         // must never raise SIGPIPE.

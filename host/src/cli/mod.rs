@@ -5,6 +5,7 @@ mod check;
 mod demo;
 mod entry;
 mod invoke;
+mod new;
 mod produce;
 mod run;
 
@@ -59,6 +60,9 @@ pub enum Command {
     Invoke(invoke::InvokeArgs),
     /// Produce messages: each PAYLOAD argument, or each line of stdin when none is given.
     Produce(produce::ProduceArgs),
+    /// Write a new handler project (handler, unit test, manifest, Makefile, ackbar.toml) into a
+    /// new directory, for Rust, Go, JavaScript or Python.
+    New(new::NewArgs),
 }
 
 /// Runs the command to its end inside the caller's Tokio runtime. Logging is the caller's to set
@@ -72,5 +76,6 @@ pub async fn main(cli: Cli) -> Result<()> {
         // Guest calls block (WASI output flushes enter tokio): keep them off the async workers.
         Command::Invoke(args) => tokio::task::spawn_blocking(move || invoke::run(args)).await?,
         Command::Produce(args) => produce::run(args).await,
+        Command::New(args) => new::run(args),
     }
 }
