@@ -19,7 +19,7 @@ guests: setup
 ## Run the demo on the embedded broker: no Kafka install needed.
 demo: setup
 	@echo "make demo: building the Rust example handler and the ackbar binary. The first build compiles"
-	@echo "wasmtime and librdkafka (about 20 minutes on 2 cores); later builds take seconds."
+	@echo "wasmtime and librdkafka (about 14 minutes on 2 cores); later builds take seconds."
 	@bash guest-examples/rust/build.sh
 	$(CARGO) build --locked -p ackbar --bin ackbar
 	$(CARGO) run --quiet --locked -p ackbar -- demo
