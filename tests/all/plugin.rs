@@ -440,3 +440,38 @@ fn fuel_bounds_a_call_deterministically_and_refills_for_the_next() {
         assert_eq!(call(&pool, "ok").label(), "ok");
     }
 }
+
+/// The instance pool is sized for the calls that can run at once, not for every idle instance:
+/// when no slot is free, an idle instance of another pool makes room instead of the call failing.
+#[test]
+fn a_full_instance_pool_drops_an_idle_instance_to_make_room() {
+    let options = ackbar::plugin::EngineOptions {
+        pooling: Some(ackbar::plugin::PoolSizing {
+            instances: 1,
+            max_memory_bytes: 64 << 20,
+        }),
+        ..Default::default()
+    };
+    let runtime = ackbar::plugin::PluginRuntime::with_engine(None, options).unwrap();
+    let pool = || {
+        let plugin = runtime
+            .load(&guest("fixture"), PluginLimits::default())
+            .unwrap();
+        InstancePool::new(Arc::new(plugin))
+    };
+    let (first, second) = (pool(), pool());
+    assert_eq!(call(&first, "ok").label(), "ok");
+    assert_eq!(
+        first.idle_instances(),
+        1,
+        "the only slot holds first's idle instance"
+    );
+
+    assert_eq!(call(&second, "ok").label(), "ok");
+    assert_eq!(first.idle_instances(), 0, "first's idle instance made room");
+    assert_eq!(second.idle_instances(), 1);
+
+    assert_eq!(call(&first, "ok").label(), "ok");
+    assert_eq!((first.idle_instances(), second.idle_instances()), (1, 0));
+    assert_eq!(first.instances_created(), 2);
+}

@@ -7,22 +7,64 @@ use crate::bindings::Message;
 use crate::outcome::{CallEnd, Outcome, TrapKind};
 use crate::outputs::Outputs;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+type IdleList = Mutex<Vec<PluginInstance>>;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The idle instances of every pool of one engine. They are a cache: when the pooling allocator
+/// has no free slot for a new instance, an idle one of some pool is dropped to make room. The
+/// allocator is sized for the calls that can run at once (the tenants' call slots) plus a warm
+/// instance per pipeline, not for every instance every pool might keep idle.
+#[derive(Default)]
+pub(crate) struct IdleInstances {
+    pools: Mutex<Vec<Weak<IdleList>>>,
+}
+
+impl IdleInstances {
+    fn register(&self, list: &Arc<IdleList>) {
+        let mut pools = lock(&self.pools);
+        pools.retain(|pool| pool.strong_count() > 0);
+        pools.push(Arc::downgrade(list));
+    }
+
+    /// Drops an idle instance of the pool that holds the most; `false` when none is idle.
+    fn evict_one(&self) -> bool {
+        let lists: Vec<Arc<IdleList>> =
+            lock(&self.pools).iter().filter_map(Weak::upgrade).collect();
+        let Some(fullest) = lists.iter().max_by_key(|list| lock(list).len()) else {
+            return false;
+        };
+        let evicted = lock(fullest).pop();
+        evicted.is_some()
+    }
+}
+
+/// Whether instantiating failed only because the pooling allocator's slots are all taken.
+fn pool_is_full(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|cause| cause.is::<wasmtime::PoolConcurrencyLimitError>())
+}
 
 /// Idle instances of one plugin. A call takes one (or instantiates one when none is idle) and
 /// gives it back unless it trapped, so the happy path never instantiates.
 pub struct InstancePool {
     plugin: Arc<Plugin>,
-    idle: Mutex<Vec<PluginInstance>>,
+    idle: Arc<IdleList>,
     created: AtomicU64,
 }
 
 impl InstancePool {
     /// An empty pool: the first call, or [`warm_up`](Self::warm_up), instantiates.
     pub fn new(plugin: Arc<Plugin>) -> Self {
+        let idle = Arc::new(Mutex::new(Vec::new()));
+        plugin.runtime.idle_instances().register(&idle);
         InstancePool {
             plugin,
-            idle: Mutex::new(Vec::new()),
+            idle,
             created: AtomicU64::new(0),
         }
     }
@@ -35,10 +77,7 @@ impl InstancePool {
     /// Creates one instance up front so configuration errors surface before consuming starts.
     pub async fn warm_up(&self) -> anyhow::Result<()> {
         let instance = self.instantiate().await?;
-        self.idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(instance);
+        lock(&self.idle).push(instance);
         Ok(())
     }
 
@@ -55,7 +94,7 @@ impl InstancePool {
         message: &Message,
         context: CallContext,
     ) -> (Outcome, Outputs) {
-        let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let taken = lock(&self.idle).pop();
         let mut instance = match taken {
             Some(instance) => instance,
             None => match self.instantiate().await {
@@ -75,18 +114,23 @@ impl InstancePool {
         };
         let (outcome, outputs, reusable) = instance.call(message, context).await;
         if reusable {
-            self.idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(instance);
+            lock(&self.idle).push(instance);
         }
         (outcome, outputs)
     }
 
     async fn instantiate(&self) -> anyhow::Result<PluginInstance> {
-        let instance = PluginInstance::new(&self.plugin).await?;
-        self.created.fetch_add(1, Ordering::Relaxed);
-        Ok(instance)
+        loop {
+            match PluginInstance::new(&self.plugin).await {
+                Ok(instance) => {
+                    self.created.fetch_add(1, Ordering::Relaxed);
+                    return Ok(instance);
+                }
+                Err(err)
+                    if pool_is_full(&err) && self.plugin.runtime.idle_instances().evict_one() => {}
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     /// Instances created so far, including replacements after traps.
@@ -96,6 +140,6 @@ impl InstancePool {
 
     /// Number of idle instances (for tests and metrics).
     pub fn idle_instances(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+        lock(&self.idle).len()
     }
 }

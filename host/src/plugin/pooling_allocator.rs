@@ -34,17 +34,19 @@ pub struct PoolSizing {
 }
 
 impl PoolSizing {
-    /// Room for every tenant's pipelines: a pipeline keeps at most `max_instances` instances of
-    /// its current plugin version (calls beyond that wait for the tenant's budget), at most as
-    /// many of the previous version while a hot reload drains it, and one for a new version's
-    /// warm-up. So a tenant needs `pipelines × (2 × max_instances + 1)` slots.
+    /// Room for what can be in use at once. A tenant's calls hold one of its `max_instances`
+    /// call slots, over all its pipelines and plugin versions, so at most that many instances
+    /// are busy; each pipeline also needs one for a new version's warm-up and keeps one warm.
+    /// So a tenant needs `max_instances + 2 × pipelines` slots. More instances than that are only
+    /// ever idle, and an idle one is dropped when a new one needs its slot.
     pub fn for_tenants(
         tenants: impl IntoIterator<Item = (usize, usize)>,
         max_memory_bytes: usize,
     ) -> Self {
         let instances: usize = tenants
             .into_iter()
-            .map(|(pipelines, max_instances)| pipelines * (2 * max_instances + 1))
+            .filter(|&(pipelines, _)| pipelines > 0)
+            .map(|(pipelines, max_instances)| max_instances + 2 * pipelines)
             .sum();
         PoolSizing {
             instances: instances.clamp(1, u32::MAX as usize / CORE_INSTANCES_PER_INSTANCE as usize)
@@ -98,14 +100,18 @@ mod tests {
 
     #[test]
     fn sizing_follows_tenants_and_refuses_too_much_address_space() {
-        let sizing = PoolSizing::for_tenants([(2, 16), (1, 4)], 64 << 20);
-        assert_eq!(sizing.instances, 2 * 33 + 9);
-        assert_eq!(sizing.reserved_bytes(), 75 * 2 * SLOT_BYTES);
+        let sizing = PoolSizing::for_tenants([(2, 16), (1, 4), (0, 64)], 64 << 20);
+        assert_eq!(sizing.instances, (16 + 2 * 2) + (4 + 2));
+        assert_eq!(sizing.reserved_bytes(), 26 * 2 * SLOT_BYTES);
         let mut config = Config::new();
         assert!(sizing.apply(&mut config).is_ok());
-        let huge = PoolSizing::for_tenants([(200, 64)], 64 << 20);
+        // 200 pipelines of one tenant with the default limits fit.
+        let many = PoolSizing::for_tenants([(200, 64)], 64 << 20);
+        assert_eq!(many.instances, 464);
+        assert!(many.apply(&mut Config::new()).is_ok());
+        let huge = PoolSizing::for_tenants((0..200).map(|_| (1, 64)), 64 << 20);
         let err = huge.apply(&mut Config::new()).unwrap_err().to_string();
-        assert!(err.contains("25800 instances"), "{err}");
+        assert!(err.contains("13200 instances"), "{err}");
         assert!(err.contains("max_instances"), "{err}");
     }
 }

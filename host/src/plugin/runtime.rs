@@ -3,6 +3,7 @@
 use super::cache::{default_cache_dir, CacheOutcome, CompiledCache};
 use super::grants::Grants;
 use super::imports::HostState;
+use super::instance_pool::IdleInstances;
 use super::pooling_allocator::PoolSizing;
 use crate::bindings::{Handler, HandlerPre};
 use anyhow::{bail, Context, Result};
@@ -121,6 +122,7 @@ struct RuntimeInner {
     linker: Linker<HostState>,
     cache: Option<CompiledCache>,
     metered: bool,
+    idle: IdleInstances,
     _ticker: EpochTicker,
 }
 
@@ -184,6 +186,7 @@ impl PluginRuntime {
                 linker,
                 cache,
                 metered: options.metered,
+                idle: IdleInstances::default(),
                 _ticker: ticker,
             }),
         })
@@ -192,6 +195,11 @@ impl PluginRuntime {
     /// The process-wide engine; code loaded into this runtime must be compiled by it.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// The idle instances of every pool, to drop one when the instance pool is full.
+    pub(crate) fn idle_instances(&self) -> &IdleInstances {
+        &self.inner.idle
     }
 
     /// Whether this runtime meters fuel (see [`with_options`](Self::with_options)).
