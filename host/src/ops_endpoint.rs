@@ -24,12 +24,17 @@ pub struct Observed {
     pub stall_threshold: Duration,
 }
 
-/// Binds `addr` and serves until the runtime shuts down; returns the bound address (useful
-/// with port 0).
-pub async fn serve(addr: SocketAddr, observed: Observed) -> Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr)
+/// Takes the endpoint's address. `ackbar run` does it before any pipeline starts, so a port
+/// in use ends the start with one error instead of tearing down pipelines half started.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
         .await
-        .with_context(|| format!("[run] metrics_addr {addr}: cannot listen"))?;
+        .with_context(|| format!("[run] metrics_addr {addr}: cannot listen"))
+}
+
+/// Serves on `listener` until the runtime shuts down; returns the bound address (useful with
+/// port 0).
+pub fn serve(listener: tokio::net::TcpListener, observed: Observed) -> Result<SocketAddr> {
     let bound = listener.local_addr()?;
     let app = Router::new()
         .route("/metrics", get(metrics))

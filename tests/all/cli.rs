@@ -776,3 +776,27 @@ fn produce_names_the_first_failed_record() {
         "{stderr}"
     );
 }
+
+#[test]
+fn run_with_its_metrics_port_taken_ends_with_one_error_before_any_pipeline_starts() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ackbar.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "brokers = \"embedded\"\n[run]\nmetrics_addr = \"{addr}\"\n[[pipeline]]\nname = \"orders\"\ntopics = [\"orders\"]\ngroup_id = \"g\"\nack_policy = \"ack\"\nplugin = \"{}\"\n",
+            guest("orders").display()
+        ),
+    )
+    .unwrap();
+    let out = ackbar(&["run", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert_eq!(
+        text(&out.stderr).trim(),
+        format!(
+            "error: [run] metrics_addr {addr}: cannot listen: Address already in use (os error 98)"
+        )
+    );
+}

@@ -38,8 +38,12 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
         PluginRuntime::with_engine(crate::plugin::default_cache_dir(), config.engine_options())
             .with_context(|| format!("{}: [engine]", config_path.display()))?;
     // Before any pipeline starts: metric handles made without a recorder stay no-ops.
-    let prometheus = match &config.run.metrics_addr {
-        Some(_) => Some(crate::metrics::install()?),
+    let ops = match &config.run.metrics_addr {
+        Some(addr) => {
+            let addr = addr.parse().context("[run] metrics_addr")?;
+            let listener = crate::ops_endpoint::bind(addr).await?;
+            Some((listener, crate::metrics::install()?))
+        }
         None => None,
     };
     // One budget per tenant, shared by its pipelines; each pipeline under its own supervisor.
@@ -64,7 +68,7 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
         })
         .collect();
 
-    if let (Some(addr), Some(prometheus)) = (&config.run.metrics_addr, prometheus) {
+    if let Some((listener, prometheus)) = ops {
         let observed = crate::ops_endpoint::Observed {
             prometheus,
             pipelines: pipelines
@@ -73,8 +77,7 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
                 .collect(),
             stall_threshold: Duration::from_millis(config.run.ready_stall_threshold_ms),
         };
-        let addr = addr.parse().context("[run] metrics_addr")?;
-        let bound = crate::ops_endpoint::serve(addr, observed).await?;
+        let bound = crate::ops_endpoint::serve(listener, observed)?;
         tracing::info!("serving /metrics, /healthz and /readyz on http://{bound}");
     }
     let summary_every = config.run.summary_interval_secs;
