@@ -290,8 +290,8 @@ fn readme_three_tenant_example_loads() {
     assert_eq!(webhooks.limits.deadline, Duration::from_secs(5));
     let engine = c.engine_options();
     assert!(engine.metered);
-    // shop 1 × (2×16+1) + analytics 1 × (2×4+1) + notify 1 × (2×8+1)
-    assert_eq!(engine.pooling.unwrap().instances, 33 + 9 + 17);
+    // max_instances + 2 × pipelines: shop 16 + 2, analytics 4 + 2, notify 8 + 2
+    assert_eq!(engine.pooling.unwrap().instances, 18 + 6 + 10);
     assert_eq!(engine.pooling.unwrap().max_memory_bytes, 64 << 20);
 }
 
