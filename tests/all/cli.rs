@@ -36,19 +36,21 @@ fn check_fails_with_a_one_line_error_for_a_core_module() {
     );
 }
 
-#[test]
-fn run_rejects_a_config_without_group_for_ack() {
+/// `ackbar run` on a config file holding `toml`; returns the file's path and the run's output.
+fn run_config(toml: &str) -> (tempfile::TempDir, std::path::PathBuf, std::process::Output) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ackbar.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[pipeline]]\nname = \"orders\"\ntopics = [\"orders\"]\nack_policy = \"ack\"\nplugin = \"{}\"\n",
-            guest("orders").display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, toml).unwrap();
     let out = ackbar(&["run", config.to_str().unwrap()]);
+    (dir, config, out)
+}
+
+#[test]
+fn run_rejects_a_config_without_group_for_ack() {
+    let (_dir, config, out) = run_config(&format!(
+        "[[pipeline]]\nname = \"orders\"\ntopics = [\"orders\"]\nack_policy = \"ack\"\nplugin = \"{}\"\n",
+        guest("orders").display()
+    ));
     assert!(!out.status.success());
     assert_eq!(
         text(&out.stderr).trim(),
@@ -61,10 +63,7 @@ fn run_rejects_a_config_without_group_for_ack() {
 
 #[test]
 fn run_reports_a_toml_syntax_error_with_its_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("ackbar.toml");
-    std::fs::write(&config, "[[pipeline]]\nname = \"x\"\ntopics = [\"a\"\n").unwrap();
-    let out = ackbar(&["run", config.to_str().unwrap()]);
+    let (_dir, config, out) = run_config("[[pipeline]]\nname = \"x\"\ntopics = [\"a\"\n");
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(
@@ -781,17 +780,10 @@ fn produce_names_the_first_failed_record() {
 fn run_with_its_metrics_port_taken_ends_with_one_error_before_any_pipeline_starts() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("ackbar.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "brokers = \"embedded\"\n[run]\nmetrics_addr = \"{addr}\"\n[[pipeline]]\nname = \"orders\"\ntopics = [\"orders\"]\ngroup_id = \"g\"\nack_policy = \"ack\"\nplugin = \"{}\"\n",
-            guest("orders").display()
-        ),
-    )
-    .unwrap();
-    let out = ackbar(&["run", config.to_str().unwrap()]);
+    let (_dir, _config, out) = run_config(&format!(
+        "brokers = \"embedded\"\n[run]\nmetrics_addr = \"{addr}\"\n[[pipeline]]\nname = \"orders\"\ntopics = [\"orders\"]\ngroup_id = \"g\"\nack_policy = \"ack\"\nplugin = \"{}\"\n",
+        guest("orders").display()
+    ));
     assert!(!out.status.success());
     assert_eq!(
         text(&out.stderr).trim(),
