@@ -15,7 +15,10 @@
 //!
 //! `make bench` runs it. Environment: `BENCH_MESSAGES` (200000), `BENCH_FASTSTREAM_MESSAGES`
 //! (20000), `BENCH_BROKER` (`kafka`, `tansu` or `embedded`), `BENCH_CASES` (comma-separated
-//! name filters).
+//! name filters), `BENCH_POLICIES` (the Rust `orders` policies after ACK: `ACK_FIRST`,
+//! `NACK_ON_ERROR`), `BENCH_PERF` (a directory: profile each Ackbar case with `perf record -g`),
+//! `BENCH_BASELINE` and `BENCH_ROUNDS` (compare with another build of `ackbar`, see [`ackbar`]),
+//! `BENCH_ACKBAR_CPUS` (`taskset -c` list for `ackbar run`).
 
 mod common;
 
@@ -297,6 +300,26 @@ impl RunningAckbar {
         policy: &str,
         extra: &str,
     ) -> Self {
+        Self::start_binary(
+            Path::new(env!("CARGO_BIN_EXE_ackbar-under-bench")),
+            case,
+            bootstrap,
+            topic,
+            plugin,
+            policy,
+            extra,
+        )
+    }
+
+    fn start_binary(
+        binary: &Path,
+        case: &str,
+        bootstrap: &str,
+        topic: &str,
+        plugin: &Path,
+        policy: &str,
+        extra: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let metrics_addr = format!("127.0.0.1:{}", free_port());
         static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -315,7 +338,17 @@ impl RunningAckbar {
         );
         let path = dir.path().join("bench.toml");
         std::fs::write(&path, config).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ackbar-under-bench"))
+        // `BENCH_ACKBAR_CPUS=1`: Ackbar on that core only, the broker and the bench on the
+        // others; CPU per message is then much less disturbed by scheduling.
+        let mut command = match std::env::var("BENCH_ACKBAR_CPUS") {
+            Ok(cpus) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &cpus]).arg(binary);
+                c
+            }
+            Err(_) => Command::new(binary),
+        };
+        let child = command
             .arg("run")
             .arg(&path)
             .env("ACKBAR_LOG", "warn")
@@ -475,7 +508,83 @@ struct Input<'a> {
 
 /// `ackbar run` with one pipeline; timed from its first handled message (seen in `/metrics`)
 /// until the group has committed all the messages. `extra` is appended to the pipeline table.
+///
+/// `BENCH_BASELINE=PATH` (another build of `ackbar`): each case runs `BENCH_ROUNDS` (1) times with
+/// that binary and with this one (A B, B A, …), and the rows of both are returned, the
+/// baseline's marked; [`compare`] prints the ratios.
 fn ackbar(
+    case: &str,
+    bootstrap: &str,
+    input: &Input,
+    plugin: &Path,
+    policy: &str,
+    extra: &str,
+) -> Vec<Row> {
+    let this = PathBuf::from(env!("CARGO_BIN_EXE_ackbar-under-bench"));
+    let Ok(baseline) = std::env::var("BENCH_BASELINE") else {
+        return vec![ackbar_run(
+            &this, case, bootstrap, input, plugin, policy, extra,
+        )];
+    };
+    let rounds: usize = env_or("BENCH_ROUNDS", 1);
+    let mut rows = Vec::new();
+    for round in 0..rounds {
+        // A B, then B A: neither build always runs on a broker that is less warmed up.
+        let order = match round % 2 {
+            0 => [true, false],
+            _ => [false, true],
+        };
+        for baseline_first in order {
+            let binary = match baseline_first {
+                true => Path::new(&baseline),
+                false => this.as_path(),
+            };
+            let mut row = ackbar_run(binary, case, bootstrap, input, plugin, policy, extra);
+            if baseline_first {
+                row.case = format!("{case} {BASELINE_MARK}");
+            }
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+const BASELINE_MARK: &str = "[baseline]";
+
+/// With `BENCH_BASELINE`: this build against the baseline, per case and policy, as the ratio of
+/// summed rates and of summed CPU seconds over the rounds.
+fn compare(rows: &[Row]) {
+    let mut seen = Vec::new();
+    for row in rows.iter().filter(|r| r.case.ends_with(BASELINE_MARK)) {
+        let case = row.case.trim_end_matches(BASELINE_MARK).trim_end();
+        if seen.contains(&(case, &row.policy)) {
+            continue;
+        }
+        seen.push((case, &row.policy));
+        let sums = |baseline: bool| {
+            rows.iter()
+                .filter(|r| r.policy == row.policy)
+                .filter(|r| match baseline {
+                    true => r.case == row.case,
+                    false => r.case == case,
+                })
+                .fold((0.0, 0.0), |(rate, cpu), r| {
+                    (rate + r.rate(), cpu + r.cpu_seconds.unwrap_or(0.0))
+                })
+        };
+        let ((rate_a, cpu_a), (rate_b, cpu_b)) = (sums(true), sums(false));
+        println!(
+            "- this build / baseline, {case}, {}: msgs/s {:.2}×, CPU s {:.2}×",
+            row.policy,
+            rate_b / rate_a,
+            cpu_b / cpu_a
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ackbar_run(
+    binary: &Path,
     case: &str,
     bootstrap: &str,
     input: &Input,
@@ -484,7 +593,8 @@ fn ackbar(
     extra: &str,
 ) -> Row {
     let (topic, n) = (input.topic, input.messages);
-    let running = RunningAckbar::start(case, bootstrap, topic, plugin, policy, extra);
+    let running =
+        RunningAckbar::start_binary(binary, case, bootstrap, topic, plugin, policy, extra);
     let (child, metrics_addr, group) = (&running.child, &running.metrics_addr, &running.group);
     let deadline = Instant::now() + TIMEOUT;
     let t0 = loop {
@@ -497,11 +607,13 @@ fn ackbar(
         std::thread::sleep(Duration::from_millis(10));
     };
     let (cpu0, _) = proc_stat(child.id());
+    let profile = Profile::start(case, policy, child.id());
     while committed_total(bootstrap, group, topic, input.partitions) < n as i64 {
         assert!(Instant::now() < deadline, "{case}: not all committed");
         std::thread::sleep(Duration::from_millis(50));
     }
     let seconds = t0.elapsed().as_secs_f64();
+    drop(profile);
     let metrics = http_get(metrics_addr, "/metrics").unwrap_or_default();
     let (cpu1, rss) = proc_stat(child.id());
     drop(running);
@@ -517,6 +629,45 @@ fn ackbar(
         handler_p99_us: handler_quantile_us(&metrics, 0.99),
         cpu_seconds: Some(cpu1 - cpu0),
         peak_rss_mb: Some(rss),
+    }
+}
+
+/// `BENCH_PERF=DIR`: a `perf record -g` of the `ackbar run` process over the timed window of
+/// each case, written to `DIR/<case>-<policy>.data` (`perf report -i` it).
+struct Profile(Option<std::process::Child>);
+
+impl Profile {
+    fn start(case: &str, policy: &str, pid: u32) -> Self {
+        let Ok(dir) = std::env::var("BENCH_PERF") else {
+            return Profile(None);
+        };
+        let name = format!("{case}-{policy}").replace([' ', '/', ','], "-");
+        let out = Path::new(&dir).join(format!("{name}.data"));
+        let perf = Command::new("perf")
+            .args(["record", "-F", "1999", "-g", "-p", &pid.to_string(), "-o"])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        match perf {
+            Ok(child) => Profile(Some(child)),
+            Err(e) => {
+                eprintln!("BENCH_PERF: cannot run perf: {e}");
+                Profile(None)
+            }
+        }
+    }
+}
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        if let Some(mut perf) = self.0.take() {
+            // SIGINT: perf writes its file and exits.
+            let _ = Command::new("kill")
+                .args(["-INT", &perf.id().to_string()])
+                .status();
+            let _ = perf.wait();
+        }
     }
 }
 
@@ -609,6 +760,15 @@ fn main() {
         .unwrap_or_default();
     let wanted =
         |case: &str| filters.is_empty() || filters.iter().any(|f| case.contains(f.as_str()));
+    // The Rust `orders` case runs ACK, then these (all by default).
+    let policies: Option<Vec<String>> = std::env::var("BENCH_POLICIES")
+        .ok()
+        .map(|v| v.split(',').map(str::to_string).collect());
+    let wanted_policy = |policy: &str| {
+        policies
+            .as_ref()
+            .is_none_or(|p| p.iter().any(|p| p == policy))
+    };
 
     let broker = Broker::start(&broker_kind);
     let bootstrap = broker.bootstrap.clone();
@@ -656,7 +816,7 @@ fn main() {
     }
     let fixture = repo_root().join("guest-examples/rust/target/wasm32-wasip2/release/fixture.wasm");
     if wanted("no-op") {
-        rows.push(ackbar(
+        rows.extend(ackbar(
             "ackbar rust no-op",
             &bootstrap,
             &all,
@@ -674,25 +834,31 @@ fn main() {
         if !wanted(&case) {
             continue;
         }
-        rows.push(ackbar(&case, &bootstrap, &all, &plugin, "ACK", ""));
+        rows.extend(ackbar(&case, &bootstrap, &all, &plugin, "ACK", ""));
         if language == "rust" {
-            rows.push(ackbar(&case, &bootstrap, &all, &plugin, "ACK_FIRST", ""));
-            rows.push(ackbar(
-                &case,
-                &bootstrap,
-                &all,
-                &plugin,
-                "NACK_ON_ERROR",
-                "",
-            ));
+            if wanted_policy("ACK_FIRST") {
+                rows.extend(ackbar(&case, &bootstrap, &all, &plugin, "ACK_FIRST", ""));
+            }
+            if wanted_policy("NACK_ON_ERROR") {
+                rows.extend(ackbar(
+                    &case,
+                    &bootstrap,
+                    &all,
+                    &plugin,
+                    "NACK_ON_ERROR",
+                    "",
+                ));
+            }
             if wanted("5%") {
                 let input = Input {
                     topic: &failing,
                     ..all
                 };
-                let mut row = ackbar(&case, &bootstrap, &input, &plugin, "NACK_ON_ERROR", "");
-                row.policy = "NACK_ON_ERROR, 5% fail twice".into();
-                rows.push(row);
+                let mut fail_rows = ackbar(&case, &bootstrap, &input, &plugin, "NACK_ON_ERROR", "");
+                for row in &mut fail_rows {
+                    row.policy = "NACK_ON_ERROR, 5% fail twice".into();
+                }
+                rows.extend(fail_rows);
             }
         }
     }
@@ -726,7 +892,7 @@ fn main() {
             ),
         ];
         for (case, extra) in cases {
-            rows.push(ackbar(&case, &bootstrap, &all, &plugin, "ACK", &extra));
+            rows.extend(ackbar(&case, &bootstrap, &all, &plugin, "ACK", &extra));
         }
     }
     if wanted("ordering") {
@@ -757,7 +923,7 @@ fn main() {
                 "ordering = \"key\"\nmax_in_flight = 64",
             ),
         ] {
-            rows.push(ackbar(name, &bootstrap, &input, &fixture, "ACK", extra));
+            rows.extend(ackbar(name, &bootstrap, &input, &fixture, "ACK", extra));
         }
     }
     let n_latency = env_or("BENCH_LATENCY_MESSAGES", 20_000);
@@ -805,6 +971,7 @@ fn main() {
         "\nbroker: {broker_kind}; {n} messages of {PAYLOAD_BYTES} B over {PARTITIONS} partitions ({n_faststream} for FastStream)\n"
     );
     print_table(&rows);
+    compare(&rows);
     if let Some((rate, p50, p99)) = latency {
         println!(
             "\nproduce → committed latency, Rust orders, ACK, live stream at {rate:.0} msg/s: p50 {p50:.0} ms, p99 {p99:.0} ms (commit interval 200 ms)"
@@ -817,7 +984,9 @@ fn main() {
     }
     let find = |case: &str, policy: &str| {
         rows.iter()
-            .find(|r| r.case.starts_with(case) && r.policy == policy)
+            .find(|r| {
+                r.case.starts_with(case) && !r.case.ends_with(BASELINE_MARK) && r.policy == policy
+            })
             .map(Row::rate)
     };
     let ratio = |name: &str, a: Option<f64>, b: Option<f64>| {
