@@ -110,10 +110,24 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
         }
     }
     tracing::info!("shutting down: draining in-flight messages and committing");
+    // All at once: each waits for its drain and for the broker to take its commit and its
+    // leave, which one after another adds up to minutes for hundreds of pipelines.
+    let mut stopping = tokio::task::JoinSet::new();
     for p in pipelines {
-        p.shutdown().await?;
+        stopping.spawn(async move {
+            let stopped = p.shutdown().await;
+            (p, stopped)
+        });
     }
-    Ok(())
+    let mut first_error = None;
+    while let Some(joined) = stopping.join_next().await {
+        let (p, stopped) = joined.context("a pipeline's shutdown panicked")?;
+        if let Err(e) = stopped {
+            tracing::error!(pipeline = p.name(), "shutdown failed: {e:#}");
+            first_error.get_or_insert(e.context(format!("pipeline '{}'", p.name())));
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// SIGHUP: re-reads the config and every pipeline's plugin. A changed `plugin` path is followed;
