@@ -42,6 +42,36 @@ fn instances_are_reused_between_messages() {
 }
 
 #[test]
+fn each_partition_gets_back_the_instance_it_used_last() {
+    let pool = pool(PluginLimits::default());
+    let partition = |topic: &str| CallContext {
+        topic: Arc::from(topic),
+        ..CallContext::default()
+    };
+    let (a, b) = (partition("a"), partition("b"));
+    let count = |context: &CallContext| {
+        let outcome = ackbar::plugin::block_on(pool.call(&message("count"), context.clone()));
+        match outcome.end {
+            CallEnd::Failed { message, .. } => message,
+            end => panic!("count: {end:?}"),
+        }
+    };
+    // `a` holds an instance (asleep in a host call) when `b` needs one: two instances.
+    let (sleep, count_b) = (message("sleep:200"), message("count"));
+    let (slept, first_b) = ackbar::plugin::block_on(async {
+        tokio::join!(pool.call(&sleep, a.clone()), pool.call(&count_b, b.clone()))
+    });
+    assert_eq!(slept.label(), "ok");
+    assert!(matches!(first_b.end, CallEnd::Failed { ref message, .. } if message == "count 1"));
+    assert_eq!(pool.instances_created(), 2);
+    // Taking the most recently idle instance would hand `a`'s to `b` and back.
+    assert_eq!(count(&a), "count 1");
+    assert_eq!(count(&b), "count 2");
+    assert_eq!(count(&a), "count 2");
+    assert_eq!(count(&b), "count 3");
+}
+
+#[test]
 fn a_trapped_instance_is_replaced_by_a_fresh_one() {
     let pool = pool(PluginLimits::default());
     assert_eq!(call(&pool, "ok").label(), "ok");
