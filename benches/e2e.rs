@@ -25,7 +25,7 @@ mod common;
 use ackbar::embedded::EmbeddedBroker;
 use ackbar::kafka::{self, Record};
 use ackbar_tests::broker_process::BrokerProcess;
-use common::{env_or, repo_root};
+use common::{env_or, order, repo_root, PAYLOAD_BYTES};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
@@ -35,22 +35,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PARTITIONS: i32 = 8;
-const PAYLOAD_BYTES: usize = 1024;
 const TIMEOUT: Duration = Duration::from_secs(900);
-
-/// Order `i`; every 20th order's warehouse is offline when `failing` (5%: under NACK_ON_ERROR the
-/// `orders` handler fails it twice, then it succeeds).
-fn order(i: usize, failing: bool) -> Vec<u8> {
-    let warehouse = if failing && i.is_multiple_of(20) {
-        "offline"
-    } else {
-        "north"
-    };
-    let head =
-        format!(r#"{{"id":"o{i}","item":"book","quantity":2,"warehouse":"{warehouse}","note":""#);
-    let pad = PAYLOAD_BYTES.saturating_sub(head.len() + 2);
-    format!("{head}{}\"}}", "x".repeat(pad)).into_bytes()
-}
 
 /// The broker under test: a process (Apache Kafka, tansu) or the embedded cluster.
 struct Broker {

@@ -2,6 +2,10 @@
 //! call on a reused instance for the `orders` example of every language next to the same logic
 //! compiled natively, instantiation from `InstancePre` (the cost paid after a trap), and loading
 //! a component compiled from scratch vs from the on-disk cache. `make bench-handler` runs them.
+//! Each `handle` is measured on a small order and on the 1 KiB orders of the end-to-end benchmark,
+//! whose handler times in the stream are comparable with the latter only.
+
+mod common;
 
 use ackbar::bindings::Message;
 use ackbar::offsets::{Completion, PartitionProgress};
@@ -82,6 +86,13 @@ fn handler_calls(c: &mut Criterion) {
     c.bench_function("orders handle: native Rust", |b| {
         b.iter(|| orders::process(black_box(msg.payload.as_deref().unwrap()), 1))
     });
+    let big = message(&common::order(1, false));
+    c.bench_function("orders handle, 1 KiB order: wasm, reused instance", |b| {
+        b.iter(|| rt.block_on(pool.call(black_box(&big), context.clone())))
+    });
+    c.bench_function("orders handle, 1 KiB order: native Rust", |b| {
+        b.iter(|| orders::process(black_box(big.payload.as_deref().unwrap()), 1))
+    });
     c.bench_function("instantiate from InstancePre", |b| {
         b.iter(|| rt.block_on(PluginInstance::new(&plugin)).unwrap())
     });
@@ -110,6 +121,7 @@ fn languages(c: &mut Criterion) {
     let cache = tempfile::tempdir().unwrap();
     let cached = PluginRuntime::with_cache_dir(Some(cache.path().to_path_buf())).unwrap();
     let msg = message(ORDER);
+    let big = message(&common::order(1, false));
     for language in LANGUAGES {
         let Some(path) = example(language) else {
             continue;
@@ -130,6 +142,9 @@ fn languages(c: &mut Criterion) {
         let mut group = c.benchmark_group(language);
         group.bench_function("orders handle, reused instance", |b| {
             b.iter(|| rt.block_on(pool.call(black_box(&msg), context.clone())))
+        });
+        group.bench_function("orders handle, 1 KiB order, reused instance", |b| {
+            b.iter(|| rt.block_on(pool.call(black_box(&big), context.clone())))
         });
         group.sample_size(10);
         group.bench_function("instantiate from InstancePre", |b| {
