@@ -18,7 +18,9 @@
 //! name filters), `BENCH_POLICIES` (the Rust `orders` policies after ACK: `ACK_FIRST`,
 //! `NACK_ON_ERROR`), `BENCH_PERF` (a directory: profile each Ackbar case with `perf record -g`),
 //! `BENCH_BASELINE` and `BENCH_ROUNDS` (compare with another build of `ackbar`, see [`ackbar`]),
-//! `BENCH_ACKBAR_CPUS` (`taskset -c` list for `ackbar run`).
+//! `BENCH_ACKBAR_CPUS` (`taskset -c` list for `ackbar run`). The `pipelines` case runs
+//! `BENCH_PIPELINES` (1,10,50,200) pipelines in one process over `BENCH_PIPELINES_MESSAGES`
+//! (100000) orders.
 
 mod common;
 
@@ -617,6 +619,137 @@ fn ackbar_run(
     }
 }
 
+/// One run of [`pipelines`].
+struct ManyPipelines {
+    count: usize,
+    messages: usize,
+    ready_seconds: f64,
+    rss_mb: f64,
+    threads: usize,
+    rate: f64,
+    shutdown_seconds: f64,
+}
+
+/// `ackbar run` with `count` pipelines, one topic of one partition each, `total` orders spread
+/// over them: time to `/readyz`, memory and threads then, the rate from the first handled message
+/// until all are handled, and how long SIGTERM takes to end the process (after every offset is
+/// committed).
+fn pipelines(
+    broker: &Broker,
+    runtime: &tokio::runtime::Runtime,
+    plugin: &Path,
+    count: usize,
+    total: usize,
+) -> ManyPipelines {
+    let bootstrap = broker.bootstrap.as_str();
+    let id = std::process::id();
+    let per = total / count;
+    let names: Vec<String> = (0..count)
+        .map(|i| format!("bench-pipelines-{id}-{count}-{i}"))
+        .collect();
+    runtime.block_on(async {
+        for topic in &names {
+            broker.create_topic(topic, 1).await;
+            let records: Vec<Record> = (0..per)
+                .map(|i| Record {
+                    partition: Some(0),
+                    payload: order(i, false),
+                    ..Record::default()
+                })
+                .collect();
+            kafka::produce(bootstrap, topic, &records).await.unwrap();
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let mut config = format!(
+        "brokers = \"{bootstrap}\"\n[run]\nsummary_interval_secs = 0\nmetrics_addr = \"{metrics_addr}\"\n"
+    );
+    for name in &names {
+        config.push_str(&format!(
+            "[[pipeline]]\nname = \"{name}\"\ntopics = [\"{name}\"]\ngroup_id = \"{name}\"\n\
+             ack_policy = \"ACK\"\nplugin = \"{}\"\nwatch_plugin = false\n",
+            plugin.display()
+        ));
+    }
+    let path = dir.path().join("pipelines.toml");
+    std::fs::write(&path, config).unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ackbar-under-bench"))
+        .arg("run")
+        .arg(&path)
+        .env("ACKBAR_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start ackbar run");
+    let deadline = Instant::now() + TIMEOUT;
+    let handled = |metrics: &str| metric_sum(metrics, "ackbar_messages_total");
+    let mut first: Option<Instant> = None;
+    loop {
+        assert!(Instant::now() < deadline, "{count} pipelines: not ready");
+        let ready = http_get(&metrics_addr, "/readyz").is_some_and(|b| b.starts_with("ready"));
+        if first.is_none() && http_get(&metrics_addr, "/metrics").is_some_and(|m| handled(&m) > 0.0)
+        {
+            first = Some(Instant::now());
+        }
+        if ready {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ready_seconds = started.elapsed().as_secs_f64();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let (rss_mb, threads) = (field("VmRSS:") / 1024.0, field("Threads:") as usize);
+    let all = (per * count) as f64;
+    let rate = loop {
+        assert!(
+            Instant::now() < deadline,
+            "{count} pipelines: not all handled"
+        );
+        let metrics = http_get(&metrics_addr, "/metrics").unwrap_or_default();
+        let now = handled(&metrics);
+        if first.is_none() && now > 0.0 {
+            first = Some(Instant::now());
+        }
+        if now >= all {
+            break all / first.expect("handled").elapsed().as_secs_f64();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    for name in &names {
+        while committed_total(bootstrap, name, name, 1) < per as i64 {
+            assert!(Instant::now() < deadline, "{name}: not all committed");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let stopping = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let exit = child.wait().unwrap();
+    assert!(
+        exit.success(),
+        "{count} pipelines: ackbar run exited with {exit}"
+    );
+    ManyPipelines {
+        count,
+        messages: per * count,
+        ready_seconds,
+        rss_mb,
+        threads,
+        rate,
+        shutdown_seconds: stopping.elapsed().as_secs_f64(),
+    }
+}
+
 /// `BENCH_PERF=DIR`: a `perf record -g` of the `ackbar run` process over the timed window of
 /// each case, written to `DIR/<case>-<policy>.data` (`perf report -i` it).
 struct Profile(Option<std::process::Child>);
@@ -779,6 +912,7 @@ fn main() {
         messages: n,
     };
     let mut rows = Vec::new();
+    let mut many_pipelines: Vec<ManyPipelines> = Vec::new();
     if wanted("raw") {
         rows.push(consumer_loop(
             "raw rdkafka loop (no handler)",
@@ -880,6 +1014,19 @@ fn main() {
             rows.extend(ackbar(&case, &bootstrap, &all, &plugin, "ACK", &extra));
         }
     }
+    if wanted("pipelines") {
+        // One process, N pipelines of one topic of one partition each, the Rust `orders`
+        // plugin, ACK; the same messages in all, spread over the topics.
+        let total: usize = env_or("BENCH_PIPELINES_MESSAGES", 100_000);
+        let counts: String = env_or("BENCH_PIPELINES", "1,10,50,200".to_string());
+        let plugin = repo_root().join("guest-examples/rust/target/orders.wasm");
+        for count in counts
+            .split(',')
+            .filter_map(|c| c.trim().parse::<usize>().ok())
+        {
+            many_pipelines.push(pipelines(&broker, &runtime, &plugin, count, total));
+        }
+    }
     if wanted("ordering") {
         // A handler that waits 1 ms (for a database, say), 100 distinct keys, one partition.
         let topic = format!("bench-ordering-{id}");
@@ -957,6 +1104,23 @@ fn main() {
     );
     print_table(&rows);
     compare(&rows);
+    if !many_pipelines.is_empty() {
+        println!("\n| pipelines | messages | ready after s | RSS MB at ready (per pipeline) | threads at ready | msgs/s | SIGTERM → exit s |");
+        println!("|---:|---:|---:|---:|---:|---:|---:|");
+        for m in &many_pipelines {
+            println!(
+                "| {} | {} | {:.1} | {:.0} ({:.2}) | {} | {:.0} | {:.2} |",
+                m.count,
+                m.messages,
+                m.ready_seconds,
+                m.rss_mb,
+                m.rss_mb / m.count as f64,
+                m.threads,
+                m.rate,
+                m.shutdown_seconds
+            );
+        }
+    }
     if let Some((rate, p50, p99)) = latency {
         println!(
             "\nproduce → committed latency, Rust orders, ACK, live stream at {rate:.0} msg/s: p50 {p50:.0} ms, p99 {p99:.0} ms (commit interval 200 ms)"
