@@ -60,7 +60,9 @@ case "$kind" in
     cport=$((port + 1))
     # Single combined broker+controller with a static quorum; replication factors of 1 and a
     # single offsets partition because there is one node and start-up time matters in tests;
-    # KIP-848 groups heartbeat every 500 ms so assignments move in tests within a second.
+    # KIP-848 groups heartbeat every 500 ms so assignments move in tests within a second. Share
+# groups (KIP-932) keep their state in __share_group_state (one replica here); their lower
+# bounds are lowered so a test may give its group a 1 s acquisition lock.
     cat >"$data/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
@@ -82,6 +84,15 @@ group.consumer.min.heartbeat.interval.ms=500
 group.consumer.heartbeat.interval.ms=500
 group.consumer.min.session.timeout.ms=6000
 group.consumer.session.timeout.ms=10000
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.num.partitions=1
+group.share.min.record.lock.duration.ms=1000
+group.share.min.delivery.count.limit=2
+group.share.min.heartbeat.interval.ms=500
+group.share.heartbeat.interval.ms=500
+group.share.min.session.timeout.ms=6000
+group.share.session.timeout.ms=10000
 EOF
     java_cmd=(java -Xmx512m -Dlog4j2.configurationFile="$home/log4j2.properties" -cp "$libs/*")
     # Format only once so that a restart on the same DATA_DIR keeps topics and offsets. The

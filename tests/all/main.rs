@@ -19,5 +19,6 @@ mod plugin;
 mod policies;
 mod rebalance;
 mod reload;
+mod share_group;
 mod supervisor;
 mod tenants;
