@@ -40,8 +40,6 @@ apis! {
     MetadataRequest => MetadataResponse, Metadata;
     FindCoordinatorRequest => FindCoordinatorResponse, FindCoordinator;
     ShareGroupHeartbeatRequest => ShareGroupHeartbeatResponse, ShareGroupHeartbeat;
-    ProduceRequest => ProduceResponse, Produce;
-    CreateTopicsRequest => CreateTopicsResponse, CreateTopics;
     IncrementalAlterConfigsRequest => IncrementalAlterConfigsResponse, IncrementalAlterConfigs;
     DescribeShareGroupOffsetsRequest => DescribeShareGroupOffsetsResponse, DescribeShareGroupOffsets;
 }
@@ -54,8 +52,6 @@ pub(crate) fn api_name(key: ApiKey) -> &'static str {
         ApiKey::ShareGroupHeartbeat => "ShareGroupHeartbeat",
         ApiKey::ShareFetch => "ShareFetch",
         ApiKey::ShareAcknowledge => "ShareAcknowledge",
-        ApiKey::Produce => "Produce",
-        ApiKey::CreateTopics => "CreateTopics",
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::DescribeShareGroupOffsets => "DescribeShareGroupOffsets",
         _ => "other",

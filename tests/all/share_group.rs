@@ -1,7 +1,7 @@
 //! The share-group client (`kafka-share`, KIP-932) against Apache Kafka 4.4.
 
 use crate::brokers::{external, BrokerKind};
-use bytes::Bytes;
+use ackbar::kafka::Record;
 use kafka_share::{AckKind, AcquiredRecord, Admin, ShareConsumer, ShareConsumerConfig};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -25,7 +25,7 @@ async fn freshly_formatted_cluster_has_share_groups() {
 async fn accepted_records_are_not_delivered_again() {
     let (topic, group) = (unique("accept"), unique("g-accept"));
     let mut admin = setup(&topic, 1, &group, &[]).await;
-    produce(&mut admin, &topic, (0..20).map(|i| format!("v{i}"))).await;
+    produce(&topic, (0..20).map(|i| format!("v{i}"))).await;
 
     let mut c1 = consumer(&group, &topic).await;
     let got = poll_until(&mut c1, 20).await;
@@ -60,7 +60,7 @@ async fn accepted_records_are_not_delivered_again() {
 async fn release_redelivers_and_reject_discards() {
     let (topic, group) = (unique("release"), unique("g-release"));
     let mut admin = setup(&topic, 1, &group, &[]).await;
-    produce(&mut admin, &topic, ["a".to_owned(), "b".to_owned()]).await;
+    produce(&topic, ["a".to_owned(), "b".to_owned()]).await;
 
     let mut c = consumer(&group, &topic).await;
     let got = poll_until(&mut c, 2).await;
@@ -98,7 +98,7 @@ async fn release_redelivers_and_reject_discards() {
 async fn delivery_count_limit_archives_a_record() {
     let (topic, group) = (unique("limit"), unique("g-limit"));
     let mut admin = setup(&topic, 1, &group, &[("share.delivery.count.limit", "3")]).await;
-    produce(&mut admin, &topic, ["poison".to_owned()]).await;
+    produce(&topic, ["poison".to_owned()]).await;
 
     let mut c = consumer(&group, &topic).await;
     let mut counts = Vec::new();
@@ -135,12 +135,7 @@ async fn two_members_share_one_partition() {
     assert_eq!(c1.assignment(), vec![(topic.as_str().into(), 0)]);
     assert_eq!(c2.assignment(), vec![(topic.as_str().into(), 0)]);
     for batch in 0..20 {
-        produce(
-            &mut admin,
-            &topic,
-            (0..5).map(|i| format!("v{}", batch * 5 + i)),
-        )
-        .await;
+        produce(&topic, (0..5).map(|i| format!("v{}", batch * 5 + i))).await;
     }
 
     let (mut got1, mut got2) = (Vec::new(), Vec::new());
@@ -189,7 +184,7 @@ async fn records_of_a_crashed_member_are_redelivered() {
         &[("share.record.lock.duration.ms", "5000")],
     )
     .await;
-    produce(&mut admin, &topic, (0..10).map(|i| format!("v{i}"))).await;
+    produce(&topic, (0..10).map(|i| format!("v{i}"))).await;
 
     let mut c1 = consumer(&group, &topic).await;
     let held = poll_until(&mut c1, 10).await;
@@ -223,7 +218,7 @@ async fn expired_lock_moves_records_and_late_ack_fails() {
         &[("share.record.lock.duration.ms", "5000")],
     )
     .await;
-    produce(&mut admin, &topic, (0..5).map(|i| format!("v{i}"))).await;
+    produce(&topic, (0..5).map(|i| format!("v{i}"))).await;
 
     let mut slow = consumer(&group, &topic).await;
     let held = poll_until(&mut slow, 5).await;
@@ -273,7 +268,7 @@ async fn renew_keeps_records_past_the_lock_duration() {
         &[("share.record.lock.duration.ms", "5000")],
     )
     .await;
-    produce(&mut admin, &topic, (0..3).map(|i| format!("v{i}"))).await;
+    produce(&topic, (0..3).map(|i| format!("v{i}"))).await;
 
     // Both members join first, so the holder renews right after it acquires.
     let mut holder = consumer(&group, &topic).await;
@@ -330,12 +325,12 @@ fn unique(prefix: &str) -> String {
 
 /// Creates `topic` and configures `group` to start at the earliest offset (share groups
 /// start at the latest by default), plus `extra` group configs.
+/// Creates `topic`, and sets `group`'s configs: reading from the earliest offset, and `extra`.
 async fn setup(topic: &str, partitions: i32, group: &str, extra: &[(&str, &str)]) -> Admin {
-    let mut admin = Admin::connect(&broker()).await.expect("admin connect");
-    admin
-        .create_topic(topic, partitions)
+    ackbar_tests::kafka::create_topic(&broker(), topic, partitions)
         .await
         .expect("create topic");
+    let mut admin = Admin::connect(&broker()).await.expect("admin connect");
     let mut configs = vec![("share.auto.offset.reset", "earliest")];
     configs.extend_from_slice(extra);
     admin
@@ -345,12 +340,19 @@ async fn setup(topic: &str, partitions: i32, group: &str, extra: &[(&str, &str)]
     admin
 }
 
-async fn produce(admin: &mut Admin, topic: &str, values: impl IntoIterator<Item = String>) {
-    let records: Vec<_> = values
+/// Writes `values` to partition 0 of `topic`, in order.
+async fn produce(topic: &str, values: impl IntoIterator<Item = String>) {
+    let records: Vec<Record> = values
         .into_iter()
-        .map(|v| (None, Some(Bytes::from(v))))
+        .map(|v| Record {
+            partition: Some(0),
+            payload: v.into_bytes(),
+            ..Record::default()
+        })
         .collect();
-    admin.produce(topic, 0, &records).await.expect("produce");
+    ackbar::kafka::produce(&broker(), topic, &records)
+        .await
+        .expect("produce");
 }
 
 fn config(group: &str, topic: &str) -> ShareConsumerConfig {
@@ -422,7 +424,7 @@ fn offsets(records: &[AcquiredRecord]) -> Vec<i64> {
 /// before applying an acknowledgement, so the persisted value trails by one write: the
 /// sentinel's acknowledgement is that write.)
 async fn confirm_all_done(admin: &mut Admin, group: &str, topic: &str, n: i64) {
-    produce(admin, topic, ["sentinel".to_owned()]).await;
+    produce(topic, ["sentinel".to_owned()]).await;
     let mut c = consumer(group, topic).await;
     let got = poll_until(&mut c, 1).await;
     assert_eq!(offsets(&got), vec![n], "only the sentinel is left: {got:?}");
