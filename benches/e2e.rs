@@ -260,13 +260,43 @@ fn proc_stat(pid: u32) -> (f64, f64) {
     };
     // utime and stime are fields 14 and 15 of stat, 11 and 12 after the command name.
     let cpu = (ticks(11) + ticks(12)) / 100.0;
+    (cpu, proc_status(pid, "VmHWM:") / 1024.0)
+}
+
+/// A numeric field of `/proc/PID/status` (kB for the memory ones), 0 when absent.
+fn proc_status(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm_kb = status
+    status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    (cpu, hwm_kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// The `ackbar` built with this benchmark.
+fn this_build() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_ackbar-under-bench"))
+}
+
+/// `binary run config`, logging warnings only. `BENCH_ACKBAR_CPUS=1`: on that core only, the
+/// broker and the bench on the others; CPU per message is then much less disturbed by
+/// scheduling.
+fn spawn_ackbar(binary: &Path, config: &Path) -> std::process::Child {
+    let mut command = match std::env::var("BENCH_ACKBAR_CPUS") {
+        Ok(cpus) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &cpus]).arg(binary);
+            c
+        }
+        Err(_) => Command::new(binary),
+    };
+    command
+        .arg("run")
+        .arg(config)
+        .env("ACKBAR_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start ackbar run")
 }
 
 /// `ackbar run` with one pipeline in a child process, stopped (SIGTERM) when dropped.
@@ -280,25 +310,6 @@ struct RunningAckbar {
 impl RunningAckbar {
     /// `extra` is appended to the pipeline table.
     fn start(
-        case: &str,
-        bootstrap: &str,
-        topic: &str,
-        plugin: &Path,
-        policy: &str,
-        extra: &str,
-    ) -> Self {
-        Self::start_binary(
-            Path::new(env!("CARGO_BIN_EXE_ackbar-under-bench")),
-            case,
-            bootstrap,
-            topic,
-            plugin,
-            policy,
-            extra,
-        )
-    }
-
-    fn start_binary(
         binary: &Path,
         case: &str,
         bootstrap: &str,
@@ -325,23 +336,7 @@ impl RunningAckbar {
         );
         let path = dir.path().join("bench.toml");
         std::fs::write(&path, config).unwrap();
-        // `BENCH_ACKBAR_CPUS=1`: Ackbar on that core only, the broker and the bench on the
-        // others; CPU per message is then much less disturbed by scheduling.
-        let mut command = match std::env::var("BENCH_ACKBAR_CPUS") {
-            Ok(cpus) => {
-                let mut c = Command::new("taskset");
-                c.args(["-c", &cpus]).arg(binary);
-                c
-            }
-            Err(_) => Command::new(binary),
-        };
-        let child = command
-            .arg("run")
-            .arg(&path)
-            .env("ACKBAR_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start ackbar run");
+        let child = spawn_ackbar(binary, &path);
         RunningAckbar {
             child,
             metrics_addr,
@@ -387,7 +382,15 @@ fn commit_latency(
         }
         None => String::new(),
     };
-    let running = RunningAckbar::start("latency", bootstrap, &topic, plugin, "ACK", &extra);
+    let running = RunningAckbar::start(
+        this_build(),
+        "latency",
+        bootstrap,
+        &topic,
+        plugin,
+        "ACK",
+        &extra,
+    );
     // Wait until the pipeline has its partitions.
     let deadline = Instant::now() + Duration::from_secs(60);
     while http_get(&running.metrics_addr, "/readyz").is_none_or(|b| !b.starts_with("ready")) {
@@ -507,10 +510,10 @@ fn ackbar(
     policy: &str,
     extra: &str,
 ) -> Vec<Row> {
-    let this = PathBuf::from(env!("CARGO_BIN_EXE_ackbar-under-bench"));
+    let this = this_build();
     let Ok(baseline) = std::env::var("BENCH_BASELINE") else {
         return vec![ackbar_run(
-            &this, case, bootstrap, input, plugin, policy, extra,
+            this, case, bootstrap, input, plugin, policy, extra,
         )];
     };
     let rounds: usize = env_or("BENCH_ROUNDS", 1);
@@ -524,7 +527,7 @@ fn ackbar(
         for baseline_first in order {
             let binary = match baseline_first {
                 true => Path::new(&baseline),
-                false => this.as_path(),
+                false => this,
             };
             let mut row = ackbar_run(binary, case, bootstrap, input, plugin, policy, extra);
             if baseline_first {
@@ -580,8 +583,7 @@ fn ackbar_run(
     extra: &str,
 ) -> Row {
     let (topic, n) = (input.topic, input.messages);
-    let running =
-        RunningAckbar::start_binary(binary, case, bootstrap, topic, plugin, policy, extra);
+    let running = RunningAckbar::start(binary, case, bootstrap, topic, plugin, policy, extra);
     let (child, metrics_addr, group) = (&running.child, &running.metrics_addr, &running.group);
     let deadline = Instant::now() + TIMEOUT;
     let t0 = loop {
@@ -675,13 +677,7 @@ fn pipelines(
     let path = dir.path().join("pipelines.toml");
     std::fs::write(&path, config).unwrap();
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ackbar-under-bench"))
-        .arg("run")
-        .arg(&path)
-        .env("ACKBAR_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start ackbar run");
+    let mut child = spawn_ackbar(this_build(), &path);
     let deadline = Instant::now() + TIMEOUT;
     let handled = |metrics: &str| metric_sum(metrics, "ackbar_messages_total");
     let mut first: Option<Instant> = None;
@@ -698,16 +694,8 @@ fn pipelines(
         std::thread::sleep(Duration::from_millis(20));
     }
     let ready_seconds = started.elapsed().as_secs_f64();
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let (rss_mb, threads) = (field("VmRSS:") / 1024.0, field("Threads:") as usize);
+    let rss_mb = proc_status(child.id(), "VmRSS:") / 1024.0;
+    let threads = proc_status(child.id(), "Threads:") as usize;
     let all = (per * count) as f64;
     let rate = loop {
         assert!(
