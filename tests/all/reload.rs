@@ -22,7 +22,9 @@ fn replace_atomically(path: &Path, bytes: &[u8]) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-async fn wait_for_version(run: &crate::support::Running, version: &str) -> Duration {
+/// Waits until `version` handles new messages; the 20 s bound only keeps a broken reload from
+/// hanging the test (how fast a swap is, `make bench-reload` measures).
+async fn wait_for_version(run: &crate::support::Running, version: &str) {
     let started = Instant::now();
     let handle = run.handle.as_ref().unwrap();
     while handle.plugin_version() != version {
@@ -32,7 +34,6 @@ async fn wait_for_version(run: &crate::support::Running, version: &str) -> Durat
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    started.elapsed()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,7 +71,6 @@ async fn ten_swaps_under_a_stream_lose_and_duplicate_nothing_and_refuse_a_bad_ve
 
     run.until(Duration::from_secs(30), |seen| seen.len() >= 50)
         .await;
-    let mut swap_times = Vec::new();
     for (i, version) in versions.iter().enumerate().skip(1) {
         if i == 6 {
             // A broken deploy in the middle: refused, the running version stays.
@@ -83,7 +83,7 @@ async fn ten_swaps_under_a_stream_lose_and_duplicate_nothing_and_refuse_a_bad_ve
         } else {
             replace_atomically(&plugin, version);
         }
-        swap_times.push(wait_for_version(&run, &ids[i]).await);
+        wait_for_version(&run, &ids[i]).await;
         run.settle(Duration::from_millis(150)).await;
     }
     swapping.store(false, Ordering::Relaxed);
@@ -128,10 +128,6 @@ async fn ten_swaps_under_a_stream_lose_and_duplicate_nothing_and_refuse_a_bad_ve
     let used: std::collections::BTreeSet<usize> =
         run.seen.iter().map(|r| order[&*r.plugin_version]).collect();
     assert!(used.len() >= 3, "versions changed under traffic: {used:?}");
-    assert!(
-        swap_times.iter().all(|t| *t < Duration::from_secs(5)),
-        "{swap_times:?}"
-    );
 }
 
 fn slot_for(path: &Path, smoke: Option<&str>) -> PluginSlot {
