@@ -13,6 +13,7 @@
 //! - [`state`]: what they share, and the offset commit.
 
 mod assignment;
+mod handler_call;
 mod partition;
 mod pipeline;
 mod rebalance;

@@ -1,20 +1,18 @@
 //! One partition's worker: reads its queue in order and sees each message through the plugin and
 //! the policy to a commit or a redelivery.
 
+use super::handler_call::{observers, HandlerCall};
 use super::state::PipelineState;
 use crate::bindings::{Header, Message};
 use crate::config::DeliveryGuarantee;
 use crate::config::Ordering;
 use crate::deadletter::{DeadLetter, DeadLetterWriter};
-use crate::events::{DeadLetterFailed, DeadLettered, DeliveryEvent, Observers};
+use crate::events::{DeadLetterFailed, DeadLettered, Observers};
 use crate::metrics::MessageMetrics;
 use crate::offsets::{Completion, TopicPartition};
-use crate::outcome::CallEnd;
 use crate::output_writer::{to_kafka_record, QueuedWrite};
 use crate::outputs::{OutputRecord, Outputs};
-use crate::plugin::CallContext;
 use crate::policy::{DeliveryRules, Verdict};
-use crate::trace_context::parse_traceparent;
 use crate::transactions::{CommitError, PartitionTransactions};
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::ConsumerContext;
@@ -27,7 +25,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 /// What a partition worker needs from its consumer beyond its queue: the group metadata that
 /// fences a transaction's offsets, and a rewind after an aborted transaction.
@@ -403,77 +400,14 @@ impl Delivery<'_> {
         // Deliveries counted against `max_attempts`; a new plugin version starts a new count.
         let mut tries = 0u32;
         loop {
-            // The version current when a delivery starts handles it, even if a reload lands.
-            let pool = shared.plugin.current();
-            let version = pool.plugin().version_shared();
-            let span = message_span(shared, tp, &message, &version);
-            let context = CallContext {
-                tenant: shared.tenant.clone(),
-                pipeline: shared.name.clone(),
-                plugin_version: version.clone(),
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-                offset,
-                guest_log: shared.budget.guest_log.clone(),
-                outputs: shared.output_rules.clone(),
-            };
-            if !self.cool_down_after_traps().await {
-                return Err(Unsettled::Stopped);
-            }
-            // The tenant's guest-time quota and its bound on calls running at once, over all
-            // its pipelines.
-            if !shared.budget.wait_for_guest_time(self.stop).await {
-                return Err(Unsettled::Stopped);
-            }
-            let call_slot = shared
-                .budget
-                .call_slot(self.stop)
+            tries += 1;
+            let attempt = message.attempt;
+            let mut called = self
+                .handler()
+                .once(&message, tries)
                 .await
                 .ok_or(Unsettled::Stopped)?;
-            let started = Instant::now();
-            // Guest log lines land inside the message's span.
-            let call = pool.call_with_outputs(&message, context);
-            let (outcome, mut outputs) = if span.is_disabled() {
-                call.await
-            } else {
-                call.instrument(span.clone()).await
-            };
-            let elapsed = started.elapsed();
-            drop(call_slot);
-            shared.budget.charge_guest_time(elapsed);
-            let trapped = matches!(outcome.end, CallEnd::Trapped { .. });
-            if trapped {
-                self.trap_streak.fetch_add(1, atomic::Ordering::Relaxed);
-            } else {
-                self.trap_streak.store(0, atomic::Ordering::Relaxed);
-            }
-            let attempt = message.attempt;
-            tries += 1;
-            let settled = self.rules.settle(&outcome, tries, attempt);
-            let publishes = settled.publishes_outputs(&outcome) && !outputs.records.is_empty();
-            if outputs.refused.total() > 0 {
-                shared.output_metrics.refused(&outputs.refused);
-            }
-            let mut event = DeliveryEvent::new(
-                &shared.name,
-                tp,
-                offset,
-                attempt,
-                &version,
-                outcome,
-                settled,
-                started,
-                elapsed,
-            );
-            // Only a dead letter or a pause needs the reason spelled out: no allocation otherwise.
-            let reason = matches!(
-                settled.verdict,
-                Verdict::DeadLetterThenCommit | Verdict::Pause
-            )
-            .then(|| (event.settle_reason(), event.outcome.label()));
-            event.outputs = outputs.records.len();
-            event.outputs_published = publishes;
-            event.emit(&self.observers(), &span);
+            let (settled, publishes) = (called.settled, called.publishes);
             match settled.verdict {
                 verdict @ (Verdict::Commit | Verdict::Leave) => {
                     let how = match verdict {
@@ -481,10 +415,10 @@ impl Delivery<'_> {
                         _ => Completion::Unsettled,
                     };
                     if publishes {
-                        if let Some(queued) = self.queue_write(&outputs) {
+                        if let Some(queued) = self.queue_write(&called.outputs) {
                             let write = PendingWrite {
                                 queued,
-                                records: std::mem::take(&mut outputs.records),
+                                records: std::mem::take(&mut called.outputs.records),
                                 attempt,
                             };
                             return Ok(Done {
@@ -492,7 +426,7 @@ impl Delivery<'_> {
                                 write: Some(write),
                             });
                         }
-                        if !self.publish(offset, attempt, &outputs).await {
+                        if !self.publish(offset, attempt, &called.outputs).await {
                             return Err(Unsettled::Stopped);
                         }
                     }
@@ -502,19 +436,11 @@ impl Delivery<'_> {
                     return Ok(Done::now(how));
                 }
                 Verdict::DeadLetterThenCommit => {
-                    let (Some(writer), Some((reason, outcome))) = (&shared.dead_letters, reason)
+                    let (Some(writer), Some(letter)) =
+                        (&shared.dead_letters, called.dead_letter(shared, &message))
                     else {
                         // The rules give this verdict only to a pipeline with a topic.
                         return Ok(Done::now(Completion::Settled));
-                    };
-                    let letter = DeadLetter {
-                        message: &message,
-                        reason: &reason,
-                        outcome: &outcome,
-                        attempts: attempt,
-                        plugin_version: &version,
-                        tenant: &shared.tenant,
-                        pipeline: &shared.name,
                     };
                     if let Some(c) = self.transactions {
                         c.transactions
@@ -525,7 +451,7 @@ impl Delivery<'_> {
                             offset,
                             dead_letter_topic: writer.topic(),
                             written_to: None,
-                            reason: &reason,
+                            reason: letter.reason,
                         }
                         .emit(&self.observers());
                         return Ok(Done::now(Completion::Settled));
@@ -536,9 +462,9 @@ impl Delivery<'_> {
                     };
                 }
                 Verdict::Pause => {
-                    let (reason, _) = reason.unwrap_or_default();
+                    let reason = called.reason.map(|(reason, _)| reason).unwrap_or_default();
                     self.commit_before_waiting().await?;
-                    if !self.pause(offset, attempt, &version, &reason).await {
+                    if !self.pause(offset, attempt, &called.version, &reason).await {
                         return Err(Unsettled::Stopped);
                     }
                     tries = 0;
@@ -575,15 +501,19 @@ impl Delivery<'_> {
         }
     }
 
-    fn observers(&self) -> Observers<'_> {
-        Observers {
-            tenant: &self.shared.tenant,
-            pipeline: &self.shared.name,
-            stats: &self.shared.stats,
+    fn handler(&self) -> HandlerCall<'_> {
+        HandlerCall {
+            shared: self.shared,
+            rules: self.rules,
+            tp: self.tp,
             metrics: self.metrics,
-            dead_letter_faults: &self.shared.dead_letter_faults,
-            sink: self.shared.reports.as_ref(),
+            stop: self.stop,
+            trap_streak: self.trap_streak,
         }
+    }
+
+    fn observers(&self) -> Observers<'_> {
+        observers(self.shared, self.metrics)
     }
 
     /// At least once, in a sequential worker: queues the attempt's outputs, to be confirmed
@@ -611,73 +541,13 @@ impl Delivery<'_> {
             }
             return true;
         }
-        let Some(writer) = &self.shared.output_writer else {
-            // A pipeline with outputs always has a writer or transactions.
-            return true;
-        };
-        let mut failures = 0u32;
-        loop {
-            // A write under way finishes even when the worker is told to stop (bounded by
-            // `output_timeout`): a drain then commits the message instead of handling it again.
-            match writer.write(&outputs.records).await {
-                Ok(()) => {
-                    written(self.shared, &outputs.records);
-                    return true;
-                }
-                Err(error) => {
-                    failures += 1;
-                    self.shared.output_metrics.write_errors.increment(1);
-                    self.shared.output_faults.fault(&format!(
-                        "{}: offset {offset}: {error:#}; retrying, the offset waits",
-                        self.tp
-                    ));
-                    self.shared.health.failing(self.tp, offset, attempt);
-                    if !self.sleep(self.shared.config.backoff.delay(failures)).await {
-                        return false;
-                    }
-                }
-            }
-        }
+        publish_at_least_once(&self.handler(), offset, attempt, outputs).await
     }
 
     /// Writes the dead letter, retrying until the broker has it; only then may the offset be
     /// committed. `false` if stopped first (the message stays uncommitted).
     async fn dead_letter(&self, writer: &DeadLetterWriter, letter: &DeadLetter<'_>) -> bool {
-        let mut failures = 0u32;
-        loop {
-            let written = tokio::select! {
-                _ = self.stop.cancelled() => return false,
-                written = writer.write(letter) => written,
-            };
-            match written {
-                Ok(written_to) => {
-                    DeadLettered {
-                        tp: self.tp,
-                        offset: letter.message.offset,
-                        dead_letter_topic: writer.topic(),
-                        written_to: Some(written_to),
-                        reason: letter.reason,
-                    }
-                    .emit(&self.observers());
-                    return true;
-                }
-                Err(error) => {
-                    failures += 1;
-                    DeadLetterFailed {
-                        tp: self.tp,
-                        offset: letter.message.offset,
-                        error: &error,
-                    }
-                    .emit(&self.observers());
-                    self.shared
-                        .health
-                        .failing(self.tp, letter.message.offset, letter.attempts);
-                    if !self.sleep(self.shared.config.backoff.delay(failures)).await {
-                        return false;
-                    }
-                }
-            }
-        }
+        write_dead_letter(&self.handler(), writer, letter).await
     }
 
     /// `max_attempts` is used up and there is no dead-letter topic: stop the partition on this
@@ -705,76 +575,96 @@ impl Delivery<'_> {
         resumed
     }
 
-    /// A partition whose calls keep trapping (an endless loop, a memory bomb) waits before
-    /// its next call, longer each time (the pipeline's backoff), so one broken guest cannot
-    /// keep a CPU busy with doomed calls. The message is still handled, just later. `false` if
-    /// stopped while waiting.
-    async fn cool_down_after_traps(&self) -> bool {
-        let threshold = self.shared.config.tenant_limits.pause_after_traps;
-        let streak = self.trap_streak.load(atomic::Ordering::Relaxed);
-        if threshold == 0 || streak < threshold {
-            return true;
-        }
-        let pause = self.shared.config.backoff.delay(streak - threshold + 1);
-        self.metrics.trap_pauses.increment(1);
-        if streak == threshold {
-            tracing::warn!(
-                pipeline = %self.shared.name, tenant = %self.shared.tenant, partition = %self.tp,
-                "{streak} calls in a row trapped: each next call waits (backoff, {} ms now) until one does not trap",
-                pause.as_millis()
-            );
-        }
-        self.sleep(pause).await
-    }
-
     /// Sleeps unless stopped first; `false` if stopped.
-    async fn sleep(&self, duration: std::time::Duration) -> bool {
-        tokio::select! {
-            _ = self.stop.cancelled() => false,
-            _ = tokio::time::sleep(duration) => true,
+    async fn sleep(&self, duration: Duration) -> bool {
+        self.handler().sleep(duration).await
+    }
+}
+
+/// Writes an attempt's outputs and waits for the broker to acknowledge them, retrying with the
+/// pipeline's backoff while the message waits (at least once); only then may the message
+/// settle. `false` if stopped first (the message stays unsettled and is delivered again).
+pub(super) async fn publish_at_least_once(
+    call: &HandlerCall<'_>,
+    offset: i64,
+    attempt: u32,
+    outputs: &Outputs,
+) -> bool {
+    let Some(writer) = &call.shared.output_writer else {
+        // A pipeline with outputs always has a writer or transactions.
+        return true;
+    };
+    let mut failures = 0u32;
+    loop {
+        // A write under way finishes even when the worker is told to stop (bounded by
+        // `output_timeout`): a drain then commits the message instead of handling it again.
+        match writer.write(&outputs.records).await {
+            Ok(()) => {
+                written(call.shared, &outputs.records);
+                return true;
+            }
+            Err(error) => {
+                failures += 1;
+                call.shared.output_metrics.write_errors.increment(1);
+                call.shared.output_faults.fault(&format!(
+                    "{}: offset {offset}: {error:#}; retrying, the offset waits",
+                    call.tp
+                ));
+                call.shared.health.failing(call.tp, offset, attempt);
+                if !call.sleep(call.shared.config.backoff.delay(failures)).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Writes the dead letter, retrying until the broker has it; only then may the offset be
+/// committed. `false` if stopped first (the message stays uncommitted).
+pub(super) async fn write_dead_letter(
+    call: &HandlerCall<'_>,
+    writer: &DeadLetterWriter,
+    letter: &DeadLetter<'_>,
+) -> bool {
+    let mut failures = 0u32;
+    loop {
+        let written = tokio::select! {
+            _ = call.stop.cancelled() => return false,
+            written = writer.write(letter) => written,
+        };
+        match written {
+            Ok(written_to) => {
+                DeadLettered {
+                    tp: call.tp,
+                    offset: letter.message.offset,
+                    dead_letter_topic: writer.topic(),
+                    written_to: Some(written_to),
+                    reason: letter.reason,
+                }
+                .emit(&call.observers());
+                return true;
+            }
+            Err(error) => {
+                failures += 1;
+                DeadLetterFailed {
+                    tp: call.tp,
+                    offset: letter.message.offset,
+                    error: &error,
+                }
+                .emit(&call.observers());
+                call.shared
+                    .health
+                    .failing(call.tp, letter.message.offset, letter.attempts);
+                if !call.sleep(call.shared.config.backoff.delay(failures)).await {
+                    return false;
+                }
+            }
         }
     }
 }
 
 /// How often a paused partition checks for a new plugin version.
 const PAUSE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// One span per delivery, joined to the producer's trace when the message carries a
-/// `traceparent` header.
-fn message_span(
-    shared: &PipelineState,
-    tp: &TopicPartition,
-    message: &Message,
-    version: &str,
-) -> tracing::Span {
-    use tracing::field::Empty;
-    let span = tracing::info_span!(
-        "message",
-        tenant = %shared.tenant,
-        pipeline = %shared.name,
-        topic = %tp.topic,
-        partition = tp.partition,
-        offset = message.offset,
-        attempt = message.attempt,
-        plugin = version,
-        outcome = Empty,
-        trace_id = Empty,
-        parent_id = Empty,
-    );
-    if !span.is_disabled() {
-        let parent = message
-            .headers
-            .iter()
-            .find(|h| h.key.eq_ignore_ascii_case("traceparent"))
-            .and_then(|h| h.value.as_deref())
-            .and_then(parse_traceparent);
-        if let Some(parent) = parent {
-            span.record("trace_id", parent.trace_id);
-            span.record("parent_id", parent.parent_id);
-        }
-    }
-    span
-}
 
 /// Starts the partition's transactional producer (fencing its previous owner), retrying with the
 /// pipeline's backoff while the broker cannot; `None` if stopped first.

@@ -1,0 +1,235 @@
+//! One delivery's handler call: the tenant's budget, the sandboxed call, its settlement and its
+//! event. A partition's worker and a share group's worker both call the handler through here,
+//! and differ only in what they do with the [`Called`] settlement.
+
+use super::state::PipelineState;
+use crate::bindings::Message;
+use crate::deadletter::DeadLetter;
+use crate::events::{DeliveryEvent, Observers};
+use crate::metrics::MessageMetrics;
+use crate::offsets::TopicPartition;
+use crate::outcome::CallEnd;
+use crate::outputs::Outputs;
+use crate::plugin::CallContext;
+use crate::policy::{DeliveryRules, Settlement, Verdict};
+use crate::trace_context::parse_traceparent;
+use std::sync::atomic::{self, AtomicU32};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// What a worker calls its handler with.
+pub(crate) struct HandlerCall<'a> {
+    pub shared: &'a Arc<PipelineState>,
+    pub rules: DeliveryRules,
+    pub tp: &'a TopicPartition,
+    pub metrics: &'a MessageMetrics,
+    pub stop: &'a CancellationToken,
+    /// Calls in a row that trapped in this partition (or share worker).
+    pub trap_streak: &'a AtomicU32,
+}
+
+/// One call, settled and recorded.
+pub(crate) struct Called {
+    pub settled: Settlement,
+    /// What the call sent through `producer`.
+    pub outputs: Outputs,
+    /// Whether those outputs are to be published (and there are some).
+    pub publishes: bool,
+    /// For a dead letter or a pause: why, and the outcome's label.
+    pub reason: Option<(String, String)>,
+    /// The plugin version that handled the call.
+    pub version: Arc<str>,
+}
+
+impl Called {
+    /// The dead letter of `message` after this call, for a dead-letter verdict (which always
+    /// comes with a reason).
+    pub fn dead_letter<'a>(
+        &'a self,
+        shared: &'a PipelineState,
+        message: &'a Message,
+    ) -> Option<DeadLetter<'a>> {
+        let (reason, outcome) = self.reason.as_ref()?;
+        Some(DeadLetter {
+            message,
+            reason,
+            outcome,
+            attempts: message.attempt,
+            plugin_version: &self.version,
+            tenant: &shared.tenant,
+            pipeline: &shared.name,
+        })
+    }
+}
+
+impl HandlerCall<'_> {
+    /// Calls the handler on `message` once, `tries` deliveries counted against `max_attempts`
+    /// (this one included), under the tenant's limits; settles the outcome with the pipeline's
+    /// rules and emits its [`DeliveryEvent`]. `None` if stopped before the call.
+    pub async fn once(&self, message: &Message, tries: u32) -> Option<Called> {
+        let shared = self.shared;
+        let tp = self.tp;
+        // The version current when a delivery starts handles it, even if a reload lands.
+        let pool = shared.plugin.current();
+        let version = pool.plugin().version_shared();
+        let span = message_span(shared, tp, message, &version);
+        let context = CallContext {
+            tenant: shared.tenant.clone(),
+            pipeline: shared.name.clone(),
+            plugin_version: version.clone(),
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            offset: message.offset,
+            guest_log: shared.budget.guest_log.clone(),
+            outputs: shared.output_rules.clone(),
+        };
+        if !self.cool_down_after_traps().await {
+            return None;
+        }
+        // The tenant's guest-time quota and its bound on calls running at once, over all its
+        // pipelines.
+        if !shared.budget.wait_for_guest_time(self.stop).await {
+            return None;
+        }
+        let call_slot = shared.budget.call_slot(self.stop).await?;
+        let started = Instant::now();
+        // Guest log lines land inside the message's span.
+        let call = pool.call_with_outputs(message, context);
+        let (outcome, outputs) = if span.is_disabled() {
+            call.await
+        } else {
+            call.instrument(span.clone()).await
+        };
+        let elapsed = started.elapsed();
+        drop(call_slot);
+        shared.budget.charge_guest_time(elapsed);
+        if matches!(outcome.end, CallEnd::Trapped { .. }) {
+            self.trap_streak.fetch_add(1, atomic::Ordering::Relaxed);
+        } else {
+            self.trap_streak.store(0, atomic::Ordering::Relaxed);
+        }
+        let attempt = message.attempt;
+        let settled = self.rules.settle(&outcome, tries, attempt);
+        let publishes = settled.publishes_outputs(&outcome) && !outputs.records.is_empty();
+        if outputs.refused.total() > 0 {
+            shared.output_metrics.refused(&outputs.refused);
+        }
+        let mut event = DeliveryEvent::new(
+            &shared.name,
+            tp,
+            message.offset,
+            attempt,
+            &version,
+            outcome,
+            settled,
+            started,
+            elapsed,
+        );
+        // Only a dead letter or a pause needs the reason spelled out: no allocation otherwise.
+        let reason = matches!(
+            settled.verdict,
+            Verdict::DeadLetterThenCommit | Verdict::Pause
+        )
+        .then(|| (event.settle_reason(), event.outcome.label()));
+        event.outputs = outputs.records.len();
+        event.outputs_published = publishes;
+        event.emit(&self.observers(), &span);
+        Some(Called {
+            settled,
+            outputs,
+            publishes,
+            reason,
+            version,
+        })
+    }
+
+    /// Where this worker's events are recorded.
+    pub fn observers(&self) -> Observers<'_> {
+        observers(self.shared, self.metrics)
+    }
+
+    /// A worker whose calls keep trapping (an endless loop, a memory bomb) waits before its
+    /// next call, longer each time (the pipeline's backoff), so one broken guest cannot keep a
+    /// CPU busy with doomed calls. The message is still handled, just later. `false` if stopped
+    /// while waiting.
+    async fn cool_down_after_traps(&self) -> bool {
+        let threshold = self.shared.config.tenant_limits.pause_after_traps;
+        let streak = self.trap_streak.load(atomic::Ordering::Relaxed);
+        if threshold == 0 || streak < threshold {
+            return true;
+        }
+        let pause = self.shared.config.backoff.delay(streak - threshold + 1);
+        self.metrics.trap_pauses.increment(1);
+        if streak == threshold {
+            tracing::warn!(
+                pipeline = %self.shared.name, tenant = %self.shared.tenant, partition = %self.tp,
+                "{streak} calls in a row trapped: each next call waits (backoff, {} ms now) until one does not trap",
+                pause.as_millis()
+            );
+        }
+        self.sleep(pause).await
+    }
+
+    /// Sleeps unless stopped first; `false` if stopped.
+    pub async fn sleep(&self, duration: Duration) -> bool {
+        tokio::select! {
+            _ = self.stop.cancelled() => false,
+            _ = tokio::time::sleep(duration) => true,
+        }
+    }
+}
+
+/// Where a worker's events are recorded: the pipeline's counters, log, metrics of the
+/// worker's topic, and event stream.
+pub(crate) fn observers<'a>(
+    shared: &'a PipelineState,
+    metrics: &'a MessageMetrics,
+) -> Observers<'a> {
+    Observers {
+        tenant: &shared.tenant,
+        pipeline: &shared.name,
+        stats: &shared.stats,
+        metrics,
+        dead_letter_faults: &shared.dead_letter_faults,
+        sink: shared.reports.as_ref(),
+    }
+}
+
+/// One span per delivery, joined to the producer's trace when the message carries a
+/// `traceparent` header.
+fn message_span(
+    shared: &PipelineState,
+    tp: &TopicPartition,
+    message: &Message,
+    version: &str,
+) -> tracing::Span {
+    use tracing::field::Empty;
+    let span = tracing::info_span!(
+        "message",
+        tenant = %shared.tenant,
+        pipeline = %shared.name,
+        topic = %tp.topic,
+        partition = tp.partition,
+        offset = message.offset,
+        attempt = message.attempt,
+        plugin = version,
+        outcome = Empty,
+        trace_id = Empty,
+        parent_id = Empty,
+    );
+    if !span.is_disabled() {
+        let parent = message
+            .headers
+            .iter()
+            .find(|h| h.key.eq_ignore_ascii_case("traceparent"))
+            .and_then(|h| h.value.as_deref())
+            .and_then(parse_traceparent);
+        if let Some(parent) = parent {
+            span.record("trace_id", parent.trace_id);
+            span.record("parent_id", parent.parent_id);
+        }
+    }
+    span
+}
