@@ -31,7 +31,9 @@
 //! 7. **Commit.** Every `commit_interval` the pipeline commits each partition's low-watermark of
 //!    settled messages; a revoke or shutdown drains the workers and commits synchronously. An
 //!    exactly-once pipeline instead commits each partition's settled messages in Kafka
-//!    [`transactions`] holding their outputs, dead letters and offset.
+//!    [`transactions`] holding their outputs, dead letters and offset. A share-group pipeline
+//!    (`group_type = "share"`, `consumer/share.rs`) has no offsets: steps 2 and 7 become
+//!    acquiring records and acknowledging each one (accept, release, reject) as it settled.
 //!
 //! Around that path: [`embedded`] (an in-process Kafka-protocol broker for demos and tests),
 //! [`kafka`] (producing records, reading committed offsets), [`health`] and [`ops_endpoint`]

@@ -136,6 +136,57 @@ fn describe() {
         "ackbar_instances_created_total",
         "Plugin instances created (a trap or interrupt replaces one)."
     );
+    describe_counter!(
+        "ackbar_share_acquired_total",
+        "Records a share pipeline acquired from the broker (each delivery counts)."
+    );
+    describe_counter!(
+        "ackbar_share_acknowledged_total",
+        "Share-group acknowledgements the broker applied, by kind: accept, release, reject, renew."
+    );
+    describe_counter!(
+        "ackbar_share_lock_expiries_total",
+        "Records whose acquisition lock ran out before their acknowledgement was applied (the broker delivers them again)."
+    );
+}
+
+/// The series of a share pipeline's acquisitions and acknowledgements.
+pub struct ShareMetrics {
+    /// `ackbar_share_acquired_total`.
+    pub acquired: Counter,
+    /// `ackbar_share_acknowledged_total{kind="accept"}`.
+    pub accepted: Counter,
+    /// `ackbar_share_acknowledged_total{kind="release"}`.
+    pub released: Counter,
+    /// `ackbar_share_acknowledged_total{kind="reject"}`.
+    pub rejected: Counter,
+    /// `ackbar_share_acknowledged_total{kind="renew"}`.
+    pub renewed: Counter,
+    /// `ackbar_share_lock_expiries_total`.
+    pub lock_expiries: Counter,
+}
+
+impl ShareMetrics {
+    /// The share series of `pipeline` of `tenant`.
+    pub fn new(tenant: &str, pipeline: &str) -> Self {
+        let labels = [
+            ("tenant", tenant.to_string()),
+            ("pipeline", pipeline.to_string()),
+        ];
+        let acknowledged = |kind: &'static str| {
+            let mut l = labels.to_vec();
+            l.push(("kind", kind.to_string()));
+            counter!("ackbar_share_acknowledged_total", &l)
+        };
+        ShareMetrics {
+            acquired: counter!("ackbar_share_acquired_total", &labels),
+            accepted: acknowledged("accept"),
+            released: acknowledged("release"),
+            rejected: acknowledged("reject"),
+            renewed: acknowledged("renew"),
+            lock_expiries: counter!("ackbar_share_lock_expiries_total", &labels),
+        }
+    }
 }
 
 /// Per-message series of one partition worker.

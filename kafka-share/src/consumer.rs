@@ -373,6 +373,13 @@ impl ShareConsumer {
         self.ack_version >= 2
     }
 
+    /// Records per fetch and partition from the next `poll` on (at least 1): a caller that
+    /// handles a bounded number at once asks for no more than it has room for, so no record
+    /// waits under its lock for a free slot.
+    pub fn set_max_records(&mut self, max_records: u32) {
+        self.cfg.max_records = max_records.max(1);
+    }
+
     /// The acquisition lock duration the broker last reported.
     pub fn acquisition_lock_timeout(&self) -> Option<Duration> {
         self.lock_timeout

@@ -11,8 +11,9 @@ mod tests;
 mod validate;
 
 pub use pipeline::{
-    Backoff, DeliveryGuarantee, Ordering, PipelineConfig, TransactionSizing, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_TENANT, DEFAULT_TRANSACTION_MESSAGES, DEFAULT_TRANSACTION_MS,
+    Backoff, DeliveryGuarantee, GroupType, Ordering, PipelineConfig, TransactionSizing,
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_SHARE_MAX_ATTEMPTS, DEFAULT_TENANT,
+    DEFAULT_TRANSACTION_MESSAGES, DEFAULT_TRANSACTION_MS,
 };
 pub use settings::{EmbeddedSettings, EngineSettings, RunSettings};
 pub use tenant::{pattern_matches, TenantConfig, TenantLimits};

@@ -60,6 +60,35 @@ pub enum Ordering {
     Unordered,
 }
 
+/// The kind of Kafka group a pipeline consumes in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupType {
+    /// A consumer group: each partition has one owner, which handles it in order and commits
+    /// offsets; a nacked message holds its partition until it settles.
+    #[default]
+    Classic,
+    /// A share group (KIP-932, Kafka 4.2+): any number of members read one partition, each
+    /// record is acquired under a lock and acknowledged on its own (accept, release, reject);
+    /// the broker counts deliveries and archives a record past its delivery limit.
+    Share,
+}
+
+impl GroupType {
+    /// The name in configs and logs: `classic` or `share`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupType::Classic => "classic",
+            GroupType::Share => "share",
+        }
+    }
+}
+
+/// `max_attempts` of a share pipeline with a dead-letter topic that names none: Kafka's default
+/// `group.share.delivery.count.limit`, so the last delivery the broker allows is dead-lettered
+/// instead of archived.
+pub const DEFAULT_SHARE_MAX_ATTEMPTS: u32 = 5;
+
 /// What a pipeline promises about its outputs and its input offsets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -122,7 +151,9 @@ pub struct PipelineConfig {
     /// The topics consumed, at least one. A topic another tenant owns must be shared with this
     /// pipeline's tenant.
     pub topics: Vec<String>,
-    /// The consumer group offsets are committed to. `None` only under `ACK_FIRST`: the pipeline
+    /// A consumer group (the default) or a share group.
+    pub group_type: GroupType,
+    /// The consumer group offsets are committed to (the share group, for `group_type = "share"`). `None` only under `ACK_FIRST`: the pipeline
     /// then assigns itself every partition of its topics instead of joining a group, and nothing is
     /// committed.
     pub group_id: Option<String>,
@@ -182,6 +213,7 @@ impl PipelineConfig {
             name: name.to_string(),
             tenant: DEFAULT_TENANT.to_string(),
             topics: topics.iter().map(|t| t.to_string()).collect(),
+            group_type: GroupType::Classic,
             group_id: None,
             ack_policy: AckPolicy::default(),
             plugin: plugin.into(),

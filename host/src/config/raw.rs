@@ -2,7 +2,7 @@
 //! leave it out. [`super::validate`] turns it into [`super::Config`].
 
 use super::Backoff;
-use super::{DeliveryGuarantee, Ordering};
+use super::{DeliveryGuarantee, GroupType, Ordering};
 use super::{EmbeddedSettings, EngineSettings, RunSettings};
 use crate::policy::AckPolicy;
 use serde::Deserialize;
@@ -35,13 +35,14 @@ pub(super) struct RawPipeline {
     pub(super) topics: Vec<String>,
     pub(super) group_id: Option<String>,
     #[serde(default)]
+    pub(super) group_type: GroupType,
+    #[serde(default)]
     pub(super) ack_policy: AckPolicy,
     pub(super) plugin: PathBuf,
     #[serde(default = "default_true")]
     pub(super) watch_plugin: bool,
     pub(super) smoke_payload: Option<String>,
-    #[serde(default)]
-    pub(super) ordering: Ordering,
+    pub(super) ordering: Option<Ordering>,
     pub(super) max_in_flight: Option<u32>,
     #[serde(default = "default_commit_interval_ms")]
     pub(super) commit_interval_ms: u64,

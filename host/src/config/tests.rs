@@ -217,6 +217,60 @@ fn operations_settings_are_validated_with_their_field() {
 }
 
 #[test]
+fn share_group_pipelines_get_their_defaults_and_refuse_what_cannot_hold() {
+    let p = |extra: &str| parse(&format!("{MINIMAL}group_type = \"share\"\n{extra}"));
+    let share = p("").unwrap();
+    let s = &share.pipelines[0];
+    assert_eq!(s.group_type, GroupType::Share);
+    assert_eq!(s.ordering, Ordering::Unordered);
+    assert_eq!(s.max_in_flight, DEFAULT_MAX_IN_FLIGHT);
+    assert_eq!(s.max_attempts, None);
+    assert_eq!(
+        parse(MINIMAL).unwrap().pipelines[0].group_type,
+        GroupType::Classic
+    );
+    let with_dlq = p("dead_letter_topic = \"dlq\"\n").unwrap();
+    assert_eq!(
+        with_dlq.pipelines[0].max_attempts,
+        Some(DEFAULT_SHARE_MAX_ATTEMPTS)
+    );
+    let own = p("dead_letter_topic = \"dlq\"\nmax_attempts = 3\nmax_in_flight = 2\n").unwrap();
+    assert_eq!(own.pipelines[0].max_attempts, Some(3));
+    assert_eq!(own.pipelines[0].max_in_flight, 2);
+    assert!(p("ordering = \"unordered\"\n").is_ok());
+
+    let refused = |text: &str, expected: &str| {
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.contains(expected), "{e}");
+    };
+    let share = format!("{MINIMAL}group_type = \"share\"\n");
+    refused(
+        &share.replace("nack_on_error", "ack_first"),
+        "pipeline 'orders': field `ack_policy` is ACK_FIRST (the default), which commits before handling",
+    );
+    refused(
+        &format!("{share}ordering = \"partition\"\n"),
+        "field `ordering` is \"partition\", but a share group hands one partition's records to many members",
+    );
+    refused(
+        &format!("{share}ordering = \"key\"\n"),
+        "field `ordering` is \"key\"",
+    );
+    refused(
+        &format!("{share}delivery = \"exactly-once\"\n"),
+        "field `delivery` is exactly-once, but Kafka transactions cannot hold share-group acknowledgements",
+    );
+    refused(
+        &format!("{share}max_attempts = 3\n"),
+        "field `max_attempts` needs a `dead_letter_topic` on a share pipeline",
+    );
+    refused(
+        &format!("{MINIMAL}group_type = \"queue\"\n"),
+        "unknown variant `queue`",
+    );
+}
+
+#[test]
 fn ordering_and_max_in_flight_are_validated() {
     let p = |extra: &str| parse(&format!("{MINIMAL}{extra}"));
     let default = p("").unwrap();

@@ -242,14 +242,16 @@ impl Config {
                     "must be greater than 0".into(),
                 ));
             }
+            let (ordering, max_attempts) = validate_group_type(&p, dead_letter_topic.is_some())
+                .map_err(|(f, m)| perr(f, m))?;
             let outputs =
                 validate_outputs(&p, &tenants, &tenant.name).map_err(|(f, m)| perr(f, m))?;
-            let transactions =
-                validate_transactions(&p, group_id.as_deref()).map_err(|(f, m)| perr(f, m))?;
+            let transactions = validate_transactions(&p, ordering, group_id.as_deref())
+                .map_err(|(f, m)| perr(f, m))?;
             if p.output_timeout_ms == 0 {
                 return Err(perr("output_timeout_ms", "must be greater than 0".into()));
             }
-            let max_in_flight = match (p.ordering, p.max_in_flight) {
+            let max_in_flight = match (ordering, p.max_in_flight) {
                 (_, Some(0)) => return Err(perr("max_in_flight", "must be at least 1".into())),
                 (Ordering::Partition, Some(n)) if n > 1 => {
                     return Err(perr(
@@ -289,11 +291,12 @@ impl Config {
                 name: p.name.clone(),
                 tenant: tenant.name.clone(),
                 topics: p.topics.clone(),
+                group_type: p.group_type,
                 group_id,
                 ack_policy: p.ack_policy,
                 plugin,
                 watch_plugin: p.watch_plugin,
-                ordering: p.ordering,
+                ordering,
                 max_in_flight,
                 smoke_payload: p.smoke_payload.clone().map(String::into_bytes),
                 commit_interval: Duration::from_millis(p.commit_interval_ms),
@@ -301,7 +304,7 @@ impl Config {
                 connect_timeout: Duration::from_millis(p.connect_timeout_ms),
                 limits,
                 backoff: p.backoff,
-                max_attempts: p.max_attempts,
+                max_attempts,
                 dead_letter_topic,
                 dead_letter_timeout: Duration::from_millis(p.dead_letter_timeout_ms),
                 outputs,
@@ -377,9 +380,57 @@ const MAX_OUTPUT_BYTES_PER_CALL: u64 = 64 << 20;
 /// The longest `[pipeline.transaction] max_ms`.
 const MAX_TRANSACTION_MS: u64 = 60_000;
 
+/// What `group_type` allows: the pipeline's `ordering` and `max_attempts`, defaults applied.
+///
+/// A share group settles each record on its own, so only what keeps its meaning there is
+/// accepted: no order across members, no commit before handling (`ACK_FIRST`), no transaction
+/// (Kafka cannot commit share acknowledgements in one), and no pause of a partition (the broker
+/// archives a record past its delivery limit; a dead-letter topic keeps it instead).
+fn validate_group_type(
+    p: &RawPipeline,
+    dead_letters: bool,
+) -> Result<(Ordering, Option<u32>), (&'static str, String)> {
+    if p.group_type == GroupType::Classic {
+        return Ok((p.ordering.unwrap_or_default(), p.max_attempts));
+    }
+    if p.ack_policy == AckPolicy::AckFirst {
+        return Err((
+            "ack_policy",
+            "is ACK_FIRST (the default), which commits before handling; a share group acknowledges each record after its handler: use ACK, REJECT_ON_ERROR, NACK_ON_ERROR or MANUAL".into(),
+        ));
+    }
+    if p.delivery == DeliveryGuarantee::ExactlyOnce {
+        return Err((
+            "delivery",
+            "is exactly-once, but Kafka transactions cannot hold share-group acknowledgements: a share pipeline is at-least-once".into(),
+        ));
+    }
+    if let Some(ordering @ (Ordering::Partition | Ordering::Key)) = p.ordering {
+        return Err((
+            "ordering",
+            format!(
+                "is {}, but a share group hands one partition's records to many members at once, so no order holds; leave it out (or \"unordered\")",
+                if ordering == Ordering::Key { "\"key\"" } else { "\"partition\"" }
+            ),
+        ));
+    }
+    let max_attempts = match (p.max_attempts, dead_letters) {
+        (Some(_), false) => {
+            return Err((
+                "max_attempts",
+                "needs a `dead_letter_topic` on a share pipeline: a share group cannot pause on a message, and without a topic the group's delivery count limit (`share.delivery.count.limit`) already ends its redeliveries".into(),
+            ))
+        }
+        (None, true) => Some(DEFAULT_SHARE_MAX_ATTEMPTS),
+        (max_attempts, _) => max_attempts,
+    };
+    Ok((Ordering::Unordered, max_attempts))
+}
+
 /// `delivery` and `[pipeline.transaction]`.
 fn validate_transactions(
     p: &RawPipeline,
+    ordering: Ordering,
     group_id: Option<&str>,
 ) -> Result<TransactionSizing, (&'static str, String)> {
     let t = &p.transaction;
@@ -402,7 +453,7 @@ fn validate_transactions(
                 ),
             ));
         }
-        if p.ordering != Ordering::Partition {
+        if ordering != Ordering::Partition {
             return Err((
                 "delivery",
                 "is exactly-once, which needs ordering = \"partition\": a transaction commits a partition's offset with the outputs of every message before it".into(),

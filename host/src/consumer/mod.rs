@@ -10,6 +10,11 @@
 //! - [`partition`]: one partition's worker: message → plugin call →
 //!   [`DeliveryRules::settle`](crate::policy::DeliveryRules::settle) → commit point, redelivery
 //!   or pause.
+//! - [`handler_call`]: one delivery's handler call under the tenant's limits, settled and
+//!   recorded; both kinds of workers call through it.
+//! - [`share`]: a share-group pipeline (`group_type = "share"`), in place of [`rebalance`],
+//!   [`assignment`] and [`partition`]: one task acquires records, handles each on a task of its
+//!   own, and acknowledges it (accept, release, reject) as it settled.
 //! - [`state`]: what they share, and the offset commit.
 
 mod assignment;
@@ -17,5 +22,6 @@ mod handler_call;
 mod partition;
 mod pipeline;
 mod rebalance;
+mod share;
 mod state;
 pub use pipeline::{Pipeline, PipelineHandle};

@@ -1,8 +1,9 @@
 //! Starting and stopping one pipeline: consumer, driver thread, commit ticker.
 
 use super::rebalance::{partitions_of, PipelineConsumer, PipelineContext};
+use super::share;
 use super::state::{PipelineState, Writers};
-use crate::config::{DeliveryGuarantee, PipelineConfig};
+use crate::config::{DeliveryGuarantee, GroupType, PipelineConfig};
 use crate::deadletter::DeadLetterWriter;
 use crate::events::EventSink;
 use crate::health::Health;
@@ -32,7 +33,8 @@ pub struct PipelineHandle {
     consumer: Option<Arc<PipelineConsumer>>,
     driver: Option<JoinHandle<()>>,
     driver_stop: CancellationToken,
-    ticker: Option<tokio::task::JoinHandle<()>>,
+    /// The commit ticker, or a share pipeline's worker.
+    background: Option<tokio::task::JoinHandle<()>>,
     watcher: std::sync::Mutex<Option<PluginWatcher>>,
 }
 
@@ -86,11 +88,11 @@ impl Pipeline {
             plugin = %config.plugin.display(),
             version = plugin.current().plugin().version(),
             policy = %config.ack_policy,
+            group_type = config.group_type.name(),
             topics = ?config.topics,
             "starting pipeline"
         );
 
-        let client_config = client_config(&config, bootstrap_servers);
         let writers = Writers {
             dead_letters: DeadLetterWriter::for_pipeline(&config, bootstrap_servers)?,
             outputs: OutputWriter::for_pipeline(&config, bootstrap_servers)?,
@@ -105,6 +107,20 @@ impl Pipeline {
             budget,
             health,
         ));
+        if shared.config.group_type == GroupType::Share {
+            // The share group's consumer lives on the pipeline's one task, which stops itself
+            // (draining, acknowledging, leaving the group) on shutdown.
+            let task = shared.runtime.spawn(share::run(shared.clone()));
+            return Ok(PipelineHandle {
+                shared,
+                consumer: None,
+                driver: None,
+                driver_stop: CancellationToken::new(),
+                background: Some(task),
+                watcher: std::sync::Mutex::new(watcher),
+            });
+        }
+        let client_config = client_config(&shared.config, bootstrap_servers);
         let consumer: Arc<PipelineConsumer> = Arc::new(
             client_config
                 .create_with_context(PipelineContext::new(shared.clone()))
@@ -141,7 +157,7 @@ impl Pipeline {
             consumer: Some(consumer),
             driver: Some(driver),
             driver_stop,
-            ticker: Some(ticker),
+            background: Some(ticker),
             watcher: std::sync::Mutex::new(watcher),
         })
     }
@@ -389,8 +405,8 @@ impl PipelineHandle {
     /// settled synchronously, and leaves the group.
     pub async fn shutdown(mut self) -> Result<StatsSnapshot> {
         self.shared.shutdown.cancel();
-        if let Some(ticker) = self.ticker.take() {
-            let _ = ticker.await;
+        if let Some(task) = self.background.take() {
+            let _ = task.await;
         }
         let shared = self.shared.clone();
         let consumer = self.consumer.take();
