@@ -474,7 +474,7 @@ fn sighup_follows_a_plugin_path_changed_in_the_config() {
 }
 
 /// A plain HTTP/1.1 GET: (status code, body).
-fn http_get(addr: &str, path: &str) -> (u16, String) {
+pub(crate) fn http_get(addr: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
     write!(
@@ -497,7 +497,7 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
 }
 
 /// The value of one series in Prometheus text, e.g. `ackbar_messages_total{...outcome="ok"}`.
-fn series(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn series(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     metrics
         .lines()
         .filter(|l| l.starts_with(&format!("{name}{{")))

@@ -20,5 +20,6 @@ mod policies;
 mod rebalance;
 mod reload;
 mod share_group;
+mod share_pipeline;
 mod supervisor;
 mod tenants;

@@ -310,7 +310,7 @@ async fn renew_keeps_records_past_the_lock_duration() {
     confirm_all_done(&mut admin, &group, &topic, 3).await;
 }
 
-fn broker() -> String {
+pub(crate) fn broker() -> String {
     external(BrokerKind::Kafka).bootstrap.clone()
 }
 
@@ -323,13 +323,17 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-/// Creates `topic` and configures `group` to start at the earliest offset (share groups
-/// start at the latest by default), plus `extra` group configs.
-/// Creates `topic`, and sets `group`'s configs: reading from the earliest offset, and `extra`.
+/// Creates `topic`, and sets `group`'s configs: reading from the earliest offset (share groups
+/// start at the latest by default), and `extra`.
 async fn setup(topic: &str, partitions: i32, group: &str, extra: &[(&str, &str)]) -> Admin {
     ackbar_tests::kafka::create_topic(&broker(), topic, partitions)
         .await
         .expect("create topic");
+    configure_group(group, extra).await
+}
+
+/// Sets `group`'s configs: reading from the earliest offset, and `extra`.
+pub(crate) async fn configure_group(group: &str, extra: &[(&str, &str)]) -> Admin {
     let mut admin = Admin::connect(&broker()).await.expect("admin connect");
     let mut configs = vec![("share.auto.offset.reset", "earliest")];
     configs.extend_from_slice(extra);
@@ -341,7 +345,7 @@ async fn setup(topic: &str, partitions: i32, group: &str, extra: &[(&str, &str)]
 }
 
 /// Writes `values` to partition 0 of `topic`, in order.
-async fn produce(topic: &str, values: impl IntoIterator<Item = String>) {
+pub(crate) async fn produce(topic: &str, values: impl IntoIterator<Item = String>) {
     let records: Vec<Record> = values
         .into_iter()
         .map(|v| Record {
@@ -362,17 +366,17 @@ fn config(group: &str, topic: &str) -> ShareConsumerConfig {
     c
 }
 
-async fn consumer(group: &str, topic: &str) -> ShareConsumer {
+pub(crate) async fn consumer(group: &str, topic: &str) -> ShareConsumer {
     ShareConsumer::connect(config(group, topic))
         .await
         .expect("connect share consumer")
 }
 
 /// Liveness bound for waiting loops; no test asserts on how long anything takes.
-const PATIENCE: Duration = Duration::from_secs(90);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(90);
 
 /// Polls until at least `n` records arrived (or PATIENCE ran out) and returns them.
-async fn poll_until(c: &mut ShareConsumer, n: usize) -> Vec<AcquiredRecord> {
+pub(crate) async fn poll_until(c: &mut ShareConsumer, n: usize) -> Vec<AcquiredRecord> {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let mut got = Vec::new();
     while got.len() < n && tokio::time::Instant::now() < deadline {
@@ -382,7 +386,7 @@ async fn poll_until(c: &mut ShareConsumer, n: usize) -> Vec<AcquiredRecord> {
 }
 
 /// Polls `rounds` times and returns everything delivered.
-async fn poll_rounds(c: &mut ShareConsumer, rounds: usize) -> Vec<AcquiredRecord> {
+pub(crate) async fn poll_rounds(c: &mut ShareConsumer, rounds: usize) -> Vec<AcquiredRecord> {
     let mut got = Vec::new();
     for _ in 0..rounds {
         got.extend(c.poll().await.expect("poll"));
@@ -392,7 +396,12 @@ async fn poll_rounds(c: &mut ShareConsumer, rounds: usize) -> Vec<AcquiredRecord
 
 /// Waits until the group's persisted start offset for partition 0 reaches `want`; returns
 /// the last value seen.
-async fn wait_start_offset(admin: &mut Admin, group: &str, topic: &str, want: i64) -> i64 {
+pub(crate) async fn wait_start_offset(
+    admin: &mut Admin,
+    group: &str,
+    topic: &str,
+    want: i64,
+) -> i64 {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let mut last = i64::MIN;
     while tokio::time::Instant::now() < deadline {
@@ -412,7 +421,7 @@ async fn wait_start_offset(admin: &mut Admin, group: &str, topic: &str, want: i6
     last
 }
 
-fn offsets(records: &[AcquiredRecord]) -> Vec<i64> {
+pub(crate) fn offsets(records: &[AcquiredRecord]) -> Vec<i64> {
     let mut o: Vec<i64> = records.iter().map(|r| r.offset).collect();
     o.sort_unstable();
     o
@@ -423,17 +432,42 @@ fn offsets(records: &[AcquiredRecord]) -> Vec<i64> {
 /// the group's persisted start offset reaches `n`. (Kafka persists the start offset it had
 /// before applying an acknowledgement, so the persisted value trails by one write: the
 /// sentinel's acknowledgement is that write.)
-async fn confirm_all_done(admin: &mut Admin, group: &str, topic: &str, n: i64) {
+pub(crate) async fn confirm_all_done(admin: &mut Admin, group: &str, topic: &str, n: i64) {
+    let left = still_available(group, topic, n).await;
+    assert!(left.is_empty(), "only the sentinel is left: {left:?}");
+    assert_eq!(wait_start_offset(admin, group, topic, n).await, n);
+}
+
+/// The records below offset `n` the broker still hands out, as (offset, delivery count): a
+/// sentinel is written at offset `n` and a fresh member polls until it has it, then accepts
+/// everything it got.
+pub(crate) async fn still_available(group: &str, topic: &str, n: i64) -> Vec<(i64, u16)> {
     produce(topic, ["sentinel".to_owned()]).await;
     let mut c = consumer(group, topic).await;
-    let got = poll_until(&mut c, 1).await;
-    assert_eq!(offsets(&got), vec![n], "only the sentinel is left: {got:?}");
-    assert_eq!(got[0].delivery_count, 1);
-    c.acknowledge(&got[0].id(), kafka_share::AckKind::Accept)
-        .unwrap();
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !got.iter().any(|r: &AcquiredRecord| r.offset == n) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no sentinel: {got:?}"
+        );
+        got.extend(c.poll().await.expect("poll"));
+    }
+    got.extend(poll_rounds(&mut c, 1).await);
+    let sentinels = got.iter().filter(|r| r.offset == n).count();
+    assert_eq!(sentinels, 1, "{got:?}");
+    for r in &got {
+        c.acknowledge(&r.id(), AckKind::Accept).unwrap();
+    }
     let report = c.flush_acks().await.unwrap();
-    assert_eq!(report.accepted, 1, "{report:?}");
+    assert_eq!(report.accepted, got.len() as u64, "{report:?}");
     assert!(poll_rounds(&mut c, 2).await.is_empty());
     c.close().await.unwrap();
-    assert_eq!(wait_start_offset(admin, group, topic, n).await, n);
+    let mut left: Vec<(i64, u16)> = got
+        .iter()
+        .filter(|r| r.offset < n)
+        .map(|r| (r.offset, r.delivery_count))
+        .collect();
+    left.sort_unstable();
+    left
 }
