@@ -192,6 +192,25 @@ struct Pending {
     leader: i32,
 }
 
+/// A record batch as decoded, kept per partition for the next fetch returning it.
+struct DecodedBatch {
+    base_offset: i64,
+    last_offset: i64,
+    /// The batch's length and CRC-32C (which covers everything after it): with the base
+    /// offset, what tells that a batch fetched again is this one.
+    crc: (usize, u32),
+    /// By offset.
+    records: Vec<kafka_protocol::records::Record>,
+}
+
+/// The length and the CRC field of a v2 record batch (bytes 17..21).
+fn batch_crc(batch: &Bytes) -> (usize, u32) {
+    let crc = batch
+        .get(17..21)
+        .map_or(0, |b| u32::from_be_bytes(b.try_into().unwrap()));
+    (batch.len(), crc)
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Held {
     leader: i32,
@@ -258,6 +277,8 @@ pub struct ShareConsumer {
     conns: HashMap<i32, Conn>,
     sessions: HashMap<i32, Session>,
     held: HashMap<Tp, BTreeMap<i64, Held>>,
+    /// The last decoded batch of each partition.
+    decoded: HashMap<Tp, Arc<DecodedBatch>>,
     pending: HashMap<Tp, BTreeMap<i64, Pending>>,
     report: AckReport,
     lock_timeout: Option<Duration>,
@@ -351,6 +372,7 @@ impl ShareConsumer {
             conns: HashMap::new(),
             sessions: HashMap::new(),
             held: HashMap::new(),
+            decoded: HashMap::new(),
             pending: HashMap::new(),
             report: AckReport::default(),
             lock_timeout: None,
@@ -934,6 +956,45 @@ impl ShareConsumer {
         }
     }
 
+    /// The records of `batch`, decoded, or taken from the partition's last decoded batch when
+    /// it is the same one: a consumer taking a few records per fetch gets the same large batch
+    /// again and again, and decoding all of it each time would cost more than the records'
+    /// handling. `None` if it cannot be decoded (its records are then released).
+    fn decode_batch(
+        &mut self,
+        topic: &Arc<str>,
+        tp: Tp,
+        batch: wire::RawBatch,
+    ) -> Option<Arc<DecodedBatch>> {
+        if let Some(cached) = self.decoded.get(&tp) {
+            if cached.base_offset == batch.base_offset && cached.crc == batch_crc(&batch.bytes) {
+                return Some(cached.clone());
+            }
+        }
+        let mut bytes = batch.bytes.clone();
+        match RecordBatchDecoder::decode(&mut bytes) {
+            Ok(set) => {
+                let mut records = set.records;
+                records.sort_by_key(|r| r.offset);
+                let decoded = Arc::new(DecodedBatch {
+                    base_offset: batch.base_offset,
+                    last_offset: batch.last_offset,
+                    crc: batch_crc(&batch.bytes),
+                    records,
+                });
+                self.decoded.insert(tp, decoded.clone());
+                Some(decoded)
+            }
+            Err(e) => {
+                tracing::error!(
+                    topic = %topic, partition = tp.1, base_offset = batch.base_offset, error = %e,
+                    "undecodable record batch; its records are released"
+                );
+                None
+            }
+        }
+    }
+
     /// Keeps the records inside the acquired ranges. Acquired offsets without a record for
     /// the application get a GAP acknowledgement; those whose batch was cut off are released.
     #[allow(clippy::too_many_arguments)]
@@ -949,21 +1010,33 @@ impl ShareConsumer {
     ) {
         let mut by_offset = BTreeMap::new();
         let mut spans = Vec::new();
+        let acquired_in = |first: i64, last: i64| {
+            acquired
+                .iter()
+                .any(|r| r.first_offset <= last && first <= r.last_offset)
+        };
         for batch in wire::split_batches(records) {
-            let mut bytes = batch.bytes.clone();
-            match RecordBatchDecoder::decode(&mut bytes) {
-                Ok(set) => {
-                    spans.push((batch.base_offset, batch.last_offset));
-                    for r in set.records {
-                        if !r.control {
-                            by_offset.insert(r.offset, r);
-                        }
+            // The broker returns whole batches around the acquired records (record-limit mode
+            // too); only batches holding some are decoded.
+            if !acquired_in(batch.base_offset, batch.last_offset) {
+                continue;
+            }
+            let Some(decoded) = self.decode_batch(topic, tp, batch) else {
+                continue;
+            };
+            spans.push((decoded.base_offset, decoded.last_offset));
+            for range in acquired {
+                let from = decoded
+                    .records
+                    .partition_point(|r| r.offset < range.first_offset);
+                for r in decoded.records[from..]
+                    .iter()
+                    .take_while(|r| r.offset <= range.last_offset)
+                {
+                    if !r.control {
+                        by_offset.insert(r.offset, r.clone());
                     }
                 }
-                Err(e) => tracing::error!(
-                    topic = %topic, partition = tp.1, base_offset = batch.base_offset, error = %e,
-                    "undecodable record batch; its records are released"
-                ),
             }
         }
         let in_span = |o: i64| spans.iter().any(|(a, b)| *a <= o && o <= *b);

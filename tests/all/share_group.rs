@@ -119,6 +119,37 @@ async fn delivery_count_limit_archives_a_record() {
     confirm_all_done(&mut admin, &group, &topic, 1).await;
 }
 
+/// A consumer taking a few records per fetch from one large batch gets each record once, with
+/// its own value, though every fetch returns the whole batch (decoded once, then reused).
+#[tokio::test]
+async fn a_large_batch_is_handed_out_a_few_records_at_a_time() {
+    let (topic, group) = (unique("batch"), unique("g-batch"));
+    let mut admin = setup(&topic, 1, &group, &[]).await;
+    // One produce call: the records travel, and are stored, in one batch.
+    produce(&topic, (0..100).map(|i| format!("v{i}"))).await;
+    let mut cfg = config(&group, &topic);
+    cfg.max_records = 7;
+    let mut c = ShareConsumer::connect(cfg).await.unwrap();
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while got.len() < 100 && tokio::time::Instant::now() < deadline {
+        let records = c.poll().await.unwrap();
+        assert!(records.len() <= 7, "{} records in one fetch", records.len());
+        for r in &records {
+            assert_eq!(
+                r.value.as_deref(),
+                Some(format!("v{}", r.offset).as_bytes())
+            );
+            c.acknowledge(&r.id(), AckKind::Accept).unwrap();
+        }
+        got.extend(records);
+    }
+    assert_eq!(offsets(&got), (0..100).collect::<Vec<_>>());
+    let report = c.close().await.unwrap();
+    assert!(report.failures.is_empty(), "{report:?}");
+    confirm_all_done(&mut admin, &group, &topic, 100).await;
+}
+
 /// Two members of one group read the same single partition; every record goes to exactly one.
 #[tokio::test]
 async fn two_members_share_one_partition() {
