@@ -109,6 +109,21 @@ async fn every_attack_is_contained_and_the_neighbour_keeps_going() {
     good.stop().await;
     attacked.stop().await;
 
+    assert_every_attack_settled_once(&attacked);
+    let committed = kafka::committed_offsets(
+        &cluster.bootstrap,
+        hostile_config.group_id.as_deref().unwrap(),
+        &hostile_config.topics[0],
+        &[0],
+    )
+    .unwrap();
+    assert_eq!(committed, vec![(0, Some(ATTACKS.len() as i64))]);
+    assert_all_orders_handled_and_committed(&cluster, &good, good_group.as_deref().unwrap());
+}
+
+/// Each attack was delivered once, ended as expected with its reason (bounded), and was
+/// settled by ACK.
+fn assert_every_attack_settled_once(attacked: &Running) {
     for (offset, (payload, label, reason)) in ATTACKS.iter().enumerate() {
         let reports = attacked.deliveries(0, offset as i64);
         assert_eq!(reports.len(), 1, "{payload}: delivered once");
@@ -123,14 +138,35 @@ async fn every_attack_is_contained_and_the_neighbour_keeps_going() {
         assert!(text.contains(reason), "{payload}: {text:.200}");
         assert!(text.len() <= 2048, "{payload}: report text is bounded");
     }
-    let committed = kafka::committed_offsets(
-        &cluster.bootstrap,
-        hostile_config.group_id.as_deref().unwrap(),
-        &hostile_config.topics[0],
-        &[0],
-    )
-    .unwrap();
-    assert_eq!(committed, vec![(0, Some(ATTACKS.len() as i64))]);
+}
+
+/// The same attacks on a share pipeline (several at once): each is contained and accepted, the
+/// broker has nothing left of them, and the neighbour on a classic group handles everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attack_is_contained_on_a_share_pipeline() {
+    let cluster = Cluster::on(BrokerKind::Kafka, 2).await;
+    produce_orders(&cluster, 2000).await;
+    let payloads: Vec<&str> = ATTACKS.iter().map(|(p, _, _)| *p).collect();
+    let mut config = hostile_config(&cluster, &payloads).await;
+    config.group_type = ackbar::config::GroupType::Share;
+    config.ordering = ackbar::config::Ordering::Unordered;
+    config.max_in_flight = 4;
+    config.kafka.clear();
+    let (group, topic) = (config.group_id.clone().unwrap(), config.topics[0].clone());
+    let mut attacked = cluster.start(config);
+    let mut good = good_tenant(&cluster);
+    let good_group = good.handle.as_ref().unwrap().config().group_id.clone();
+    good.until(Duration::from_secs(60), |seen| seen.len() >= 2000)
+        .await;
+    attacked
+        .until(Duration::from_secs(90), |seen| seen.len() >= ATTACKS.len())
+        .await;
+    attacked.settle(Duration::from_millis(300)).await;
+    good.stop().await;
+    attacked.stop().await;
+    assert_every_attack_settled_once(&attacked);
+    let left = crate::share_group::still_available(&group, &topic, ATTACKS.len() as i64).await;
+    assert!(left.is_empty(), "{left:?}");
     assert_all_orders_handled_and_committed(&cluster, &good, good_group.as_deref().unwrap());
 }
 

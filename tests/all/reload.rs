@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The fixture with a version tag: the same behaviour, another version.
-fn variant(tag: u32) -> Vec<u8> {
+pub(crate) fn variant(tag: u32) -> Vec<u8> {
     ackbar_tests::wasm::tag_component(&std::fs::read(guest("fixture")).unwrap(), tag)
 }
 
 /// Replaces a file the way deploy tools do: write a temporary file, then rename over.
-fn replace_atomically(path: &Path, bytes: &[u8]) {
+pub(crate) fn replace_atomically(path: &Path, bytes: &[u8]) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).unwrap();
     std::fs::rename(&tmp, path).unwrap();
@@ -24,7 +24,7 @@ fn replace_atomically(path: &Path, bytes: &[u8]) {
 
 /// Waits until `version` handles new messages; the 20 s bound only keeps a broken reload from
 /// hanging the test (how fast a swap is, `make bench-reload` measures).
-async fn wait_for_version(run: &crate::support::Running, version: &str) {
+pub(crate) async fn wait_for_version(run: &crate::support::Running, version: &str) {
     let started = Instant::now();
     let handle = run.handle.as_ref().unwrap();
     while handle.plugin_version() != version {

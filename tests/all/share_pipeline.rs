@@ -5,10 +5,15 @@
 use crate::brokers::BrokerKind;
 use crate::cli::{http_get, series};
 use crate::crash::Ackbar;
+use crate::reload::{replace_atomically, variant, wait_for_version};
 use crate::share_group::{configure_group, still_available, PATIENCE};
 use crate::support::{guest, Cluster};
-use ackbar::config::{GroupType, Ordering, PipelineConfig};
+use crate::tenants::peak_concurrency;
+use ackbar::config::{GroupType, Ordering, PipelineConfig, TenantLimits};
+use ackbar::events::DeliveryEvent;
+use ackbar::plugin::version_id;
 use ackbar::policy::{AckPolicy, Action};
+use ackbar::tenant::TenantBudget;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -227,6 +232,63 @@ async fn locks_are_renewed_while_a_handler_runs_and_while_a_redelivery_waits() {
         vec![1],
         "{left:?}"
     );
+}
+
+/// The tenant's bounds hold on a share pipeline: with one message in flight for the tenant, a
+/// pipeline allowed 8 handles one record at a time, and gives every admission back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_limits_hold_on_a_share_pipeline() {
+    let cluster = Cluster::on(BrokerKind::Kafka, 1).await;
+    let payloads: Vec<(i32, &str)> = (0..20).map(|_| (0, "sleep:20")).collect();
+    cluster.produce(&payloads).await;
+    let config = share_config(&cluster, AckPolicy::Ack);
+    let limits = TenantLimits {
+        max_in_flight: 1,
+        ..TenantLimits::default()
+    };
+    let budget = TenantBudget::new(&config.tenant, limits);
+    let mut run = cluster.start_in(config, budget.clone());
+    run.until(PATIENCE, |seen| seen.len() >= 20).await;
+    run.stop().await;
+    let all: Vec<&DeliveryEvent> = run.seen.iter().collect();
+    assert_eq!(peak_concurrency(&all), 1, "{:?}", run.summary());
+    assert_eq!(budget.messages_in_flight(), 0, "every admission given back");
+    assert_eq!(budget.calls_running(), 0);
+    let left = still_available(&cluster.group, &cluster.topic, 20).await;
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// A new plugin version swapped in under a share pipeline handles the records after it; every
+/// record is handled once and accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_under_a_share_pipeline_loses_nothing() {
+    let cluster = Cluster::on(BrokerKind::Kafka, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("handler.wasm");
+    let (old, new) = (variant(0), variant(1));
+    std::fs::write(&plugin, &old).unwrap();
+    let mut config = share_config(&cluster, AckPolicy::Ack);
+    config.plugin = plugin.clone();
+    let mut run = cluster.start(config);
+    let batch: Vec<(i32, &str)> = (0..50).map(|_| (0, "sleep:5")).collect();
+    cluster.produce(&batch).await;
+    run.until(PATIENCE, |seen| seen.len() >= 10).await;
+    replace_atomically(&plugin, &new);
+    wait_for_version(&run, &version_id(&new)).await;
+    cluster.produce(&batch).await;
+    run.until(PATIENCE, |seen| seen.len() >= 100).await;
+    run.settle(Duration::from_millis(300)).await;
+    run.stop().await;
+    for offset in 0..100 {
+        let deliveries = run.deliveries(0, offset);
+        assert_eq!(deliveries.len(), 1, "offset {offset}: {:?}", run.summary());
+        assert_eq!(deliveries[0].action, Action::Commit);
+        if offset >= 50 {
+            assert_eq!(&*deliveries[0].plugin_version, version_id(&new));
+        }
+    }
+    let left = still_available(&cluster.group, &cluster.topic, 100).await;
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// Deliveries parsed from one `ackbar run`'s event lines: (offset, attempt, action).

@@ -53,7 +53,7 @@ async fn feed(cluster: &Cluster, pipelines: [&Running; 2]) {
 }
 
 /// The most calls that were running at the same moment.
-fn peak_concurrency(reports: &[&DeliveryEvent]) -> usize {
+pub(crate) fn peak_concurrency(reports: &[&DeliveryEvent]) -> usize {
     let mut edges: Vec<(Instant, i32)> = reports
         .iter()
         .flat_map(|r| [(r.started, 1), (r.started + r.elapsed, -1)])

@@ -148,7 +148,8 @@ struct ShareWorker {
     /// Per-message series and names of each topic, made on first use.
     topics: HashMap<Arc<str>, Arc<MessageMetrics>>,
     trap_streak: Arc<AtomicU32>,
-    /// Records being handled (or waiting for a redelivery), with their lock deadlines.
+    /// Every record this member holds (waiting for a slot, being handled, or waiting for its
+    /// redelivery), with its lock deadline.
     held: HashMap<RecordId, Instant>,
     /// Records acquired beyond the free handler slots (a fetch is bounded per partition).
     waiting: VecDeque<AcquiredRecord>,
@@ -191,6 +192,9 @@ impl ShareWorker {
                     Ok(records) => {
                         self.shared.consume_faults.recovered();
                         self.metrics.acquired.increment(records.len() as u64);
+                        for record in &records {
+                            self.held.insert(record.id(), record.lock_deadline);
+                        }
                         self.waiting.extend(records);
                     }
                     Err(e) => {
@@ -223,7 +227,6 @@ impl ShareWorker {
     /// Hands an acquired record to a task of its own.
     fn start(&mut self, record: AcquiredRecord) {
         let id = record.id();
-        self.held.insert(id.clone(), record.lock_deadline);
         let metrics = self
             .topics
             .entry(record.topic.clone())
