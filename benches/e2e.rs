@@ -8,6 +8,8 @@
 //!   and every language's `orders`, under several policies;
 //! - `faststream`: the same logic in FastStream (`benches/faststream`), on a smaller topic, since
 //!   it commits once per message;
+//! - `share`: a 1 ms handler on one partition, a classic group against a share group of 1, 2 and
+//!   4 members; and a no-op handler, for the cost of share acknowledgements against commits;
 //! - `latency`: produce → committed latency of a live stream (5,000 msg/s) through Ackbar;
 //! - `enrich`: consume-transform-produce, the Rust `enrich` example forwarding every order to
 //!   `<topic>.enriched`, at least once and exactly once (three transaction sizes), its live
@@ -318,15 +320,22 @@ impl RunningAckbar {
         policy: &str,
         extra: &str,
     ) -> Self {
+        let group = unique_group(case);
+        Self::start_in(binary, &group, bootstrap, topic, plugin, policy, extra)
+    }
+
+    /// Like [`start`](Self::start), as a member of `group` (share groups: many members).
+    fn start_in(
+        binary: &Path,
+        group: &str,
+        bootstrap: &str,
+        topic: &str,
+        plugin: &Path,
+        policy: &str,
+        extra: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let metrics_addr = format!("127.0.0.1:{}", free_port());
-        static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let group = format!(
-            "bench-{}-{}-{run}",
-            std::process::id(),
-            case.replace(' ', "-")
-        );
         let config = format!(
             "brokers = \"{bootstrap}\"\n[run]\nsummary_interval_secs = 0\nmetrics_addr = \"{metrics_addr}\"\n\
              [[pipeline]]\nname = \"bench\"\ntopics = [\"{topic}\"]\ngroup_id = \"{group}\"\n\
@@ -340,9 +349,98 @@ impl RunningAckbar {
         RunningAckbar {
             child,
             metrics_addr,
-            group,
+            group: group.to_string(),
             _dir: dir,
         }
+    }
+}
+
+/// A group name of its own for one run of `case`.
+fn unique_group(case: &str) -> String {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "bench-{}-{}-{run}",
+        std::process::id(),
+        case.replace([' ', ',', '='], "-")
+    )
+}
+
+/// `members` `ackbar run` processes in one share group on `input`'s topic, from the first
+/// handled message until the broker applied an acknowledgement of every record (counted from
+/// the members' metrics). CPU is the members' together.
+fn share_group_run(
+    case: &str,
+    bootstrap: &str,
+    input: &Input,
+    plugin: &Path,
+    members: usize,
+    extra: &str,
+) -> Row {
+    let group = unique_group(case);
+    let extra = format!("group_type = \"share\"\n{extra}");
+    let running: Vec<RunningAckbar> = (0..members)
+        .map(|_| {
+            RunningAckbar::start_in(
+                this_build(),
+                &group,
+                bootstrap,
+                input.topic,
+                plugin,
+                "ACK",
+                &extra,
+            )
+        })
+        .collect();
+    let sum = |name: &str, kind: Option<&str>| -> f64 {
+        running
+            .iter()
+            .filter_map(|r| http_get(&r.metrics_addr, "/metrics"))
+            .map(|m| match kind {
+                None => metric_sum(&m, name),
+                Some(kind) => m
+                    .lines()
+                    .filter(|l| l.starts_with(name) && l.contains(&format!("kind=\"{kind}\"")))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum(),
+            })
+            .sum()
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    let t0 = loop {
+        assert!(Instant::now() < deadline, "{case}: no message handled");
+        if sum("ackbar_messages_total", None) > 0.0 {
+            break Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let cpu = || -> f64 { running.iter().map(|r| proc_stat(r.child.id()).0).sum() };
+    let cpu0 = cpu();
+    // The first member stands for the others.
+    let profile = Profile::start(case, "ACK", running[0].child.id());
+    while sum("ackbar_share_acknowledged_total", Some("accept")) < input.messages as f64 {
+        assert!(Instant::now() < deadline, "{case}: not all acknowledged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    drop(profile);
+    let cpu_seconds = cpu() - cpu0;
+    let rss = running
+        .iter()
+        .map(|r| proc_stat(r.child.id()).1)
+        .fold(0.0, f64::max);
+    let calls = sum("ackbar_handler_duration_seconds_count", None);
+    let total = sum("ackbar_handler_duration_seconds_sum", None);
+    drop(running);
+    Row {
+        case: case.into(),
+        policy: "ACK".into(),
+        messages: input.messages,
+        seconds,
+        handler_us: (calls > 0.0).then(|| total / calls * 1e6),
+        cpu_seconds: Some(cpu_seconds),
+        peak_rss_mb: Some(rss),
+        ..Row::default()
     }
 }
 
@@ -1044,6 +1142,56 @@ fn main() {
             ),
         ] {
             rows.extend(ackbar(name, &bootstrap, &input, &fixture, "ACK", extra));
+        }
+    }
+    if wanted("share") {
+        // Kafka queues: a 1 ms handler on one partition, where a classic group has one useful
+        // member and a share group as many as it is given; then a no-op handler, for the cost
+        // of a share acknowledgement against a commit.
+        for (handler, n) in [
+            ("sleep:1", env_or("BENCH_SHARE_MESSAGES", 3000)),
+            ("ok", env_or("BENCH_SHARE_NOOP_MESSAGES", 50_000)),
+        ] {
+            let topic = format!("bench-share-{}-{id}", handler.replace(':', "-"));
+            runtime.block_on(async {
+                broker.create_topic(&topic, 1).await;
+                let records: Vec<Record> =
+                    (0..n).map(|_| Record::new(0, handler.as_bytes())).collect();
+                kafka::produce(&bootstrap, &topic, &records).await.unwrap();
+            });
+            let input = Input {
+                topic: &topic,
+                partitions: 1,
+                messages: n,
+            };
+            let label = if handler == "ok" { "no-op" } else { "1 ms" };
+            rows.extend(ackbar(
+                &format!("{label} handler, 1 partition, classic group"),
+                &bootstrap,
+                &input,
+                &fixture,
+                "ACK",
+                "",
+            ));
+            let members: &[usize] = if handler == "ok" { &[1] } else { &[1, 2, 4] };
+            for &m in members {
+                rows.push(share_group_run(
+                    &format!("{label} handler, 1 partition, share group, {m} member(s), max_in_flight = 1"),
+                    &bootstrap,
+                    &input,
+                    &fixture,
+                    m,
+                    "max_in_flight = 1",
+                ));
+            }
+            rows.push(share_group_run(
+                &format!("{label} handler, 1 partition, share group, 1 member, max_in_flight = 16"),
+                &bootstrap,
+                &input,
+                &fixture,
+                1,
+                "max_in_flight = 16",
+            ));
         }
     }
     let n_latency = env_or("BENCH_LATENCY_MESSAGES", 20_000);
