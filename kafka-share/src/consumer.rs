@@ -7,13 +7,13 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::share_fetch_response::{AcquiredRecords, ShareFetchResponse};
 use kafka_protocol::messages::{ApiKey, MetadataRequest, TopicName};
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use kafka_protocol::records::RecordBatchDecoder;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::conn::{bootstrap_addrs, connect_any, Conn, ConnOpts};
 use crate::error::{Error, Result};
 use crate::membership::{Command, MemberState, Membership};
+use crate::records;
 use crate::wire::{self, FetchParams, PartitionAcks, TopicAcks, ACK_GAP};
 
 /// How the broker sizes an acquisition (ShareFetch v2, KIP-1206).
@@ -75,8 +75,7 @@ pub struct AcquiredRecord {
     pub timestamp: i64,
     pub key: Option<Bytes>,
     pub value: Option<Bytes>,
-    /// Record headers. Repeated keys collapse to the last value (kafka-protocol decodes
-    /// headers into a map).
+    /// Record headers, in the order written (repeated keys included).
     pub headers: Vec<(String, Option<Bytes>)>,
     /// When the acquisition lock runs out at the latest (measured from when the fetch was
     /// sent, so slightly early); after it the broker may hand the record to another member.
@@ -199,8 +198,10 @@ struct DecodedBatch {
     /// The batch's length and CRC-32C (which covers everything after it): with the base
     /// offset, what tells that a batch fetched again is this one.
     crc: (usize, u32),
+    /// A batch of transaction markers.
+    control: bool,
     /// By offset.
-    records: Vec<kafka_protocol::records::Record>,
+    records: Vec<records::Record>,
 }
 
 /// The length and the CRC field of a v2 record batch (bytes 17..21).
@@ -971,16 +972,14 @@ impl ShareConsumer {
                 return Some(cached.clone());
             }
         }
-        let mut bytes = batch.bytes.clone();
-        match RecordBatchDecoder::decode(&mut bytes) {
-            Ok(set) => {
-                let mut records = set.records;
-                records.sort_by_key(|r| r.offset);
+        match records::decode(&batch.bytes) {
+            Ok(decoded) => {
                 let decoded = Arc::new(DecodedBatch {
                     base_offset: batch.base_offset,
                     last_offset: batch.last_offset,
                     crc: batch_crc(&batch.bytes),
-                    records,
+                    control: decoded.control,
+                    records: decoded.records,
                 });
                 self.decoded.insert(tp, decoded.clone());
                 Some(decoded)
@@ -1033,7 +1032,7 @@ impl ShareConsumer {
                     .iter()
                     .take_while(|r| r.offset <= range.last_offset)
                 {
-                    if !r.control {
+                    if !decoded.control {
                         by_offset.insert(r.offset, r.clone());
                     }
                 }
@@ -1055,11 +1054,7 @@ impl ShareConsumer {
                         timestamp: r.timestamp,
                         key: r.key,
                         value: r.value,
-                        headers: r
-                            .headers
-                            .into_iter()
-                            .map(|(k, v)| (k.as_str().to_owned(), v))
-                            .collect(),
+                        headers: r.headers,
                         lock_deadline: deadline,
                     });
                 } else {

@@ -43,6 +43,7 @@ mod conn;
 mod consumer;
 mod error;
 mod membership;
+mod records;
 mod wire;
 
 pub use admin::Admin;

@@ -150,6 +150,77 @@ async fn a_large_batch_is_handed_out_a_few_records_at_a_time() {
     confirm_all_done(&mut admin, &group, &topic, 100).await;
 }
 
+/// Batches compressed with each codec a producer may use arrive decoded, and a record's
+/// headers arrive in the order written, repeated keys included.
+#[tokio::test]
+async fn compressed_batches_and_repeated_headers_arrive_whole() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let (topic, group) = (unique("codecs"), unique("g-codecs"));
+    let mut admin = setup(&topic, 1, &group, &[]).await;
+    let codecs = ["gzip", "snappy", "lz4", "zstd"];
+    for codec in codecs {
+        let producer: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", broker())
+            .set("compression.type", codec)
+            .set("linger.ms", "20")
+            .create()
+            .unwrap();
+        let values: Vec<String> = (0..10).map(|i| format!("{codec}-{i}")).collect();
+        let sends: Vec<_> = values
+            .iter()
+            .map(|value| {
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: "h",
+                        value: Some("1"),
+                    })
+                    .insert(Header {
+                        key: "h",
+                        value: Some("2"),
+                    })
+                    .insert(Header {
+                        key: "codec",
+                        value: Some(codec),
+                    });
+                let record = FutureRecord::<(), _>::to(&topic)
+                    .partition(0)
+                    .payload(value)
+                    .headers(headers);
+                producer.send(record, Duration::from_secs(10))
+            })
+            .collect();
+        for sent in sends {
+            sent.await.expect("produced");
+        }
+    }
+    let mut c = consumer(&group, &topic).await;
+    let got = poll_until(&mut c, 40).await;
+    assert_eq!(offsets(&got), (0..40).collect::<Vec<_>>());
+    for r in &got {
+        let codec = codecs[r.offset as usize / 10];
+        let value = format!("{codec}-{}", r.offset % 10);
+        assert_eq!(r.value.as_deref(), Some(value.as_bytes()), "{r:?}");
+        let headers: Vec<(&str, Option<&[u8]>)> = r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_deref()))
+            .collect();
+        assert_eq!(
+            headers,
+            vec![
+                ("h", Some(&b"1"[..])),
+                ("h", Some(&b"2"[..])),
+                ("codec", Some(codec.as_bytes()))
+            ]
+        );
+        c.acknowledge(&r.id(), AckKind::Accept).unwrap();
+    }
+    let report = c.close().await.unwrap();
+    assert!(report.failures.is_empty(), "{report:?}");
+    confirm_all_done(&mut admin, &group, &topic, 40).await;
+}
+
 /// Two members of one group read the same single partition; every record goes to exactly one.
 #[tokio::test]
 async fn two_members_share_one_partition() {
