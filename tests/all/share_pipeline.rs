@@ -291,6 +291,49 @@ async fn hot_reload_under_a_share_pipeline_loses_nothing() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// Batches compressed with every codec are read by a classic and by a share pipeline alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_topics_are_read_by_both_kinds_of_pipeline() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let cluster = Cluster::on(BrokerKind::Kafka, 1).await;
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        let producer: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &cluster.bootstrap)
+            .set("compression.type", codec)
+            .set("linger.ms", "20")
+            .create()
+            .unwrap();
+        let sends: Vec<_> = (0..5)
+            .map(|_| {
+                let record = FutureRecord::<(), _>::to(&cluster.topic)
+                    .partition(0)
+                    .payload("ok");
+                producer.send(record, Duration::from_secs(10))
+            })
+            .collect();
+        for sent in sends {
+            sent.await.expect("produced");
+        }
+    }
+    let classic = cluster.config(AckPolicy::Ack);
+    let share_group = crate::support::unique("share-group");
+    let mut share = share_config(&cluster, AckPolicy::Ack);
+    share.group_id = Some(share_group.clone());
+    let mut runs = [cluster.start(classic), cluster.start(share)];
+    for run in &mut runs {
+        run.until(PATIENCE, |seen| seen.len() >= 20).await;
+    }
+    for run in &mut runs {
+        run.settle(Duration::from_millis(300)).await;
+        run.stop().await;
+        assert_eq!(run.seen.len(), 20, "{:?}", run.summary());
+        assert!(run.seen.iter().all(|d| d.action == Action::Commit));
+    }
+    cluster.until_committed(&[Some(20)], PATIENCE).await;
+    let left = still_available(&share_group, &cluster.topic, 20).await;
+    assert!(left.is_empty(), "{left:?}");
+}
+
 /// Deliveries parsed from one `ackbar run`'s event lines: (offset, attempt, action).
 type Seen = Arc<Mutex<Vec<(i64, u32, String)>>>;
 
