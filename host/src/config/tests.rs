@@ -268,6 +268,14 @@ fn share_group_pipelines_get_their_defaults_and_refuse_what_cannot_hold() {
         &format!("{MINIMAL}group_type = \"queue\"\n"),
         "unknown variant `queue`",
     );
+    refused(
+        &format!("[kafka]\n\"security.protocol\" = \"SASL_SSL\"\n{share}"),
+        "field `kafka` sets `security.protocol` to SASL_SSL, but the share-group client connects in plaintext only",
+    );
+    assert!(parse(&format!(
+        "[kafka]\n\"security.protocol\" = \"plaintext\"\n{share}"
+    ))
+    .is_ok());
 }
 
 #[test]

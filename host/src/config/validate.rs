@@ -279,6 +279,17 @@ impl Config {
                 ));
             }
 
+            if p.group_type == GroupType::Share {
+                if let Some(protocol) = kafka
+                    .get("security.protocol")
+                    .filter(|v| !v.eq_ignore_ascii_case("plaintext"))
+                {
+                    return Err(perr(
+                        "kafka",
+                        format!("sets `security.protocol` to {protocol}, but the share-group client connects in plaintext only (no TLS or SASL yet): use a classic group on this cluster"),
+                    ));
+                }
+            }
             // `join` keeps an absolute path as it is.
             let plugin = base.join(&p.plugin);
             if !plugin.is_file() {

@@ -175,7 +175,7 @@ impl ShareWorker {
                 };
                 self.start(record);
             }
-            if self.shared.shutdown.is_cancelled() {
+            if self.shared.shutdown.is_cancelled() || self.shared.crashed.is_cancelled() {
                 return;
             }
             self.renew_locks().await;
@@ -198,7 +198,8 @@ impl ShareWorker {
                         self.waiting.extend(records);
                     }
                     Err(e) => {
-                        self.shared.crash(format!("share group: {e}"));
+                        let group = self.shared.config.group_id.as_deref().unwrap_or_default();
+                        self.shared.crash(format!("share group '{group}': {e}"));
                         return;
                     }
                 }
