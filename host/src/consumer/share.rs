@@ -16,7 +16,7 @@
 //!
 //! `attempt` is the broker's delivery count, and `max_attempts` counts those deliveries. A
 //! record whose handler is still running, or waiting for its redelivery, keeps its acquisition
-//! lock: it is renewed when a third of the lock is left.
+//! lock: it is renewed when half of the lock is left.
 
 use super::handler_call::HandlerCall;
 use super::partition::{publish_at_least_once, write_dead_letter};
@@ -38,8 +38,9 @@ use tokio::task::JoinSet;
 /// waits for the next fetch to carry it.
 const FETCH_WAIT: Duration = Duration::from_millis(250);
 
-/// A record's lock is renewed once less than this share of its duration is left.
-const RENEW_WHEN_LEFT: u32 = 3;
+/// A record's lock is renewed once less than this share of its duration is left: half, so a
+/// worker held up by a busy machine still renews in time.
+const RENEW_WHEN_LEFT: u32 = 2;
 
 /// The broker's error for an acknowledgement of a record whose lock had expired.
 const INVALID_RECORD_STATE: i16 = 121;
@@ -262,7 +263,7 @@ impl ShareWorker {
         }
     }
 
-    /// Renews the locks of held records with less than a third of their lock left.
+    /// Renews the locks of held records with less than half of their lock left.
     async fn renew_locks(&mut self) {
         let Some(lock) = self.consumer.acquisition_lock_timeout() else {
             return;
