@@ -513,6 +513,9 @@ impl ShareConsumer {
             }
         }
         let assignment = self.member.borrow().assignment.clone();
+        // Batches kept for partitions this member no longer reads are of no more use.
+        self.decoded
+            .retain(|(id, p), _| assignment.get(id).is_some_and(|parts| parts.contains(p)));
         if self.meta.stale
             || assignment
                 .keys()
@@ -972,7 +975,10 @@ impl ShareConsumer {
                 return Some(cached.clone());
             }
         }
-        match records::decode(&batch.bytes) {
+        // Kept records would otherwise pin the whole fetch response (up to `max_bytes`) they
+        // were cut from: the batch gets a buffer of its own, copied once per new batch.
+        let bytes = Bytes::copy_from_slice(&batch.bytes);
+        match records::decode(&bytes) {
             Ok(decoded) => {
                 let decoded = Arc::new(DecodedBatch {
                     base_offset: batch.base_offset,
