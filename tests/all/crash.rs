@@ -20,7 +20,8 @@ const COMMIT_INTERVAL_MS: u64 = 200;
 /// Settled (partition, offset) pairs, parsed from the debug lines of one `ackbar run`.
 pub(crate) type Settled = Arc<Mutex<Vec<(i32, i64)>>>;
 
-fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+/// The value of `name=` in a log line.
+pub(crate) fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     line.split_whitespace().find_map(|w| w.strip_prefix(name))
 }
 

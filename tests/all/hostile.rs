@@ -63,13 +63,8 @@ fn good_tenant(cluster: &Cluster) -> Running {
     cluster.start(config)
 }
 
-/// A hostile tenant on its own topic: ACK, 300 ms deadline, 16 MiB of memory, and the default
-/// backoff (which spaces out calls after repeated traps).
-async fn hostile_tenant(cluster: &Cluster, payloads: &[&str]) -> Running {
-    let config = hostile_config(cluster, payloads).await;
-    cluster.start(config)
-}
-
+/// A hostile tenant's pipeline on its own topic holding `payloads`: ACK, 300 ms deadline,
+/// 16 MiB of memory, and the default backoff (which spaces out calls after repeated traps).
 async fn hostile_config(cluster: &Cluster, payloads: &[&str]) -> PipelineConfig {
     let topic = unique("hostile");
     cluster.add_topic(&topic, 1).await;
@@ -90,16 +85,20 @@ async fn hostile_config(cluster: &Cluster, payloads: &[&str]) -> PipelineConfig 
     config
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_attack_is_contained_and_the_neighbour_keeps_going() {
-    let cluster = Cluster::on(BrokerKind::Kafka, 2).await;
-    produce_orders(&cluster, 2000).await;
+/// Every attack in one hostile pipeline (`shape` adjusts its config) beside the good tenant on
+/// a topic of two partitions, until both have handled everything: the two runs, stopped, the
+/// hostile pipeline's config and the good tenant's group.
+async fn attacks_beside_the_good_tenant(
+    cluster: &Cluster,
+    shape: impl FnOnce(&mut PipelineConfig),
+) -> (Running, Running, PipelineConfig, String) {
+    produce_orders(cluster, 2000).await;
     let payloads: Vec<&str> = ATTACKS.iter().map(|(p, _, _)| *p).collect();
-    let mut attacked = hostile_tenant(&cluster, &payloads).await;
-    let mut good = good_tenant(&cluster);
+    let mut config = hostile_config(cluster, &payloads).await;
+    shape(&mut config);
+    let mut attacked = cluster.start(config.clone());
+    let mut good = good_tenant(cluster);
     let good_group = good.handle.as_ref().unwrap().config().group_id.clone();
-    let hostile_config = attacked.handle.as_ref().unwrap().config().clone();
-
     good.until(Duration::from_secs(60), |seen| seen.len() >= 2000)
         .await;
     attacked
@@ -108,7 +107,19 @@ async fn every_attack_is_contained_and_the_neighbour_keeps_going() {
     attacked.settle(Duration::from_millis(300)).await;
     good.stop().await;
     attacked.stop().await;
+    (
+        attacked,
+        good,
+        config,
+        good_group.expect("the good tenant's group"),
+    )
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attack_is_contained_and_the_neighbour_keeps_going() {
+    let cluster = Cluster::on(BrokerKind::Kafka, 2).await;
+    let (attacked, good, hostile_config, good_group) =
+        attacks_beside_the_good_tenant(&cluster, |_| {}).await;
     assert_every_attack_settled_once(&attacked);
     let committed = kafka::committed_offsets(
         &cluster.bootstrap,
@@ -118,7 +129,7 @@ async fn every_attack_is_contained_and_the_neighbour_keeps_going() {
     )
     .unwrap();
     assert_eq!(committed, vec![(0, Some(ATTACKS.len() as i64))]);
-    assert_all_orders_handled_and_committed(&cluster, &good, good_group.as_deref().unwrap());
+    assert_all_orders_handled_and_committed(&cluster, &good, &good_group);
 }
 
 /// Each attack was delivered once, ended as expected with its reason (bounded), and was
@@ -145,29 +156,23 @@ fn assert_every_attack_settled_once(attacked: &Running) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attack_is_contained_on_a_share_pipeline() {
     let cluster = Cluster::on(BrokerKind::Kafka, 2).await;
-    produce_orders(&cluster, 2000).await;
-    let payloads: Vec<&str> = ATTACKS.iter().map(|(p, _, _)| *p).collect();
-    let mut config = hostile_config(&cluster, &payloads).await;
-    config.group_type = ackbar::config::GroupType::Share;
-    config.ordering = ackbar::config::Ordering::Unordered;
-    config.max_in_flight = 4;
-    config.kafka.clear();
-    let (group, topic) = (config.group_id.clone().unwrap(), config.topics[0].clone());
-    let mut attacked = cluster.start(config);
-    let mut good = good_tenant(&cluster);
-    let good_group = good.handle.as_ref().unwrap().config().group_id.clone();
-    good.until(Duration::from_secs(60), |seen| seen.len() >= 2000)
+    let (attacked, good, hostile_config, good_group) =
+        attacks_beside_the_good_tenant(&cluster, |config| {
+            config.group_type = ackbar::config::GroupType::Share;
+            config.ordering = ackbar::config::Ordering::Unordered;
+            config.max_in_flight = 4;
+            config.kafka.clear();
+        })
         .await;
-    attacked
-        .until(Duration::from_secs(90), |seen| seen.len() >= ATTACKS.len())
-        .await;
-    attacked.settle(Duration::from_millis(300)).await;
-    good.stop().await;
-    attacked.stop().await;
     assert_every_attack_settled_once(&attacked);
-    let left = crate::share_group::still_available(&group, &topic, ATTACKS.len() as i64).await;
+    let left = crate::share_group::still_available(
+        hostile_config.group_id.as_deref().unwrap(),
+        &hostile_config.topics[0],
+        ATTACKS.len() as i64,
+    )
+    .await;
     assert!(left.is_empty(), "{left:?}");
-    assert_all_orders_handled_and_committed(&cluster, &good, good_group.as_deref().unwrap());
+    assert_all_orders_handled_and_committed(&cluster, &good, &good_group);
 }
 
 /// The good tenant handled each of the 2,000 orders once, successfully, and committed them all.

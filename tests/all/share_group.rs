@@ -154,45 +154,23 @@ async fn a_large_batch_is_handed_out_a_few_records_at_a_time() {
 /// headers arrive in the order written, repeated keys included.
 #[tokio::test]
 async fn compressed_batches_and_repeated_headers_arrive_whole() {
-    use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::producer::{FutureProducer, FutureRecord};
     let (topic, group) = (unique("codecs"), unique("g-codecs"));
     let mut admin = setup(&topic, 1, &group, &[]).await;
     let codecs = ["gzip", "snappy", "lz4", "zstd"];
     for codec in codecs {
-        let producer: FutureProducer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", broker())
-            .set("compression.type", codec)
-            .set("linger.ms", "20")
-            .create()
-            .unwrap();
-        let values: Vec<String> = (0..10).map(|i| format!("{codec}-{i}")).collect();
-        let sends: Vec<_> = values
-            .iter()
-            .map(|value| {
-                let headers = OwnedHeaders::new()
-                    .insert(Header {
-                        key: "h",
-                        value: Some("1"),
-                    })
-                    .insert(Header {
-                        key: "h",
-                        value: Some("2"),
-                    })
-                    .insert(Header {
-                        key: "codec",
-                        value: Some(codec),
-                    });
-                let record = FutureRecord::<(), _>::to(&topic)
-                    .partition(0)
-                    .payload(value)
-                    .headers(headers);
-                producer.send(record, Duration::from_secs(10))
+        let records: Vec<Record> = (0..10)
+            .map(|i| Record {
+                partition: Some(0),
+                payload: format!("{codec}-{i}").into_bytes(),
+                headers: vec![
+                    ("h".into(), b"1".to_vec()),
+                    ("h".into(), b"2".to_vec()),
+                    ("codec".into(), codec.as_bytes().to_vec()),
+                ],
+                ..Record::default()
             })
             .collect();
-        for sent in sends {
-            sent.await.expect("produced");
-        }
+        produce_compressed(&topic, codec, &records).await;
     }
     let mut c = consumer(&group, &topic).await;
     let got = poll_until(&mut c, 40).await;
@@ -459,6 +437,43 @@ pub(crate) async fn produce(topic: &str, values: impl IntoIterator<Item = String
     ackbar::kafka::produce(&broker(), topic, &records)
         .await
         .expect("produce");
+}
+
+/// Writes `records` to `topic`, in order, with a producer that compresses its batches with
+/// `codec` (`gzip`, `snappy`, `lz4` or `zstd`).
+pub(crate) async fn produce_compressed(topic: &str, codec: &str, records: &[Record]) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("compression.type", codec)
+        .set("linger.ms", "20")
+        .create()
+        .expect("a compressing producer");
+    let sends: Vec<_> = records
+        .iter()
+        .map(|r| {
+            let headers = r
+                .headers
+                .iter()
+                .fold(OwnedHeaders::new(), |h, (key, value)| {
+                    h.insert(Header {
+                        key,
+                        value: Some(value),
+                    })
+                });
+            let mut record = FutureRecord::<[u8], _>::to(topic)
+                .payload(&r.payload)
+                .headers(headers);
+            if let Some(p) = r.partition {
+                record = record.partition(p);
+            }
+            producer.send(record, Duration::from_secs(10))
+        })
+        .collect();
+    for sent in sends {
+        sent.await.expect("produced");
+    }
 }
 
 fn config(group: &str, topic: &str) -> ShareConsumerConfig {

@@ -4,9 +4,9 @@
 
 use crate::brokers::BrokerKind;
 use crate::cli::{http_get, series};
-use crate::crash::Ackbar;
+use crate::crash::{field, Ackbar};
 use crate::reload::{replace_atomically, variant, wait_for_version};
-use crate::share_group::{configure_group, still_available, PATIENCE};
+use crate::share_group::{configure_group, produce_compressed, still_available, PATIENCE};
 use crate::support::{guest, Cluster};
 use crate::tenants::peak_concurrency;
 use ackbar::config::{GroupType, Ordering, PipelineConfig, TenantLimits};
@@ -294,26 +294,12 @@ async fn hot_reload_under_a_share_pipeline_loses_nothing() {
 /// Batches compressed with every codec are read by a classic and by a share pipeline alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compressed_topics_are_read_by_both_kinds_of_pipeline() {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
     let cluster = Cluster::on(BrokerKind::Kafka, 1).await;
     for codec in ["gzip", "snappy", "lz4", "zstd"] {
-        let producer: FutureProducer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &cluster.bootstrap)
-            .set("compression.type", codec)
-            .set("linger.ms", "20")
-            .create()
-            .unwrap();
-        let sends: Vec<_> = (0..5)
-            .map(|_| {
-                let record = FutureRecord::<(), _>::to(&cluster.topic)
-                    .partition(0)
-                    .payload("ok");
-                producer.send(record, Duration::from_secs(10))
-            })
+        let records: Vec<ackbar::kafka::Record> = (0..5)
+            .map(|_| ackbar::kafka::Record::new(0, "ok"))
             .collect();
-        for sent in sends {
-            sent.await.expect("produced");
-        }
+        produce_compressed(&cluster.topic, codec, &records).await;
     }
     let classic = cluster.config(AckPolicy::Ack);
     let share_group = crate::support::unique("share-group");
@@ -336,10 +322,6 @@ async fn compressed_topics_are_read_by_both_kinds_of_pipeline() {
 
 /// Deliveries parsed from one `ackbar run`'s event lines: (offset, attempt, action).
 type Seen = Arc<Mutex<Vec<(i64, u32, String)>>>;
-
-fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    line.split_whitespace().find_map(|w| w.strip_prefix(name))
-}
 
 /// One `ackbar run` member: the process, its deliveries, and its ops endpoint once serving.
 struct Member {
