@@ -79,16 +79,16 @@ fn handler_calls(c: &mut Criterion) {
     let pool = InstancePool::new(plugin.clone());
     rt.block_on(pool.warm_up()).unwrap();
     let msg = message(ORDER);
-    let context = CallContext::default();
+    let context = Arc::new(CallContext::default());
     c.bench_function("orders handle: wasm, reused instance", |b| {
-        b.iter(|| rt.block_on(pool.call(black_box(&msg), context.clone())))
+        b.iter(|| rt.block_on(pool.call(black_box(&msg), &context)))
     });
     c.bench_function("orders handle: native Rust", |b| {
         b.iter(|| orders::process(black_box(msg.payload.as_deref().unwrap()), 1))
     });
     let big = message(&common::order(1, false));
     c.bench_function("orders handle, 1 KiB order: wasm, reused instance", |b| {
-        b.iter(|| rt.block_on(pool.call(black_box(&big), context.clone())))
+        b.iter(|| rt.block_on(pool.call(black_box(&big), &context)))
     });
     c.bench_function("orders handle, 1 KiB order: native Rust", |b| {
         b.iter(|| orders::process(black_box(big.payload.as_deref().unwrap()), 1))
@@ -136,15 +136,15 @@ fn languages(c: &mut Criterion) {
         );
         let pool = InstancePool::new(plugin.clone());
         rt.block_on(pool.warm_up()).unwrap();
-        let context = CallContext::default();
-        let ok = rt.block_on(pool.call(&msg, context.clone()));
+        let context = Arc::new(CallContext::default());
+        let ok = rt.block_on(pool.call(&msg, &context));
         assert_eq!(ok.label(), "ok");
         let mut group = c.benchmark_group(language);
         group.bench_function("orders handle, reused instance", |b| {
-            b.iter(|| rt.block_on(pool.call(black_box(&msg), context.clone())))
+            b.iter(|| rt.block_on(pool.call(black_box(&msg), &context)))
         });
         group.bench_function("orders handle, 1 KiB order, reused instance", |b| {
-            b.iter(|| rt.block_on(pool.call(black_box(&big), context.clone())))
+            b.iter(|| rt.block_on(pool.call(black_box(&big), &context)))
         });
         group.sample_size(10);
         group.bench_function("instantiate from InstancePre", |b| {

@@ -9,9 +9,9 @@
 
 use crate::bindings::Message;
 use crate::outcome::CallEnd;
-use crate::plugin::{CallContext, Grants, InstancePool, PluginLimits, PluginRuntime};
+use crate::plugin::{Grants, InstancePool, PluginLimits, PluginRuntime};
 use anyhow::{bail, Context, Result};
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, Cache};
 use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +43,9 @@ pub enum Reloaded {
         took: Duration,
     },
 }
+
+/// The current plugin of a [`PluginSlot`], as one worker sees it ([`PluginSlot::follow`]).
+pub type PluginCache<'a> = Cache<&'a ArcSwap<InstancePool>, Arc<InstancePool>>;
 
 /// The live plugin of one pipeline, replaceable while messages flow.
 pub struct PluginSlot {
@@ -106,6 +109,12 @@ impl PluginSlot {
     /// The plugin a message that starts now is handled by.
     pub fn current(&self) -> Arc<InstancePool> {
         self.current.load_full()
+    }
+
+    /// A worker's own view of [`current`](Self::current): it checks for a new version with
+    /// one atomic read, and touches no reference count that other workers write until one lands.
+    pub fn follow(&self) -> PluginCache<'_> {
+        Cache::new(&self.current)
     }
 
     /// Instances created by every version so far.
@@ -204,9 +213,7 @@ fn prepare(
     crate::plugin::block_on(async {
         pool.warm_up().await?;
         if let Some(payload) = smoke_payload {
-            let outcome = pool
-                .call(&smoke_message(payload), CallContext::default())
-                .await;
+            let outcome = pool.call(&smoke_message(payload), &Arc::default()).await;
             if let CallEnd::Trapped { kind, detail, .. } = &outcome.end {
                 bail!(
                     "plugin {}: trapped ({kind}) on the smoke message: {}",

@@ -639,6 +639,27 @@ fn json_logs_put_guest_lines_in_the_message_span_with_the_producer_trace() {
     assert_eq!(span["trace_id"], "0af7651916cd43dd8448eb211c80319c");
     assert_eq!(span["parent_id"], "b7ad6b7169203331");
     assert_eq!(event["level"], "INFO");
+    assert_eq!(event["fields"]["offset"], 0, "{line}");
+    assert!(
+        event["fields"]["plugin"]
+            .as_str()
+            .is_some_and(|v| v.len() > 4),
+        "{line}"
+    );
+    // The next call reuses the instance: its lines name the new offset.
+    let second = ackbar::kafka::Record {
+        partition: Some(0),
+        key: None,
+        payload: b"log:a second line".to_vec(),
+        headers: Vec::new(),
+    };
+    rt.block_on(ackbar::kafka::produce(&brokers, "orders", &[second]))
+        .unwrap();
+    let line = ackbar.wait_for("a second line");
+    let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(event["fields"]["offset"], 1, "{line}");
+    assert_eq!(event["fields"]["partition"], 0, "{line}");
+    assert_eq!(event["span"]["offset"], 1, "{line}");
     ackbar.signal("TERM");
     assert!(ackbar.wait_exit().success());
 }

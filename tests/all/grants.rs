@@ -3,7 +3,7 @@
 use crate::support::{guest, runtime};
 use ackbar::bindings::Message;
 use ackbar::outcome::{CallEnd, Decision, Outcome};
-use ackbar::plugin::{CallContext, DirGrant, Grants, InstancePool, PluginLimits};
+use ackbar::plugin::{DirGrant, Grants, InstancePool, PluginLimits};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,7 +29,7 @@ fn call(pool: &InstancePool, payload: &str) -> Outcome {
         headers: vec![],
         attempt: 1,
     };
-    ackbar::plugin::block_on(pool.call(&message, CallContext::default()))
+    ackbar::plugin::block_on(pool.call(&message, &Arc::default()))
 }
 
 fn assert_allowed(pool: &InstancePool, payload: &str) {

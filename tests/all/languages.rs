@@ -165,7 +165,7 @@ macro_rules! language {
             /// times, each copied in through the guest's `cabi_realloc`.
             #[test]
             fn thousands_of_1_kib_orders_without_a_trap() {
-                use ackbar::plugin::{CallContext, InstancePool, PluginLimits};
+                use ackbar::plugin::{InstancePool, PluginLimits};
                 let plugin = crate::support::runtime()
                     .load(&example($language, "orders"), PluginLimits::default())
                     .unwrap();
@@ -186,7 +186,7 @@ macro_rules! language {
                         attempt: 1,
                     };
                     let outcome =
-                        ackbar::plugin::block_on(pool.call(&message, CallContext::default()));
+                        ackbar::plugin::block_on(pool.call(&message, &Default::default()));
                     assert_eq!(outcome.label(), "ok", "message {i}: {outcome:?}");
                 }
                 assert_eq!(pool.instances_created(), 1, "no instance was replaced");
@@ -212,7 +212,7 @@ macro_rules! language {
                         ..CallContext::default()
                     };
                     let message = crate::support::message_on("orders", payload.as_bytes());
-                    ackbar::plugin::block_on(pool.call_with_outputs(&message, context))
+                    ackbar::plugin::block_on(pool.call_with_outputs(&message, &context.into()))
                 };
                 let (outcome, sent) = call(
                     r#"{"id":"o1","item":"bücher","quantity":12,"warehouse":"north"}"#,

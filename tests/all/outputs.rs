@@ -44,7 +44,7 @@ fn a_component_built_before_the_producer_interface_loads_and_handles_unchanged()
     let pool = InstancePool::new(Arc::new(plugin));
     let call = |payload: &str| {
         let message = message_on("orders", payload.as_bytes());
-        ackbar::plugin::block_on(pool.call_with_outputs(&message, CallContext::default()))
+        ackbar::plugin::block_on(pool.call_with_outputs(&message, &Default::default()))
     };
     let (ok, sent) = call(r#"{"id":"o1","item":"book","quantity":2}"#);
     assert_eq!(ok, Outcome::returned(None));
@@ -81,7 +81,8 @@ fn sends_past_the_byte_bound_are_refused_without_holding_them() {
         }),
         ..CallContext::default()
     };
-    let (outcome, sent) = ackbar::plugin::block_on(pool.call_with_outputs(&message, context));
+    let (outcome, sent) =
+        ackbar::plugin::block_on(pool.call_with_outputs(&message, &Arc::new(context)));
     assert_eq!(
         outcome.end,
         CallEnd::Returned(Some(ackbar::outcome::Decision::Ack)),

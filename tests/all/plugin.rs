@@ -29,7 +29,7 @@ fn pool(limits: PluginLimits) -> InstancePool {
 }
 
 fn call(pool: &InstancePool, payload: &str) -> Outcome {
-    ackbar::plugin::block_on(pool.call(&message(payload), CallContext::default()))
+    ackbar::plugin::block_on(pool.call(&message(payload), &Arc::default()))
 }
 
 #[test]
@@ -44,13 +44,15 @@ fn instances_are_reused_between_messages() {
 #[test]
 fn each_partition_gets_back_the_instance_it_used_last() {
     let pool = pool(PluginLimits::default());
-    let partition = |topic: &str| CallContext {
-        topic: Arc::from(topic),
-        ..CallContext::default()
+    let partition = |topic: &str| {
+        Arc::new(CallContext {
+            topic: Arc::from(topic),
+            ..CallContext::default()
+        })
     };
     let (a, b) = (partition("a"), partition("b"));
-    let count = |context: &CallContext| {
-        let outcome = ackbar::plugin::block_on(pool.call(&message("count"), context.clone()));
+    let count = |context: &Arc<CallContext>| {
+        let outcome = ackbar::plugin::block_on(pool.call(&message("count"), context));
         match outcome.end {
             CallEnd::Failed { message, .. } => message,
             end => panic!("count: {end:?}"),
@@ -59,7 +61,7 @@ fn each_partition_gets_back_the_instance_it_used_last() {
     // `a` holds an instance (asleep in a host call) when `b` needs one: two instances.
     let (sleep, count_b) = (message("sleep:200"), message("count"));
     let (slept, first_b) = ackbar::plugin::block_on(async {
-        tokio::join!(pool.call(&sleep, a.clone()), pool.call(&count_b, b.clone()))
+        tokio::join!(pool.call(&sleep, &a), pool.call(&count_b, &b))
     });
     assert_eq!(slept.label(), "ok");
     assert!(matches!(first_b.end, CallEnd::Failed { ref message, .. } if message == "count 1"));
@@ -263,7 +265,7 @@ fn logged_lines(context: CallContext, payload: &str) -> (Outcome, Vec<String>) {
         .finish();
     let pool = pool(PluginLimits::default());
     let outcome = tracing::subscriber::with_default(subscriber, || {
-        ackbar::plugin::block_on(pool.call(&message(payload), context))
+        ackbar::plugin::block_on(pool.call(&message(payload), &Arc::new(context)))
     });
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     (outcome, text.lines().map(str::to_string).collect())
@@ -385,7 +387,7 @@ fn compiled_cache_hits_on_the_next_load_and_rebuilds_a_bad_entry() {
         let pool = InstancePool::new(Arc::new(plugin));
         let ok = ackbar::plugin::block_on(pool.call(
             &message(r#"{"id":"o1","item":"book","quantity":2}"#),
-            CallContext::default(),
+            &Arc::default(),
         ));
         assert_eq!(ok.label(), "ok", "the loaded plugin runs");
         (outcome, runtime)

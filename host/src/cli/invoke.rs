@@ -223,18 +223,19 @@ impl Invoker {
     ) {
         let version = self.pool.plugin().version_shared();
         let pipeline: Arc<str> = Arc::from("invoke");
+        let mut context = None;
         for attempt in 1.. {
             let message = input.to_guest(index, attempt);
-            let context = CallContext {
-                tenant: Arc::from(crate::config::DEFAULT_TENANT),
-                pipeline: pipeline.clone(),
-                plugin_version: version.clone(),
-                topic: Arc::from(message.topic.as_str()),
-                partition: message.partition,
-                offset: message.offset,
-                guest_log: self.guest_log.clone(),
-                outputs: self.outputs.clone(),
-            };
+            let context = context.get_or_insert_with(|| {
+                Arc::new(CallContext {
+                    tenant: Arc::from(crate::config::DEFAULT_TENANT),
+                    pipeline: pipeline.clone(),
+                    topic: Arc::from(message.topic.as_str()),
+                    partition: message.partition,
+                    guest_log: self.guest_log.clone(),
+                    outputs: self.outputs.clone(),
+                })
+            });
             let started = Instant::now();
             let (outcome, outputs) = self.pool.call_with_outputs(&message, context).await;
             let settled = self.rules.settle(&outcome, attempt, attempt);
@@ -245,7 +246,7 @@ impl Invoker {
                 &tp,
                 message.offset,
                 attempt,
-                &version,
+                version,
                 outcome,
                 settled,
                 started,

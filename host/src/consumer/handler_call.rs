@@ -10,7 +10,7 @@ use crate::metrics::MessageMetrics;
 use crate::offsets::TopicPartition;
 use crate::outcome::CallEnd;
 use crate::outputs::Outputs;
-use crate::plugin::CallContext;
+use crate::plugin::{CallContext, InstancePool};
 use crate::policy::{DeliveryRules, Settlement, Verdict};
 use crate::trace_context::parse_traceparent;
 use std::sync::atomic::{self, AtomicU32};
@@ -28,6 +28,20 @@ pub(crate) struct HandlerCall<'a> {
     pub stop: &'a CancellationToken,
     /// Calls in a row that trapped in this partition (or share worker).
     pub trap_streak: &'a AtomicU32,
+    /// Who calls: built once per partition ([`call_context`]).
+    pub context: &'a Arc<CallContext>,
+}
+
+/// The context of every call for `tp` in this pipeline.
+pub(crate) fn call_context(shared: &PipelineState, tp: &TopicPartition) -> Arc<CallContext> {
+    Arc::new(CallContext {
+        tenant: shared.tenant.clone(),
+        pipeline: shared.name.clone(),
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+        guest_log: shared.budget.guest_log.clone(),
+        outputs: shared.output_rules.clone(),
+    })
 }
 
 /// One call, settled and recorded.
@@ -37,8 +51,15 @@ pub(crate) struct Called {
     pub outputs: Outputs,
     /// Whether those outputs are to be published (and there are some).
     pub publishes: bool,
-    /// For a dead letter or a pause: why, and the outcome's label.
-    pub reason: Option<(String, String)>,
+    /// For a dead letter or a pause: why, and by which plugin version.
+    pub reason: Option<SettleReason>,
+}
+
+/// Why a message is dead-lettered or paused.
+pub(crate) struct SettleReason {
+    pub text: String,
+    /// The outcome's label.
+    pub outcome: String,
     /// The plugin version that handled the call.
     pub version: Arc<str>,
 }
@@ -51,13 +72,13 @@ impl Called {
         shared: &'a PipelineState,
         message: &'a Message,
     ) -> Option<DeadLetter<'a>> {
-        let (reason, outcome) = self.reason.as_ref()?;
+        let reason = self.reason.as_ref()?;
         Some(DeadLetter {
             message,
-            reason,
-            outcome,
+            reason: &reason.text,
+            outcome: &reason.outcome,
             attempts: message.attempt,
-            plugin_version: &self.version,
+            plugin_version: &reason.version,
             tenant: &shared.tenant,
             pipeline: &shared.name,
         })
@@ -65,26 +86,15 @@ impl Called {
 }
 
 impl HandlerCall<'_> {
-    /// Calls the handler on `message` once, `tries` deliveries counted against `max_attempts`
-    /// (this one included), under the tenant's limits; settles the outcome with the pipeline's
-    /// rules and emits its [`DeliveryEvent`]. `None` if stopped before the call.
-    pub async fn once(&self, message: &Message, tries: u32) -> Option<Called> {
+    /// Calls the handler of `pool` (the plugin version current when the delivery started) on
+    /// `message` once, `tries` deliveries counted against `max_attempts` (this one included),
+    /// under the tenant's limits; settles the outcome with the pipeline's rules and emits its
+    /// [`DeliveryEvent`]. `None` if stopped before the call.
+    pub async fn once(&self, pool: &InstancePool, message: &Message, tries: u32) -> Option<Called> {
         let shared = self.shared;
         let tp = self.tp;
-        // The version current when a delivery starts handles it, even if a reload lands.
-        let pool = shared.plugin.current();
         let version = pool.plugin().version_shared();
-        let span = message_span(shared, tp, message, &version);
-        let context = CallContext {
-            tenant: shared.tenant.clone(),
-            pipeline: shared.name.clone(),
-            plugin_version: version.clone(),
-            topic: tp.topic.clone(),
-            partition: tp.partition,
-            offset: message.offset,
-            guest_log: shared.budget.guest_log.clone(),
-            outputs: shared.output_rules.clone(),
-        };
+        let span = message_span(shared, tp, message, version);
         if !self.cool_down_after_traps().await {
             return None;
         }
@@ -96,7 +106,7 @@ impl HandlerCall<'_> {
         let call_slot = shared.budget.call_slot(self.stop).await?;
         let started = Instant::now();
         // Guest log lines land inside the message's span.
-        let call = pool.call_with_outputs(message, context);
+        let call = pool.call_with_outputs(message, self.context);
         let (outcome, outputs) = if span.is_disabled() {
             call.await
         } else {
@@ -121,7 +131,7 @@ impl HandlerCall<'_> {
             tp,
             message.offset,
             attempt,
-            &version,
+            version,
             outcome,
             settled,
             started,
@@ -132,7 +142,11 @@ impl HandlerCall<'_> {
             settled.verdict,
             Verdict::DeadLetterThenCommit | Verdict::Pause
         )
-        .then(|| (event.settle_reason(), event.outcome.label()));
+        .then(|| SettleReason {
+            text: event.settle_reason(),
+            outcome: event.outcome.label(),
+            version: version.clone(),
+        });
         event.outputs = outputs.records.len();
         event.outputs_published = publishes;
         event.emit(&self.observers(), &span);
@@ -141,7 +155,6 @@ impl HandlerCall<'_> {
             outputs,
             publishes,
             reason,
-            version,
         })
     }
 

@@ -1,7 +1,7 @@
 //! One partition's worker: reads its queue in order and sees each message through the plugin and
 //! the policy to a commit or a redelivery.
 
-use super::handler_call::{observers, HandlerCall};
+use super::handler_call::{call_context, observers, HandlerCall};
 use super::state::PipelineState;
 use crate::bindings::{Header, Message};
 use crate::config::DeliveryGuarantee;
@@ -12,6 +12,7 @@ use crate::metrics::MessageMetrics;
 use crate::offsets::{Completion, TopicPartition};
 use crate::output_writer::{to_kafka_record, QueuedWrite};
 use crate::outputs::{OutputRecord, Outputs};
+use crate::plugin::{CallContext, InstancePool};
 use crate::policy::{DeliveryRules, Verdict};
 use crate::transactions::{CommitError, PartitionTransactions};
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
@@ -93,6 +94,8 @@ pub(crate) async fn run<C: ConsumerContext + 'static>(
         aborts_in_a_row: AtomicU32::new(0),
     });
     let trap_streak = AtomicU32::new(0);
+    let context = call_context(&shared, &tp);
+    let mut plugin = shared.plugin.follow();
     // At least once, outputs are confirmed by the broker on tasks of their own while the worker
     // goes on; a message's offset is committed only after its outputs are written. While one of
     // those writes is failing (retried), the partition takes no new message.
@@ -129,6 +132,8 @@ pub(crate) async fn run<C: ConsumerContext + 'static>(
             metrics: &metrics,
             stop: &stop,
             trap_streak: &trap_streak,
+            context: &context,
+            started_with: Some(plugin.load()),
             transactions: committer.as_ref(),
             pipeline_writes: true,
         }
@@ -276,6 +281,7 @@ async fn run_concurrent<C: ConsumerContext + 'static>(
     let mut lanes: HashMap<Option<Vec<u8>>, watch::Receiver<bool>> = HashMap::new();
     let mut tasks = JoinSet::new();
     let trap_streak = Arc::new(AtomicU32::new(0));
+    let context = call_context(shared, tp);
     loop {
         let permit = tokio::select! {
             biased;
@@ -296,12 +302,13 @@ async fn run_concurrent<C: ConsumerContext + 'static>(
         } else {
             (None, None)
         };
-        let (shared, tp, stop, metrics, trap_streak) = (
+        let (shared, tp, stop, metrics, trap_streak, context) = (
             shared.clone(),
             tp.clone(),
             stop.clone(),
             metrics.clone(),
             trap_streak.clone(),
+            context.clone(),
         );
         tasks.spawn(async move {
             let _permit = permit;
@@ -323,6 +330,8 @@ async fn run_concurrent<C: ConsumerContext + 'static>(
                 metrics: &metrics,
                 stop: &stop,
                 trap_streak: &trap_streak,
+                context: &context,
+                started_with: None,
                 transactions: None,
                 pipeline_writes: false,
             };
@@ -348,6 +357,11 @@ struct Delivery<'a> {
     stop: &'a CancellationToken,
     /// Calls in a row that trapped in this partition.
     trap_streak: &'a AtomicU32,
+    /// Who calls: the partition's context.
+    context: &'a Arc<CallContext>,
+    /// The plugin current when the delivery started, when the worker follows it; otherwise each
+    /// attempt asks the pipeline's slot.
+    started_with: Option<&'a Arc<InstancePool>>,
     /// The partition's transactions (exactly once): outputs and dead letters are staged in the
     /// open one instead of written, and what settled before a message that must wait (for a
     /// redelivery, or paused) commits before the wait.
@@ -402,9 +416,18 @@ impl Delivery<'_> {
         loop {
             tries += 1;
             let attempt = message.attempt;
+            // The version current when an attempt starts handles it, even if a reload lands.
+            let current;
+            let pool = match self.started_with {
+                Some(pool) if attempt == 1 => pool,
+                _ => {
+                    current = shared.plugin.current();
+                    &current
+                }
+            };
             let mut called = self
                 .handler()
-                .once(&message, tries)
+                .once(pool, &message, tries)
                 .await
                 .ok_or(Unsettled::Stopped)?;
             let (settled, publishes) = (called.settled, called.publishes);
@@ -462,9 +485,15 @@ impl Delivery<'_> {
                     };
                 }
                 Verdict::Pause => {
-                    let reason = called.reason.map(|(reason, _)| reason).unwrap_or_default();
+                    // The rules give this verdict with a reason.
+                    let Some(reason) = called.reason else {
+                        return Err(Unsettled::Stopped);
+                    };
                     self.commit_before_waiting().await?;
-                    if !self.pause(offset, attempt, &called.version, &reason).await {
+                    if !self
+                        .pause(offset, attempt, &reason.version, &reason.text)
+                        .await
+                    {
                         return Err(Unsettled::Stopped);
                     }
                     tries = 0;
@@ -509,6 +538,7 @@ impl Delivery<'_> {
             metrics: self.metrics,
             stop: self.stop,
             trap_streak: self.trap_streak,
+            context: self.context,
         }
     }
 

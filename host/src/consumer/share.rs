@@ -18,12 +18,13 @@
 //! record whose handler is still running, or waiting for its redelivery, keeps its acquisition
 //! lock: it is renewed when half of the lock is left.
 
-use super::handler_call::HandlerCall;
+use super::handler_call::{call_context, HandlerCall};
 use super::partition::{publish_at_least_once, write_dead_letter};
 use super::state::PipelineState;
 use crate::bindings::{Header, Message};
 use crate::metrics::{MessageMetrics, ShareMetrics};
 use crate::offsets::TopicPartition;
+use crate::plugin::CallContext;
 use crate::policy::{Action, Verdict};
 use kafka_share::{
     AckKind, AckReport, AcquiredRecord, RecordId, ShareConsumer, ShareConsumerConfig,
@@ -56,6 +57,7 @@ pub(crate) async fn run(shared: Arc<PipelineState>) {
     let mut worker = ShareWorker {
         metrics: ShareMetrics::new(&shared.tenant, &shared.name),
         topics: HashMap::new(),
+        contexts: HashMap::new(),
         trap_streak: Arc::new(AtomicU32::new(0)),
         held: HashMap::new(),
         waiting: VecDeque::new(),
@@ -148,6 +150,8 @@ struct ShareWorker {
     metrics: ShareMetrics,
     /// Per-message series and names of each topic, made on first use.
     topics: HashMap<Arc<str>, Arc<MessageMetrics>>,
+    /// The call context of each partition, made on first use.
+    contexts: HashMap<(Arc<str>, i32), Arc<CallContext>>,
     trap_streak: Arc<AtomicU32>,
     /// Every record this member holds (waiting for a slot, being handled, or waiting for its
     /// redelivery), with its lock deadline.
@@ -234,9 +238,20 @@ impl ShareWorker {
             .entry(record.topic.clone())
             .or_insert_with(|| Arc::new(self.shared.metrics.message_metrics(&record.topic)))
             .clone();
+        let context = self
+            .contexts
+            .entry((record.topic.clone(), record.partition))
+            .or_insert_with(|| {
+                let tp = TopicPartition {
+                    topic: record.topic.clone(),
+                    partition: record.partition,
+                };
+                call_context(&self.shared, &tp)
+            })
+            .clone();
         let (shared, trap_streak) = (self.shared.clone(), self.trap_streak.clone());
         self.tasks.spawn(async move {
-            let ack = handle(&shared, record, &metrics, &trap_streak).await;
+            let ack = handle(&shared, record, &metrics, &trap_streak, &context).await;
             (id, ack)
         });
     }
@@ -382,6 +397,7 @@ async fn handle(
     record: AcquiredRecord,
     metrics: &MessageMetrics,
     trap_streak: &AtomicU32,
+    context: &Arc<CallContext>,
 ) -> Option<AckKind> {
     let stop = &shared.shutdown;
     // The tenant's in-flight budget, shared with its other pipelines.
@@ -389,7 +405,7 @@ async fn handle(
         return None;
     }
     shared.metrics.in_flight.increment(1);
-    let ack = settle(shared, record, metrics, trap_streak).await;
+    let ack = settle(shared, record, metrics, trap_streak, context).await;
     shared.metrics.in_flight.decrement(1);
     shared.budget.message_done();
     ack
@@ -400,6 +416,7 @@ async fn settle(
     record: AcquiredRecord,
     metrics: &MessageMetrics,
     trap_streak: &AtomicU32,
+    context: &Arc<CallContext>,
 ) -> Option<AckKind> {
     let tp = TopicPartition {
         topic: record.topic.clone(),
@@ -413,9 +430,11 @@ async fn settle(
         metrics,
         stop: &shared.shutdown,
         trap_streak,
+        context,
     };
     // The broker counts deliveries; they are what `max_attempts` counts too.
-    let called = call.once(&message, message.attempt).await?;
+    let pool = shared.plugin.current();
+    let called = call.once(&pool, &message, message.attempt).await?;
     let (offset, attempt) = (message.offset, message.attempt);
     let settled = called.settled;
     match settled.verdict {

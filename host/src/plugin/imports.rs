@@ -32,21 +32,18 @@ pub struct MemoryLimitExceeded {
     pub cap: usize,
 }
 
-/// Where a log line from the guest comes from: attached to every guest log event.
+/// Who calls the handler, from where: the same for every call of one partition's worker, so
+/// the worker builds it once and an instance keeps it between calls. Guest log lines carry it.
 #[derive(Debug, Clone, Default)]
 pub struct CallContext {
     /// The pipeline's tenant.
     pub tenant: Arc<str>,
     /// The pipeline handling the message.
     pub pipeline: Arc<str>,
-    /// The [`version_id`](crate::plugin::version_id) of the plugin called.
-    pub plugin_version: Arc<str>,
-    /// The topic of the message being handled.
+    /// The topic of the messages handled.
     pub topic: Arc<str>,
-    /// The message's partition.
+    /// Their partition.
     pub partition: i32,
-    /// The message's offset in its partition.
-    pub offset: i64,
     /// The tenant's allowance of log lines.
     pub guest_log: Arc<GuestLogBudget>,
     /// Where the pipeline's handler may send records, and how much per call.
@@ -56,7 +53,11 @@ pub struct CallContext {
 /// State of one call to `handle`.
 #[derive(Debug)]
 pub struct CallState {
-    pub context: CallContext,
+    /// Replaced only when a call comes from another worker: a worker's calls touch no reference
+    /// count that other cores write.
+    pub context: Arc<CallContext>,
+    /// The offset of the message being handled.
+    pub offset: i64,
     /// The first decision made through `acker` during this call.
     pub explicit: Option<Decision>,
     /// What the call sent through `producer`.
@@ -70,7 +71,8 @@ pub struct CallState {
 impl Default for CallState {
     fn default() -> Self {
         CallState {
-            context: CallContext::default(),
+            context: Arc::default(),
+            offset: 0,
             explicit: None,
             outputs: Outputs::default(),
             active: false,
@@ -89,7 +91,7 @@ impl CallState {
             None => self.explicit = Some(decision),
             Some(first) => tracing::debug!(
                 pipeline = %self.context.pipeline,
-                offset = self.context.offset,
+                offset = self.offset,
                 %first,
                 ignored = %decision,
                 "message already settled; later decision ignored"
@@ -139,6 +141,8 @@ pub struct HostState {
     pub limiter: MemoryCap,
     pub call: CallState,
     pub output: OutputTail,
+    /// The [`version_id`](crate::plugin::version_id) of the plugin this instance is of.
+    pub plugin_version: Arc<str>,
 }
 
 impl HostState {
@@ -149,6 +153,7 @@ impl HostState {
         memory_cap_bytes: usize,
         grants: &Arc<Grants>,
         deadline: std::time::Duration,
+        plugin_version: Arc<str>,
     ) -> anyhow::Result<Self> {
         let output = OutputTail::new(OUTPUT_TAIL_BYTES);
         let mut wasi = WasiCtxBuilder::new();
@@ -173,6 +178,7 @@ impl HostState {
             },
             call: CallState::default(),
             output,
+            plugin_version,
         })
     }
 }
@@ -254,7 +260,7 @@ impl log::Host for HostState {
         if !enabled {
             return;
         }
-        let c = &self.call.context;
+        let c = &*self.call.context;
         match c.guest_log.admit() {
             Admission::Write => {}
             Admission::Drop(None) => return,
@@ -278,10 +284,10 @@ impl log::Host for HostState {
                     $lvl,
                     tenant = %c.tenant,
                     pipeline = %c.pipeline,
-                    plugin = %c.plugin_version,
+                    plugin = %self.plugin_version,
                     topic = %c.topic,
                     partition = c.partition,
-                    offset = c.offset,
+                    offset = self.call.offset,
                     "{text}"
                 )
             };

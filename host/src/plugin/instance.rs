@@ -14,6 +14,7 @@ use crate::outcome::{CallEnd, ErrorKind, Outcome, TrapKind};
 use crate::outputs::Outputs;
 use anyhow::{Context, Result};
 use std::future::Future;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -37,8 +38,13 @@ impl PluginInstance {
     pub async fn new(plugin: &Plugin) -> Result<Self> {
         let limits = plugin.limits();
         let shown = plugin.path().display();
-        let state = HostState::new(limits.memory_bytes, plugin.grants(), limits.deadline)
-            .with_context(|| format!("plugin {shown}: preparing its sandbox"))?;
+        let state = HostState::new(
+            limits.memory_bytes,
+            plugin.grants(),
+            limits.deadline,
+            plugin.version_shared().clone(),
+        )
+        .with_context(|| format!("plugin {shown}: preparing its sandbox"))?;
         let mut store = Store::new(plugin.runtime.engine(), state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(|store| {
@@ -83,10 +89,13 @@ impl PluginInstance {
     pub async fn call(
         &mut self,
         message: &Message,
-        context: CallContext,
+        context: &Arc<CallContext>,
     ) -> (Outcome, Outputs, bool) {
         let state = self.store.data_mut();
-        state.call.context = context;
+        if !Arc::ptr_eq(&state.call.context, context) {
+            state.call.context = context.clone();
+        }
+        state.call.offset = message.offset;
         state.call.explicit = None;
         state.call.outputs = Outputs::default();
         state.call.active = true;

@@ -12,11 +12,12 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 /// Idle instances, each with the [`affinity`] of the partition that used it last.
 type IdleList = Mutex<Vec<(usize, PluginInstance)>>;
 
-/// Identifies the partition a call is for, cheaply: partition workers share one `Arc<str>` for
-/// their topic. A call takes the instance its partition used last when it is idle, so the
-/// guest's memory is still in that core's cache instead of moving between cores with every call.
-fn affinity(context: &CallContext) -> usize {
-    (Arc::as_ptr(&context.topic) as *const u8 as usize) ^ (context.partition as usize)
+/// Identifies the partition a call is for, cheaply: each partition's worker has a context of its
+/// own. A call takes the instance its partition used last when it is idle, so the guest's memory
+/// is still in that core's cache instead of moving between cores with every call, and the
+/// instance already holds the worker's context.
+fn affinity(context: &Arc<CallContext>) -> usize {
+    Arc::as_ptr(context) as usize
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,7 +92,7 @@ impl InstancePool {
 
     /// Calls the handler for one message. The call ends by its deadline whatever the guest does;
     /// guest code runs in place on the polling thread and yields to the executor every epoch tick.
-    pub async fn call(&self, message: &Message, context: CallContext) -> Outcome {
+    pub async fn call(&self, message: &Message, context: &Arc<CallContext>) -> Outcome {
         self.call_with_outputs(message, context).await.0
     }
 
@@ -100,9 +101,9 @@ impl InstancePool {
     pub async fn call_with_outputs(
         &self,
         message: &Message,
-        context: CallContext,
+        context: &Arc<CallContext>,
     ) -> (Outcome, Outputs) {
-        let affinity = affinity(&context);
+        let affinity = affinity(context);
         let taken = {
             let mut idle = lock(&self.idle);
             match idle.iter().rposition(|(last, _)| *last == affinity) {

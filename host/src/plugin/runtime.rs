@@ -369,8 +369,8 @@ impl Plugin {
     }
 
     /// The version as a shared string, for per-message reports without an allocation.
-    pub fn version_shared(&self) -> Arc<str> {
-        self.version.clone()
+    pub fn version_shared(&self) -> &Arc<str> {
+        &self.version
     }
 
     /// The per-call limits every instance of this plugin gets.
