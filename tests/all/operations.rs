@@ -215,3 +215,36 @@ async fn without_a_dead_letter_topic_an_exhausted_message_pauses_its_partition_u
     run.stop().await;
     assert_eq!(cluster.committed(), vec![Some(2)]);
 }
+
+/// Each delivery is handled by the version current when it starts: a version swapped in while
+/// a nacked message waits out its backoff handles the redelivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivery_after_a_reload_is_handled_by_the_new_version() {
+    let cluster = Cluster::new(1);
+    cluster.produce(&[(0, "error"), (0, "ok")]).await;
+    let mut config = cluster.config(AckPolicy::NackOnError);
+    // Far longer than the swap takes, so the redelivery comes after it.
+    config.backoff.initial_ms = 10_000;
+    config.backoff.max_ms = 10_000;
+    let mut run = cluster.start(config);
+    run.until(Duration::from_secs(30), |seen| !seen.is_empty())
+        .await;
+    let handle = run.handle.as_ref().unwrap();
+    handle.switch_plugin(guest("orders")).await.unwrap();
+    assert_eq!(run.seen.len(), 1, "swapped before the redelivery");
+    run.until(Duration::from_secs(30), |seen| seen.len() >= 3)
+        .await;
+    run.stop().await;
+    let (first, second, next) = (&run.seen[0], &run.seen[1], &run.seen[2]);
+    assert_eq!(
+        (first.offset, first.attempt, first.action),
+        (0, 1, Action::Redeliver)
+    );
+    assert_eq!((second.offset, second.attempt), (0, 2));
+    assert_ne!(second.plugin_version, first.plugin_version);
+    // `orders` rejects the fixture's payload as malformed.
+    assert_eq!(second.outcome.label(), "returned:reject");
+    assert_eq!(next.offset, 1);
+    assert_eq!(next.plugin_version, second.plugin_version);
+    assert_eq!(cluster.committed(), vec![Some(2)]);
+}
