@@ -11,7 +11,7 @@ use crate::bindings::Message;
 use crate::outcome::CallEnd;
 use crate::plugin::{Grants, InstancePool, PluginLimits, PluginRuntime};
 use anyhow::{bail, Context, Result};
-use arc_swap::{ArcSwap, Cache};
+use arc_swap::ArcSwap;
 use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,9 +43,6 @@ pub enum Reloaded {
         took: Duration,
     },
 }
-
-/// The current plugin of a [`PluginSlot`], as one worker sees it ([`PluginSlot::follow`]).
-pub type PluginCache<'a> = Cache<&'a ArcSwap<InstancePool>, Arc<InstancePool>>;
 
 /// The live plugin of one pipeline, replaceable while messages flow.
 pub struct PluginSlot {
@@ -109,12 +106,6 @@ impl PluginSlot {
     /// The plugin a message that starts now is handled by.
     pub fn current(&self) -> Arc<InstancePool> {
         self.current.load_full()
-    }
-
-    /// A worker's own view of [`current`](Self::current): it checks for a new version with
-    /// one atomic read, and touches no reference count that other workers write until one lands.
-    pub fn follow(&self) -> PluginCache<'_> {
-        Cache::new(&self.current)
     }
 
     /// Instances created by every version so far.

@@ -86,7 +86,7 @@ impl Called {
 }
 
 impl HandlerCall<'_> {
-    /// Calls the handler of `pool` (the plugin version current when the delivery started) on
+    /// Calls the handler of `pool` (the plugin version current when this attempt started) on
     /// `message` once, `tries` deliveries counted against `max_attempts` (this one included),
     /// under the tenant's limits; settles the outcome with the pipeline's rules and emits its
     /// [`DeliveryEvent`]. `None` if stopped before the call.

@@ -12,7 +12,7 @@ use crate::metrics::MessageMetrics;
 use crate::offsets::{Completion, TopicPartition};
 use crate::output_writer::{to_kafka_record, QueuedWrite};
 use crate::outputs::{OutputRecord, Outputs};
-use crate::plugin::{CallContext, InstancePool};
+use crate::plugin::CallContext;
 use crate::policy::{DeliveryRules, Verdict};
 use crate::transactions::{CommitError, PartitionTransactions};
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
@@ -95,7 +95,6 @@ pub(crate) async fn run<C: ConsumerContext + 'static>(
     });
     let trap_streak = AtomicU32::new(0);
     let context = call_context(&shared, &tp);
-    let mut plugin = shared.plugin.follow();
     // At least once, outputs are confirmed by the broker on tasks of their own while the worker
     // goes on; a message's offset is committed only after its outputs are written. While one of
     // those writes is failing (retried), the partition takes no new message.
@@ -133,7 +132,6 @@ pub(crate) async fn run<C: ConsumerContext + 'static>(
             stop: &stop,
             trap_streak: &trap_streak,
             context: &context,
-            started_with: Some(plugin.load()),
             transactions: committer.as_ref(),
             pipeline_writes: true,
         }
@@ -331,7 +329,6 @@ async fn run_concurrent<C: ConsumerContext + 'static>(
                 stop: &stop,
                 trap_streak: &trap_streak,
                 context: &context,
-                started_with: None,
                 transactions: None,
                 pipeline_writes: false,
             };
@@ -359,9 +356,6 @@ struct Delivery<'a> {
     trap_streak: &'a AtomicU32,
     /// Who calls: the partition's context.
     context: &'a Arc<CallContext>,
-    /// The plugin current when the delivery started, when the worker follows it; otherwise each
-    /// attempt asks the pipeline's slot.
-    started_with: Option<&'a Arc<InstancePool>>,
     /// The partition's transactions (exactly once): outputs and dead letters are staged in the
     /// open one instead of written, and what settled before a message that must wait (for a
     /// redelivery, or paused) commits before the wait.
@@ -417,17 +411,10 @@ impl Delivery<'_> {
             tries += 1;
             let attempt = message.attempt;
             // The version current when an attempt starts handles it, even if a reload lands.
-            let current;
-            let pool = match self.started_with {
-                Some(pool) if attempt == 1 => pool,
-                _ => {
-                    current = shared.plugin.current();
-                    &current
-                }
-            };
+            let pool = shared.plugin.current();
             let mut called = self
                 .handler()
-                .once(pool, &message, tries)
+                .once(&pool, &message, tries)
                 .await
                 .ok_or(Unsettled::Stopped)?;
             let (settled, publishes) = (called.settled, called.publishes);
