@@ -96,6 +96,21 @@ fn handler_calls(c: &mut Criterion) {
     c.bench_function("instantiate from InstancePre", |b| {
         b.iter(|| rt.block_on(PluginInstance::new(&plugin)).unwrap())
     });
+    // What the sandbox costs per call whatever the handler does: the fixture returns at once
+    // for a payload that is not one of its commands.
+    let no_op = InstancePool::new(Arc::new(
+        runtime
+            .load(&guest("fixture"), PluginLimits::default())
+            .unwrap(),
+    ));
+    rt.block_on(no_op.warm_up()).unwrap();
+    for (name, msg) in [("no-op handle", &msg), ("no-op handle, 1 KiB order", &big)] {
+        let ok = rt.block_on(no_op.call(msg, &context));
+        assert_eq!(ok.label(), "ok", "{name}: {ok:?}");
+        c.bench_function(&format!("{name}: wasm, reused instance"), |b| {
+            b.iter(|| rt.block_on(no_op.call(black_box(msg), &context)))
+        });
+    }
 }
 
 const LANGUAGES: [&str; 4] = ["rust", "go", "js", "python"];
