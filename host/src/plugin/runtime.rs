@@ -158,6 +158,11 @@ impl PluginRuntime {
         config.async_stack_size(async_stack_size(options.max_wasm_stack));
         // Deadlines: a call gets N ticks of the epoch before it traps.
         config.epoch_interruption(true);
+        // `ACKBAR_PERF_MAP=1`: wasmtime writes `/tmp/perf-<pid>.map`, so `perf report` names the
+        // guest's functions instead of bare `[JIT]` addresses.
+        if std::env::var_os("ACKBAR_PERF_MAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         if let Some(pooling) = &options.pooling {
             pooling.apply(&mut config)?;
         }
