@@ -252,21 +252,18 @@ mod tests {
 
     #[test]
     fn compressed_batches_are_decompressed() {
+        fn compressed<C: Compressor<BytesMut, BufMut = BytesMut>>(body: &[u8]) -> BytesMut {
+            let mut out = BytesMut::new();
+            C::compress(&mut out, |buf: &mut BytesMut| {
+                buf.put_slice(body);
+                Ok(())
+            })
+            .unwrap();
+            out
+        }
         let body = records(&[(0, b"first", &[]), (1, b"second", HEADERS)]);
-        let mut gzip = BytesMut::new();
-        cmpr::Gzip::compress(&mut gzip, |out: &mut BytesMut| {
-            out.put_slice(&body);
-            Ok(())
-        })
-        .unwrap();
-        check(&decode(&batch(100, 1, 2, &gzip)).unwrap());
-        let mut zstd = BytesMut::new();
-        cmpr::Zstd::compress(&mut zstd, |out: &mut BytesMut| {
-            out.put_slice(&body);
-            Ok(())
-        })
-        .unwrap();
-        check(&decode(&batch(100, 4, 2, &zstd)).unwrap());
+        check(&decode(&batch(100, 1, 2, &compressed::<cmpr::Gzip>(&body))).unwrap());
+        check(&decode(&batch(100, 4, 2, &compressed::<cmpr::Zstd>(&body))).unwrap());
     }
 
     #[test]

@@ -472,15 +472,10 @@ impl Delivery<'_> {
                     };
                 }
                 Verdict::Pause => {
-                    // The rules give this verdict with a reason.
-                    let Some(reason) = called.reason else {
-                        return Err(Unsettled::Stopped);
-                    };
+                    let reason = called.reason.map(|r| r.text).unwrap_or_default();
                     self.commit_before_waiting().await?;
-                    if !self
-                        .pause(offset, attempt, &reason.version, &reason.text)
-                        .await
-                    {
+                    let version = pool.plugin().version_shared();
+                    if !self.pause(offset, attempt, version, &reason).await {
                         return Err(Unsettled::Stopped);
                     }
                     tries = 0;

@@ -404,34 +404,29 @@ async fn handle(
     if !shared.budget.admit_message(stop).await {
         return None;
     }
-    shared.metrics.in_flight.increment(1);
-    let ack = settle(shared, record, metrics, trap_streak, context).await;
-    shared.metrics.in_flight.decrement(1);
-    shared.budget.message_done();
-    ack
-}
-
-async fn settle(
-    shared: &Arc<PipelineState>,
-    record: AcquiredRecord,
-    metrics: &MessageMetrics,
-    trap_streak: &AtomicU32,
-    context: &Arc<CallContext>,
-) -> Option<AckKind> {
     let tp = TopicPartition {
         topic: record.topic.clone(),
         partition: record.partition,
     };
-    let message = to_guest_message(record);
     let call = HandlerCall {
         shared,
         rules: shared.delivery_rules(),
         tp: &tp,
         metrics,
-        stop: &shared.shutdown,
+        stop,
         trap_streak,
         context,
     };
+    shared.metrics.in_flight.increment(1);
+    let ack = settle(&call, record).await;
+    shared.metrics.in_flight.decrement(1);
+    shared.budget.message_done();
+    ack
+}
+
+async fn settle(call: &HandlerCall<'_>, record: AcquiredRecord) -> Option<AckKind> {
+    let shared = call.shared;
+    let message = to_guest_message(record);
     // The broker counts deliveries; they are what `max_attempts` counts too.
     let pool = shared.plugin.current();
     let called = call.once(&pool, &message, message.attempt).await?;
@@ -440,7 +435,7 @@ async fn settle(
     match settled.verdict {
         Verdict::Commit => {
             if called.publishes
-                && !publish_at_least_once(&call, offset, attempt, &called.outputs).await
+                && !publish_at_least_once(call, offset, attempt, &called.outputs).await
             {
                 return None;
             }
@@ -456,7 +451,7 @@ async fn settle(
                 // The rules give this verdict only to a pipeline with a topic.
                 return Some(AckKind::Reject);
             };
-            write_dead_letter(&call, writer, &letter)
+            write_dead_letter(call, writer, &letter)
                 .await
                 .then_some(AckKind::Reject)
         }
