@@ -33,6 +33,10 @@ pub struct Stats {
     pub dead_letters: AtomicU64,
     /// Failed dead-letter writes, each retried.
     pub dead_letter_errors: AtomicU64,
+    /// Handler calls that took several messages at once (`handle-batch`).
+    pub batch_calls: AtomicU64,
+    /// Messages those calls took, handled or not.
+    pub batched_messages: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -64,6 +68,10 @@ pub struct StatsSnapshot {
     pub dead_letters: u64,
     /// Failed dead-letter writes, each retried.
     pub dead_letter_errors: u64,
+    /// Handler calls that took several messages at once (`handle-batch`).
+    pub batch_calls: u64,
+    /// Messages those calls took, handled or not.
+    pub batched_messages: u64,
 }
 
 impl Stats {
@@ -106,6 +114,8 @@ impl Stats {
             commit_errors: get(&self.commit_errors),
             dead_letters: get(&self.dead_letters),
             dead_letter_errors: get(&self.dead_letter_errors),
+            batch_calls: get(&self.batch_calls),
+            batched_messages: get(&self.batched_messages),
         }
     }
 }

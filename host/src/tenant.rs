@@ -130,6 +130,26 @@ impl TenantBudget {
         self.in_flight_gauge.decrement(1);
     }
 
+    /// Room for one more message in flight right now, without waiting: `None` when the tenant's
+    /// in-flight budget or message rate has none. Dropping the [`Admission`] gives the room
+    /// back; [`Admission::taken`] keeps it for a message received.
+    pub fn try_admit_message(&self) -> Option<Admission<'_>> {
+        if let Some(rate) = &self.message_rate {
+            let wait = rate
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .wait_needed(Instant::now());
+            if !wait.is_zero() {
+                return None;
+            }
+        }
+        let permit = self.in_flight.try_acquire().ok()?;
+        Some(Admission {
+            budget: self,
+            permit,
+        })
+    }
+
     /// Guest calls running now.
     pub fn calls_running(&self) -> usize {
         self.limits.max_instances - self.calls.available_permits()
@@ -150,6 +170,21 @@ pub struct CallSlot<'a> {
 impl Drop for CallSlot<'_> {
     fn drop(&mut self) {
         self.gauge.decrement(1);
+    }
+}
+
+/// Room for one message in flight, held while the message is looked for.
+pub struct Admission<'a> {
+    budget: &'a TenantBudget,
+    permit: SemaphorePermit<'a>,
+}
+
+impl Admission<'_> {
+    /// A message came: it is in flight until [`TenantBudget::message_done`].
+    pub fn taken(self) {
+        self.permit.forget();
+        charge(&self.budget.message_rate, 1.0);
+        self.budget.in_flight_gauge.increment(1);
     }
 }
 

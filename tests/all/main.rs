@@ -3,6 +3,7 @@
 mod brokers;
 mod support;
 
+mod batch;
 mod cli;
 mod crash;
 mod delivery;

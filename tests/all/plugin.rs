@@ -329,7 +329,16 @@ fn check_reports_world_version_and_imports() {
         "{:?}",
         report.imports
     );
-    assert_eq!(report.exports, ["handle"]);
+    // The fixture is of world `batch-handler`: it also takes several messages in one call.
+    assert_eq!(report.exports, ["handle", "handle-batch"]);
+    assert!(
+        report
+            .imports
+            .iter()
+            .any(|i| i == "ackbar:plugin/batch@0.1.0"),
+        "{:?}",
+        report.imports
+    );
     assert_eq!(report.version.len(), 12);
 }
 

@@ -10,7 +10,7 @@ use crate::metrics::MessageMetrics;
 use crate::offsets::TopicPartition;
 use crate::outcome::CallEnd;
 use crate::outputs::Outputs;
-use crate::plugin::{CallContext, InstancePool};
+use crate::plugin::{CallContext, Finished, InstancePool};
 use crate::policy::{DeliveryRules, Settlement, Verdict};
 use crate::trace_context::parse_traceparent;
 use std::sync::atomic::{self, AtomicU32};
@@ -115,6 +115,31 @@ impl HandlerCall<'_> {
         let elapsed = started.elapsed();
         drop(call_slot);
         shared.budget.charge_guest_time(elapsed);
+        let done = Finished {
+            outcome,
+            outputs,
+            started,
+            elapsed,
+        };
+        Some(self.record(version, message, &span, tries, done))
+    }
+
+    /// Settles a call's outcome with the pipeline's rules and emits its [`DeliveryEvent`].
+    pub fn record(
+        &self,
+        version: &Arc<str>,
+        message: &Message,
+        span: &tracing::Span,
+        tries: u32,
+        done: Finished,
+    ) -> Called {
+        let Finished {
+            outcome,
+            outputs,
+            started,
+            elapsed,
+        } = done;
+        let shared = self.shared;
         if matches!(outcome.end, CallEnd::Trapped { .. }) {
             self.trap_streak.fetch_add(1, atomic::Ordering::Relaxed);
         } else {
@@ -128,7 +153,7 @@ impl HandlerCall<'_> {
         }
         let mut event = DeliveryEvent::new(
             &shared.name,
-            tp,
+            self.tp,
             message.offset,
             attempt,
             version,
@@ -149,13 +174,13 @@ impl HandlerCall<'_> {
         });
         event.outputs = outputs.records.len();
         event.outputs_published = publishes;
-        event.emit(&self.observers(), &span);
-        Some(Called {
+        event.emit(&self.observers(), span);
+        Called {
             settled,
             outputs,
             publishes,
             reason,
-        })
+        }
     }
 
     /// Where this worker's events are recorded.
@@ -167,7 +192,7 @@ impl HandlerCall<'_> {
     /// next call, longer each time (the pipeline's backoff), so one broken guest cannot keep a
     /// CPU busy with doomed calls. The message is still handled, just later. `false` if stopped
     /// while waiting.
-    async fn cool_down_after_traps(&self) -> bool {
+    pub async fn cool_down_after_traps(&self) -> bool {
         let threshold = self.shared.config.tenant_limits.pause_after_traps;
         let streak = self.trap_streak.load(atomic::Ordering::Relaxed);
         if threshold == 0 || streak < threshold {
@@ -212,7 +237,7 @@ pub(crate) fn observers<'a>(
 
 /// One span per delivery, joined to the producer's trace when the message carries a
 /// `traceparent` header.
-fn message_span(
+pub(crate) fn message_span(
     shared: &PipelineState,
     tp: &TopicPartition,
     message: &Message,

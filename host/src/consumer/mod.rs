@@ -18,6 +18,7 @@
 //! - [`state`]: what they share, and the offset commit.
 
 mod assignment;
+mod batch_run;
 mod handler_call;
 mod partition;
 mod pipeline;

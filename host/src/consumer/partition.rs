@@ -1,6 +1,7 @@
 //! One partition's worker: reads its queue in order and sees each message through the plugin and
 //! the policy to a commit or a redelivery.
 
+use super::batch_run::{BatchRun, FirstCall};
 use super::handler_call::{call_context, observers, HandlerCall};
 use super::state::PipelineState;
 use crate::bindings::{Header, Message};
@@ -20,6 +21,7 @@ use rdkafka::consumer::ConsumerContext;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::Message as _;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{self, AtomicU32};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -101,30 +103,21 @@ pub(crate) async fn run<C: ConsumerContext + 'static>(
     let mut writes = JoinSet::new();
     let (failing_writes, mut failing_watch) = watch::channel(0u32);
     let failing_writes = Arc::new(failing_writes);
+    // A batch call under way: the worker sees its messages through in order, each as soon as
+    // the guest has finished it, before the queue is read again.
+    let mut batch: Option<BatchRun> = None;
     loop {
         let recovered = tokio::select! {
             biased;
             _ = stop.cancelled() => false,
             recovered = failing_watch.wait_for(|failing| *failing == 0) => recovered.is_ok(),
         };
-        if !recovered {
+        // Stopping still settles what a batch call under way handles, as a single call in
+        // progress would be: no further message of it starts.
+        if !recovered && batch.is_none() {
             break;
         }
-        let commit_due = transactions.as_ref().and_then(|t| t.due_at());
-        let message = match next_message(&shared, &tp, &queue, &stop, commit_due).await {
-            Next::Message(message) => message,
-            Next::CommitDue => {
-                if let Some(c) = &committer {
-                    if c.commit().await == Flow::Stop {
-                        break;
-                    }
-                }
-                continue;
-            }
-            Next::Stopped => break,
-        };
-        let offset = message.offset;
-        let settled = Delivery {
+        let delivery = Delivery {
             shared: &shared,
             rules: shared.delivery_rules(),
             tp: &tp,
@@ -134,9 +127,52 @@ pub(crate) async fn run<C: ConsumerContext + 'static>(
             context: &context,
             transactions: committer.as_ref(),
             pipeline_writes: true,
-        }
-        .until_settled(message)
-        .await;
+        };
+        let handler = delivery.handler();
+        let next = match &mut batch {
+            Some(run) => run.next(&handler).await,
+            None => None,
+        };
+        let (message, first_call) = match next {
+            Some(next) => next,
+            None if batch.take().is_some() => continue,
+            None => {
+                let commit_due = transactions.as_ref().and_then(|t| t.due_at());
+                let message = match next_message(&shared, &tp, &queue, &stop, commit_due).await {
+                    Next::Message(message) => message,
+                    Next::CommitDue => {
+                        if let Some(c) = &committer {
+                            if c.commit().await == Flow::Stop {
+                                break;
+                            }
+                        }
+                        continue;
+                    }
+                    Next::Stopped => break,
+                };
+                let pool = shared.plugin.current();
+                if !pool.batches() {
+                    (message, None)
+                } else {
+                    let mut messages = vec![message];
+                    take_waiting(&shared, &tp, &queue, &mut messages);
+                    if messages.len() == 1 {
+                        (messages.pop().expect("one message"), None)
+                    } else {
+                        if !handler.cool_down_after_traps().await {
+                            for message in &messages {
+                                finished(&shared, &tp, message.offset, None);
+                            }
+                            break;
+                        }
+                        batch = Some(BatchRun::start(&handler, pool, messages));
+                        continue;
+                    }
+                }
+            }
+        };
+        let offset = message.offset;
+        let settled = delivery.until_settled(message, first_call).await;
         if let Ok(Done {
             how,
             write: Some(pending),
@@ -156,15 +192,23 @@ pub(crate) async fn run<C: ConsumerContext + 'static>(
             continue;
         }
         let rewound = matches!(settled, Err(Unsettled::Rewound));
+        if rewound {
+            release(&shared, &tp, batch.take());
+        }
         if !finished(&shared, &tp, offset, settled.ok().map(|d| d.how)) && !rewound {
             break;
         }
         if let Some(c) = &committer {
-            if c.transactions.full() && c.commit().await == Flow::Stop {
-                break;
+            if c.transactions.full() {
+                match c.commit().await {
+                    Flow::Stop => break,
+                    Flow::Rewound => release(&shared, &tp, batch.take()),
+                    Flow::Committed => {}
+                }
             }
         }
     }
+    release(&shared, &tp, batch.take());
     // Revoked, stopping or shutting down: writes under way finish (their retries stop), and
     // what settled commits with its outputs.
     while writes.join_next().await.is_some() {}
@@ -218,18 +262,10 @@ async fn next_message<C: ConsumerContext + 'static>(
         };
         match received {
             Ok(m) => {
-                shared.consume_faults.recovered();
-                let message = to_guest_message(&m, 1);
-                let tracked = shared
-                    .partitions
-                    .with_progress(tp, |progress| progress.begin(message.offset))
-                    .is_some();
-                if !tracked {
-                    // Revoked under the worker: the message is not ours to handle.
+                let Some(message) = begin(shared, tp, &m) else {
                     shared.budget.message_done();
                     return Next::Stopped;
-                }
-                shared.metrics.in_flight.increment(1);
+                };
                 return Next::Message(message);
             }
             Err(e) => {
@@ -237,6 +273,78 @@ async fn next_message<C: ConsumerContext + 'static>(
             }
         }
     }
+}
+
+/// A message received: copied for the guest and marked in flight in the partition's progress.
+/// `None` if the partition was revoked under the worker: the message is not ours to handle.
+fn begin(shared: &PipelineState, tp: &TopicPartition, m: &BorrowedMessage<'_>) -> Option<Message> {
+    shared.consume_faults.recovered();
+    let message = to_guest_message(m, 1);
+    shared
+        .partitions
+        .with_progress(tp, |progress| progress.begin(message.offset))?;
+    shared.metrics.in_flight.increment(1);
+    Some(message)
+}
+
+/// Lets go of the messages a batch took that the worker has not seen through: they stay
+/// uncommitted, for the next owner or, after a rewind, for the queue to deliver again.
+fn release(shared: &PipelineState, tp: &TopicPartition, batch: Option<BatchRun>) {
+    for offset in batch.into_iter().flat_map(BatchRun::abandon) {
+        finished(shared, tp, offset, None);
+    }
+}
+
+/// Most messages one `handle-batch` call takes.
+const MAX_BATCH: usize = 64;
+
+/// A batch stops taking messages once it holds this many bytes (keys, payloads, headers): a
+/// guest's memory limit is sized for single messages.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+
+/// Adds to `batch` the messages already waiting in the partition's queue, without waiting,
+/// while the batch and the tenant's budget have room. Each is marked in flight.
+fn take_waiting<C: ConsumerContext + 'static>(
+    shared: &PipelineState,
+    tp: &TopicPartition,
+    queue: &StreamPartitionQueue<C>,
+    batch: &mut Vec<Message>,
+) {
+    let mut bytes: usize = batch.iter().map(message_bytes).sum();
+    while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+        let Some(admission) = shared.budget.try_admit_message() else {
+            return;
+        };
+        let mut recv = std::pin::pin!(queue.recv());
+        let mut waiting = std::task::Context::from_waker(std::task::Waker::noop());
+        let std::task::Poll::Ready(received) = recv.as_mut().poll(&mut waiting) else {
+            return;
+        };
+        let m = match received {
+            Ok(m) => m,
+            Err(e) => {
+                shared.consume_faults.fault(&format!("{tp}: {e}"));
+                return;
+            }
+        };
+        let Some(message) = begin(shared, tp, &m) else {
+            return;
+        };
+        admission.taken();
+        bytes += message_bytes(&message);
+        batch.push(message);
+    }
+}
+
+fn message_bytes(message: &Message) -> usize {
+    let headers: usize = message
+        .headers
+        .iter()
+        .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+        .sum();
+    message.key.as_ref().map_or(0, Vec::len)
+        + message.payload.as_ref().map_or(0, Vec::len)
+        + headers
 }
 
 /// A message left the worker: settled (or handled) messages may move the commit point; one
@@ -332,7 +440,7 @@ async fn run_concurrent<C: ConsumerContext + 'static>(
                 transactions: None,
                 pipeline_writes: false,
             };
-            let settled = delivery.until_settled(message).await;
+            let settled = delivery.until_settled(message, None).await;
             if finished(&shared, &tp, offset, settled.ok().map(|d| d.how)) {
                 if let Some(tx) = settled_tx {
                     let _ = tx.send(true);
@@ -397,11 +505,16 @@ enum Unsettled {
 
 impl Delivery<'_> {
     /// Calls the handler until the message settles; `None` if the worker was stopped first.
+    /// `first` is the first call's settlement when a batch call already handled it.
     ///
     /// A nacked message is redelivered from memory after the backoff rather than by seeking:
     /// the effect is the same (nothing after it in the partition is handled first, and it stays
     /// uncommitted, so a crash or a revoke re-reads it), without a refetch per nack.
-    async fn until_settled(&self, mut message: Message) -> Result<Done, Unsettled> {
+    async fn until_settled(
+        &self,
+        mut message: Message,
+        mut first: Option<FirstCall>,
+    ) -> Result<Done, Unsettled> {
         let shared = self.shared;
         let tp = self.tp;
         let offset = message.offset;
@@ -410,13 +523,20 @@ impl Delivery<'_> {
         loop {
             tries += 1;
             let attempt = message.attempt;
-            // The version current when an attempt starts handles it, even if a reload lands.
-            let pool = shared.plugin.current();
-            let mut called = self
-                .handler()
-                .once(&pool, &message, tries)
-                .await
-                .ok_or(Unsettled::Stopped)?;
+            let (pool, mut called) = match first.take() {
+                Some(done) => done,
+                None => {
+                    // The version current when an attempt starts handles it, even if a reload
+                    // lands.
+                    let pool = shared.plugin.current();
+                    let called = self
+                        .handler()
+                        .once(&pool, &message, tries)
+                        .await
+                        .ok_or(Unsettled::Stopped)?;
+                    (pool, called)
+                }
+            };
             let (settled, publishes) = (called.settled, called.publishes);
             match settled.verdict {
                 verdict @ (Verdict::Commit | Verdict::Leave) => {

@@ -1,5 +1,6 @@
 //! The per-instance host state and the host side of the guest's imports (`acker`, `log`).
 
+use super::batch::BatchCall;
 use super::grants::{Grants, HttpGate};
 use super::guest_log::{bounded_line, Admission, GuestLogBudget};
 use super::stdio::OutputTail;
@@ -16,6 +17,9 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// How much of the guest's stdout/stderr is kept for trap reports.
 const OUTPUT_TAIL_BYTES: usize = 8 * 1024;
+
+/// Longest trap detail or guest error text kept in a report.
+pub(crate) const MAX_REPORT_TEXT: usize = 2048;
 
 /// The error a host import returns to end the guest's call with a decision (`acker.interrupt`).
 #[derive(Debug, thiserror::Error)]
@@ -64,8 +68,10 @@ pub struct CallState {
     pub outputs: Outputs,
     /// Set only while a call is running: acker calls outside one are ignored.
     pub active: bool,
-    /// When the running call (or instantiation) must end.
+    /// When the running call (or instantiation) must end; in a batch, the current message.
     pub deadline: std::time::Instant,
+    /// Set while a `handle-batch` call runs.
+    pub batch: Option<BatchCall>,
 }
 
 impl Default for CallState {
@@ -77,6 +83,7 @@ impl Default for CallState {
             outputs: Outputs::default(),
             active: false,
             deadline: std::time::Instant::now(),
+            batch: None,
         }
     }
 }
@@ -292,12 +299,18 @@ impl log::Host for HostState {
                 )
             };
         }
-        match level {
+        let write = || match level {
             tracing::Level::TRACE => emit!(tracing::Level::TRACE),
             tracing::Level::DEBUG => emit!(tracing::Level::DEBUG),
             tracing::Level::INFO => emit!(tracing::Level::INFO),
             tracing::Level::WARN => emit!(tracing::Level::WARN),
             _ => emit!(tracing::Level::ERROR),
+        };
+        // A single call runs inside its message's span; a batch's lines go to the span of the
+        // message they are about.
+        match self.call.batch.as_ref().and_then(BatchCall::current_span) {
+            Some(span) => span.in_scope(write),
+            None => write(),
         }
     }
 }

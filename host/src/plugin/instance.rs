@@ -7,26 +7,27 @@
 //! file read) it is a suspended future, and the call's timeout drops it at the deadline. Either
 //! way the call ends within its deadline plus one tick, and the instance is discarded.
 
-use super::imports::{CallContext, HostState, Interrupt, MemoryLimitExceeded};
+use super::batch::{self, BatchCall};
+use super::imports::{CallContext, HostState, Interrupt, MemoryLimitExceeded, MAX_REPORT_TEXT};
 use super::runtime::Plugin;
-use crate::bindings::{Handler, HandlerError, Message};
-use crate::outcome::{CallEnd, ErrorKind, Outcome, TrapKind};
+use crate::bindings::{Handler, Message};
+use crate::outcome::{CallEnd, Outcome, TrapKind};
 use crate::outputs::Outputs;
 use anyhow::{Context, Result};
 use std::future::Future;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
+use wasmtime::component::Func;
 use wasmtime::{Store, Trap, UpdateDeadline};
-
-/// Longest trap detail or guest error text kept in a report.
-const MAX_REPORT_TEXT: usize = 2048;
 
 /// One instance of a [`Plugin`] in a `Store` of its own (memory, WASI context, call state).
 /// Called once per message; discarded after a trap, an interrupt or a deadline.
 pub struct PluginInstance {
     store: Store<HostState>,
     handler: Handler,
+    /// `handle-batch`, when the plugin exports it (its type checked at instantiation).
+    handle_batch: Option<Func>,
     fuel: Option<u64>,
     deadline: Duration,
 }
@@ -72,15 +73,46 @@ impl PluginInstance {
                         limits.deadline.as_millis()
                     )
                 })?;
-        let handler = instantiated
+        let instance = instantiated
             .map_err(anyhow::Error::from)
             .with_context(|| format!("plugin {shown}: instantiation failed"))?;
+        let handler = plugin
+            .exports
+            .load(&mut store, &instance)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("plugin {shown}: its `handle` export"))?;
+        let handle_batch = match &plugin.batch_export {
+            None => None,
+            Some(index) => {
+                let func = instance.get_func(&mut store, index).with_context(|| {
+                    format!(
+                        "plugin {shown}: `{}` is not a function",
+                        batch::BATCH_EXPORT
+                    )
+                })?;
+                func.typed::<(&[Message],), ()>(&store)
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| {
+                        format!(
+                            "plugin {shown}: `{}` does not have the type of world `batch-handler`",
+                            batch::BATCH_EXPORT
+                        )
+                    })?;
+                Some(func)
+            }
+        };
         Ok(PluginInstance {
             store,
             handler,
+            handle_batch,
             fuel: limits.fuel,
             deadline: limits.deadline,
         })
+    }
+
+    /// Whether the plugin exports `handle-batch`.
+    pub fn batches(&self) -> bool {
+        self.handle_batch.is_some()
     }
 
     /// Calls `handle`. Returns the outcome, what the call sent, and whether this instance may be
@@ -127,28 +159,11 @@ impl PluginInstance {
         let outputs = std::mem::take(&mut state.call.outputs);
         let Ok(result) = result else {
             // Dropped while suspended in a host call: guest code would have trapped at a tick.
-            let detail = format!(
-                "deadline of {} ms exceeded while the guest waited in a host call (a sleep, a \
-                 poll, I/O); the call was cut off",
-                self.deadline.as_millis()
-            );
-            let end = CallEnd::Trapped {
-                kind: TrapKind::Deadline,
-                detail,
-                stderr: super::keep_end(&state.output.take(), MAX_REPORT_TEXT).to_string(),
-            };
+            let end = cut_off_in_host_call(self.deadline, state.output.take());
             return (Outcome { explicit, end }, outputs, false);
         };
         let (end, reusable) = match result {
-            Ok(Ok(decision)) => (CallEnd::Returned(decision.map(Into::into)), true),
-            Ok(Err(error)) => {
-                let (kind, message) = match error {
-                    HandlerError::Retry(m) => (ErrorKind::Retry, m),
-                    HandlerError::Fatal(m) => (ErrorKind::Fatal, m),
-                };
-                let message = super::truncate(&message, MAX_REPORT_TEXT).to_string();
-                (CallEnd::Failed { kind, message }, true)
-            }
+            Ok(returned) => (batch::returned(returned), true),
             Err(err) => {
                 let end = classify(&err, state.output.take());
                 (end, false)
@@ -159,6 +174,114 @@ impl PluginInstance {
             self.store.data().output.clear();
         }
         (Outcome { explicit, end }, outputs, reusable)
+    }
+}
+
+impl PluginInstance {
+    /// Calls `handle-batch` on `messages` (the plugin must export it), each message under its
+    /// own deadline, fuel and output bounds, and reports each to `batch`'s sink as soon as the
+    /// guest has finished it. The batch stops at the first message that does not commit, and at
+    /// a trap. Returns whether this instance may be used again.
+    pub async fn call_batch(
+        &mut self,
+        messages: &[Message],
+        mut batch: BatchCall,
+        context: &Arc<CallContext>,
+    ) -> bool {
+        let Some(func) = self.handle_batch else {
+            return true;
+        };
+        batch.begin(self.deadline, self.fuel);
+        let current_deadline = batch.deadline_watch();
+        let mut deadline = batch.current_deadline();
+        let state = self.store.data_mut();
+        if !Arc::ptr_eq(&state.call.context, context) {
+            state.call.context = context.clone();
+        }
+        state.call.offset = batch.first_offset();
+        state.call.explicit = None;
+        state.call.outputs = Outputs::default();
+        state.call.active = true;
+        state.call.deadline = deadline;
+        state.call.batch = Some(batch);
+        self.store.set_epoch_deadline(1);
+        if let Some(fuel) = self.fuel {
+            let _ = self.store.set_fuel(fuel);
+        }
+
+        let result = {
+            let typed = func.typed::<(&[Message],), ()>(&self.store);
+            let call = async {
+                match typed {
+                    Ok(typed) => typed.call_async(&mut self.store, (messages,)).await,
+                    Err(err) => Err(err),
+                }
+            };
+            let mut call = std::pin::pin!(call);
+            // `finish` moves the deadline on with each message: a timeout that fires early is
+            // armed again for the message now running.
+            loop {
+                let at = tokio::time::Instant::from_std(deadline);
+                match tokio::time::timeout_at(at, call.as_mut()).await {
+                    Ok(result) => break Some(result),
+                    Err(_) => {
+                        let moved = current_deadline.get();
+                        if moved <= deadline {
+                            break None;
+                        }
+                        deadline = moved;
+                    }
+                }
+            }
+        };
+
+        let state = self.store.data_mut();
+        state.call.active = false;
+        let mut batch = state.call.batch.take().expect("set above");
+        let explicit = state.call.explicit.take();
+        let outputs = std::mem::take(&mut state.call.outputs);
+        let reusable = match result {
+            Some(Ok(())) if batch.stopped => true,
+            Some(Ok(())) => {
+                let end = CallEnd::Trapped {
+                    kind: TrapKind::Other,
+                    detail: format!(
+                        "`{}` returned without calling `batch.finish` for this message",
+                        batch::BATCH_EXPORT
+                    ),
+                    stderr: String::new(),
+                };
+                batch.end_current(Outcome { explicit, end }, outputs);
+                false
+            }
+            Some(Err(err)) => {
+                let end = classify(&err, state.output.take());
+                batch.end_current(Outcome { explicit, end }, outputs);
+                false
+            }
+            None => {
+                let end = cut_off_in_host_call(self.deadline, state.output.take());
+                batch.end_current(Outcome { explicit, end }, outputs);
+                false
+            }
+        };
+        if reusable {
+            self.store.data().output.clear();
+        }
+        reusable
+    }
+}
+
+/// A call dropped at its `deadline` while the guest waited in a host call.
+fn cut_off_in_host_call(deadline: Duration, output: String) -> CallEnd {
+    CallEnd::Trapped {
+        kind: TrapKind::Deadline,
+        detail: format!(
+            "deadline of {} ms exceeded while the guest waited in a host call (a sleep, a poll, \
+             I/O); the call was cut off",
+            deadline.as_millis()
+        ),
+        stderr: super::keep_end(&output, MAX_REPORT_TEXT).to_string(),
     }
 }
 

@@ -1,13 +1,16 @@
 //! Reusable instances of one plugin.
 
+use super::batch::{BatchCall, Finished, FinishedSink};
 use super::imports::CallContext;
 use super::instance::PluginInstance;
 use super::runtime::Plugin;
 use crate::bindings::Message;
 use crate::outcome::{CallEnd, Outcome, TrapKind};
 use crate::outputs::Outputs;
+use crate::policy::DeliveryRules;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use tokio_util::sync::CancellationToken;
 
 /// Idle instances, each with the [`affinity`] of the partition that used it last.
 type IdleList = Mutex<Vec<(usize, PluginInstance)>>;
@@ -104,6 +107,57 @@ impl InstancePool {
         context: &Arc<CallContext>,
     ) -> (Outcome, Outputs) {
         let affinity = affinity(context);
+        let mut instance = match self.take(affinity).await {
+            Ok(instance) => instance,
+            Err(outcome) => return (outcome, Outputs::default()),
+        };
+        let (outcome, outputs, reusable) = instance.call(message, context).await;
+        if reusable {
+            lock(&self.idle).push((affinity, instance));
+        }
+        (outcome, outputs)
+    }
+
+    /// Whether this pool's plugin takes several messages in one call (`handle-batch`).
+    pub fn batches(&self) -> bool {
+        self.plugin.batches()
+    }
+
+    /// Calls `handle-batch` on `messages` (see [`PluginInstance::call_batch`]), each message
+    /// handled going to `sink` as soon as it is. Only for a plugin that
+    /// [`batches`](Self::batches).
+    pub async fn call_batch(
+        &self,
+        messages: &[Message],
+        spans: Vec<tracing::Span>,
+        context: &Arc<CallContext>,
+        rules: DeliveryRules,
+        stop: CancellationToken,
+        sink: FinishedSink,
+    ) {
+        let affinity = affinity(context);
+        let mut instance = match self.take(affinity).await {
+            Ok(instance) => instance,
+            Err(outcome) => {
+                // The first message fails as its own call would; the rest wait for later calls.
+                let _ = sink.send(Finished {
+                    outcome,
+                    outputs: Outputs::default(),
+                    started: std::time::Instant::now(),
+                    elapsed: std::time::Duration::ZERO,
+                });
+                return;
+            }
+        };
+        let batch = BatchCall::new(messages, spans, rules, stop, sink);
+        if instance.call_batch(messages, batch, context).await {
+            lock(&self.idle).push((affinity, instance));
+        }
+    }
+
+    /// An idle instance, the one `affinity` used last if it is idle, or a new one; a failure to
+    /// instantiate is the call's outcome.
+    async fn take(&self, affinity: usize) -> Result<PluginInstance, Outcome> {
         let taken = {
             let mut idle = lock(&self.idle);
             match idle.iter().rposition(|(last, _)| *last == affinity) {
@@ -111,28 +165,17 @@ impl InstancePool {
                 None => idle.pop().map(|(_, instance)| instance),
             }
         };
-        let mut instance = match taken {
-            Some(instance) => instance,
-            None => match self.instantiate().await {
-                Ok(instance) => instance,
-                Err(err) => {
-                    let outcome = Outcome {
-                        explicit: None,
-                        end: CallEnd::Trapped {
-                            kind: TrapKind::Other,
-                            detail: format!("{err:#}"),
-                            stderr: String::new(),
-                        },
-                    };
-                    return (outcome, Outputs::default());
-                }
-            },
-        };
-        let (outcome, outputs, reusable) = instance.call(message, context).await;
-        if reusable {
-            lock(&self.idle).push((affinity, instance));
+        if let Some(instance) = taken {
+            return Ok(instance);
         }
-        (outcome, outputs)
+        self.instantiate().await.map_err(|err| Outcome {
+            explicit: None,
+            end: CallEnd::Trapped {
+                kind: TrapKind::Other,
+                detail: format!("{err:#}"),
+                stderr: String::new(),
+            },
+        })
     }
 
     async fn instantiate(&self) -> anyhow::Result<PluginInstance> {

@@ -7,6 +7,7 @@
 //! - [`InstancePool`] hands out instances, calls `handle` and turns the result into an
 //!   [`Outcome`](crate::outcome::Outcome).
 
+mod batch;
 mod cache;
 mod check;
 mod grants;
@@ -18,6 +19,7 @@ mod pooling_allocator;
 mod runtime;
 mod stdio;
 
+pub use batch::Finished;
 pub use cache::{default_cache_dir, CacheOutcome, CompiledCache};
 pub use check::{inspect, PluginReport};
 pub use grants::{DirGrant, Grants};

@@ -5,7 +5,7 @@ use super::grants::Grants;
 use super::imports::HostState;
 use super::instance_pool::IdleInstances;
 use super::pooling_allocator::PoolSizing;
-use crate::bindings::{Handler, HandlerPre};
+use crate::bindings::{Handler, HandlerIndices};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, HasSelf, InstancePre, Linker};
 use wasmtime::{Config, Engine};
 
 /// Resolution of per-call deadlines: the epoch advances this often, and guest code yields to the
@@ -182,6 +182,7 @@ impl PluginRuntime {
         Handler::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)
             .context("linking the Ackbar imports")?;
+        super::batch::add_to_linker(&mut linker)?;
 
         let cache = cache_dir.map(|dir| CompiledCache::new(&engine, dir));
         let ticker = EpochTicker::start(engine.clone());
@@ -257,7 +258,7 @@ impl PluginRuntime {
             .with_context(|| {
                 format!("plugin {shown}: imports something Ackbar does not provide")
             })?;
-        let pre = HandlerPre::new(instance_pre)
+        let exports = HandlerIndices::new(&instance_pre)
             .map_err(anyhow::Error::from)
             .with_context(|| {
                 format!(
@@ -265,12 +266,15 @@ impl PluginRuntime {
                     crate::bindings::WIT_PACKAGE
                 )
             })?;
+        let batch_export = component.get_export_index(None, super::batch::BATCH_EXPORT);
         Ok(Plugin {
             runtime: self.clone(),
             path: path.to_path_buf(),
             version: Arc::from(version_id(bytes)),
             component,
-            pre,
+            pre: instance_pre,
+            exports,
+            batch_export,
             limits,
             grants,
             cached,
@@ -355,7 +359,11 @@ pub struct Plugin {
     path: PathBuf,
     version: Arc<str>,
     component: Component,
-    pub(crate) pre: HandlerPre<HostState>,
+    pub(crate) pre: InstancePre<HostState>,
+    /// Where `handle` is in an instance.
+    pub(crate) exports: HandlerIndices,
+    /// Where `handle-batch` is, when the plugin exports it (world `batch-handler`).
+    pub(crate) batch_export: Option<ComponentExportIndex>,
     limits: PluginLimits,
     grants: Arc<Grants>,
     cached: CacheOutcome,
@@ -391,6 +399,11 @@ impl Plugin {
     /// The compiled component, for inspecting its imports and exports.
     pub fn component(&self) -> &Component {
         &self.component
+    }
+
+    /// Whether the plugin takes several messages in one call (it exports `handle-batch`).
+    pub fn batches(&self) -> bool {
+        self.batch_export.is_some()
     }
 
     /// Whether the compiled code came from the on-disk cache.

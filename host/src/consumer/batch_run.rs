@@ -1,0 +1,118 @@
+//! A `handle-batch` call as a partition's worker sees it: the messages it took, given back in
+//! order, each with its first call's settlement as soon as the guest has finished it. The worker
+//! settles a message while the call goes on with the next, so a batch commits, publishes and
+//! drains like the single calls it replaces.
+
+use super::handler_call::{message_span, Called, HandlerCall};
+use crate::bindings::Message;
+use crate::plugin::{Finished, InstancePool};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// A batch call under way, and the messages it took.
+pub(crate) struct BatchRun {
+    pool: Arc<InstancePool>,
+    messages: Arc<[Message]>,
+    spans: Vec<tracing::Span>,
+    /// The next message to give back.
+    next: usize,
+    finished: mpsc::UnboundedReceiver<Finished>,
+    /// `None` once the call has ended.
+    call: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl BatchRun {
+    /// Starts one `handle-batch` call of `pool` on `messages` (all on their first delivery),
+    /// under the tenant's limits: one call slot, and the tenant's guest time charged for the
+    /// whole call. Nothing runs until [`next`](Self::next) is awaited.
+    pub fn start(
+        handler: &HandlerCall<'_>,
+        pool: Arc<InstancePool>,
+        messages: Vec<Message>,
+    ) -> Self {
+        let shared = handler.shared.clone();
+        let version = pool.plugin().version_shared();
+        let spans: Vec<tracing::Span> = messages
+            .iter()
+            .map(|message| message_span(&shared, handler.tp, message, version))
+            .collect();
+        shared.stats.batch_calls.fetch_add(1, Ordering::Relaxed);
+        shared
+            .stats
+            .batched_messages
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        let messages: Arc<[Message]> = messages.into();
+        let (sink, finished) = mpsc::unbounded_channel();
+        let call = {
+            let (pool, messages, spans) = (pool.clone(), messages.clone(), spans.clone());
+            let (context, rules, stop) =
+                (handler.context.clone(), handler.rules, handler.stop.clone());
+            async move {
+                if !shared.budget.wait_for_guest_time(&stop).await {
+                    return;
+                }
+                let Some(call_slot) = shared.budget.call_slot(&stop).await else {
+                    return;
+                };
+                let started = Instant::now();
+                pool.call_batch(&messages, spans, &context, rules, stop, sink)
+                    .await;
+                drop(call_slot);
+                shared.budget.charge_guest_time(started.elapsed());
+            }
+        };
+        BatchRun {
+            pool,
+            messages,
+            spans,
+            next: 0,
+            finished,
+            call: Some(Box::pin(call)),
+        }
+    }
+
+    /// The next message in order, with its first call, settled, when the batch handled it, or
+    /// without one when the batch stopped before it (the worker calls the handler for it
+    /// alone). Waits while the call is still on it. `None` when every message was given back.
+    pub async fn next(
+        &mut self,
+        handler: &HandlerCall<'_>,
+    ) -> Option<(Message, Option<FirstCall>)> {
+        let index = self.next;
+        let message = self.messages.get(index)?;
+        let done = loop {
+            match &mut self.call {
+                Some(call) => {
+                    tokio::select! {
+                        biased;
+                        Some(done) = self.finished.recv() => break Some(done),
+                        () = call.as_mut() => self.call = None,
+                    }
+                }
+                // Whatever the call finished is in the channel by the time it has ended.
+                None => break self.finished.try_recv().ok(),
+            }
+        };
+        self.next += 1;
+        let first = done.map(|done| {
+            let version = self.pool.plugin().version_shared();
+            let called = handler.record(version, message, &self.spans[index], 1, done);
+            (self.pool.clone(), called)
+        });
+        Some((message.clone(), first))
+    }
+
+    /// Ends the call where it is (an aborted transaction rewound the partition): the offsets of
+    /// the messages not given back yet, which stay unsettled.
+    pub fn abandon(self) -> impl Iterator<Item = i64> {
+        let BatchRun { messages, next, .. } = self;
+        (next..messages.len()).map(move |i| messages[i].offset)
+    }
+}
+
+/// A message's first call, made by a batch: the plugin version that handled it, settled.
+pub(crate) type FirstCall = (Arc<InstancePool>, Called);

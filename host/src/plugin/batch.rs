@@ -1,0 +1,275 @@
+//! `handle-batch`: several messages in one sandbox call, each still handled, bounded and settled
+//! as if it had a call of its own. The host side of `batch.finish` lives here.
+//!
+//! The guest reports each message's result through `finish` as soon as it is known, so a trap,
+//! an interrupt or a deadline in the middle of a batch ends only the message that was running:
+//! those before it keep their results, those after it were never handled and are delivered
+//! again. `finish` also starts the next message's deadline, fuel and output bounds, and stops
+//! the batch at the first message that does not simply commit (a nack waits for its
+//! redelivery before anything after it is handled).
+
+use super::imports::{HostState, MAX_REPORT_TEXT};
+use crate::bindings::{HandlerError, Message, WitDecision};
+use crate::outcome::{CallEnd, ErrorKind, Outcome};
+use crate::outputs::Outputs;
+use crate::policy::{DeliveryRules, Verdict};
+use anyhow::Context;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wasmtime::component::Linker;
+use wasmtime::StoreContextMut;
+
+/// The batch interface the host implements.
+const BATCH_INTERFACE: &str = "ackbar:plugin/batch@0.1.0";
+
+/// The export of world `batch-handler`.
+pub const BATCH_EXPORT: &str = "handle-batch";
+
+/// What `finish` takes: what `handle` returns.
+type HandleResult = Result<Option<WitDecision>, HandlerError>;
+
+/// One message of a batch, handled.
+#[derive(Debug)]
+pub struct Finished {
+    /// How its handling ended.
+    pub outcome: Outcome,
+    /// What it sent through `producer`.
+    pub outputs: Outputs,
+    /// When its handling started.
+    pub started: Instant,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+/// Where a batch's messages go as the guest finishes them.
+pub type FinishedSink = mpsc::UnboundedSender<Finished>;
+
+/// The state of a running `handle-batch` call.
+#[derive(Debug)]
+pub struct BatchCall {
+    /// Offset and attempt of each message of the batch, in order.
+    messages: Vec<(i64, u32)>,
+    /// The spans the messages' guest log lines belong to.
+    spans: Vec<tracing::Span>,
+    rules: DeliveryRules,
+    /// Once the worker is told to stop, no further message of the batch starts.
+    stop: CancellationToken,
+    /// Each message's own deadline and fuel, set by the instance.
+    pub(crate) deadline: Duration,
+    pub(crate) fuel: Option<u64>,
+    /// Messages finished so far.
+    finished: usize,
+    sink: FinishedSink,
+    /// When the current message started.
+    started: Instant,
+    /// The host said stop: no message is current any more.
+    pub stopped: bool,
+    /// The current message's deadline in nanoseconds after `base`, for the host's timeout
+    /// while the guest waits in a host call.
+    deadline_nanos: Arc<AtomicU64>,
+    base: Instant,
+}
+
+impl BatchCall {
+    /// A batch of `messages` whose finished messages go to `sink`; the instance that runs it
+    /// sets its deadline and fuel, and starts it.
+    pub fn new(
+        messages: &[Message],
+        spans: Vec<tracing::Span>,
+        rules: DeliveryRules,
+        stop: CancellationToken,
+        sink: FinishedSink,
+    ) -> Self {
+        let now = Instant::now();
+        BatchCall {
+            messages: messages.iter().map(|m| (m.offset, m.attempt)).collect(),
+            spans,
+            rules,
+            stop,
+            deadline: Duration::ZERO,
+            fuel: None,
+            finished: 0,
+            sink,
+            started: now,
+            stopped: false,
+            deadline_nanos: Arc::new(AtomicU64::new(0)),
+            base: now,
+        }
+    }
+
+    /// Starts the first message now, under `deadline` and `fuel`.
+    pub fn begin(&mut self, deadline: Duration, fuel: Option<u64>) {
+        let now = Instant::now();
+        self.deadline = deadline;
+        self.fuel = fuel;
+        self.base = now;
+        self.started = now;
+        self.deadline_nanos
+            .store(nanos(deadline), Ordering::Relaxed);
+    }
+
+    /// The first message's offset (0 for an empty batch).
+    pub fn first_offset(&self) -> i64 {
+        self.messages.first().map_or(0, |(offset, _)| *offset)
+    }
+
+    /// When the current message must end, as last moved by `finish`.
+    pub fn current_deadline(&self) -> Instant {
+        self.deadline_watch().get()
+    }
+
+    /// Follows the current message's deadline from outside the store, while the call runs.
+    pub fn deadline_watch(&self) -> DeadlineWatch {
+        DeadlineWatch {
+            base: self.base,
+            nanos: self.deadline_nanos.clone(),
+        }
+    }
+
+    /// The span of the current message, if one is current.
+    pub fn current_span(&self) -> Option<&tracing::Span> {
+        if self.stopped {
+            return None;
+        }
+        self.spans.get(self.finished)
+    }
+
+    /// The current message's offset, if one is current.
+    pub fn current_offset(&self) -> Option<i64> {
+        if self.stopped {
+            return None;
+        }
+        self.messages.get(self.finished).map(|(offset, _)| *offset)
+    }
+
+    /// Ends the current message with `end` (a trap, an interrupt, a deadline, a return without
+    /// `finish`), with what it decided and sent. Nothing if no message is current.
+    pub fn end_current(&mut self, outcome: Outcome, outputs: Outputs) {
+        if self.current_offset().is_none() {
+            return;
+        }
+        let elapsed = self.started.elapsed();
+        self.report(Finished {
+            outcome,
+            outputs,
+            started: self.started,
+            elapsed,
+        });
+        self.stopped = true;
+    }
+
+    fn report(&mut self, finished: Finished) {
+        self.finished += 1;
+        // The worker may have let go of the batch (a rewind): nobody wants the result then.
+        let _ = self.sink.send(finished);
+    }
+}
+
+/// The deadline of a batch's current message, read while the call holds the store.
+pub struct DeadlineWatch {
+    base: Instant,
+    nanos: Arc<AtomicU64>,
+}
+
+impl DeadlineWatch {
+    /// When the current message must end.
+    pub fn get(&self) -> Instant {
+        self.base + Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
+    }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A handler's returned result as the call's end.
+pub fn returned(result: HandleResult) -> CallEnd {
+    match result {
+        Ok(decision) => CallEnd::Returned(decision.map(Into::into)),
+        Err(error) => {
+            let (kind, message) = match error {
+                HandlerError::Retry(m) => (ErrorKind::Retry, m),
+                HandlerError::Fatal(m) => (ErrorKind::Fatal, m),
+            };
+            let message = super::truncate(&message, MAX_REPORT_TEXT).to_string();
+            CallEnd::Failed { kind, message }
+        }
+    }
+}
+
+/// `batch.finish`: records the current message's result and starts the next one.
+fn finish(mut store: StoreContextMut<'_, HostState>, result: HandleResult) -> bool {
+    let state = store.data_mut();
+    let call = &mut state.call;
+    let Some(batch) = call.batch.as_mut() else {
+        // Inside `handle`, or after the batch ended: nothing is current.
+        return false;
+    };
+    let Some(&(_, attempt)) = batch.messages.get(batch.finished) else {
+        return false;
+    };
+    if batch.stopped {
+        return false;
+    }
+    let outcome = Outcome {
+        explicit: call.explicit.take(),
+        end: returned(result),
+    };
+    // A message that commits (or is left to a later commit) lets the next one run at once:
+    // anything else (a redelivery, a dead letter, a pause) is settled before what follows it.
+    let commits = matches!(
+        batch.rules.settle(&outcome, 1, attempt).verdict,
+        Verdict::Commit | Verdict::Leave
+    );
+    let now = Instant::now();
+    let started = batch.started;
+    batch.report(Finished {
+        outcome,
+        outputs: std::mem::take(&mut call.outputs),
+        started,
+        elapsed: now - started,
+    });
+    let Some(&(next_offset, _)) = batch.messages.get(batch.finished) else {
+        batch.stopped = true;
+        call.active = false;
+        return false;
+    };
+    if !commits || batch.stop.is_cancelled() {
+        batch.stopped = true;
+        call.active = false;
+        return false;
+    }
+    batch.started = now;
+    let deadline = now + batch.deadline;
+    batch
+        .deadline_nanos
+        .store(nanos(deadline - batch.base), Ordering::Relaxed);
+    call.deadline = deadline;
+    call.offset = next_offset;
+    let fuel = batch.fuel;
+    if let Some(fuel) = fuel {
+        // The runtime meters fuel whenever a plugin has a limit, so this cannot fail.
+        let _ = store.set_fuel(fuel);
+    }
+    true
+}
+
+/// Links `batch.finish`, by hand rather than through bindgen: it needs the store, to give each
+/// message its own fuel.
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+    linker
+        .instance(BATCH_INTERFACE)
+        .and_then(|mut batch| {
+            batch.func_wrap(
+                "finish",
+                |store: StoreContextMut<'_, HostState>, (result,): (HandleResult,)| {
+                    Ok((finish(store, result),))
+                },
+            )
+        })
+        .map_err(anyhow::Error::from)
+        .context("linking ackbar:plugin/batch")
+}

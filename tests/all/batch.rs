@@ -1,0 +1,272 @@
+//! `handle-batch`: several messages in one sandbox call, each bounded and settled as if it had a
+//! call of its own. The fixture is of world `batch-handler`.
+
+use crate::support::{guest, runtime, Cluster};
+use ackbar::bindings::Message;
+use ackbar::config::Backoff;
+use ackbar::outcome::{CallEnd, TrapKind};
+use ackbar::plugin::{CallContext, Finished, InstancePool, PluginLimits};
+use ackbar::policy::{AckPolicy, Action, DeliveryRules};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn pool(limits: PluginLimits) -> InstancePool {
+    let plugin = runtime()
+        .load(&guest("fixture"), limits)
+        .expect("fixture loads");
+    InstancePool::new(Arc::new(plugin))
+}
+
+fn rules(policy: AckPolicy) -> DeliveryRules {
+    DeliveryRules {
+        policy,
+        max_attempts: None,
+        dead_letters: false,
+        backoff: Backoff::default(),
+    }
+}
+
+fn with_dead_letters(policy: AckPolicy) -> DeliveryRules {
+    DeliveryRules {
+        dead_letters: true,
+        ..rules(policy)
+    }
+}
+
+fn messages(payloads: &[&str]) -> Vec<Message> {
+    payloads
+        .iter()
+        .enumerate()
+        .map(|(offset, payload)| Message {
+            topic: "t".into(),
+            partition: 0,
+            offset: offset as i64,
+            timestamp: None,
+            key: None,
+            payload: Some(payload.as_bytes().to_vec()),
+            headers: vec![],
+            attempt: 1,
+        })
+        .collect()
+}
+
+/// One `handle-batch` call on `payloads` (offsets 0, 1, …): the messages it handed back, in order.
+fn batch_with(
+    pool: &InstancePool,
+    payloads: &[&str],
+    rules: DeliveryRules,
+    stop: CancellationToken,
+) -> Vec<Finished> {
+    let messages = messages(payloads);
+    let spans = vec![tracing::Span::none(); messages.len()];
+    let (sink, mut finished) = tokio::sync::mpsc::unbounded_channel();
+    ackbar::plugin::block_on(pool.call_batch(
+        &messages,
+        spans,
+        &Arc::new(CallContext::default()),
+        rules,
+        stop,
+        sink,
+    ));
+    let mut got = Vec::new();
+    while let Ok(done) = finished.try_recv() {
+        got.push(done);
+    }
+    got
+}
+
+fn batch(pool: &InstancePool, payloads: &[&str], policy: AckPolicy) -> Vec<Finished> {
+    batch_with(pool, payloads, rules(policy), CancellationToken::new())
+}
+
+fn labels(finished: &[Finished]) -> Vec<String> {
+    finished.iter().map(|f| f.outcome.label()).collect()
+}
+
+#[test]
+fn a_batch_hands_back_every_message_in_order_from_one_instance() {
+    let pool = pool(PluginLimits::default());
+    assert!(pool.batches());
+    let got = batch(
+        &pool,
+        &["ok", "return-reject", "ack", "error"],
+        AckPolicy::Ack,
+    );
+    assert_eq!(labels(&got), ["ok", "returned:reject", "ack+ok", "error"]);
+    // The next batch runs on the same instance.
+    assert_eq!(
+        labels(&batch(&pool, &["ok", "ok"], AckPolicy::Ack)),
+        ["ok", "ok"]
+    );
+    assert_eq!(pool.instances_created(), 1);
+}
+
+#[test]
+fn a_batch_stops_after_the_first_message_that_does_not_commit() {
+    let pool = pool(PluginLimits::default());
+    // Under NACK_ON_ERROR the error is redelivered: what follows it must wait for it.
+    let got = batch(&pool, &["ok", "error", "ok"], AckPolicy::NackOnError);
+    assert_eq!(labels(&got), ["ok", "error"]);
+    let got = batch(&pool, &["ok", "nack", "ok"], AckPolicy::Ack);
+    assert_eq!(labels(&got), ["ok", "nack+ok"]);
+    // A reject is dead-lettered before what follows it is handled; without a dead-letter
+    // topic it just commits.
+    let (dead_letters, stop) = (with_dead_letters(AckPolicy::Ack), CancellationToken::new());
+    let got = batch_with(&pool, &["reject", "ok"], dead_letters, stop);
+    assert_eq!(labels(&got), ["reject+ok"]);
+    let got = batch(&pool, &["reject", "ok"], AckPolicy::Ack);
+    assert_eq!(labels(&got), ["reject+ok", "ok"]);
+    // Under ACK an error commits: the batch goes on.
+    let got = batch(&pool, &["ok", "error", "ok"], AckPolicy::Ack);
+    assert_eq!(labels(&got), ["ok", "error", "ok"]);
+    assert_eq!(pool.instances_created(), 1, "stopping is not a trap");
+}
+
+#[test]
+fn a_trap_or_an_interrupt_ends_only_the_message_it_hit() {
+    let pool = pool(PluginLimits::default());
+    let got = batch(&pool, &["ok", "trap", "ok"], AckPolicy::Ack);
+    assert_eq!(labels(&got), ["ok", "trap:panic"]);
+    let got = batch(&pool, &["ok", "interrupt-ack", "ok"], AckPolicy::Ack);
+    assert_eq!(labels(&got), ["ok", "interrupt:ack"]);
+    assert_eq!(pool.instances_created(), 2, "each ended its instance");
+    assert_eq!(pool.idle_instances(), 0);
+}
+
+#[test]
+fn a_batch_that_returns_without_finishing_a_message_traps_on_it() {
+    let pool = pool(PluginLimits::default());
+    let got = batch(&pool, &["ok", "batch-return", "ok"], AckPolicy::Ack);
+    assert_eq!(labels(&got), ["ok", "trap:other"]);
+    match &got[1].outcome.end {
+        CallEnd::Trapped { detail, .. } => assert!(
+            detail.contains("`handle-batch` returned without calling `batch.finish`"),
+            "{detail}"
+        ),
+        end => panic!("{end:?}"),
+    }
+}
+
+#[test]
+fn each_message_of_a_batch_has_its_own_deadline() {
+    let pool = pool(PluginLimits {
+        deadline: Duration::from_millis(1000),
+        ..PluginLimits::default()
+    });
+    // 1.2 s in all, 0.3 s each: none reaches its deadline.
+    let got = batch(&pool, &["sleep:300"; 4], AckPolicy::Ack);
+    assert_eq!(labels(&got), ["ok"; 4]);
+    // Spinning in guest code, and waiting in a host call: each cut at its own deadline.
+    let got = batch(&pool, &["sleep:300", "loop", "ok"], AckPolicy::Ack);
+    assert_eq!(labels(&got), ["ok", "trap:deadline"]);
+    let got = batch(&pool, &["sleep:300", "sleep:60000", "ok"], AckPolicy::Ack);
+    assert_eq!(labels(&got), ["ok", "trap:deadline"]);
+    match &got[1].outcome.end {
+        CallEnd::Trapped { kind, detail, .. } => {
+            assert_eq!(*kind, TrapKind::Deadline);
+            assert!(detail.contains("waited in a host call"), "{detail}");
+        }
+        end => panic!("{end:?}"),
+    }
+}
+
+#[test]
+fn each_message_of_a_batch_has_its_own_fuel() {
+    use ackbar::plugin::PluginRuntime;
+    let limits = PluginLimits {
+        fuel: Some(20_000_000),
+        ..PluginLimits::default()
+    };
+    let metered = PluginRuntime::with_options(None, true).unwrap();
+    let pool = InstancePool::new(Arc::new(metered.load(&guest("fixture"), limits).unwrap()));
+    let single = |payload: &str| {
+        let message = &messages(&[payload])[0];
+        ackbar::plugin::block_on(pool.call(message, &Arc::default()))
+    };
+    // The fewest acks one call cannot afford, to within a factor of two.
+    let mut acks = 1_000u64;
+    let out_of_fuel = |payload: &str| {
+        matches!(
+            single(payload).end,
+            CallEnd::Trapped {
+                kind: TrapKind::Fuel,
+                ..
+            }
+        )
+    };
+    while !out_of_fuel(&format!("ack-many:{acks}")) {
+        acks *= 2;
+        assert!(acks < 1 << 30, "ack-many never ran out of fuel");
+    }
+    let half = format!("ack-many:{}", acks / 2);
+    assert_eq!(single(&half).label(), "ack+ok", "half of it fits one call");
+    // Four halves use more than one call's fuel, at least twice over.
+    let got = batch(&pool, &[half.as_str(); 4], AckPolicy::Ack);
+    assert_eq!(labels(&got), ["ack+ok"; 4]);
+}
+
+#[test]
+fn a_stopped_worker_starts_no_further_message_of_a_batch() {
+    let pool = pool(PluginLimits::default());
+    let stop = CancellationToken::new();
+    stop.cancel();
+    let got = batch_with(&pool, &["ok", "ok", "ok"], rules(AckPolicy::Ack), stop);
+    assert_eq!(labels(&got), ["ok"], "the message under way finishes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_messages_are_handled_in_batches_in_order_and_a_redelivery_still_comes_first() {
+    let cluster = Cluster::new(1);
+    let mut payloads = vec!["ok"; 200];
+    payloads[50] = "fail-until:3";
+    payloads[120] = "ack-then-trap";
+    payloads[121] = "interrupt-ack";
+    payloads[150] = "batch-return";
+    let messages: Vec<(i32, &str)> = payloads.iter().map(|p| (0, *p)).collect();
+    cluster.produce(&messages).await;
+    let mut config = cluster.config(AckPolicy::NackOnError);
+    config.backoff.initial_ms = 10;
+    let mut run = cluster.start(config);
+    run.until(WAIT, |seen| {
+        seen.iter()
+            .filter(|r| r.action != Action::Redeliver)
+            .count()
+            >= 200
+    })
+    .await;
+    cluster.until_committed(&[Some(200)], WAIT).await;
+    run.stop().await;
+    let stats = run.final_stats.expect("stopped");
+    assert!(
+        stats.batch_calls > 0 && stats.batched_messages > stats.batch_calls,
+        "the waiting messages went into batches: {stats:?}"
+    );
+    // Every delivery in offset order, attempts in order: nothing after a message that waits
+    // for its redelivery is handled before it settles.
+    let order: Vec<(i64, u32)> = run.seen.iter().map(|r| (r.offset, r.attempt)).collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted, "{:?}", run.summary());
+    assert_eq!(
+        run.deliveries(0, 50)
+            .iter()
+            .map(|r| r.attempt)
+            .collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    let trap = run.deliveries(0, 120);
+    assert_eq!(trap.len(), 1, "acked before it trapped");
+    assert_eq!(trap[0].outcome.label(), "ack+trap:panic");
+    assert_eq!(run.deliveries(0, 121)[0].outcome.label(), "interrupt:ack");
+    let returned = run.deliveries(0, 150);
+    assert_eq!(returned[0].outcome.label(), "trap:other");
+    assert_eq!(
+        returned[1].outcome.label(),
+        "ok",
+        "redelivered alone, through `handle`"
+    );
+    assert_eq!(run.deliveries(0, 199).len(), 1);
+}
