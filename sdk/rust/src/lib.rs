@@ -24,7 +24,7 @@
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "handler",
+        world: "batch-handler",
         path: "wit",
         pub_export_macro: true,
         default_bindings_module: "ackbar_guest::bindings",
@@ -35,7 +35,52 @@ pub mod bindings {
 pub use bindings::ackbar::plugin::log::Level;
 pub use bindings::ackbar::plugin::producer::{OutputRecord, SendError};
 pub use bindings::ackbar::plugin::types::Header;
-pub use bindings::{export, Decision, Guest, HandlerError, Message};
+pub use bindings::{Decision, HandlerError, Message};
+
+/// A message handler: what [`export!`] makes the component's `handle`.
+pub trait Guest {
+    /// Handle one message. `Ok(None)` leaves the decision to the ack policy; `Ok(Some(d))`
+    /// settles the message with `d`; `Err(e)` is a handler failure.
+    fn handle(msg: Message) -> Result<Option<Decision>, HandlerError>;
+}
+
+/// Exports a [`Guest`] as the component's handler (WIT world `batch-handler`): the host calls
+/// `handle` for single messages and `handle-batch` for several waiting messages at once, which
+/// calls the same `handle` for each, so the sandbox is entered once per batch.
+#[macro_export]
+macro_rules! export {
+    ($handler:ty) => {
+        #[doc(hidden)]
+        struct AckbarExports;
+
+        impl $crate::bindings::Guest for AckbarExports {
+            fn handle(
+                msg: $crate::Message,
+            ) -> ::core::result::Result<::core::option::Option<$crate::Decision>, $crate::HandlerError>
+            {
+                <$handler as $crate::Guest>::handle(msg)
+            }
+
+            fn handle_batch(msgs: ::std::vec::Vec<$crate::Message>) {
+                $crate::handle_batch::<$handler>(msgs)
+            }
+        }
+
+        $crate::bindings::export!(AckbarExports with_types_in $crate::bindings);
+    };
+}
+
+/// `handle-batch`: each message through `H::handle`, its result reported to the host, until the
+/// host says stop (the rest come again later).
+#[doc(hidden)]
+pub fn handle_batch<H: Guest>(msgs: Vec<Message>) {
+    for msg in msgs {
+        let returned = H::handle(msg);
+        if !bindings::ackbar::plugin::batch::finish(returned.as_ref().map(Option::as_ref)) {
+            return;
+        }
+    }
+}
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
