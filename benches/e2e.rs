@@ -20,6 +20,8 @@
 //! name filters), `BENCH_POLICIES` (the Rust `orders` policies after ACK: `ACK_FIRST`,
 //! `NACK_ON_ERROR`), `BENCH_PERF` (a directory: profile each Ackbar case with `perf record -g`),
 //! `BENCH_BASELINE` and `BENCH_ROUNDS` (compare with another build of `ackbar`, see [`ackbar`]),
+//! `BENCH_BASELINE_EXTRA` (pipeline settings only the baseline runs get, such as `max_batch = 1`;
+//! `BENCH_BASELINE` may then name this build),
 //! `BENCH_ACKBAR_CPUS` (`taskset -c` list for `ackbar run`). The `pipelines` case runs
 //! `BENCH_PIPELINES` (1,10,50,200) pipelines in one process over `BENCH_PIPELINES_MESSAGES`
 //! (100000) orders.
@@ -619,6 +621,10 @@ fn ackbar(
         )];
     };
     let rounds: usize = env_or("BENCH_ROUNDS", 1);
+    let baseline_extra = format!(
+        "{extra}\n{}",
+        std::env::var("BENCH_BASELINE_EXTRA").unwrap_or_default()
+    );
     let mut rows = Vec::new();
     for round in 0..rounds {
         // A B, then B A: neither build always runs on a broker that is less warmed up.
@@ -627,9 +633,9 @@ fn ackbar(
             _ => [false, true],
         };
         for baseline_first in order {
-            let binary = match baseline_first {
-                true => Path::new(&baseline),
-                false => this,
+            let (binary, extra) = match baseline_first {
+                true => (Path::new(&baseline), baseline_extra.as_str()),
+                false => (this, extra),
             };
             let mut row = ackbar_run(binary, case, bootstrap, input, plugin, policy, extra);
             if baseline_first {

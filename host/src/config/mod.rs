@@ -12,8 +12,8 @@ mod validate;
 
 pub use pipeline::{
     Backoff, DeliveryGuarantee, GroupType, Ordering, PipelineConfig, TransactionSizing,
-    DEFAULT_MAX_IN_FLIGHT, DEFAULT_SHARE_MAX_ATTEMPTS, DEFAULT_TENANT,
-    DEFAULT_TRANSACTION_MESSAGES, DEFAULT_TRANSACTION_MS,
+    DEFAULT_MAX_BATCH, DEFAULT_MAX_IN_FLIGHT, DEFAULT_SHARE_MAX_ATTEMPTS, DEFAULT_TENANT,
+    DEFAULT_TRANSACTION_MESSAGES, DEFAULT_TRANSACTION_MS, MAX_BATCH_LIMIT,
 };
 pub use settings::{EmbeddedSettings, EngineSettings, RunSettings};
 pub use tenant::{pattern_matches, TenantConfig, TenantLimits};

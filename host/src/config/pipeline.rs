@@ -137,6 +137,12 @@ pub const DEFAULT_TRANSACTION_MS: u64 = 100;
 /// `max_in_flight` when `ordering` allows concurrency and the config names none.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
 
+/// Default `max_batch`.
+pub const DEFAULT_MAX_BATCH: usize = 64;
+
+/// Highest `max_batch` accepted.
+pub const MAX_BATCH_LIMIT: usize = 1024;
+
 /// The tenant of a pipeline that names none.
 pub const DEFAULT_TENANT: &str = "default";
 
@@ -167,6 +173,9 @@ pub struct PipelineConfig {
     pub ordering: Ordering,
     /// Messages of one partition handled at the same time (`ordering` other than `partition`).
     pub max_in_flight: usize,
+    /// Most messages of a partition one call takes, when the plugin exports `handle-batch`
+    /// (`ordering = "partition"`); 1 calls `handle` once per message.
+    pub max_batch: usize,
     /// A payload each new plugin version is called with before it goes live; a trap refuses it.
     pub smoke_payload: Option<Vec<u8>>,
     /// How often settled offsets are committed, in one request (librdkafka's auto-commit interval
@@ -220,6 +229,7 @@ impl PipelineConfig {
             watch_plugin: true,
             ordering: Ordering::Partition,
             max_in_flight: 1,
+            max_batch: DEFAULT_MAX_BATCH,
             smoke_payload: None,
             commit_interval: Duration::from_millis(default_commit_interval_ms()),
             drain_timeout: Duration::from_millis(default_drain_timeout_ms()),

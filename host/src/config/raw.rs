@@ -44,6 +44,8 @@ pub(super) struct RawPipeline {
     pub(super) smoke_payload: Option<String>,
     pub(super) ordering: Option<Ordering>,
     pub(super) max_in_flight: Option<u32>,
+    #[serde(default = "default_max_batch")]
+    pub(super) max_batch: u32,
     #[serde(default = "default_commit_interval_ms")]
     pub(super) commit_interval_ms: u64,
     #[serde(default = "default_drain_timeout_ms")]
@@ -96,6 +98,10 @@ pub(super) fn default_true() -> bool {
 
 pub(super) fn default_commit_interval_ms() -> u64 {
     1000
+}
+
+pub(super) fn default_max_batch() -> u32 {
+    super::pipeline::DEFAULT_MAX_BATCH as u32
 }
 
 pub(super) fn default_drain_timeout_ms() -> u64 {

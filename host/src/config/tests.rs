@@ -279,6 +279,34 @@ fn share_group_pipelines_get_their_defaults_and_refuse_what_cannot_hold() {
 }
 
 #[test]
+fn max_batch_is_validated() {
+    let p = |extra: &str| parse(&format!("{MINIMAL}{extra}"));
+    assert_eq!(p("").unwrap().pipelines[0].max_batch, DEFAULT_MAX_BATCH);
+    assert_eq!(
+        p("max_batch = 1
+")
+        .unwrap()
+        .pipelines[0]
+            .max_batch,
+        1
+    );
+    for bad in ["0", "1025"] {
+        let e = p(&format!(
+            "max_batch = {bad}
+"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(&format!(
+                "field `max_batch` is {bad}, must be between 1 and 1024"
+            )),
+            "{e}"
+        );
+    }
+}
+
+#[test]
 fn ordering_and_max_in_flight_are_validated() {
     let p = |extra: &str| parse(&format!("{MINIMAL}{extra}"));
     let default = p("").unwrap();

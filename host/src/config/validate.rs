@@ -263,6 +263,15 @@ impl Config {
                 (_, Some(n)) => n as usize,
                 (_, None) => DEFAULT_MAX_IN_FLIGHT,
             };
+            if p.max_batch == 0 || p.max_batch as usize > MAX_BATCH_LIMIT {
+                return Err(perr(
+                    "max_batch",
+                    format!(
+                        "is {}, must be between 1 and {MAX_BATCH_LIMIT}",
+                        p.max_batch
+                    ),
+                ));
+            }
             let overrides = properties(&p.kafka).map_err(|m| perr("kafka", m))?;
             check_managed(&overrides).map_err(|m| perr("kafka", m))?;
             let mut kafka = global_kafka.clone();
@@ -309,6 +318,7 @@ impl Config {
                 watch_plugin: p.watch_plugin,
                 ordering,
                 max_in_flight,
+                max_batch: p.max_batch as usize,
                 smoke_payload: p.smoke_payload.clone().map(String::into_bytes),
                 commit_interval: Duration::from_millis(p.commit_interval_ms),
                 drain_timeout: Duration::from_millis(p.drain_timeout_ms),

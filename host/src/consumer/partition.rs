@@ -151,7 +151,7 @@ pub(crate) async fn run<C: ConsumerContext + 'static>(
                     Next::Stopped => break,
                 };
                 let pool = shared.plugin.current();
-                if !pool.batches() {
+                if !pool.batches() || shared.config.max_batch == 1 {
                     (message, None)
                 } else {
                     let mut messages = vec![message];
@@ -295,9 +295,6 @@ fn release(shared: &PipelineState, tp: &TopicPartition, batch: Option<BatchRun>)
     }
 }
 
-/// Most messages one `handle-batch` call takes.
-const MAX_BATCH: usize = 64;
-
 /// A batch stops taking messages once it holds this many bytes (keys, payloads, headers): a
 /// guest's memory limit is sized for single messages.
 const MAX_BATCH_BYTES: usize = 64 * 1024;
@@ -311,7 +308,7 @@ fn take_waiting<C: ConsumerContext + 'static>(
     batch: &mut Vec<Message>,
 ) {
     let mut bytes: usize = batch.iter().map(message_bytes).sum();
-    while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+    while batch.len() < shared.config.max_batch && bytes < MAX_BATCH_BYTES {
         let Some(admission) = shared.budget.try_admit_message() else {
             return;
         };
