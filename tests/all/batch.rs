@@ -5,13 +5,18 @@ use crate::support::{guest, runtime, Cluster};
 use ackbar::bindings::Message;
 use ackbar::config::Backoff;
 use ackbar::outcome::{CallEnd, TrapKind};
-use ackbar::plugin::{CallContext, Finished, InstancePool, PluginLimits};
+use ackbar::plugin::{
+    BatchCall, CallContext, Finished, InstancePool, PluginLimits, MAX_BATCH_TIME,
+};
 use ackbar::policy::{AckPolicy, Action, DeliveryRules};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(60);
+
+/// A batch time no test reaches.
+const LONG: Duration = Duration::from_secs(600);
 
 fn pool(limits: PluginLimits) -> InstancePool {
     let plugin = runtime()
@@ -54,23 +59,19 @@ fn messages(payloads: &[&str]) -> Vec<Message> {
 }
 
 /// One `handle-batch` call on `payloads` (offsets 0, 1, …): the messages it handed back, in order.
+/// Batches here may run for minutes, to see each message's own bounds.
 fn batch_with(
     pool: &InstancePool,
     payloads: &[&str],
     rules: DeliveryRules,
     stop: CancellationToken,
+    max_time: Duration,
 ) -> Vec<Finished> {
     let messages = messages(payloads);
     let spans = vec![tracing::Span::none(); messages.len()];
     let (sink, mut finished) = tokio::sync::mpsc::unbounded_channel();
-    ackbar::plugin::block_on(pool.call_batch(
-        &messages,
-        spans,
-        &Arc::new(CallContext::default()),
-        rules,
-        stop,
-        sink,
-    ));
+    let batch = BatchCall::new(&messages, spans, rules, stop, sink).with_max_time(max_time);
+    ackbar::plugin::block_on(pool.call_batch(&messages, batch, &Arc::new(CallContext::default())));
     let mut got = Vec::new();
     while let Ok(done) = finished.try_recv() {
         got.push(done);
@@ -79,7 +80,13 @@ fn batch_with(
 }
 
 fn batch(pool: &InstancePool, payloads: &[&str], policy: AckPolicy) -> Vec<Finished> {
-    batch_with(pool, payloads, rules(policy), CancellationToken::new())
+    batch_with(
+        pool,
+        payloads,
+        rules(policy),
+        CancellationToken::new(),
+        LONG,
+    )
 }
 
 fn labels(finished: &[Finished]) -> Vec<String> {
@@ -115,7 +122,7 @@ fn a_batch_stops_after_the_first_message_that_does_not_commit() {
     // A reject is dead-lettered before what follows it is handled; without a dead-letter
     // topic it just commits.
     let (dead_letters, stop) = (with_dead_letters(AckPolicy::Ack), CancellationToken::new());
-    let got = batch_with(&pool, &["reject", "ok"], dead_letters, stop);
+    let got = batch_with(&pool, &["reject", "ok"], dead_letters, stop, LONG);
     assert_eq!(labels(&got), ["reject+ok"]);
     let got = batch(&pool, &["reject", "ok"], AckPolicy::Ack);
     assert_eq!(labels(&got), ["reject+ok", "ok"]);
@@ -209,11 +216,32 @@ fn each_message_of_a_batch_has_its_own_fuel() {
 }
 
 #[test]
+fn a_batch_starts_no_message_after_its_time() {
+    let pool = pool(PluginLimits::default());
+    let (rules, stop) = (rules(AckPolicy::Ack), CancellationToken::new());
+    assert!(MAX_BATCH_TIME < Duration::from_millis(30));
+    let got = batch_with(
+        &pool,
+        &["sleep:30", "ok", "ok"],
+        rules,
+        stop,
+        MAX_BATCH_TIME,
+    );
+    assert_eq!(labels(&got), ["ok"]);
+}
+
+#[test]
 fn a_stopped_worker_starts_no_further_message_of_a_batch() {
     let pool = pool(PluginLimits::default());
     let stop = CancellationToken::new();
     stop.cancel();
-    let got = batch_with(&pool, &["ok", "ok", "ok"], rules(AckPolicy::Ack), stop);
+    let got = batch_with(
+        &pool,
+        &["ok", "ok", "ok"],
+        rules(AckPolicy::Ack),
+        stop,
+        LONG,
+    );
     assert_eq!(labels(&got), ["ok"], "the message under way finishes");
 }
 

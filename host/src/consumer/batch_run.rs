@@ -5,7 +5,7 @@
 
 use super::handler_call::{message_span, Called, HandlerCall};
 use crate::bindings::Message;
-use crate::plugin::{Finished, InstancePool};
+use crate::plugin::{BatchCall, Finished, InstancePool};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -59,8 +59,8 @@ impl BatchRun {
                     return;
                 };
                 let started = Instant::now();
-                pool.call_batch(&messages, spans, &context, rules, stop, sink)
-                    .await;
+                let batch = BatchCall::new(&messages, spans, rules, stop, sink);
+                pool.call_batch(&messages, batch, &context).await;
                 drop(call_slot);
                 shared.budget.charge_guest_time(started.elapsed());
             }

@@ -28,6 +28,11 @@ const BATCH_INTERFACE: &str = "ackbar:plugin/batch@0.1.0";
 /// The export of world `batch-handler`.
 pub const BATCH_EXPORT: &str = "handle-batch";
 
+/// A batch that has run this long starts no further message; the rest wait for the next call.
+/// Batches pay off for messages that take microseconds; a few such calls a second cost
+/// nothing.
+pub const MAX_BATCH_TIME: Duration = Duration::from_millis(10);
+
 /// What `finish` takes: what `handle` returns.
 type HandleResult = Result<Option<WitDecision>, HandlerError>;
 
@@ -57,6 +62,8 @@ pub struct BatchCall {
     rules: DeliveryRules,
     /// Once the worker is told to stop, no further message of the batch starts.
     stop: CancellationToken,
+    /// Nor once the batch has run this long.
+    max_time: Duration,
     /// Each message's own deadline and fuel, set by the instance.
     pub(crate) deadline: Duration,
     pub(crate) fuel: Option<u64>,
@@ -74,8 +81,9 @@ pub struct BatchCall {
 }
 
 impl BatchCall {
-    /// A batch of `messages` whose finished messages go to `sink`; the instance that runs it
-    /// sets its deadline and fuel, and starts it.
+    /// A batch of `messages` (their `spans` for the guest's log lines), settled by `rules`
+    /// to decide whether the next message may start, each finished message going to `sink`;
+    /// the instance that runs it sets its deadline and fuel.
     pub fn new(
         messages: &[Message],
         spans: Vec<tracing::Span>,
@@ -89,6 +97,7 @@ impl BatchCall {
             spans,
             rules,
             stop,
+            max_time: MAX_BATCH_TIME,
             deadline: Duration::ZERO,
             fuel: None,
             finished: 0,
@@ -98,6 +107,13 @@ impl BatchCall {
             deadline_nanos: Arc::new(AtomicU64::new(0)),
             base: now,
         }
+    }
+
+    /// Starts no further message once the batch has run for `max_time` instead of
+    /// [`MAX_BATCH_TIME`].
+    pub fn with_max_time(mut self, max_time: Duration) -> Self {
+        self.max_time = max_time;
+        self
     }
 
     /// Starts the first message now, under `deadline` and `fuel`.
@@ -159,6 +175,17 @@ impl BatchCall {
             elapsed,
         });
         self.stopped = true;
+    }
+
+    /// The batch could not start (no instance): its first message ends with `outcome`, as its
+    /// own call would; the rest wait for later calls.
+    pub fn fail_first(mut self, outcome: Outcome) {
+        self.report(Finished {
+            outcome,
+            outputs: Outputs::default(),
+            started: self.started,
+            elapsed: self.started.elapsed(),
+        });
     }
 
     fn report(&mut self, finished: Finished) {
@@ -237,7 +264,9 @@ fn finish(mut store: StoreContextMut<'_, HostState>, result: HandleResult) -> bo
         call.active = false;
         return false;
     };
-    if !commits || batch.stop.is_cancelled() {
+    // Past its time a batch starts no further message: its call slot and the tenant's guest
+    // time (charged when the call ends) are then held about as long as one call's.
+    if !commits || batch.stop.is_cancelled() || now - batch.base >= batch.max_time {
         batch.stopped = true;
         call.active = false;
         return false;

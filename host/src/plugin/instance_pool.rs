@@ -1,16 +1,14 @@
 //! Reusable instances of one plugin.
 
-use super::batch::{BatchCall, Finished, FinishedSink};
+use super::batch::BatchCall;
 use super::imports::CallContext;
 use super::instance::PluginInstance;
 use super::runtime::Plugin;
 use crate::bindings::Message;
 use crate::outcome::{CallEnd, Outcome, TrapKind};
 use crate::outputs::Outputs;
-use crate::policy::DeliveryRules;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use tokio_util::sync::CancellationToken;
 
 /// Idle instances, each with the [`affinity`] of the partition that used it last.
 type IdleList = Mutex<Vec<(usize, PluginInstance)>>;
@@ -123,33 +121,24 @@ impl InstancePool {
         self.plugin.batches()
     }
 
-    /// Calls `handle-batch` on `messages` (see [`PluginInstance::call_batch`]), each message
-    /// handled going to `sink` as soon as it is. Only for a plugin that
-    /// [`batches`](Self::batches).
+    /// Calls `handle-batch` on `messages` as `batch` says (see
+    /// [`PluginInstance::call_batch`]), each message handled going to the batch's sink as soon
+    /// as it is. Only for a plugin that [`batches`](Self::batches).
     pub async fn call_batch(
         &self,
         messages: &[Message],
-        spans: Vec<tracing::Span>,
+        batch: BatchCall,
         context: &Arc<CallContext>,
-        rules: DeliveryRules,
-        stop: CancellationToken,
-        sink: FinishedSink,
     ) {
         let affinity = affinity(context);
         let mut instance = match self.take(affinity).await {
             Ok(instance) => instance,
             Err(outcome) => {
                 // The first message fails as its own call would; the rest wait for later calls.
-                let _ = sink.send(Finished {
-                    outcome,
-                    outputs: Outputs::default(),
-                    started: std::time::Instant::now(),
-                    elapsed: std::time::Duration::ZERO,
-                });
+                batch.fail_first(outcome);
                 return;
             }
         };
-        let batch = BatchCall::new(messages, spans, rules, stop, sink);
         if instance.call_batch(messages, batch, context).await {
             lock(&self.idle).push((affinity, instance));
         }

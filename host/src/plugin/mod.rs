@@ -19,7 +19,7 @@ mod pooling_allocator;
 mod runtime;
 mod stdio;
 
-pub use batch::Finished;
+pub use batch::{BatchCall, Finished, FinishedSink, MAX_BATCH_TIME};
 pub use cache::{default_cache_dir, CacheOutcome, CompiledCache};
 pub use check::{inspect, PluginReport};
 pub use grants::{DirGrant, Grants};
