@@ -10,11 +10,14 @@ mod common;
 use ackbar::bindings::Message;
 use ackbar::offsets::{Completion, PartitionProgress};
 use ackbar::outcome::Outcome;
-use ackbar::plugin::{CallContext, InstancePool, PluginInstance, PluginLimits, PluginRuntime};
-use ackbar::policy::{decide, AckPolicy};
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use ackbar::plugin::{
+    BatchCall, CallContext, InstancePool, PluginInstance, PluginLimits, PluginRuntime,
+};
+use ackbar::policy::{decide, AckPolicy, DeliveryRules};
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use std::path::PathBuf;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 const ORDER: &[u8] = br#"{"id":"o1","item":"book","quantity":2}"#;
 
@@ -111,6 +114,34 @@ fn handler_calls(c: &mut Criterion) {
             b.iter(|| rt.block_on(no_op.call(black_box(msg), &context)))
         });
     }
+    // The same 1 KiB order 64 times in one `handle-batch` call: the price per message when the
+    // sandbox is entered once per batch.
+    let batch: Vec<Message> = (0..64).map(|_| big.clone()).collect();
+    let mut group = c.benchmark_group("handle-batch of 64 1 KiB orders");
+    group.throughput(Throughput::Elements(batch.len() as u64));
+    for (name, pool) in [("orders", &pool), ("no-op", &no_op)] {
+        let call = || {
+            let (sink, mut finished) = tokio::sync::mpsc::unbounded_channel();
+            let spans = vec![tracing::Span::none(); batch.len()];
+            let stop = CancellationToken::new();
+            let rules = DeliveryRules {
+                policy: AckPolicy::Ack,
+                max_attempts: None,
+                dead_letters: false,
+                backoff: Default::default(),
+            };
+            let call = BatchCall::new(&batch, spans, rules, stop, sink);
+            rt.block_on(pool.call_batch(black_box(&batch), call, &context));
+            let mut handled = 0;
+            while finished.try_recv().is_ok() {
+                handled += 1;
+            }
+            handled
+        };
+        assert_eq!(call(), batch.len(), "{name}: every message handled");
+        group.bench_function(format!("{name}: wasm, reused instance"), |b| b.iter(call));
+    }
+    group.finish();
 }
 
 const LANGUAGES: [&str; 4] = ["rust", "go", "js", "python"];
