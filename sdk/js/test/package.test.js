@@ -37,5 +37,5 @@ test('types/wit.d.ts declares every function of the WIT', () => {
       count++;
     }
   }
-  assert.equal(count, 6);
+  assert.equal(count, 7);
 });

@@ -93,3 +93,15 @@ declare module 'ackbar:plugin/producer@0.1.0' {
    */
   export function send(output: OutputRecord): void;
 }
+
+declare module 'ackbar:plugin/batch@0.1.0' {
+  import type { Decision, HandlerError } from 'ackbar:plugin/types@0.1.0';
+  /**
+   * World `batch-handler` only: ends the current message of `handle-batch` with what `handle`
+   * would have returned for it, and makes the next one current. `false`: stop, the host
+   * delivers the rest again later. This package's handlers are of world `handler`.
+   */
+  export function finish(
+    returned: { tag: 'ok'; val?: Decision | null } | { tag: 'err'; val: HandlerError },
+  ): boolean;
+}
