@@ -122,7 +122,7 @@ fn handler_calls(c: &mut Criterion) {
     for (name, pool) in [("orders", &pool), ("no-op", &no_op)] {
         let call = || {
             let (sink, mut finished) = tokio::sync::mpsc::unbounded_channel();
-            let spans = vec![tracing::Span::none(); batch.len()];
+            let spans = vec![tracing::Span::none(); batch.len()].into();
             let stop = CancellationToken::new();
             let rules = DeliveryRules {
                 policy: AckPolicy::Ack,

@@ -68,7 +68,7 @@ fn batch_with(
     max_time: Duration,
 ) -> Vec<Finished> {
     let messages = messages(payloads);
-    let spans = vec![tracing::Span::none(); messages.len()];
+    let spans = vec![tracing::Span::none(); messages.len()].into();
     let (sink, mut finished) = tokio::sync::mpsc::unbounded_channel();
     let batch = BatchCall::new(&messages, spans, rules, stop, sink).with_max_time(max_time);
     ackbar::plugin::block_on(pool.call_batch(&messages, batch, &Arc::new(CallContext::default())));

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 pub(crate) struct BatchRun {
     pool: Arc<InstancePool>,
     messages: Arc<[Message]>,
-    spans: Vec<tracing::Span>,
+    spans: Arc<[tracing::Span]>,
     /// The next message to give back.
     next: usize,
     finished: mpsc::UnboundedReceiver<Finished>,
@@ -36,7 +36,7 @@ impl BatchRun {
     ) -> Self {
         let shared = handler.shared.clone();
         let version = pool.plugin().version_shared();
-        let spans: Vec<tracing::Span> = messages
+        let spans: Arc<[tracing::Span]> = messages
             .iter()
             .map(|message| message_span(&shared, handler.tp, message, version))
             .collect();

@@ -58,15 +58,15 @@ pub struct BatchCall {
     /// Offset and attempt of each message of the batch, in order.
     messages: Vec<(i64, u32)>,
     /// The spans the messages' guest log lines belong to.
-    spans: Vec<tracing::Span>,
+    spans: Arc<[tracing::Span]>,
     rules: DeliveryRules,
     /// Once the worker is told to stop, no further message of the batch starts.
     stop: CancellationToken,
     /// Nor once the batch has run this long.
     max_time: Duration,
     /// Each message's own deadline and fuel, set by the instance.
-    pub(crate) deadline: Duration,
-    pub(crate) fuel: Option<u64>,
+    deadline: Duration,
+    fuel: Option<u64>,
     /// Messages finished so far.
     finished: usize,
     sink: FinishedSink,
@@ -86,7 +86,7 @@ impl BatchCall {
     /// the instance that runs it sets its deadline and fuel.
     pub fn new(
         messages: &[Message],
-        spans: Vec<tracing::Span>,
+        spans: Arc<[tracing::Span]>,
         rules: DeliveryRules,
         stop: CancellationToken,
         sink: FinishedSink,
@@ -125,16 +125,6 @@ impl BatchCall {
         self.started = now;
         self.deadline_nanos
             .store(nanos(deadline), Ordering::Relaxed);
-    }
-
-    /// The first message's offset (0 for an empty batch).
-    pub fn first_offset(&self) -> i64 {
-        self.messages.first().map_or(0, |(offset, _)| *offset)
-    }
-
-    /// When the current message must end, as last moved by `finish`.
-    pub fn current_deadline(&self) -> Instant {
-        self.deadline_watch().get()
     }
 
     /// Follows the current message's deadline from outside the store, while the call runs.

@@ -11,7 +11,7 @@ use super::batch::{self, BatchCall};
 use super::imports::{CallContext, HostState, Interrupt, MemoryLimitExceeded, MAX_REPORT_TEXT};
 use super::runtime::Plugin;
 use crate::bindings::{Handler, Message};
-use crate::outcome::{CallEnd, Outcome, TrapKind};
+use crate::outcome::{CallEnd, Decision, Outcome, TrapKind};
 use crate::outputs::Outputs;
 use anyhow::{Context, Result};
 use std::future::Future;
@@ -110,11 +110,6 @@ impl PluginInstance {
         })
     }
 
-    /// Whether the plugin exports `handle-batch`.
-    pub fn batches(&self) -> bool {
-        self.handle_batch.is_some()
-    }
-
     /// Calls `handle`. Returns the outcome, what the call sent, and whether this instance may be
     /// used again: after a trap, an interrupt or a deadline the guest's state is unknown (and
     /// wasmtime refuses re-entry after a trap).
@@ -123,24 +118,8 @@ impl PluginInstance {
         message: &Message,
         context: &Arc<CallContext>,
     ) -> (Outcome, Outputs, bool) {
-        let state = self.store.data_mut();
-        if !Arc::ptr_eq(&state.call.context, context) {
-            state.call.context = context.clone();
-        }
-        state.call.offset = message.offset;
-        state.call.explicit = None;
-        state.call.outputs = Outputs::default();
-        state.call.active = true;
         let deadline = Instant::now() + self.deadline;
-        state.call.deadline = deadline;
-        // The callback decides at every tick: yield, or trap once the deadline has passed.
-        self.store.set_epoch_deadline(1);
-        if let Some(fuel) = self.fuel {
-            // Each call gets the full budget; an error here means fuel is not metered, which
-            // loading the plugin already ruled out.
-            let _ = self.store.set_fuel(fuel);
-        }
-
+        self.start_call(context, message.offset, deadline, None);
         let result = {
             let mut call = std::pin::pin!(self.handler.call_handle(&mut self.store, message));
             // Most calls end without waiting on a host future or reaching a tick: no timer for them.
@@ -153,10 +132,8 @@ impl PluginInstance {
             }
         };
 
+        let (explicit, outputs, _) = self.end_call();
         let state = self.store.data_mut();
-        state.call.active = false;
-        let explicit = state.call.explicit.take();
-        let outputs = std::mem::take(&mut state.call.outputs);
         let Ok(result) = result else {
             // Dropped while suspended in a host call: guest code would have trapped at a tick.
             let end = cut_off_in_host_call(self.deadline, state.output.take());
@@ -175,9 +152,7 @@ impl PluginInstance {
         }
         (Outcome { explicit, end }, outputs, reusable)
     }
-}
 
-impl PluginInstance {
     /// Calls `handle-batch` on `messages` (the plugin must export it), each message under its
     /// own deadline, fuel and output bounds, and reports each to `batch`'s sink as soon as the
     /// guest has finished it. The batch stops at the first message that does not commit, and at
@@ -193,22 +168,9 @@ impl PluginInstance {
         };
         batch.begin(self.deadline, self.fuel);
         let current_deadline = batch.deadline_watch();
-        let mut deadline = batch.current_deadline();
-        let state = self.store.data_mut();
-        if !Arc::ptr_eq(&state.call.context, context) {
-            state.call.context = context.clone();
-        }
-        state.call.offset = batch.first_offset();
-        state.call.explicit = None;
-        state.call.outputs = Outputs::default();
-        state.call.active = true;
-        state.call.deadline = deadline;
-        state.call.batch = Some(batch);
-        self.store.set_epoch_deadline(1);
-        if let Some(fuel) = self.fuel {
-            let _ = self.store.set_fuel(fuel);
-        }
-
+        let mut deadline = current_deadline.get();
+        let first_offset = messages.first().map_or(0, |m| m.offset);
+        self.start_call(context, first_offset, deadline, Some(batch));
         let result = {
             let typed = func.typed::<(&[Message],), ()>(&self.store);
             let call = async {
@@ -235,11 +197,9 @@ impl PluginInstance {
             }
         };
 
+        let (explicit, outputs, batch) = self.end_call();
+        let mut batch = batch.expect("set by start_call");
         let state = self.store.data_mut();
-        state.call.active = false;
-        let mut batch = state.call.batch.take().expect("set above");
-        let explicit = state.call.explicit.take();
-        let outputs = std::mem::take(&mut state.call.outputs);
         let reusable = match result {
             Some(Ok(())) if batch.stopped => true,
             Some(Ok(())) => {
@@ -269,6 +229,42 @@ impl PluginInstance {
             self.store.data().output.clear();
         }
         reusable
+    }
+
+    /// Prepares the store for a call (`batch`: a `handle-batch` call) from `context`, starting
+    /// at the message at `offset`, which must end by `deadline`, with the full fuel budget.
+    fn start_call(
+        &mut self,
+        context: &Arc<CallContext>,
+        offset: i64,
+        deadline: Instant,
+        batch: Option<BatchCall>,
+    ) {
+        let call = &mut self.store.data_mut().call;
+        if !Arc::ptr_eq(&call.context, context) {
+            call.context = context.clone();
+        }
+        call.offset = offset;
+        call.explicit = None;
+        call.outputs = Outputs::default();
+        call.active = true;
+        call.deadline = deadline;
+        call.batch = batch;
+        // The callback decides at every tick: yield, or trap once the deadline has passed.
+        self.store.set_epoch_deadline(1);
+        if let Some(fuel) = self.fuel {
+            // Each call gets the full budget; an error here means fuel is not metered, which
+            // loading the plugin already ruled out.
+            let _ = self.store.set_fuel(fuel);
+        }
+    }
+
+    /// Ends a call: what the current message decided and sent, and the batch state.
+    fn end_call(&mut self) -> (Option<Decision>, Outputs, Option<BatchCall>) {
+        let call = &mut self.store.data_mut().call;
+        call.active = false;
+        let outputs = std::mem::take(&mut call.outputs);
+        (call.explicit.take(), outputs, call.batch.take())
     }
 }
 
