@@ -18,7 +18,8 @@
 //! `make bench` runs it. Environment: `BENCH_MESSAGES` (200000), `BENCH_FASTSTREAM_MESSAGES`
 //! (20000), `BENCH_BROKER` (`kafka`, `tansu` or `embedded`), `BENCH_CASES` (comma-separated
 //! name filters), `BENCH_POLICIES` (the Rust `orders` policies after ACK: `ACK_FIRST`,
-//! `NACK_ON_ERROR`), `BENCH_PERF` (a directory: profile each Ackbar case with `perf record -g`),
+//! `NACK_ON_ERROR`), `BENCH_PERF` (a directory: profile each Ackbar case with `perf record -g`;
+//! `BENCH_PERF_CALL_GRAPH=dwarf` for inclusive times of host code),
 //! `BENCH_BASELINE` and `BENCH_ROUNDS` (compare with another build of `ackbar`, see [`ackbar`]),
 //! `BENCH_BASELINE_EXTRA` (pipeline settings only the baseline runs get, such as `max_batch = 1`;
 //! `BENCH_BASELINE` may then name this build),
@@ -848,6 +849,8 @@ fn pipelines(
 
 /// `BENCH_PERF=DIR`: a `perf record -g` of the `ackbar run` process over the timed window of
 /// each case, written to `DIR/<case>-<policy>.data` (`perf report -i` it).
+/// `BENCH_PERF_CALL_GRAPH=dwarf` unwinds with DWARF instead of frame pointers, which the
+/// release build of the host omits: slower to record, but its inclusive times are right.
 struct Profile(Option<std::process::Child>);
 
 impl Profile {
@@ -857,8 +860,11 @@ impl Profile {
         };
         let name = format!("{case}-{policy}").replace([' ', '/', ','], "-");
         let out = Path::new(&dir).join(format!("{name}.data"));
+        let call_graph = std::env::var("BENCH_PERF_CALL_GRAPH").unwrap_or_else(|_| "fp".into());
+        let frequency = if call_graph == "fp" { "1999" } else { "499" };
         let perf = Command::new("perf")
-            .args(["record", "-F", "1999", "-g", "-p", &pid.to_string(), "-o"])
+            .args(["record", "-F", frequency, "--call-graph", &call_graph])
+            .args(["-p", &pid.to_string(), "-o"])
             .arg(&out)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -6,6 +6,8 @@
 # PARENT_PID (the test process) is gone, so a test that dies cannot leave an orphan broker.
 # (SIGKILL to this script itself cannot be caught: pass PARENT_PID rather than rely on that.
 # A script started with "&" from another non-interactive script ignores SIGINT: use SIGTERM.)
+# With BROKER_REMOVE_DATA=1, DATA_DIR is deleted once the broker stopped because PARENT_PID is
+# gone (a test process keeps its broker in a static that is never dropped, so nothing else would).
 # Broker output goes to DATA_DIR/broker.log. "kafka" = Apache Kafka 4.4.0 (KRaft, data kept in
 # DATA_DIR across restarts); "tansu" = tansu 0.6 (memory storage: nothing survives a restart).
 set -euo pipefail
@@ -122,6 +124,13 @@ pid=$!
 
 parent_gone() { [ -n "$parent" ] && ! kill -0 "$parent" 2>/dev/null; }
 
+# The parent is gone: stop the broker and, if asked, delete its data.
+orphaned() {
+  stop
+  [ "${BROKER_REMOVE_DATA:-}" != 1 ] || rm -rf "$data"
+  exit 0
+}
+
 fail() {
   echo "broker.sh: $kind $1; last lines of $log:" >&2
   tail -n 30 "$log" >&2
@@ -131,7 +140,7 @@ fail() {
 deadline=$((SECONDS + 60))
 until listening "$port"; do
   kill -0 "$pid" 2>/dev/null || fail "exited before it was ready"
-  parent_gone && exit 0
+  parent_gone && orphaned
   [ "$SECONDS" -lt "$deadline" ] || fail "was not ready within 60 s"
   sleep 0.1
 done
@@ -139,7 +148,7 @@ echo "ready 127.0.0.1:$port"
 
 # "sleep & wait" rather than a plain sleep so that a signal's trap runs at once.
 while kill -0 "$pid" 2>/dev/null; do
-  parent_gone && exit 0
+  parent_gone && orphaned
   sleep 0.5 &
   wait $! || true
 done

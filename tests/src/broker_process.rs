@@ -54,6 +54,8 @@ impl BrokerProcess {
             .args([kind, &port.to_string()])
             .arg(data.path())
             .arg(std::process::id().to_string())
+            // A broker kept in a static outlives every drop: the script deletes the data.
+            .env("BROKER_REMOVE_DATA", "1")
             .stdout(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot run scripts/broker.sh {kind}"))?;
