@@ -121,6 +121,14 @@ fn describe() {
         Unit::Seconds,
         "Duration of one transaction commit (offsets and commit calls)."
     );
+    describe_counter!(
+        "ackbar_batch_calls_total",
+        "handle-batch calls (plugins of world batch-handler)."
+    );
+    describe_counter!(
+        "ackbar_batched_messages_total",
+        "Messages taken by handle-batch calls; divided by ackbar_batch_calls_total, the mean batch."
+    );
     describe_counter!("ackbar_commits_total", "Successful offset commits.");
     describe_counter!(
         "ackbar_commit_errors_total",
@@ -212,6 +220,10 @@ pub struct MessageMetrics {
     /// `ackbar_trap_pauses_total`: waits before a call because `pause_after_traps` calls in a row
     /// trapped.
     pub trap_pauses: Counter,
+    /// `ackbar_batch_calls_total`: `handle-batch` calls.
+    pub batch_calls: Counter,
+    /// `ackbar_batched_messages_total`: messages those calls took.
+    pub batched_messages: Counter,
 }
 
 impl MessageMetrics {
@@ -247,6 +259,8 @@ impl MessageMetrics {
             dead_letter_errors: counter!("ackbar_dead_letter_errors_total", &base),
             exhausted: counter!("ackbar_exhausted_total", &base),
             trap_pauses: counter!("ackbar_trap_pauses_total", &base),
+            batch_calls: counter!("ackbar_batch_calls_total", &base),
+            batched_messages: counter!("ackbar_batched_messages_total", &base),
         }
     }
 

@@ -608,6 +608,61 @@ fn metrics_health_and_readiness_over_http_during_a_run() {
 }
 
 #[test]
+fn batch_calls_show_in_the_metrics_and_the_summary_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = embedded_config(&guest("fixture"), "tenant = \"shop\"\n")
+        .replace("[run]\n", "[run]\nmetrics_addr = \"127.0.0.1:0\"\n");
+    let mut running = RunningAckbar::start(&config, dir.path());
+    let brokers = running.broker_address();
+    let line = running.wait_for("serving /metrics");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .expect("address")
+        .trim()
+        .to_string();
+    poll("/readyz to be ready after the assignment", || {
+        (http_get(&addr, "/readyz").0 == 200).then_some(())
+    });
+    // While the first message sleeps, the rest wait in the partition's queue: however they
+    // arrive, some of them are taken together by one handle-batch call.
+    let mut args = vec![
+        "produce",
+        "--brokers",
+        &brokers,
+        "--topic",
+        "orders",
+        "sleep:500",
+    ];
+    args.extend(["ok"; 10]);
+    assert!(ackbar(&args).status.success());
+    let labels = [
+        ("tenant", "shop"),
+        ("pipeline", "orders"),
+        ("topic", "orders"),
+    ];
+    let metrics = poll("11 ok messages in /metrics", || {
+        let (_, body) = http_get(&addr, "/metrics");
+        let ok = series(
+            &body,
+            "ackbar_messages_total",
+            &[labels[1], ("outcome", "ok")],
+        );
+        (ok == Some(11.0)).then_some(body)
+    });
+    let calls = series(&metrics, "ackbar_batch_calls_total", &labels).expect("batch calls");
+    let batched = series(&metrics, "ackbar_batched_messages_total", &labels).expect("batched");
+    assert!(calls >= 1.0, "{metrics}");
+    assert!(
+        batched >= 2.0 * calls && batched <= 11.0,
+        "each batch call takes 2 or more of the 11 messages: {batched} in {calls}"
+    );
+    running.wait_for(&format!("{batched} messages in {calls} batch calls"));
+    running.signal("TERM");
+    assert!(running.wait_exit().success());
+}
+
+#[test]
 fn json_logs_put_guest_lines_in_the_message_span_with_the_producer_trace() {
     let dir = tempfile::tempdir().unwrap();
     let config = embedded_config(&guest("fixture"), "tenant = \"shop\"\n");

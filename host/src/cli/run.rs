@@ -100,9 +100,10 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
                     let rate = handled as f64 / summary_every as f64;
                     tracing::info!(
                         pipeline = p.name(),
-                        "{rate:.1} msg/s; total {} messages: {} ok, {} errors, {} traps, {} interrupts; actions: {} commit, {} redeliver, {} reject, {} nothing; {} offset commits ({} failed)",
+                        "{rate:.1} msg/s; total {} messages: {} ok, {} errors, {} traps, {} interrupts; actions: {} commit, {} redeliver, {} reject, {} nothing; {} offset commits ({} failed); {} messages in {} batch calls",
                         now.messages, now.ok, now.errors, now.traps, now.interrupts,
-                        now.commit_actions, now.redeliver_actions, now.reject_actions, now.nothing_actions, now.commits, now.commit_errors
+                        now.commit_actions, now.redeliver_actions, now.reject_actions, now.nothing_actions, now.commits, now.commit_errors,
+                        now.batched_messages, now.batch_calls
                     );
                     *prev = now;
                 }

@@ -40,11 +40,14 @@ impl BatchRun {
             .iter()
             .map(|message| message_span(&shared, handler.tp, message, version))
             .collect();
+        let taken = messages.len() as u64;
         shared.stats.batch_calls.fetch_add(1, Ordering::Relaxed);
         shared
             .stats
             .batched_messages
-            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+            .fetch_add(taken, Ordering::Relaxed);
+        handler.metrics.batch_calls.increment(1);
+        handler.metrics.batched_messages.increment(taken);
         let messages: Arc<[Message]> = messages.into();
         let (sink, finished) = mpsc::unbounded_channel();
         let call = {
