@@ -715,14 +715,14 @@ fn ackbar_run(
     let metrics = http_get(metrics_addr, "/metrics").unwrap_or_default();
     let (cpu1, rss) = proc_stat(child.id());
     drop(running);
+    // Instance churn and batch sizes, which the table does not show.
+    let instances = metric_sum(&metrics, "ackbar_instances_created_total");
     let batch_calls = metric_sum(&metrics, "ackbar_batch_calls_total");
-    if batch_calls > 0.0 {
-        let batched = metric_sum(&metrics, "ackbar_batched_messages_total");
-        println!(
-            "{case}, {policy}: {batched} messages in {batch_calls} handle-batch calls, {:.1} each",
-            batched / batch_calls
-        );
-    }
+    let batched = metric_sum(&metrics, "ackbar_batched_messages_total");
+    println!(
+        "{case}, {policy}: {instances} instances created; {batched} messages in {batch_calls} handle-batch calls ({:.1} each)",
+        batched / batch_calls.max(1.0)
+    );
     let calls = metric_sum(&metrics, "ackbar_handler_duration_seconds_count");
     let total = metric_sum(&metrics, "ackbar_handler_duration_seconds_sum");
     Row {
