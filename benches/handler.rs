@@ -192,6 +192,12 @@ fn languages(c: &mut Criterion) {
         group.bench_function("orders handle, 1 KiB order, reused instance", |b| {
             b.iter(|| rt.block_on(pool.call(black_box(&big), &context)))
         });
+        // A payload rejected at its first byte: what a call costs the language beyond its work,
+        // the part one call per batch would save.
+        let not_json = message(b"x");
+        group.bench_function("orders handle, not JSON, reused instance", |b| {
+            b.iter(|| rt.block_on(pool.call(black_box(&not_json), &context)))
+        });
         group.sample_size(10);
         group.bench_function("instantiate from InstancePre", |b| {
             b.iter(|| rt.block_on(PluginInstance::new(&plugin)).unwrap())
