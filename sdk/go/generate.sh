@@ -24,7 +24,7 @@ crate="$(dirname "$crate")"
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-"$tool" bindings "$sdk/wit" handler "$module/internal/wit" "$tmp/wit"
+"$tool" bindings "$sdk/wit" batch-handler "$module/internal/wit" "$tmp/wit"
 mkdir -p "$tmp/gopkg"
 cp -R "$crate/src/pkg/wit" "$crate/src/pkg/LICENSE" "$tmp/gopkg/"
 cat >"$tmp/gopkg/README.md" <<EOF

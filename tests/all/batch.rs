@@ -79,7 +79,8 @@ fn batch_with(
     got
 }
 
-fn batch(pool: &InstancePool, payloads: &[&str], policy: AckPolicy) -> Vec<Finished> {
+/// One `handle-batch` call of `pool` on `payloads` under `policy`: what the guest finished.
+pub(crate) fn batch(pool: &InstancePool, payloads: &[&str], policy: AckPolicy) -> Vec<Finished> {
     batch_with(
         pool,
         payloads,
@@ -89,7 +90,7 @@ fn batch(pool: &InstancePool, payloads: &[&str], policy: AckPolicy) -> Vec<Finis
     )
 }
 
-fn labels(finished: &[Finished]) -> Vec<String> {
+pub(crate) fn labels(finished: &[Finished]) -> Vec<String> {
     finished.iter().map(|f| f.outcome.label()).collect()
 }
 
