@@ -717,10 +717,11 @@ fn ackbar_run(
     drop(running);
     // Instance churn and batch sizes, which the table does not show.
     let instances = metric_sum(&metrics, "ackbar_instances_created_total");
+    let traps = metric_sum(&metrics, "ackbar_traps_total");
     let batch_calls = metric_sum(&metrics, "ackbar_batch_calls_total");
     let batched = metric_sum(&metrics, "ackbar_batched_messages_total");
     println!(
-        "{case}, {policy}: {instances} instances created; {batched} messages in {batch_calls} handle-batch calls ({:.1} each)",
+        "{case}, {policy}: {instances} instances created, {traps} traps; {batched} messages in {batch_calls} handle-batch calls ({:.1} each)",
         batched / batch_calls.max(1.0)
     );
     let calls = metric_sum(&metrics, "ackbar_handler_duration_seconds_count");

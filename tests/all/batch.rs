@@ -299,3 +299,24 @@ async fn waiting_messages_are_handled_in_batches_in_order_and_a_redelivery_still
     );
     assert_eq!(run.deliveries(0, 199).len(), 1);
 }
+
+/// A guest still running after its last `finish` (here: sleeping in a host call) keeps its
+/// instance: the worker waits for the call to end before it goes on, so the instance goes back
+/// to the pool (and the call's guest time is charged) instead of being dropped with the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_runs_on_after_its_last_message_keeps_its_instance() {
+    let cluster = Cluster::new(1);
+    let messages: Vec<(i32, &str)> = (0..30).map(|_| (0, "batch-linger:50")).collect();
+    cluster.produce(&messages).await;
+    let mut config = cluster.config(AckPolicy::Ack);
+    // Several batches, each needing the instance the one before it used.
+    config.max_batch = 5;
+    let mut run = cluster.start(config);
+    run.until(WAIT, |seen| seen.len() >= 30).await;
+    cluster.until_committed(&[Some(30)], WAIT).await;
+    let handle = run.handle.as_ref().expect("running");
+    let (stats, instances) = (handle.stats(), handle.instances_created());
+    run.stop().await;
+    assert!(stats.batch_calls > 0, "{stats:?}");
+    assert_eq!(instances, 1, "one instance for every call: {stats:?}");
+}

@@ -86,7 +86,15 @@ impl BatchRun {
         handler: &HandlerCall<'_>,
     ) -> Option<(Message, Option<FirstCall>)> {
         let index = self.next;
-        let message = self.messages.get(index)?;
+        let Some(message) = self.messages.get(index) else {
+            // Every message is back, but the guest may still be running after its last
+            // `finish`: the call ends before the worker goes on, so its instance goes back to
+            // the pool and its guest time is charged (bounded by the last message's deadline).
+            if let Some(call) = self.call.take() {
+                call.await;
+            }
+            return None;
+        };
         let done = loop {
             match &mut self.call {
                 Some(call) => {

@@ -350,6 +350,11 @@ impl PipelineHandle {
         self.shared.stats.snapshot()
     }
 
+    /// Plugin instances created so far, over every version (`ackbar_instances_created_total`).
+    pub fn instances_created(&self) -> u64 {
+        self.shared.plugin.instances_created()
+    }
+
     /// Warnings logged about commit, consume and output-write faults: one per episode, not per
     /// failure.
     pub fn fault_warnings(&self) -> u64 {
