@@ -79,7 +79,9 @@ impl TenantBudget {
         })
     }
 
-    /// Waits for a guest-call slot; `None` if stopped first. The slot is freed on drop.
+    /// Waits for a guest-call slot; `None` if stopped first. The slot is freed on drop, and the
+    /// time it was held is then charged to the tenant's guest time, however the call ended
+    /// (also when its future was dropped mid-call).
     pub async fn call_slot(&self, stop: &CancellationToken) -> Option<CallSlot<'_>> {
         let permit = tokio::select! {
             biased;
@@ -89,7 +91,8 @@ impl TenantBudget {
         self.calls_gauge.increment(1);
         Some(CallSlot {
             _permit: permit,
-            gauge: &self.calls_gauge,
+            budget: self,
+            started: Instant::now(),
         })
     }
 
@@ -99,7 +102,8 @@ impl TenantBudget {
         wait_for(&self.guest_time, stop).await
     }
 
-    /// Charges a finished call's duration to the tenant's guest time.
+    /// Charges a finished call's duration to the tenant's guest time (a [`CallSlot`] does, when
+    /// dropped).
     pub fn charge_guest_time(&self, elapsed: Duration) {
         charge(&self.guest_time, elapsed.as_secs_f64() * 1000.0);
     }
@@ -161,15 +165,24 @@ impl TenantBudget {
     }
 }
 
-/// A running guest call's share of the tenant's `max_instances`.
+/// A running guest call's share of the tenant's `max_instances`, and of its guest time.
 pub struct CallSlot<'a> {
     _permit: SemaphorePermit<'a>,
-    gauge: &'a Gauge,
+    budget: &'a TenantBudget,
+    started: Instant,
+}
+
+impl CallSlot<'_> {
+    /// When the slot was taken: the call's start.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
 }
 
 impl Drop for CallSlot<'_> {
     fn drop(&mut self) {
-        self.gauge.decrement(1);
+        self.budget.calls_gauge.decrement(1);
+        self.budget.charge_guest_time(self.started.elapsed());
     }
 }
 
@@ -222,6 +235,25 @@ mod tests {
         );
         drop(slot);
         assert_eq!(budget.calls_running(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_call_slot_charges_the_time_it_was_held_when_dropped() {
+        let limits = TenantLimits {
+            guest_ms_per_sec: 1,
+            ..TenantLimits::default()
+        };
+        let budget = TenantBudget::new("t", limits);
+        let stop = CancellationToken::new();
+        let slot = budget.call_slot(&stop).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        // Dropped as a call future dropped mid-call drops it: the 30 ms are charged anyway.
+        drop(slot);
+        stop.cancel();
+        assert!(
+            !budget.wait_for_guest_time(&stop).await,
+            "overdrawn by the time the slot was held"
+        );
     }
 
     #[tokio::test]

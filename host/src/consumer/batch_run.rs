@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+
 use tokio::sync::mpsc;
 
 /// A batch call under way, and the messages it took.
@@ -58,14 +58,13 @@ impl BatchRun {
                 if !shared.budget.wait_for_guest_time(&stop).await {
                     return;
                 }
-                let Some(call_slot) = shared.budget.call_slot(&stop).await else {
+                // Held (and charged to the tenant's guest time) until the call ends or is
+                // dropped.
+                let Some(_call_slot) = shared.budget.call_slot(&stop).await else {
                     return;
                 };
-                let started = Instant::now();
                 let batch = BatchCall::new(&messages, spans, rules, stop, sink);
                 pool.call_batch(&messages, batch, &context).await;
-                drop(call_slot);
-                shared.budget.charge_guest_time(started.elapsed());
             }
         };
         BatchRun {
@@ -88,8 +87,8 @@ impl BatchRun {
         let index = self.next;
         let Some(message) = self.messages.get(index) else {
             // Every message is back, but the guest may still be running after its last
-            // `finish`: the call ends before the worker goes on, so its instance goes back to
-            // the pool and its guest time is charged (bounded by the last message's deadline).
+            // `finish`: the call ends before the worker goes on (bounded by the last message's
+            // deadline), so its instance goes back to the pool instead of being dropped.
             if let Some(call) = self.call.take() {
                 call.await;
             }

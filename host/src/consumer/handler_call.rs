@@ -15,7 +15,7 @@ use crate::policy::{DeliveryRules, Settlement, Verdict};
 use crate::trace_context::parse_traceparent;
 use std::sync::atomic::{self, AtomicU32};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -104,7 +104,7 @@ impl HandlerCall<'_> {
             return None;
         }
         let call_slot = shared.budget.call_slot(self.stop).await?;
-        let started = Instant::now();
+        let started = call_slot.started();
         // Guest log lines land inside the message's span.
         let call = pool.call_with_outputs(message, self.context);
         let (outcome, outputs) = if span.is_disabled() {
@@ -114,7 +114,6 @@ impl HandlerCall<'_> {
         };
         let elapsed = started.elapsed();
         drop(call_slot);
-        shared.budget.charge_guest_time(elapsed);
         let done = Finished {
             outcome,
             outputs,
