@@ -326,6 +326,13 @@ impl RunningAckbar {
         }
     }
 
+    /// The address of `/metrics`, `/healthz` and `/readyz`, from the line announcing them.
+    fn ops_address(&mut self) -> String {
+        let line = self.wait_for("serving /metrics");
+        let addr = line.split("http://").nth(1).expect("address");
+        addr.trim().to_string()
+    }
+
     /// The embedded broker's address, from its startup line.
     fn broker_address(&mut self) -> String {
         let line = self.wait_for("embedded broker listening on ");
@@ -510,6 +517,13 @@ pub(crate) fn series(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Opti
         .and_then(|v| v.parse().ok())
 }
 
+/// Waits until `/readyz` at `addr` answers 200 (the pipelines have their assignment).
+fn until_ready(addr: &str) {
+    poll("/readyz to be ready after the assignment", || {
+        (http_get(addr, "/readyz").0 == 200).then_some(())
+    });
+}
+
 fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -535,17 +549,9 @@ fn metrics_health_and_readiness_over_http_during_a_run() {
         );
     let mut running = RunningAckbar::start(&config, dir.path());
     let brokers = running.broker_address();
-    let line = running.wait_for("serving /metrics");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .expect("address")
-        .trim()
-        .to_string();
+    let addr = running.ops_address();
     assert_eq!(http_get(&addr, "/healthz").0, 200);
-    poll("/readyz to be ready after the assignment", || {
-        (http_get(&addr, "/readyz").0 == 200).then_some(())
-    });
+    until_ready(&addr);
 
     let produce = |payloads: &[&str]| {
         let mut args = vec!["produce", "--brokers", &brokers, "--topic", "orders"];
@@ -614,16 +620,8 @@ fn batch_calls_show_in_the_metrics_and_the_summary_line() {
         .replace("[run]\n", "[run]\nmetrics_addr = \"127.0.0.1:0\"\n");
     let mut running = RunningAckbar::start(&config, dir.path());
     let brokers = running.broker_address();
-    let line = running.wait_for("serving /metrics");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .expect("address")
-        .trim()
-        .to_string();
-    poll("/readyz to be ready after the assignment", || {
-        (http_get(&addr, "/readyz").0 == 200).then_some(())
-    });
+    let addr = running.ops_address();
+    until_ready(&addr);
     // While the first message sleeps, the rest wait in the partition's queue: however they
     // arrive, some of them are taken together by one handle-batch call.
     let mut args = vec![
