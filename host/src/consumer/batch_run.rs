@@ -10,7 +10,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-
 use tokio::sync::mpsc;
 
 /// A batch call under way, and the messages it took.
