@@ -108,7 +108,7 @@ mod templates {
     pub static GO: &[(&str, &str)] = files!("go":
         "go.mod", "main.go", "main_test.go", "Makefile", "ackbar.toml", ".gitignore", "README.md");
     pub static JS: &[(&str, &str)] = files!("js":
-        "package.json", "src/handler.js", "test/handler.test.js", "Makefile", "ackbar.toml",
+        "package.json", "package-lock.json", "src/handler.js", "test/handler.test.js", "Makefile", "ackbar.toml",
         ".gitignore", "README.md");
     pub static PYTHON: &[(&str, &str)] = files!("python":
         "pyproject.toml", "src/app.py", "tests/test_app.py", "Makefile", "ackbar.toml",
@@ -261,6 +261,46 @@ mod tests {
             on_disk.sort();
             embedded.sort();
             assert_eq!(embedded, on_disk, "templates/{}", lang.dir());
+        }
+    }
+
+    /// The JavaScript template's lockfile pins the same componentize-qjs as the examples'
+    /// toolchain: a new project then installs offline from the tarballs the example build cached,
+    /// and a version bump in one place cannot leave the other behind.
+    #[test]
+    fn the_javascript_lockfile_matches_the_example_toolchain() {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let read = |path: &Path| -> serde_json::Value {
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        };
+        let template = read(&manifest.join("templates/js/package-lock.json"));
+        let toolchain = read(&manifest.join("../guest-examples/js/toolchain/package-lock.json"));
+        let package: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(manifest.join("templates/js/package.json"))
+                .unwrap()
+                .replace("{{sdk_dependency}}", "\"*\""),
+        )
+        .unwrap();
+        let pinned = &package["devDependencies"]["componentize-qjs"];
+        assert_eq!(
+            &template["packages"][""]["devDependencies"]["componentize-qjs"],
+            pinned
+        );
+        assert_eq!(
+            &toolchain["packages"][""]["dependencies"]["componentize-qjs"],
+            pinned
+        );
+        let locked = template["packages"].as_object().unwrap();
+        assert!(locked.len() > 2, "componentize-qjs and its native bindings");
+        for (path, entry) in locked.iter().filter(|(path, _)| !path.is_empty()) {
+            let mut entry = entry.clone();
+            assert_eq!(
+                entry.as_object_mut().unwrap().remove("dev"),
+                Some(true.into()),
+                "{path}"
+            );
+            assert_eq!(entry, toolchain["packages"][path], "{path}");
         }
     }
 
