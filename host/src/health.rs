@@ -33,11 +33,16 @@ impl Health {
         self.lock().clear();
     }
 
-    /// A (re)started pipeline: not joined yet, nothing stuck.
+    /// A pipeline being (re)started: not joined yet, nothing stuck. Why it was down stays the
+    /// answer until the start succeeds, so a retry under way does not hide the failure.
     pub fn starting(&self) {
-        *self.down.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.joined.store(false, Ordering::Relaxed);
         self.lock().clear();
+    }
+
+    /// The pipeline started: it is no longer down, and waits for its assignment.
+    pub fn started(&self) {
+        *self.down.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// The pipeline has received its (first) assignment and consumes.
@@ -128,6 +133,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn down_until_a_restart_succeeds() {
+        let health = Health::default();
+        health.down("failed to start: bad plugin".into());
+        health.starting();
+        let problems = health.problems("p", Duration::from_secs(1));
+        assert_eq!(
+            problems,
+            vec!["pipeline p: down: failed to start: bad plugin"]
+        );
+        health.started();
+        let problems = health.problems("p", Duration::from_secs(1));
+        assert_eq!(problems, vec!["pipeline p: no partition assignment yet"]);
+    }
+
+    #[test]
     fn ready_once_joined_and_while_failures_are_recent() {
         let health = Health::default();
         let tp = TopicPartition::new("t", 0);
@@ -137,9 +157,11 @@ mod tests {
         health.failing(&tp, 5, 2);
         assert!(health.problems("p", Duration::from_secs(60)).is_empty());
         let problems = health.problems("p", Duration::ZERO);
-        assert_eq!(
-            problems,
-            vec!["pipeline p: partition t/0 stuck at offset 5 for 0 s after 2 attempts"]
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("pipeline p: partition t/0 stuck at offset 5 for ")
+                && problems[0].ends_with(" s after 2 attempts"),
+            "{problems:?}"
         );
         health.settled(&tp, 4);
         assert_eq!(

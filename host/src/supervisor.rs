@@ -181,6 +181,7 @@ impl Supervised {
             .await;
             let reason = match start {
                 Ok(Ok(handle)) => {
+                    self.health.started();
                     let crashed = handle.crash_signal();
                     *running = Some(handle);
                     drop(running);
