@@ -11,7 +11,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::collections::VecDeque;
 use std::time::Duration;
 
-const TIMEOUT: Duration = Duration::from_secs(10);
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One record to produce.
 #[derive(Debug, Clone, Default)]
@@ -38,12 +38,12 @@ impl Record {
     }
 }
 
-/// A producer for the cluster at `bootstrap`: a delivery fails after 10 s
+/// A producer for the cluster at `bootstrap`: a delivery fails after 30 s
 /// (`message.timeout.ms`), and batches wait up to 5 ms (`linger.ms`).
 pub fn producer(bootstrap: &str) -> Result<FutureProducer> {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("message.timeout.ms", "10000")
+        .set("message.timeout.ms", "30000")
         .set("linger.ms", "5")
         .create()
         .context("creating a Kafka producer")

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-const WAIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(120);
 
 /// A batch time no test reaches.
 const LONG: Duration = Duration::from_secs(600);
@@ -161,16 +161,16 @@ fn a_batch_that_returns_without_finishing_a_message_traps_on_it() {
 #[test]
 fn each_message_of_a_batch_has_its_own_deadline() {
     let pool = pool(PluginLimits {
-        deadline: Duration::from_millis(1000),
+        deadline: Duration::from_millis(2000),
         ..PluginLimits::default()
     });
-    // 1.2 s in all, 0.3 s each: none reaches its deadline.
-    let got = batch(&pool, &["sleep:300"; 4], AckPolicy::Ack);
+    // 2.4 s in all, 0.6 s each: none reaches its deadline.
+    let got = batch(&pool, &["sleep:600"; 4], AckPolicy::Ack);
     assert_eq!(labels(&got), ["ok"; 4]);
     // Spinning in guest code, and waiting in a host call: each cut at its own deadline.
-    let got = batch(&pool, &["sleep:300", "loop", "ok"], AckPolicy::Ack);
+    let got = batch(&pool, &["sleep:600", "loop", "ok"], AckPolicy::Ack);
     assert_eq!(labels(&got), ["ok", "trap:deadline"]);
-    let got = batch(&pool, &["sleep:300", "sleep:60000", "ok"], AckPolicy::Ack);
+    let got = batch(&pool, &["sleep:600", "sleep:60000", "ok"], AckPolicy::Ack);
     assert_eq!(labels(&got), ["ok", "trap:deadline"]);
     match &got[1].outcome.end {
         CallEnd::Trapped { kind, detail, .. } => {
@@ -186,6 +186,8 @@ fn each_message_of_a_batch_has_its_own_fuel() {
     use ackbar::plugin::PluginRuntime;
     let limits = PluginLimits {
         fuel: Some(20_000_000),
+        // Fuel, not the clock, ends a call, however slow the machine.
+        deadline: Duration::from_secs(60),
         ..PluginLimits::default()
     };
     let metered = PluginRuntime::with_options(None, true).unwrap();

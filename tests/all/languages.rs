@@ -84,7 +84,7 @@ async fn check(language: &str, handler: Handler, policy: AckPolicy) {
     } else {
         1
     };
-    run.until(Duration::from_secs(60), |seen| {
+    run.until(Duration::from_secs(120), |seen| {
         seen.iter().filter(|r| r.offset == POISON).count() >= poison_deliveries
     })
     .await;

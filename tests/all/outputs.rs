@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(120);
 
 /// Every record of `topic` (read_committed): key → values, in order.
 fn read(cluster: &Cluster, topic: &str) -> BTreeMap<String, Vec<String>> {
@@ -228,7 +228,7 @@ async fn a_failing_output_write_holds_the_commit_until_the_output_is_written() {
     broker
         .request_errors(
             RDKafkaApiKey::Produce,
-            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 12],
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 50],
         )
         .unwrap();
     let mut config = cluster.config(AckPolicy::Ack);
@@ -287,8 +287,9 @@ async fn an_aborted_transaction_delivers_its_messages_again_and_shows_nothing() 
         ..OutputRules::default()
     };
     config.delivery = DeliveryGuarantee::ExactlyOnce;
-    // Both messages in the first transaction.
-    config.transactions.max_age = Duration::from_millis(500);
+    // Both messages in the first transaction: it closes at its second message, not by time.
+    config.transactions.max_messages = 2;
+    config.transactions.max_age = Duration::from_secs(600);
     let mut run = cluster.start(config);
     run.until(WAIT, |seen| {
         seen.iter().filter(|e| e.offset == 1).count() >= 3

@@ -23,7 +23,7 @@ async fn check(broker: BrokerKind, policy: AckPolicy, payload: &str, label: &str
     let mut run = cluster.start(cluster.config(policy));
     let committed = match expect {
         Once(committed) => {
-            run.until(Duration::from_secs(30), |seen| !seen.is_empty())
+            run.until(Duration::from_secs(120), |seen| !seen.is_empty())
                 .await;
             run.settle(Duration::from_millis(500)).await;
             run.stop().await;
@@ -36,7 +36,7 @@ async fn check(broker: BrokerKind, policy: AckPolicy, payload: &str, label: &str
             committed
         }
         Redelivered(committed) => {
-            run.until(Duration::from_secs(30), |seen| seen.len() >= 3)
+            run.until(Duration::from_secs(120), |seen| seen.len() >= 3)
                 .await;
             run.stop().await;
             let attempts: Vec<u32> = run.deliveries(0, 0).iter().map(|r| r.attempt).collect();

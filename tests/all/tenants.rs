@@ -21,17 +21,20 @@ async fn sleepy_pipeline(cluster: &Cluster, tenant: &str, budget: &Arc<TenantBud
     config.group_id = Some(unique("sleepy-group"));
     config.ordering = Ordering::Key;
     config.max_in_flight = 8;
+    // Far above the longest sleep, however loaded the machine is.
+    config.limits.deadline = Duration::from_secs(10);
     // The embedded broker answers an empty fetch only after this wait, even when data arrives
     // meanwhile: keep it short so both pipelines start on their messages together.
     config.kafka.insert("fetch.wait.max.ms".into(), "10".into());
     cluster.start_in(config, budget.clone())
 }
 
-/// Once both pipelines have their partition: `MESSAGES` calls of 40 ms, different keys, to each.
-async fn feed(cluster: &Cluster, pipelines: [&Running; 2]) {
+/// Once both pipelines have their partition: `MESSAGES` calls of `sleep_ms`, different keys, to
+/// each.
+async fn feed(cluster: &Cluster, pipelines: [&Running; 2], sleep_ms: u64) {
     for running in pipelines {
         let handle = running.handle.as_ref().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(120);
         while handle.assigned_partitions().is_empty() {
             assert!(Instant::now() < deadline, "partition assigned");
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -41,7 +44,7 @@ async fn feed(cluster: &Cluster, pipelines: [&Running; 2]) {
         let topic = running.handle.as_ref().unwrap().config().topics[0].clone();
         let records: Vec<Record> = (0..MESSAGES)
             .map(|i| {
-                let mut record = Record::new(0, "sleep:40");
+                let mut record = Record::new(0, format!("sleep:{sleep_ms}"));
                 record.key = Some(format!("k{i}").into_bytes());
                 record
             })
@@ -69,10 +72,10 @@ pub(crate) fn peak_concurrency(reports: &[&DeliveryEvent]) -> usize {
 
 async fn run_both(first: &mut Running, second: &mut Running) {
     first
-        .until(Duration::from_secs(30), |seen| seen.len() >= MESSAGES)
+        .until(Duration::from_secs(120), |seen| seen.len() >= MESSAGES)
         .await;
     second
-        .until(Duration::from_secs(30), |seen| seen.len() >= MESSAGES)
+        .until(Duration::from_secs(120), |seen| seen.len() >= MESSAGES)
         .await;
     first.stop().await;
     second.stop().await;
@@ -94,7 +97,7 @@ async fn a_tenants_pipelines_share_its_call_and_in_flight_limits() {
         let budget = TenantBudget::new("narrow", limits);
         let mut first = sleepy_pipeline(&cluster, "narrow", &budget).await;
         let mut second = sleepy_pipeline(&cluster, "narrow", &budget).await;
-        feed(&cluster, [&first, &second]).await;
+        feed(&cluster, [&first, &second], 40).await;
         run_both(&mut first, &mut second).await;
         let all: Vec<&DeliveryEvent> = first.seen.iter().chain(&second.seen).collect();
         assert_eq!(all.len(), 2 * MESSAGES);
@@ -111,14 +114,16 @@ async fn a_tenants_pipelines_share_its_call_and_in_flight_limits() {
         );
     }
 
-    // Two tenants with one call each: each is limited, but they run beside each other.
+    // Two tenants with one call each: each is limited, but they run beside each other. Each has
+    // 8 s of calls, so the second tenant's first call starts during the first tenant's run
+    // however long producing to its topic and fetching take on a loaded machine.
     let limits = TenantLimits {
         max_instances: 1,
         ..TenantLimits::default()
     };
     let mut first = sleepy_pipeline(&cluster, "a", &TenantBudget::new("a", limits)).await;
     let mut second = sleepy_pipeline(&cluster, "b", &TenantBudget::new("b", limits)).await;
-    feed(&cluster, [&first, &second]).await;
+    feed(&cluster, [&first, &second], 1000).await;
     run_both(&mut first, &mut second).await;
     let first_seen: Vec<&DeliveryEvent> = first.seen.iter().collect();
     let second_seen: Vec<&DeliveryEvent> = second.seen.iter().collect();
