@@ -189,6 +189,77 @@ async fn exhausted_record_is_dead_lettered_then_rejected() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// A record whose output write fails for a while marks its partition as failing; once the write
+/// succeeds and the record is accepted, the pipeline is ready again (it once stayed "stuck" for
+/// good, and `/readyz` failed after `ready_stall_threshold_ms`). The write fails because the
+/// output topic takes no record over 200 bytes, until its limit is raised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_recovers_after_an_output_write_fails_for_a_while() {
+    use rdkafka::admin::TopicReplication;
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let cluster = Cluster::on(BrokerKind::Kafka, 1).await;
+    configure_group(&cluster.group, &[]).await;
+    let out = crate::support::unique("out");
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &cluster.bootstrap)
+        .create()
+        .unwrap();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let topic = NewTopic::new(&out, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "200");
+    for created in admin.create_topics(&[topic], &options).await.unwrap() {
+        created.unwrap();
+    }
+    let payload = format!("send-many:{out}/1");
+    cluster.produce(&[(0, payload.as_str())]).await;
+    let mut config = share_config(&cluster, AckPolicy::Ack);
+    config.outputs.topics = vec![out.clone()];
+    config.output_timeout = Duration::from_secs(5);
+    let mut run = cluster.start(config);
+    let handle = run.handle.as_ref().unwrap();
+    let health = handle.health();
+    let stuck = |health: &ackbar::health::Health| {
+        health
+            .problems("p", Duration::ZERO)
+            .iter()
+            .any(|p| p.contains("stuck at offset 0"))
+    };
+    let deadline = Instant::now() + PATIENCE;
+    while !stuck(&health) {
+        assert!(
+            Instant::now() < deadline,
+            "the failing write was not reported"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let raised =
+        AlterConfig::new(ResourceSpecifier::Topic(&out)).set("max.message.bytes", "1048588");
+    for altered in admin.alter_configs(&[raised], &options).await.unwrap() {
+        altered.unwrap();
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while ackbar_tests::kafka::read_topic(&cluster.bootstrap, &out, PATIENCE)
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the output was never written");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Settled once its output is on the broker: nothing is stuck any more.
+    let deadline = Instant::now() + PATIENCE;
+    while stuck(&health) {
+        assert!(
+            Instant::now() < deadline,
+            "still stuck after the write: {:?}",
+            health.problems("p", Duration::ZERO)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    run.stop().await;
+    let left = still_available(&cluster.group, &cluster.topic, 1).await;
+    assert!(left.is_empty(), "accepted: {left:?}");
+}
+
 /// Acquisition locks (6 s for this group) are renewed while a handler runs past them (15 s)
 /// and while a nacked record waits out its backoff (9 s): the slow record is delivered once and
 /// accepted, and the nacked one is released only after its backoff, not taken back by the

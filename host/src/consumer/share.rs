@@ -418,9 +418,15 @@ async fn handle(
         context,
     };
     shared.metrics.in_flight.increment(1);
+    let offset = record.offset;
     let ack = settle(&call, record).await;
     shared.metrics.in_flight.decrement(1);
     shared.budget.message_done();
+    if ack.is_some() {
+        // Done here, whatever the broker does with it next: a write that failed on the way no
+        // longer holds the partition back.
+        shared.health.settled(&tp, offset);
+    }
     ack
 }
 
