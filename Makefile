@@ -3,7 +3,7 @@ SHELL := bash
 CARGO ?= cargo
 LANGUAGES := rust go js python
 
-.PHONY: demo test guests brokers kafka lint fmt setup clean bench bench-tenants bench-reload bench-handler
+.PHONY: demo test guests brokers kafka lint fmt setup clean docs bench bench-tenants bench-reload bench-handler
 
 ## Install the tools the build needs (the wasm32-wasip2 target; a C toolchain for librdkafka).
 setup:
@@ -66,6 +66,16 @@ bench-reload: guests
 ## Micro-benchmarks: policy, offset tracker, handle call (Wasm vs native), instantiation.
 bench-handler: guests
 	$(CARGO) bench --locked -p ackbar-benches --bench handler --profile dev
+
+## The book (docs/) as HTML in target/book, with mdBook (installed by cargo into the cache once).
+MDBOOK_VERSION := 0.5.4
+MDBOOK := $(or $(ACKBAR_CACHE),$(HOME)/.cache/ackbar)/tools/mdbook-$(MDBOOK_VERSION)/bin/mdbook
+docs: $(MDBOOK)
+	$(MDBOOK) build docs
+	@echo "the book: target/book/index.html"
+
+$(MDBOOK):
+	$(CARGO) install --locked --quiet mdbook --version $(MDBOOK_VERSION) --root $(dir $(@D))
 
 fmt:
 	$(CARGO) fmt --all

@@ -7,6 +7,7 @@ mod batch;
 mod cli;
 mod crash;
 mod delivery;
+mod docs;
 mod exactly_once;
 mod faults;
 mod grants;

@@ -334,27 +334,112 @@ fn ordering_and_max_in_flight_are_validated() {
 }
 
 /// The README's three-tenant example, with its files in place.
-fn readme_example(dir: &Path) -> String {
-    let readme = include_str!("../../../README.md");
-    let start = readme
-        .find("<!-- example: three tenants -->\n```toml\n")
-        .expect("README has the example");
-    let body = &readme[start..];
-    let body = &body[body.find("```toml\n").unwrap() + 8..];
-    let text = &body[..body.find("```").unwrap()];
-    std::fs::create_dir_all(dir.join("plugins")).unwrap();
-    std::fs::create_dir_all(dir.join("reference-data")).unwrap();
-    for plugin in ["orders", "stats", "webhooks"] {
-        std::fs::write(dir.join(format!("plugins/{plugin}.wasm")), b"\0asm").unwrap();
+/// The ```toml blocks of a Markdown text, each with the line its first TOML line is on.
+fn toml_blocks(markdown: &str) -> Vec<(usize, String)> {
+    let mut blocks = Vec::new();
+    let mut open: Option<(usize, String)> = None;
+    for (number, line) in markdown.lines().enumerate() {
+        match &mut open {
+            None if line.trim_start() == "```toml" => open = Some((number + 2, String::new())),
+            Some(_) if line.trim_start().starts_with("```") => blocks.extend(open.take()),
+            Some((_, text)) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            None => {}
+        }
     }
-    // A variable every environment has, in place of the example's.
-    text.replace("SHOP_REGION", "PATH")
+    blocks
+}
+
+/// `example` made loadable in `dir`: the plugins and directories it names exist there, and the
+/// environment variables it grants are replaced with PATH, which every environment has.
+fn loadable(example: &str, dir: &Path) -> String {
+    fn walk(value: &toml::Value, dir: &Path, unset: &mut Vec<String>) {
+        match value {
+            toml::Value::Table(table) => {
+                for (key, value) in table {
+                    match (key.as_str(), value) {
+                        ("plugin", toml::Value::String(path)) => {
+                            let path = dir.join(path);
+                            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                            std::fs::write(path, b"\0asm").unwrap();
+                        }
+                        ("read_only_dir", toml::Value::Table(grant)) => {
+                            let host = grant["host"].as_str().unwrap();
+                            std::fs::create_dir_all(dir.join(host)).unwrap();
+                        }
+                        ("env", toml::Value::Array(names)) => unset.extend(
+                            names
+                                .iter()
+                                .filter_map(|n| n.as_str())
+                                .filter(|n| std::env::var_os(n).is_none())
+                                .map(String::from),
+                        ),
+                        _ => walk(value, dir, unset),
+                    }
+                }
+            }
+            toml::Value::Array(values) => values.iter().for_each(|v| walk(v, dir, unset)),
+            _ => {}
+        }
+    }
+    let value: toml::Value = toml::from_str(example).expect("the example is TOML");
+    let mut unset = Vec::new();
+    walk(&value, dir, &mut unset);
+    unset
+        .iter()
+        .fold(example.to_string(), |text, name| text.replace(name, "PATH"))
+}
+
+/// The repository's root.
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+fn docs_dir() -> std::path::PathBuf {
+    repo().join("docs/src")
+}
+
+/// The book's three-tenant example, loadable in `dir`.
+fn tenants_example(dir: &Path) -> String {
+    let chapter = std::fs::read_to_string(docs_dir().join("tenants.md")).unwrap();
+    let start = chapter
+        .find("<!-- example: three tenants -->\n")
+        .expect("the tenants chapter has the example");
+    let (_, example) = toml_blocks(&chapter[start..]).swap_remove(0);
+    loadable(&example, dir)
+}
+
+/// Every ```toml block of the book and the README is a configuration the real parser accepts,
+/// so an example cannot drift from the code.
+#[test]
+fn every_toml_example_in_the_docs_loads() {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(docs_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    files.push(repo().join("README.md"));
+    let mut loaded = 0;
+    for file in files {
+        let markdown = std::fs::read_to_string(&file).unwrap();
+        for (line, example) in toml_blocks(&markdown) {
+            let dir = tempfile::tempdir().unwrap();
+            let origin = format!("{}:{line}", file.strip_prefix(repo()).unwrap().display());
+            if let Err(e) = Config::parse(&loadable(&example, dir.path()), &origin, dir.path()) {
+                panic!("{e}");
+            }
+            loaded += 1;
+        }
+    }
+    assert!(loaded >= 3, "only {loaded} examples found");
 }
 
 #[test]
-fn readme_three_tenant_example_loads() {
+fn the_three_tenant_example_loads() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Config::parse(&readme_example(dir.path()), "ackbar.toml", dir.path()).unwrap();
+    let c = Config::parse(&tenants_example(dir.path()), "ackbar.toml", dir.path()).unwrap();
     let names: Vec<&str> = c.tenants.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["shop", "analytics", "notify"]);
     let stats = c
@@ -388,7 +473,7 @@ fn readme_three_tenant_example_loads() {
 #[test]
 fn tenant_rules_are_enforced_at_load() {
     let dir = tempfile::tempdir().unwrap();
-    let example = readme_example(dir.path());
+    let example = tenants_example(dir.path());
     let refused = |from: &str, to: &str| {
         assert!(example.contains(from), "{from}");
         Config::parse(&example.replacen(from, to, 1), "ackbar.toml", dir.path())
@@ -465,7 +550,7 @@ fn tenant_rules_are_enforced_at_load() {
 #[test]
 fn outputs_must_be_the_tenants_own_or_shared_for_writing() {
     let dir = tempfile::tempdir().unwrap();
-    let example = readme_example(dir.path());
+    let example = tenants_example(dir.path());
     let with = |pipeline_lines: &str, shop_lines: &str| {
         let text = example
             .replacen(
