@@ -41,7 +41,9 @@ kafka:
 
 ## Every test: unit, integration (embedded broker, Apache Kafka, tansu), CLI. Tests mostly wait on the broker, so
 ## they run more threads than the machine has cores.
-test: guests brokers lint
+test:
+	@# Side by side: building the guests and installing the brokers is mostly downloading.
+	@$(MAKE) --no-print-directory -j3 --output-sync=target guests brokers lint
 	cd guest-examples/rust && $(CARGO) test --quiet --locked --workspace
 	bash guest-examples/go/test.sh
 	bash guest-examples/python/test.sh
