@@ -9,7 +9,8 @@
 //! 2. **Consumer.** [`consumer::Pipeline`] creates the pipeline's rdkafka consumer and subscribes.
 //!    On each rebalance the partitions it gains and loses go through one protocol (assign,
 //!    revoke, lost, shutdown) in `consumer/assignment.rs`; each owned partition gets a worker
-//!    (`consumer/partition.rs`) that reads its own queue in order.
+//!    (`consumer/partition.rs`) that reads its own queue in order, one message at a time
+//!    (`consumer/sequential.rs`) or several (`consumer/concurrent.rs`).
 //! 3. **Handler call.** The worker takes the plugin version current now from the
 //!    [`reload::PluginSlot`] (hot reload swaps it without losing a message) and calls the guest's
 //!    `handle` through [`plugin::InstancePool`]: a warm [`plugin::PluginInstance`] runs it in
@@ -23,14 +24,14 @@
 //!    wait, pause, or leave. This is where a trap becomes a redelivery.
 //! 5. **Record.** The delivery becomes one [`events::DeliveryEvent`]; its `emit` feeds the
 //!    [`stats`], the [`metrics`], the log line and the event stream the demo and tests read.
-//! 6. **Carry out.** The worker does what the verdict says: publishes the attempt's outputs if
+//! 6. **Carry out.** The worker does what the verdict says (`consumer/verdict.rs`): publishes the attempt's outputs if
 //!    [`policy::Settlement::publishes_outputs`] says so ([`output_writer`], at least once),
 //!    writes the [`deadletter`], waits and calls again (nothing after the message runs first),
 //!    pauses the partition, or marks the message finished in the partition's
 //!    [`offsets::PartitionProgress`].
 //! 7. **Commit.** Every `commit_interval` the pipeline commits each partition's low-watermark of
-//!    settled messages; a revoke or shutdown drains the workers and commits synchronously. An
-//!    exactly-once pipeline instead commits each partition's settled messages in Kafka
+//!    settled messages (`consumer/commits.rs`); a revoke or shutdown drains the workers and
+//!    commits synchronously. An exactly-once pipeline instead commits each partition's settled messages in Kafka
 //!    [`transactions`] holding their outputs, dead letters and offset. A share-group pipeline
 //!    (`group_type = "share"`, `consumer/share.rs`) has no offsets: steps 2 and 7 become
 //!    acquiring records and acknowledging each one (accept, release, reject) as it settled.

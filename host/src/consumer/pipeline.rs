@@ -1,5 +1,6 @@
 //! Starting and stopping one pipeline: consumer, driver thread, commit ticker.
 
+use super::commits;
 use super::rebalance::{partitions_of, PipelineConsumer, PipelineContext};
 use super::share;
 use super::state::{PipelineState, Writers};
@@ -151,7 +152,7 @@ impl Pipeline {
         let driver = spawn_driver(shared.clone(), consumer.clone(), driver_stop.clone())?;
         let ticker = shared
             .runtime
-            .spawn(commit_ticker(shared.clone(), consumer.clone()));
+            .spawn(commits::ticker(shared.clone(), consumer.clone()));
         Ok(PipelineHandle {
             shared,
             consumer: Some(consumer),
@@ -302,26 +303,6 @@ fn spawn_driver(
         })
         .context("spawning the consumer driver thread")?;
     Ok(thread)
-}
-
-/// Every `commit_interval`, commits the settled offsets that moved, in one request, on a
-/// blocking thread: message handling never waits for a commit.
-async fn commit_ticker(shared: Arc<PipelineState>, consumer: Arc<PipelineConsumer>) {
-    let mut interval = tokio::time::interval(shared.config.commit_interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
-            _ = interval.tick() => {
-                let (shared, consumer) = (shared.clone(), consumer.clone());
-                let _ = tokio::task::spawn_blocking(move || {
-                    shared.commit(&*consumer, None);
-                    shared.publish_counters();
-                })
-                .await;
-            }
-        }
-    }
 }
 
 impl PipelineHandle {

@@ -143,7 +143,7 @@ impl GroupMember for Weak<PipelineConsumer> {
                 &tp.topic,
                 tp.partition,
                 Offset::Offset(offset),
-                partition::REWIND_TIMEOUT,
+                super::commits::REWIND_TIMEOUT,
             )
             .map_err(|e| anyhow::anyhow!("seeking {tp} to {offset}: {e}"))
     }

@@ -19,8 +19,8 @@
 //! lock: it is renewed when half of the lock is left.
 
 use super::handler_call::{call_context, HandlerCall};
-use super::partition::{publish_at_least_once, write_dead_letter};
 use super::state::PipelineState;
+use super::verdict::{publish_at_least_once, write_dead_letter};
 use crate::bindings::{Header, Message};
 use crate::metrics::{MessageMetrics, ShareMetrics};
 use crate::offsets::TopicPartition;

@@ -1,0 +1,225 @@
+//! The sequential worker (`ordering = "partition"`): one message of the partition at a time.
+
+use super::batch_run::BatchRun;
+use super::commits::{start_transactions, Flow, TransactionCommitter};
+use super::handler_call::call_context;
+use super::partition::{begin, finished, next_message, GroupMember, Next};
+use super::state::PipelineState;
+use super::verdict::{confirm_write, Delivery, Done, Unsettled};
+use crate::bindings::Message;
+use crate::config::DeliveryGuarantee;
+use crate::metrics::MessageMetrics;
+use crate::offsets::TopicPartition;
+use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
+use rdkafka::consumer::ConsumerContext;
+use std::future::Future;
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// `ordering = "partition"`: one message at a time, in offset order. A batch call takes the
+/// messages already waiting, and the worker sees them through one by one as the guest finishes
+/// each; exactly once, settled messages commit in the partition's transactions.
+pub(super) async fn run<C: ConsumerContext + 'static>(
+    shared: Arc<PipelineState>,
+    tp: TopicPartition,
+    queue: StreamPartitionQueue<C>,
+    member: Arc<dyn GroupMember>,
+    stop: CancellationToken,
+    metrics: Arc<MessageMetrics>,
+) {
+    let transactions = match shared.config.delivery {
+        DeliveryGuarantee::AtLeastOnce => None,
+        DeliveryGuarantee::ExactlyOnce => match start_transactions(&shared, &tp, &stop).await {
+            Some(t) => Some(t),
+            None => return,
+        },
+    };
+    let committer = transactions.as_ref().map(|t| TransactionCommitter {
+        shared: &shared,
+        tp: &tp,
+        transactions: t,
+        member: member.clone(),
+        stop: &stop,
+        aborts_in_a_row: AtomicU32::new(0),
+    });
+    let trap_streak = AtomicU32::new(0);
+    let context = call_context(&shared, &tp);
+    // At least once, outputs are confirmed by the broker on tasks of their own while the worker
+    // goes on; a message's offset is committed only after its outputs are written. While one of
+    // those writes is failing (retried), the partition takes no new message.
+    let mut writes = JoinSet::new();
+    let (failing_writes, mut failing_watch) = watch::channel(0u32);
+    let failing_writes = Arc::new(failing_writes);
+    // A batch call under way: the worker sees its messages through in order, each as soon as
+    // the guest has finished it, before the queue is read again.
+    let mut batch: Option<BatchRun> = None;
+    loop {
+        let recovered = tokio::select! {
+            biased;
+            _ = stop.cancelled() => false,
+            recovered = failing_watch.wait_for(|failing| *failing == 0) => recovered.is_ok(),
+        };
+        // Stopping still settles what a batch call under way handles, as a single call in
+        // progress would be: no further message of it starts.
+        if !recovered && batch.is_none() {
+            break;
+        }
+        let delivery = Delivery {
+            shared: &shared,
+            rules: shared.delivery_rules(),
+            tp: &tp,
+            metrics: &metrics,
+            stop: &stop,
+            trap_streak: &trap_streak,
+            context: &context,
+            transactions: committer.as_ref(),
+            pipeline_writes: true,
+        };
+        let handler = delivery.handler();
+        let next = match &mut batch {
+            Some(run) => run.next(&handler).await,
+            None => None,
+        };
+        let (message, first_call) = match next {
+            Some(next) => next,
+            None if batch.take().is_some() => continue,
+            None => {
+                let commit_due = transactions.as_ref().and_then(|t| t.due_at());
+                let message = match next_message(&shared, &tp, &queue, &stop, commit_due).await {
+                    Next::Message(message) => message,
+                    Next::CommitDue => {
+                        if let Some(c) = &committer {
+                            if c.commit().await == Flow::Stop {
+                                break;
+                            }
+                        }
+                        continue;
+                    }
+                    Next::Stopped => break,
+                };
+                let pool = shared.plugin.current();
+                if !pool.batches() || shared.config.max_batch == 1 {
+                    (message, None)
+                } else {
+                    let mut messages = vec![message];
+                    take_waiting(&shared, &tp, &queue, &mut messages);
+                    if messages.len() == 1 {
+                        (messages.pop().expect("one message"), None)
+                    } else {
+                        if !handler.cool_down_after_traps().await {
+                            for message in &messages {
+                                finished(&shared, &tp, message.offset, None);
+                            }
+                            break;
+                        }
+                        batch = Some(BatchRun::start(&handler, pool, messages));
+                        continue;
+                    }
+                }
+            }
+        };
+        let offset = message.offset;
+        let settled = delivery.until_settled(message, first_call).await;
+        if let Ok(Done {
+            how,
+            write: Some(pending),
+        }) = settled
+        {
+            let (shared, tp, stop, failing) = (
+                shared.clone(),
+                tp.clone(),
+                stop.clone(),
+                failing_writes.clone(),
+            );
+            writes.spawn(async move {
+                let written = confirm_write(&shared, &tp, offset, pending, &failing, &stop).await;
+                finished(&shared, &tp, offset, written.then_some(how));
+            });
+            while writes.try_join_next().is_some() {}
+            continue;
+        }
+        let rewound = matches!(settled, Err(Unsettled::Rewound));
+        if rewound {
+            release(&shared, &tp, batch.take());
+        }
+        if !finished(&shared, &tp, offset, settled.ok().map(|d| d.how)) && !rewound {
+            break;
+        }
+        if let Some(c) = &committer {
+            if c.transactions.full() {
+                match c.commit().await {
+                    Flow::Stop => break,
+                    Flow::Rewound => release(&shared, &tp, batch.take()),
+                    Flow::Committed => {}
+                }
+            }
+        }
+    }
+    release(&shared, &tp, batch.take());
+    // Revoked, stopping or shutting down: writes under way finish (their retries stop), and
+    // what settled commits with its outputs.
+    while writes.join_next().await.is_some() {}
+    if let Some(c) = &committer {
+        c.commit().await;
+    }
+}
+
+/// Lets go of the messages a batch took that the worker has not seen through: they stay
+/// uncommitted, for the next owner or, after a rewind, for the queue to deliver again.
+pub(super) fn release(shared: &PipelineState, tp: &TopicPartition, batch: Option<BatchRun>) {
+    for offset in batch.into_iter().flat_map(BatchRun::abandon) {
+        finished(shared, tp, offset, None);
+    }
+}
+
+/// A batch stops taking messages once it holds this many bytes (keys, payloads, headers): a
+/// guest's memory limit is sized for single messages.
+pub(super) const MAX_BATCH_BYTES: usize = 64 * 1024;
+
+/// Adds to `batch` the messages already waiting in the partition's queue, without waiting,
+/// while the batch and the tenant's budget have room. Each is marked in flight.
+pub(super) fn take_waiting<C: ConsumerContext + 'static>(
+    shared: &PipelineState,
+    tp: &TopicPartition,
+    queue: &StreamPartitionQueue<C>,
+    batch: &mut Vec<Message>,
+) {
+    let mut bytes: usize = batch.iter().map(message_bytes).sum();
+    while batch.len() < shared.config.max_batch && bytes < MAX_BATCH_BYTES {
+        let Some(admission) = shared.budget.try_admit_message() else {
+            return;
+        };
+        let mut recv = std::pin::pin!(queue.recv());
+        let mut waiting = std::task::Context::from_waker(std::task::Waker::noop());
+        let std::task::Poll::Ready(received) = recv.as_mut().poll(&mut waiting) else {
+            return;
+        };
+        let m = match received {
+            Ok(m) => m,
+            Err(e) => {
+                shared.consume_faults.fault(&format!("{tp}: {e}"));
+                return;
+            }
+        };
+        let Some(message) = begin(shared, tp, &m) else {
+            return;
+        };
+        admission.taken();
+        bytes += message_bytes(&message);
+        batch.push(message);
+    }
+}
+
+pub(super) fn message_bytes(message: &Message) -> usize {
+    let headers: usize = message
+        .headers
+        .iter()
+        .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+        .sum();
+    message.key.as_ref().map_or(0, Vec::len)
+        + message.payload.as_ref().map_or(0, Vec::len)
+        + headers
+}

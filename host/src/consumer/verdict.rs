@@ -1,0 +1,427 @@
+//! Carrying out a verdict of [`DeliveryRules::settle`](crate::policy::DeliveryRules::settle) for
+//! one message: publish its outputs, write its dead letter, redeliver it after the backoff, or
+//! pause the partition on it. The sequential, concurrent and share workers all go through here.
+
+use super::batch_run::FirstCall;
+use super::commits::{Flow, TransactionCommitter};
+use super::handler_call::{observers, HandlerCall};
+use super::state::PipelineState;
+use crate::bindings::Message;
+use crate::deadletter::{DeadLetter, DeadLetterWriter};
+use crate::events::{DeadLetterFailed, DeadLettered, Observers};
+use crate::metrics::MessageMetrics;
+use crate::offsets::{Completion, TopicPartition};
+use crate::output_writer::{to_kafka_record, QueuedWrite};
+use crate::outputs::{OutputRecord, Outputs};
+use crate::plugin::CallContext;
+use crate::policy::{DeliveryRules, Verdict};
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// After this many nacks of one message, each further one is logged as a warning.
+const REPEATED_FAILURE_WARN_AT: u32 = 3;
+
+/// Seeing one message through: handler calls, redeliveries, dead-lettering, pausing.
+pub(super) struct Delivery<'a> {
+    pub(super) shared: &'a Arc<PipelineState>,
+    pub(super) rules: DeliveryRules,
+    pub(super) tp: &'a TopicPartition,
+    pub(super) metrics: &'a MessageMetrics,
+    pub(super) stop: &'a CancellationToken,
+    /// Calls in a row that trapped in this partition.
+    pub(super) trap_streak: &'a AtomicU32,
+    /// Who calls: the partition's context.
+    pub(super) context: &'a Arc<CallContext>,
+    /// The partition's transactions (exactly once): outputs and dead letters are staged in the
+    /// open one instead of written, and what settled before a message that must wait (for a
+    /// redelivery, or paused) commits before the wait.
+    pub(super) transactions: Option<&'a TransactionCommitter<'a>>,
+    /// At least once: hand the confirmation of an attempt's outputs back to the worker
+    /// ([`Done::write`]) instead of waiting for it.
+    pub(super) pipeline_writes: bool,
+}
+
+/// A message seen through to its settlement.
+pub(super) struct Done {
+    pub(super) how: Completion,
+    /// Outputs queued and not yet confirmed: the message is finished once they are.
+    pub(super) write: Option<PendingWrite>,
+}
+
+impl Done {
+    fn now(how: Completion) -> Self {
+        Done { how, write: None }
+    }
+}
+
+/// An attempt's outputs on their way to the broker.
+pub(super) struct PendingWrite {
+    pub(super) queued: QueuedWrite,
+    /// Written again if the broker does not take them.
+    pub(super) records: Vec<OutputRecord>,
+    pub(super) attempt: u32,
+}
+
+/// Why a message left the worker unsettled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unsettled {
+    /// The worker was stopped first (or the host failed): the next owner reads it again.
+    Stopped,
+    /// An aborted transaction rewound the partition to before it: it is delivered again.
+    Rewound,
+}
+
+impl Delivery<'_> {
+    /// Calls the handler until the message settles; `None` if the worker was stopped first.
+    /// `first` is the first call's settlement when a batch call already handled it.
+    ///
+    /// A nacked message is redelivered from memory after the backoff rather than by seeking:
+    /// the effect is the same (nothing after it in the partition is handled first, and it stays
+    /// uncommitted, so a crash or a revoke re-reads it), without a refetch per nack.
+    pub(super) async fn until_settled(
+        &self,
+        mut message: Message,
+        mut first: Option<FirstCall>,
+    ) -> Result<Done, Unsettled> {
+        let shared = self.shared;
+        let tp = self.tp;
+        let offset = message.offset;
+        // Deliveries counted against `max_attempts`; a new plugin version starts a new count.
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            let attempt = message.attempt;
+            let (pool, mut called) = match first.take() {
+                Some(done) => done,
+                None => {
+                    // The version current when an attempt starts handles it, even if a reload
+                    // lands.
+                    let pool = shared.plugin.current();
+                    let called = self
+                        .handler()
+                        .once(&pool, &message, tries)
+                        .await
+                        .ok_or(Unsettled::Stopped)?;
+                    (pool, called)
+                }
+            };
+            let (settled, publishes) = (called.settled, called.publishes);
+            match settled.verdict {
+                verdict @ (Verdict::Commit | Verdict::Leave) => {
+                    let how = match verdict {
+                        Verdict::Commit => Completion::Settled,
+                        _ => Completion::Unsettled,
+                    };
+                    if publishes {
+                        if let Some(queued) = self.queue_write(&called.outputs) {
+                            let write = PendingWrite {
+                                queued,
+                                records: std::mem::take(&mut called.outputs.records),
+                                attempt,
+                            };
+                            return Ok(Done {
+                                how,
+                                write: Some(write),
+                            });
+                        }
+                        if !self.publish(offset, attempt, &called.outputs).await {
+                            return Err(Unsettled::Stopped);
+                        }
+                    }
+                    if let Some(c) = self.transactions {
+                        c.transactions.settled(offset);
+                    }
+                    return Ok(Done::now(how));
+                }
+                Verdict::DeadLetterThenCommit => {
+                    let (Some(writer), Some(letter)) =
+                        (&shared.dead_letters, called.dead_letter(shared, &message))
+                    else {
+                        // The rules give this verdict only to a pipeline with a topic.
+                        return Ok(Done::now(Completion::Settled));
+                    };
+                    if let Some(c) = self.transactions {
+                        c.transactions
+                            .stage(offset, letter.kafka_record(writer.topic()));
+                        c.transactions.settled(offset);
+                        DeadLettered {
+                            tp,
+                            offset,
+                            dead_letter_topic: writer.topic(),
+                            written_to: None,
+                            reason: letter.reason,
+                        }
+                        .emit(&self.observers());
+                        return Ok(Done::now(Completion::Settled));
+                    }
+                    return match self.dead_letter(writer, &letter).await {
+                        true => Ok(Done::now(Completion::Settled)),
+                        false => Err(Unsettled::Stopped),
+                    };
+                }
+                Verdict::Pause => {
+                    let reason = called.reason.map(|r| r.text).unwrap_or_default();
+                    self.commit_before_waiting().await?;
+                    let version = pool.plugin().version_shared();
+                    if !self.pause(offset, attempt, version, &reason).await {
+                        return Err(Unsettled::Stopped);
+                    }
+                    tries = 0;
+                }
+                Verdict::RedeliverAfter(wait) => {
+                    shared.health.failing(tp, offset, attempt);
+                    if attempt >= REPEATED_FAILURE_WARN_AT {
+                        tracing::warn!(
+                            tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, offset, attempt,
+                            "message keeps failing; the partition waits for it (nothing after it is handled)"
+                        );
+                    }
+                    self.commit_before_waiting().await?;
+                    if !self.sleep(wait).await {
+                        return Err(Unsettled::Stopped);
+                    }
+                }
+            }
+            message.attempt += 1;
+        }
+    }
+
+    /// Exactly once: commits what settled before this message, so a message that waits (for
+    /// its redelivery, or paused) does not hold back the ones before it, nor keep their
+    /// transaction open until the broker's timeout aborts it.
+    async fn commit_before_waiting(&self) -> Result<(), Unsettled> {
+        match self.transactions {
+            None => Ok(()),
+            Some(c) => match c.commit().await {
+                Flow::Committed => Ok(()),
+                Flow::Rewound => Err(Unsettled::Rewound),
+                Flow::Stop => Err(Unsettled::Stopped),
+            },
+        }
+    }
+
+    pub(super) fn handler(&self) -> HandlerCall<'_> {
+        HandlerCall {
+            shared: self.shared,
+            rules: self.rules,
+            tp: self.tp,
+            metrics: self.metrics,
+            stop: self.stop,
+            trap_streak: self.trap_streak,
+            context: self.context,
+        }
+    }
+
+    fn observers(&self) -> Observers<'_> {
+        observers(self.shared, self.metrics)
+    }
+
+    /// At least once, in a sequential worker: queues the attempt's outputs, to be confirmed
+    /// while the worker goes on. `None` when they are published here instead (exactly once, a
+    /// concurrent worker, or a full local queue).
+    fn queue_write(&self, outputs: &Outputs) -> Option<QueuedWrite> {
+        if !self.pipeline_writes || self.transactions.is_some() {
+            return None;
+        }
+        self.shared
+            .output_writer
+            .as_ref()?
+            .queue(&outputs.records)
+            .ok()
+    }
+
+    /// Publishes what the attempt sent: staged in the open transaction (exactly once), or written
+    /// and acknowledged by the broker, retrying with the pipeline's backoff while the partition
+    /// waits (at least once); only then may the offset be committed. `false` if stopped first
+    /// (the message stays uncommitted and is delivered again).
+    async fn publish(&self, offset: i64, attempt: u32, outputs: &Outputs) -> bool {
+        if let Some(c) = self.transactions {
+            for record in &outputs.records {
+                c.transactions.stage(offset, to_kafka_record(record));
+            }
+            return true;
+        }
+        publish_at_least_once(&self.handler(), offset, attempt, outputs).await
+    }
+
+    /// Writes the dead letter, retrying until the broker has it; only then may the offset be
+    /// committed. `false` if stopped first (the message stays uncommitted).
+    async fn dead_letter(&self, writer: &DeadLetterWriter, letter: &DeadLetter<'_>) -> bool {
+        write_dead_letter(&self.handler(), writer, letter).await
+    }
+
+    /// `max_attempts` is used up and there is no dead-letter topic: stop the partition on this
+    /// message (never skip it) until a new plugin version arrives. `false` if stopped first.
+    async fn pause(&self, offset: i64, attempt: u32, version: &Arc<str>, reason: &str) -> bool {
+        let shared = self.shared;
+        shared.health.paused(self.tp, offset, attempt);
+        shared.metrics.paused.increment(1);
+        tracing::error!(
+            pipeline = %shared.name, tenant = %shared.tenant, partition = %self.tp, offset, attempt,
+            "PARTITION PAUSED: {reason}; there is no dead_letter_topic, so nothing after this message \
+             is handled until a new plugin version is loaded (hot reload or SIGHUP) or the pipeline \
+             gets a dead_letter_topic"
+        );
+        let resumed = loop {
+            if !self.sleep(PAUSE_POLL).await {
+                break false;
+            }
+            if shared.plugin.current().plugin().version() != &**version {
+                tracing::info!(tenant = %shared.tenant, pipeline = %shared.name, partition = %self.tp, offset, "new plugin version: resuming the paused partition");
+                break true;
+            }
+        };
+        shared.metrics.paused.decrement(1);
+        resumed
+    }
+
+    /// Sleeps unless stopped first; `false` if stopped.
+    async fn sleep(&self, duration: Duration) -> bool {
+        self.handler().sleep(duration).await
+    }
+}
+
+/// Writes an attempt's outputs and waits for the broker to acknowledge them, retrying with the
+/// pipeline's backoff while the message waits (at least once); only then may the message
+/// settle. `false` if stopped first (the message stays unsettled and is delivered again).
+pub(super) async fn publish_at_least_once(
+    call: &HandlerCall<'_>,
+    offset: i64,
+    attempt: u32,
+    outputs: &Outputs,
+) -> bool {
+    let Some(writer) = &call.shared.output_writer else {
+        // A pipeline with outputs always has a writer or transactions.
+        return true;
+    };
+    let mut failures = 0u32;
+    loop {
+        // A write under way finishes even when the worker is told to stop (bounded by
+        // `output_timeout`): a drain then commits the message instead of handling it again.
+        match writer.write(&outputs.records).await {
+            Ok(()) => {
+                written(call.shared, &outputs.records);
+                return true;
+            }
+            Err(error) => {
+                failures += 1;
+                call.shared.output_metrics.write_errors.increment(1);
+                call.shared.output_faults.fault(&format!(
+                    "{}: offset {offset}: {error:#}; retrying, the offset waits",
+                    call.tp
+                ));
+                call.shared.health.failing(call.tp, offset, attempt);
+                if !call.sleep(call.shared.config.backoff.delay(failures)).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Writes the dead letter, retrying until the broker has it; only then may the offset be
+/// committed. `false` if stopped first (the message stays uncommitted).
+pub(super) async fn write_dead_letter(
+    call: &HandlerCall<'_>,
+    writer: &DeadLetterWriter,
+    letter: &DeadLetter<'_>,
+) -> bool {
+    let mut failures = 0u32;
+    loop {
+        let written = tokio::select! {
+            _ = call.stop.cancelled() => return false,
+            written = writer.write(letter) => written,
+        };
+        match written {
+            Ok(written_to) => {
+                DeadLettered {
+                    tp: call.tp,
+                    offset: letter.message.offset,
+                    dead_letter_topic: writer.topic(),
+                    written_to: Some(written_to),
+                    reason: letter.reason,
+                }
+                .emit(&call.observers());
+                return true;
+            }
+            Err(error) => {
+                failures += 1;
+                DeadLetterFailed {
+                    tp: call.tp,
+                    offset: letter.message.offset,
+                    error: &error,
+                }
+                .emit(&call.observers());
+                call.shared
+                    .health
+                    .failing(call.tp, letter.message.offset, letter.attempts);
+                if !call.sleep(call.shared.config.backoff.delay(failures)).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// How often a paused partition checks for a new plugin version.
+const PAUSE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Counts written outputs, and ends an episode of failing writes.
+fn written(shared: &PipelineState, records: &[OutputRecord]) {
+    shared.output_metrics.published_records(records);
+    shared.output_faults.recovered();
+}
+
+/// Waits until the broker has a pipelined attempt's outputs, writing them again (after the
+/// pipeline's backoff) while it does not; `failing` counts the writes being retried, which
+/// keeps the partition from taking new messages. `false` if stopped first: the message stays
+/// uncommitted and is delivered again.
+pub(super) async fn confirm_write(
+    shared: &PipelineState,
+    tp: &TopicPartition,
+    offset: i64,
+    pending: PendingWrite,
+    failing: &watch::Sender<u32>,
+    stop: &CancellationToken,
+) -> bool {
+    let Some(writer) = &shared.output_writer else {
+        return true;
+    };
+    let mut result = writer.confirm(pending.queued).await;
+    let mut failures = 0u32;
+    loop {
+        match result {
+            Ok(()) => {
+                written(shared, &pending.records);
+                if failures > 0 {
+                    failing.send_modify(|n| *n -= 1);
+                }
+                return true;
+            }
+            Err(error) => {
+                if failures == 0 {
+                    failing.send_modify(|n| *n += 1);
+                }
+                failures += 1;
+                shared.output_metrics.write_errors.increment(1);
+                shared.output_faults.fault(&format!(
+                    "{tp}: offset {offset}: {error:#}; retrying, the offset waits"
+                ));
+                shared.health.failing(tp, offset, pending.attempt);
+                let wait = shared.config.backoff.delay(failures);
+                let slept = tokio::select! {
+                    _ = stop.cancelled() => false,
+                    _ = tokio::time::sleep(wait) => true,
+                };
+                if !slept {
+                    failing.send_modify(|n| *n -= 1);
+                    return false;
+                }
+                result = writer.write(&pending.records).await;
+            }
+        }
+    }
+}
