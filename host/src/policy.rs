@@ -40,13 +40,9 @@ impl AckPolicy {
         AckPolicy::NackOnError,
     ];
 
-    /// Whether Ackbar commits offsets itself (all but `ACK_FIRST`, which leaves it to librdkafka).
+    /// Whether Ackbar commits offsets itself, to the consumer group (all but `ACK_FIRST`, which
+    /// leaves it to librdkafka): such a policy needs a `group_id`.
     pub fn commits_explicitly(self) -> bool {
-        self != AckPolicy::AckFirst
-    }
-
-    /// Whether the policy needs a consumer group to store offsets in.
-    pub fn requires_group(self) -> bool {
         self != AckPolicy::AckFirst
     }
 
@@ -569,7 +565,7 @@ mod tests {
     #[test]
     fn only_ack_first_works_without_a_group() {
         for policy in AckPolicy::ALL {
-            assert_eq!(policy.requires_group(), policy != AckFirst);
+            assert_eq!(policy.commits_explicitly(), policy != AckFirst);
         }
     }
 }

@@ -168,7 +168,7 @@ impl Config {
                 ));
             }
             let group_id = p.group_id.clone().filter(|g| !g.trim().is_empty());
-            if group_id.is_none() && p.ack_policy.requires_group() {
+            if group_id.is_none() && p.ack_policy.commits_explicitly() {
                 return Err(perr(
                     "group_id",
                     format!(
