@@ -63,6 +63,7 @@ pub mod plugin;
 pub mod policy;
 pub mod reload;
 pub mod stats;
+mod stop;
 pub mod supervisor;
 pub mod tenant;
 pub mod token_bucket;

@@ -46,10 +46,8 @@ async fn wait_for(bucket: &Option<Mutex<TokenBucket>>, stop: &CancellationToken)
         if wait.is_zero() {
             return true;
         }
-        tokio::select! {
-            biased;
-            _ = stop.cancelled() => return false,
-            _ = tokio::time::sleep(wait) => {}
+        if !crate::stop::sleep_unless_stopped(stop, wait).await {
+            return false;
         }
     }
 }

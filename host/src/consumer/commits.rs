@@ -5,6 +5,7 @@ use super::partition::GroupMember;
 use super::rebalance::PipelineConsumer;
 use super::state::PipelineState;
 use crate::offsets::TopicPartition;
+use crate::stop::sleep_unless_stopped;
 use crate::transactions::{CommitError, PartitionTransactions};
 use std::sync::atomic::{self, AtomicU32};
 use std::sync::Arc;
@@ -53,9 +54,8 @@ pub(super) async fn start_transactions(
                 failures += 1;
                 tracing::warn!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, "{e:#}; retrying");
                 let wait = shared.config.backoff.delay(failures);
-                tokio::select! {
-                    _ = stop.cancelled() => return None,
-                    _ = tokio::time::sleep(wait) => {}
+                if !sleep_unless_stopped(stop, wait).await {
+                    return None;
                 }
             }
         }
@@ -119,9 +119,8 @@ impl TransactionCommitter<'_> {
                 }
                 shared.health.failing(tp, rewind_to, aborts);
                 let wait = shared.config.backoff.delay(aborts);
-                tokio::select! {
-                    _ = self.stop.cancelled() => return Flow::Stop,
-                    _ = tokio::time::sleep(wait) => {}
+                if !sleep_unless_stopped(self.stop, wait).await {
+                    return Flow::Stop;
                 }
                 // A seek waits for the broker: not on an async worker.
                 let (member, at) = (self.member.clone(), tp.clone());

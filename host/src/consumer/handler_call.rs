@@ -211,10 +211,7 @@ impl HandlerCall<'_> {
 
     /// Sleeps unless stopped first; `false` if stopped.
     pub async fn sleep(&self, duration: Duration) -> bool {
-        tokio::select! {
-            _ = self.stop.cancelled() => false,
-            _ = tokio::time::sleep(duration) => true,
-        }
+        crate::stop::sleep_unless_stopped(self.stop, duration).await
     }
 }
 

@@ -15,6 +15,7 @@ use crate::output_writer::{to_kafka_record, QueuedWrite};
 use crate::outputs::{OutputRecord, Outputs};
 use crate::plugin::CallContext;
 use crate::policy::{DeliveryRules, Verdict};
+use crate::stop::sleep_unless_stopped;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -412,11 +413,7 @@ pub(super) async fn confirm_write(
                 ));
                 shared.health.failing(tp, offset, pending.attempt);
                 let wait = shared.config.backoff.delay(failures);
-                let slept = tokio::select! {
-                    _ = stop.cancelled() => false,
-                    _ = tokio::time::sleep(wait) => true,
-                };
-                if !slept {
+                if !sleep_unless_stopped(stop, wait).await {
                     failing.send_modify(|n| *n -= 1);
                     return false;
                 }
