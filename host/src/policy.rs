@@ -208,6 +208,35 @@ impl Settlement {
     }
 }
 
+/// How a share-group member acknowledges a record to the broker (KIP-932) once its verdict is
+/// carried out: the broker, not an offset, keeps each record's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareAcknowledgement {
+    /// Handled: the record is done.
+    Accept,
+    /// Delivered again, to any member, with the delivery count one higher.
+    Release,
+    /// Unprocessable: archived.
+    Reject,
+}
+
+impl Settlement {
+    /// The acknowledgement that carries out this settlement in a share group: a commit is an
+    /// ACCEPT (a REJECT when the message was rejected), a dead letter is followed by a REJECT,
+    /// and whatever is to be delivered again, or was settled by nobody, is RELEASEd after its
+    /// wait. A pause becomes a release too: other members may take the record meanwhile.
+    pub fn share_acknowledgement(&self) -> ShareAcknowledgement {
+        match self.verdict {
+            Verdict::Commit if self.action == Action::Reject => ShareAcknowledgement::Reject,
+            Verdict::Commit => ShareAcknowledgement::Accept,
+            Verdict::DeadLetterThenCommit => ShareAcknowledgement::Reject,
+            Verdict::RedeliverAfter(_) | Verdict::Pause | Verdict::Leave => {
+                ShareAcknowledgement::Release
+            }
+        }
+    }
+}
+
 /// A pipeline's rules for settling deliveries.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DeliveryRules {
@@ -317,6 +346,51 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Every policy × outcome, in a share group with a dead-letter topic and without: the
+    /// acknowledgement. `A` accept, `R` release, `J` reject.
+    #[test]
+    fn share_acknowledgement_table() {
+        use ShareAcknowledgement::{Accept as A, Reject as J, Release as R};
+        let outcomes: [(&str, Outcome); 6] = [
+            ("ok", ok()),
+            ("error", error()),
+            ("fatal", fatal()),
+            ("trap", trap(TrapKind::Deadline)),
+            ("acker nack", with_explicit(ok(), Decision::Nack)),
+            ("acker reject", with_explicit(ok(), Decision::Reject)),
+        ];
+        #[rustfmt::skip]
+        let table: [(AckPolicy, [[ShareAcknowledgement; 2]; 6]); 5] = [
+            //               ok      error   fatal   trap    nack    reject
+            (Manual,        [[R, R], [R, R], [R, R], [R, R], [R, R], [J, J]]),
+            (AckFirst,      [[R, R], [R, R], [R, R], [R, R], [R, R], [J, J]]),
+            (Ack,           [[A, A], [A, A], [A, A], [A, A], [R, R], [J, J]]),
+            (RejectOnError, [[A, A], [J, J], [J, J], [J, J], [R, R], [J, J]]),
+            (NackOnError,   [[A, A], [R, R], [J, J], [R, R], [R, R], [J, J]]),
+        ];
+        for (policy, row) in table {
+            for ((name, outcome), expected) in outcomes.iter().zip(row) {
+                let cells = [rules(policy, Some(5), false), rules(policy, Some(5), true)];
+                for (rules, expected) in cells.into_iter().zip(expected) {
+                    let settled = rules.settle(outcome, 1, 1);
+                    assert_eq!(
+                        settled.share_acknowledgement(),
+                        expected,
+                        "{policy} {name} {rules:?}"
+                    );
+                }
+            }
+        }
+        // The delivery that uses up `max_attempts`: dead-lettered then rejected, or (without a
+        // topic) released to come back.
+        let exhausted = |dead_letters| {
+            rules(NackOnError, Some(3), dead_letters)
+                .settle(&error(), 3, 3)
+                .share_acknowledgement()
+        };
+        assert_eq!((exhausted(true), exhausted(false)), (J, R));
     }
 
     /// Every policy × outcome: are the attempt's outputs published? `Y` yes, `-` no.

@@ -4,7 +4,8 @@
 //!
 //! The policy table stays the one of [`DeliveryRules::settle`]; only carrying out a verdict
 //! differs from a partition's worker, because the broker, not an offset, keeps each record's
-//! state:
+//! state. The acknowledgement is decided beside the policy table, by
+//! [`Settlement::share_acknowledgement`](crate::policy::Settlement::share_acknowledgement):
 //!
 //! | verdict | acknowledgement |
 //! |---|---|
@@ -25,7 +26,7 @@ use crate::bindings::{Header, Message};
 use crate::metrics::{MessageMetrics, ShareMetrics};
 use crate::offsets::TopicPartition;
 use crate::plugin::CallContext;
-use crate::policy::{Action, Verdict};
+use crate::policy::{ShareAcknowledgement, Verdict};
 use kafka_share::{
     AckKind, AckReport, AcquiredRecord, RecordId, ShareConsumer, ShareConsumerConfig,
 };
@@ -445,21 +446,16 @@ async fn settle(call: &HandlerCall<'_>, record: AcquiredRecord) -> Option<AckKin
             {
                 return None;
             }
-            Some(match settled.action {
-                Action::Reject => AckKind::Reject,
-                _ => AckKind::Accept,
-            })
         }
         Verdict::DeadLetterThenCommit => {
-            let (Some(writer), Some(letter)) =
+            // The rules give this verdict only to a pipeline with a topic.
+            if let (Some(writer), Some(letter)) =
                 (&shared.dead_letters, called.dead_letter(shared, &message))
-            else {
-                // The rules give this verdict only to a pipeline with a topic.
-                return Some(AckKind::Reject);
-            };
-            write_dead_letter(call, writer, &letter)
-                .await
-                .then_some(AckKind::Reject)
+            {
+                if !write_dead_letter(call, writer, &letter).await {
+                    return None;
+                }
+            }
         }
         // Nobody settled it (MANUAL without a decision), or the handler asked for it again:
         // it is released after the backoff (a shutdown ends the wait at once) and comes back,
@@ -470,9 +466,13 @@ async fn settle(call: &HandlerCall<'_>, record: AcquiredRecord) -> Option<AckKin
                 _ => shared.config.backoff.delay(attempt),
             };
             call.sleep(wait).await;
-            Some(AckKind::Release)
         }
     }
+    Some(match settled.share_acknowledgement() {
+        ShareAcknowledgement::Accept => AckKind::Accept,
+        ShareAcknowledgement::Release => AckKind::Release,
+        ShareAcknowledgement::Reject => AckKind::Reject,
+    })
 }
 
 /// The guest's `message` record of an acquired record, `attempt` its delivery count.
