@@ -1,6 +1,7 @@
 //! The concurrent worker (`ordering = "key"` or `"unordered"`).
 
 use super::handler_call::call_context;
+use super::handler_call::HandlerCall;
 use super::partition::{finished, next_message, Next};
 use super::state::PipelineState;
 use super::verdict::Delivery;
@@ -77,13 +78,15 @@ pub(super) async fn run<C: ConsumerContext + 'static>(
                 }
             }
             let delivery = Delivery {
-                shared: &shared,
-                rules: shared.delivery_rules(),
-                tp: &tp,
-                metrics: &metrics,
-                stop: &stop,
-                trap_streak: &trap_streak,
-                context: &context,
+                call: HandlerCall {
+                    shared: &shared,
+                    rules: shared.delivery_rules(),
+                    tp: &tp,
+                    metrics: &metrics,
+                    stop: &stop,
+                    trap_streak: &trap_streak,
+                    context: &context,
+                },
                 transactions: None,
                 pipeline_writes: false,
             };

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 /// What a worker calls its handler with.
+#[derive(Clone, Copy)]
 pub(crate) struct HandlerCall<'a> {
     pub shared: &'a Arc<PipelineState>,
     pub rules: DeliveryRules,

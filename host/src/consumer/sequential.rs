@@ -3,6 +3,7 @@
 use super::batch_run::BatchRun;
 use super::commits::{start_transactions, Flow, TransactionCommitter};
 use super::handler_call::call_context;
+use super::handler_call::HandlerCall;
 use super::partition::{begin, finished, next_message, GroupMember, Next};
 use super::state::PipelineState;
 use super::verdict::{confirm_write, Delivery, Done, Unsettled};
@@ -68,13 +69,15 @@ pub(super) async fn run<C: ConsumerContext + 'static>(
             break;
         }
         let delivery = Delivery {
-            shared: &shared,
-            rules: shared.delivery_rules(),
-            tp: &tp,
-            metrics: &metrics,
-            stop: &stop,
-            trap_streak: &trap_streak,
-            context: &context,
+            call: HandlerCall {
+                shared: &shared,
+                rules: shared.delivery_rules(),
+                tp: &tp,
+                metrics: &metrics,
+                stop: &stop,
+                trap_streak: &trap_streak,
+                context: &context,
+            },
             transactions: committer.as_ref(),
             pipeline_writes: true,
         };

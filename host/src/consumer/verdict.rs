@@ -9,14 +9,11 @@ use super::state::PipelineState;
 use crate::bindings::Message;
 use crate::deadletter::{DeadLetter, DeadLetterWriter};
 use crate::events::{DeadLetterFailed, DeadLettered, Observers};
-use crate::metrics::MessageMetrics;
 use crate::offsets::{Completion, TopicPartition};
 use crate::output_writer::{to_kafka_record, QueuedWrite};
 use crate::outputs::{OutputRecord, Outputs};
-use crate::plugin::CallContext;
-use crate::policy::{DeliveryRules, Verdict};
+use crate::policy::Verdict;
 use crate::stop::sleep_unless_stopped;
-use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -27,15 +24,8 @@ const REPEATED_FAILURE_WARN_AT: u32 = 3;
 
 /// Seeing one message through: handler calls, redeliveries, dead-lettering, pausing.
 pub(super) struct Delivery<'a> {
-    pub(super) shared: &'a Arc<PipelineState>,
-    pub(super) rules: DeliveryRules,
-    pub(super) tp: &'a TopicPartition,
-    pub(super) metrics: &'a MessageMetrics,
-    pub(super) stop: &'a CancellationToken,
-    /// Calls in a row that trapped in this partition.
-    pub(super) trap_streak: &'a AtomicU32,
-    /// Who calls: the partition's context.
-    pub(super) context: &'a Arc<CallContext>,
+    /// Calling the handler: the pipeline, the partition, the rules, the stop.
+    pub(super) call: HandlerCall<'a>,
     /// The partition's transactions (exactly once): outputs and dead letters are staged in the
     /// open one instead of written, and what settled before a message that must wait (for a
     /// redelivery, or paused) commits before the wait.
@@ -87,8 +77,8 @@ impl Delivery<'_> {
         mut message: Message,
         mut first: Option<FirstCall>,
     ) -> Result<Done, Unsettled> {
-        let shared = self.shared;
-        let tp = self.tp;
+        let shared = self.call.shared;
+        let tp = self.call.tp;
         let offset = message.offset;
         // Deliveries counted against `max_attempts`; a new plugin version starts a new count.
         let mut tries = 0u32;
@@ -205,19 +195,11 @@ impl Delivery<'_> {
     }
 
     pub(super) fn handler(&self) -> HandlerCall<'_> {
-        HandlerCall {
-            shared: self.shared,
-            rules: self.rules,
-            tp: self.tp,
-            metrics: self.metrics,
-            stop: self.stop,
-            trap_streak: self.trap_streak,
-            context: self.context,
-        }
+        self.call
     }
 
     fn observers(&self) -> Observers<'_> {
-        observers(self.shared, self.metrics)
+        observers(self.call.shared, self.call.metrics)
     }
 
     /// At least once, in a sequential worker: queues the attempt's outputs, to be confirmed
@@ -227,7 +209,8 @@ impl Delivery<'_> {
         if !self.pipeline_writes || self.transactions.is_some() {
             return None;
         }
-        self.shared
+        self.call
+            .shared
             .output_writer
             .as_ref()?
             .queue(&outputs.records)
@@ -257,11 +240,11 @@ impl Delivery<'_> {
     /// `max_attempts` is used up and there is no dead-letter topic: stop the partition on this
     /// message (never skip it) until a new plugin version arrives. `false` if stopped first.
     async fn pause(&self, offset: i64, attempt: u32, version: &Arc<str>, reason: &str) -> bool {
-        let shared = self.shared;
-        shared.health.paused(self.tp, offset, attempt);
+        let shared = self.call.shared;
+        shared.health.paused(self.call.tp, offset, attempt);
         shared.metrics.paused.increment(1);
         tracing::error!(
-            pipeline = %shared.name, tenant = %shared.tenant, partition = %self.tp, offset, attempt,
+            pipeline = %shared.name, tenant = %shared.tenant, partition = %self.call.tp, offset, attempt,
             "PARTITION PAUSED: {reason}; there is no dead_letter_topic, so nothing after this message \
              is handled until a new plugin version is loaded (hot reload or SIGHUP) or the pipeline \
              gets a dead_letter_topic"
@@ -271,7 +254,7 @@ impl Delivery<'_> {
                 break false;
             }
             if shared.plugin.current().plugin().version() != &**version {
-                tracing::info!(tenant = %shared.tenant, pipeline = %shared.name, partition = %self.tp, offset, "new plugin version: resuming the paused partition");
+                tracing::info!(tenant = %shared.tenant, pipeline = %shared.name, partition = %self.call.tp, offset, "new plugin version: resuming the paused partition");
                 break true;
             }
         };
