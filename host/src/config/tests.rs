@@ -333,7 +333,6 @@ fn ordering_and_max_in_flight_are_validated() {
     assert!(e.contains("unknown variant `random`"), "{e}");
 }
 
-/// The README's three-tenant example, with its files in place.
 /// The ```toml blocks of a Markdown text, each with the line its first TOML line is on.
 fn toml_blocks(markdown: &str) -> Vec<(usize, String)> {
     let mut blocks = Vec::new();
