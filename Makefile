@@ -19,7 +19,7 @@ guests: setup
 ## Run the demo on the embedded broker: no Kafka install needed.
 demo: setup
 	@echo "make demo: building the Rust example handler and the ackbar binary. The first build compiles"
-	@echo "wasmtime and librdkafka (about 14 minutes on 2 cores); later builds take seconds."
+	@echo "wasmtime and librdkafka (about 10 minutes on 2 cores); later builds take seconds."
 	@# The example handler builds beside the host: the host build leaves a core idle at times.
 	@bash guest-examples/rust/build.sh --quiet & guest=$$!; \
 	  $(CARGO) build --locked -p ackbar --bin ackbar; host=$$?; \
