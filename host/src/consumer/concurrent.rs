@@ -78,15 +78,7 @@ pub(super) async fn run<C: ConsumerContext + 'static>(
                 }
             }
             let delivery = Delivery {
-                call: HandlerCall {
-                    shared: &shared,
-                    rules: shared.delivery_rules(),
-                    tp: &tp,
-                    metrics: &metrics,
-                    stop: &stop,
-                    trap_streak: &trap_streak,
-                    context: &context,
-                },
+                call: HandlerCall::new(&shared, &tp, &metrics, &stop, &trap_streak, &context),
                 transactions: None,
                 pipeline_writes: false,
             };

@@ -33,6 +33,28 @@ pub(crate) struct HandlerCall<'a> {
     pub context: &'a Arc<CallContext>,
 }
 
+impl<'a> HandlerCall<'a> {
+    /// A worker's calls for `tp`, under the pipeline's delivery rules.
+    pub fn new(
+        shared: &'a Arc<PipelineState>,
+        tp: &'a TopicPartition,
+        metrics: &'a MessageMetrics,
+        stop: &'a CancellationToken,
+        trap_streak: &'a AtomicU32,
+        context: &'a Arc<CallContext>,
+    ) -> Self {
+        HandlerCall {
+            shared,
+            rules: shared.delivery_rules(),
+            tp,
+            metrics,
+            stop,
+            trap_streak,
+            context,
+        }
+    }
+}
+
 /// The context of every call for `tp` in this pipeline.
 pub(crate) fn call_context(shared: &PipelineState, tp: &TopicPartition) -> Arc<CallContext> {
     Arc::new(CallContext {

@@ -69,19 +69,11 @@ pub(super) async fn run<C: ConsumerContext + 'static>(
             break;
         }
         let delivery = Delivery {
-            call: HandlerCall {
-                shared: &shared,
-                rules: shared.delivery_rules(),
-                tp: &tp,
-                metrics: &metrics,
-                stop: &stop,
-                trap_streak: &trap_streak,
-                context: &context,
-            },
+            call: HandlerCall::new(&shared, &tp, &metrics, &stop, &trap_streak, &context),
             transactions: committer.as_ref(),
             pipeline_writes: true,
         };
-        let handler = delivery.handler();
+        let handler = delivery.call;
         let next = match &mut batch {
             Some(run) => run.next(&handler).await,
             None => None,

@@ -409,15 +409,7 @@ async fn handle(
         topic: record.topic.clone(),
         partition: record.partition,
     };
-    let call = HandlerCall {
-        shared,
-        rules: shared.delivery_rules(),
-        tp: &tp,
-        metrics,
-        stop,
-        trap_streak,
-        context,
-    };
+    let call = HandlerCall::new(shared, &tp, metrics, stop, trap_streak, context);
     shared.metrics.in_flight.increment(1);
     let offset = record.offset;
     let ack = settle(&call, record).await;

@@ -92,7 +92,7 @@ impl Delivery<'_> {
                     // lands.
                     let pool = shared.plugin.current();
                     let called = self
-                        .handler()
+                        .call
                         .once(&pool, &message, tries)
                         .await
                         .ok_or(Unsettled::Stopped)?;
@@ -194,10 +194,6 @@ impl Delivery<'_> {
         }
     }
 
-    pub(super) fn handler(&self) -> HandlerCall<'_> {
-        self.call
-    }
-
     fn observers(&self) -> Observers<'_> {
         observers(self.call.shared, self.call.metrics)
     }
@@ -228,13 +224,13 @@ impl Delivery<'_> {
             }
             return true;
         }
-        publish_at_least_once(&self.handler(), offset, attempt, outputs).await
+        publish_at_least_once(&self.call, offset, attempt, outputs).await
     }
 
     /// Writes the dead letter, retrying until the broker has it; only then may the offset be
     /// committed. `false` if stopped first (the message stays uncommitted).
     async fn dead_letter(&self, writer: &DeadLetterWriter, letter: &DeadLetter<'_>) -> bool {
-        write_dead_letter(&self.handler(), writer, letter).await
+        write_dead_letter(&self.call, writer, letter).await
     }
 
     /// `max_attempts` is used up and there is no dead-letter topic: stop the partition on this
@@ -264,7 +260,7 @@ impl Delivery<'_> {
 
     /// Sleeps unless stopped first; `false` if stopped.
     async fn sleep(&self, duration: Duration) -> bool {
-        self.handler().sleep(duration).await
+        self.call.sleep(duration).await
     }
 }
 

@@ -19,6 +19,18 @@ fn rules(policy: AckPolicy, max_attempts: Option<u32>, dead_letters: bool) -> De
     }
 }
 
+/// The columns of the settlement and share-acknowledgement tables.
+fn table_outcomes() -> [(&'static str, Outcome); 6] {
+    [
+        ("ok", ok()),
+        ("error", error()),
+        ("fatal", fatal()),
+        ("trap", trap(TrapKind::Deadline)),
+        ("acker nack", with_explicit(ok(), Decision::Nack)),
+        ("acker reject", with_explicit(ok(), Decision::Reject)),
+    ]
+}
+
 /// Every policy × outcome × (under the retry cap or at it) × (with a dead-letter topic or
 /// not). Columns: under the cap, under it with a dead-letter topic, at the cap, at it with a
 /// dead-letter topic. `R` is a redelivery after the third attempt's backoff.
@@ -29,14 +41,7 @@ fn settlement_table() {
     const P: Verdict = Verdict::Pause;
     const L: Verdict = Verdict::Leave;
     const R: Verdict = Verdict::RedeliverAfter(Duration::from_millis(400));
-    let outcomes: [(&str, Outcome); 6] = [
-        ("ok", ok()),
-        ("error", error()),
-        ("fatal", fatal()),
-        ("trap", trap(TrapKind::Deadline)),
-        ("acker nack", with_explicit(ok(), Decision::Nack)),
-        ("acker reject", with_explicit(ok(), Decision::Reject)),
-    ];
+    let outcomes = table_outcomes();
     #[rustfmt::skip]
     let table: [(AckPolicy, [[Verdict; 4]; 6]); 5] = [
         //               ok            error         fatal         trap          nack          reject
@@ -74,14 +79,7 @@ fn settlement_table() {
 #[test]
 fn share_acknowledgement_table() {
     use ShareAcknowledgement::{Accept as A, Reject as J, Release as R};
-    let outcomes: [(&str, Outcome); 6] = [
-        ("ok", ok()),
-        ("error", error()),
-        ("fatal", fatal()),
-        ("trap", trap(TrapKind::Deadline)),
-        ("acker nack", with_explicit(ok(), Decision::Nack)),
-        ("acker reject", with_explicit(ok(), Decision::Reject)),
-    ];
+    let outcomes = table_outcomes();
     #[rustfmt::skip]
     let table: [(AckPolicy, [[ShareAcknowledgement; 2]; 6]); 5] = [
         //               ok      error   fatal   trap    nack    reject
