@@ -6,11 +6,40 @@
 
 use crate::outcome::{CallEnd, Outcome, TrapKind};
 use crate::policy::Action;
-use ::metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+use crate::stats::{Stats, Total};
+use ::metrics::{counter, gauge, histogram, Counter, CounterFn, Gauge, Histogram};
 use anyhow::{Context, Result};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+/// A Prometheus series that also adds to one of the pipeline's [`Stats`] totals: one increment
+/// feeds both, so the summary line and `/metrics` cannot disagree.
+struct Tallied {
+    series: Counter,
+    total: Total,
+}
+
+impl CounterFn for Tallied {
+    fn increment(&self, value: u64) {
+        self.series.increment(value);
+        self.total.fetch_add(value, Ordering::Relaxed);
+    }
+
+    fn absolute(&self, value: u64) {
+        self.series.absolute(value);
+        self.total.fetch_max(value, Ordering::Relaxed);
+    }
+}
+
+/// `series`, also counted in `total`.
+fn tallied(series: Counter, total: &Total) -> Counter {
+    Counter::from_arc(Arc::new(Tallied {
+        series,
+        total: total.clone(),
+    }))
+}
 
 /// Handler duration buckets, in seconds: 10 µs (a small Rust guest) to 10 s (a deadline).
 const DURATION_BUCKETS: &[f64] = &[
@@ -227,9 +256,9 @@ pub struct MessageMetrics {
 }
 
 impl MessageMetrics {
-    /// The series of `topic` in one pipeline. Labels are resolved here, once per partition worker,
-    /// so recording a message costs a few atomic adds.
-    pub fn new(tenant: &str, pipeline: &str, topic: &str) -> Self {
+    /// The series of `topic` in one pipeline, counted in the pipeline's `stats` too. Labels are
+    /// resolved here, once per partition worker, so recording a message costs a few atomic adds.
+    pub fn new(tenant: &str, pipeline: &str, topic: &str, stats: &Stats) -> Self {
         let base = [
             ("tenant", tenant.to_string()),
             ("pipeline", pipeline.to_string()),
@@ -240,27 +269,44 @@ impl MessageMetrics {
             labels.push((key, value.to_string()));
             labels
         };
-        let outcome = |v| counter!("ackbar_messages_total", &with("outcome", v));
-        let action = |v| counter!("ackbar_actions_total", &with("action", v));
+        let outcome = |v, total| {
+            tallied(
+                counter!("ackbar_messages_total", &with("outcome", v)),
+                total,
+            )
+        };
+        let action = |v: Action, total| {
+            tallied(
+                counter!("ackbar_actions_total", &with("action", v.name())),
+                total,
+            )
+        };
         let trap = |kind: TrapKind| counter!("ackbar_traps_total", &with("kind", kind.name()));
+        let base_tallied = |name: &'static str, total| tallied(counter!(name, &base), total);
         MessageMetrics {
-            ok: outcome("ok"),
-            error: outcome("error"),
-            trap: outcome("trap"),
-            interrupt: outcome("interrupt"),
+            ok: outcome("ok", &stats.ok),
+            error: outcome("error", &stats.errors),
+            trap: outcome("trap", &stats.traps),
+            interrupt: outcome("interrupt", &stats.interrupts),
             traps: TrapKind::ALL.map(trap),
-            commit: action(Action::Commit.name()),
-            redeliver: action(Action::Redeliver.name()),
-            reject: action(Action::Reject.name()),
-            nothing: action(Action::Nothing.name()),
+            commit: action(Action::Commit, &stats.commit_actions),
+            redeliver: action(Action::Redeliver, &stats.redeliver_actions),
+            reject: action(Action::Reject, &stats.reject_actions),
+            nothing: action(Action::Nothing, &stats.nothing_actions),
             duration: histogram!("ackbar_handler_duration_seconds", &base),
             redeliveries: counter!("ackbar_redeliveries_total", &base),
-            dead_letters: counter!("ackbar_dead_letters_total", &base),
-            dead_letter_errors: counter!("ackbar_dead_letter_errors_total", &base),
+            dead_letters: base_tallied("ackbar_dead_letters_total", &stats.dead_letters),
+            dead_letter_errors: base_tallied(
+                "ackbar_dead_letter_errors_total",
+                &stats.dead_letter_errors,
+            ),
             exhausted: counter!("ackbar_exhausted_total", &base),
             trap_pauses: counter!("ackbar_trap_pauses_total", &base),
-            batch_calls: counter!("ackbar_batch_calls_total", &base),
-            batched_messages: counter!("ackbar_batched_messages_total", &base),
+            batch_calls: base_tallied("ackbar_batch_calls_total", &stats.batch_calls),
+            batched_messages: base_tallied(
+                "ackbar_batched_messages_total",
+                &stats.batched_messages,
+            ),
         }
     }
 
@@ -389,10 +435,11 @@ impl OutputMetrics {
     }
 }
 
-/// Per-pipeline series.
+/// Per-pipeline series, and the pipeline's [`Stats`] that its counters add to.
 pub struct PipelineMetrics {
     tenant: String,
     pipeline: String,
+    stats: Stats,
     /// `ackbar_in_flight`: messages taken from the partitions and not finished yet, those waiting
     /// for a redelivery included.
     pub in_flight: Gauge,
@@ -419,13 +466,18 @@ impl PipelineMetrics {
             ("tenant", tenant.to_string()),
             ("pipeline", pipeline.to_string()),
         ];
+        let stats = Stats::default();
         PipelineMetrics {
             tenant: tenant.to_string(),
             pipeline: pipeline.to_string(),
+            commits: tallied(counter!("ackbar_commits_total", &labels), &stats.commits),
+            commit_errors: tallied(
+                counter!("ackbar_commit_errors_total", &labels),
+                &stats.commit_errors,
+            ),
+            stats,
             in_flight: gauge!("ackbar_in_flight", &labels),
             paused: gauge!("ackbar_partitions_paused", &labels),
-            commits: counter!("ackbar_commits_total", &labels),
-            commit_errors: counter!("ackbar_commit_errors_total", &labels),
             reloads: counter!("ackbar_reloads_total", &labels),
             reload_refusals: counter!("ackbar_reload_refusals_total", &labels),
             instances_created: counter!("ackbar_instances_created_total", &labels),
@@ -434,7 +486,12 @@ impl PipelineMetrics {
 
     /// The per-message series of `topic`, with this pipeline's labels.
     pub fn message_metrics(&self, topic: &str) -> MessageMetrics {
-        MessageMetrics::new(&self.tenant, &self.pipeline, topic)
+        MessageMetrics::new(&self.tenant, &self.pipeline, topic, &self.stats)
+    }
+
+    /// The pipeline's totals, read from the counters above.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     /// Records consumer lag from librdkafka's periodic statistics.

@@ -1,42 +1,30 @@
-//! A pipeline's counters since it started, for the periodic summary line and `ackbar demo`.
+//! A pipeline's totals since it started, for the periodic summary line, `ackbar demo` and the
+//! tests. Nothing writes them here: each is added to by the Prometheus counter of the same
+//! meaning ([`metrics`](crate::metrics)), so one increment feeds both.
 
-use crate::outcome::{CallEnd, Outcome};
-use crate::policy::Action;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-/// Counters of one pipeline (monotonic).
+/// One total, shared with the counters that add to it.
+pub(crate) type Total = Arc<AtomicU64>;
+
+/// Totals of one pipeline (monotonic), over all its topics.
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// Deliveries handled; each redelivery counts again.
-    pub messages: AtomicU64,
-    /// Calls that returned `ok`, with or without a decision.
-    pub ok: AtomicU64,
-    /// Calls that returned a handler error (`retry` or `fatal`).
-    pub errors: AtomicU64,
-    /// Calls that trapped, of any [`TrapKind`](crate::outcome::TrapKind).
-    pub traps: AtomicU64,
-    /// Calls ended by `acker.interrupt`.
-    pub interrupts: AtomicU64,
-    /// Deliveries whose action was [`Action::Commit`].
-    pub commit_actions: AtomicU64,
-    /// Deliveries whose action was [`Action::Redeliver`].
-    pub redeliver_actions: AtomicU64,
-    /// Deliveries whose action was [`Action::Reject`].
-    pub reject_actions: AtomicU64,
-    /// Deliveries whose action was [`Action::Nothing`].
-    pub nothing_actions: AtomicU64,
-    /// Successful commit requests; 0 under `ACK_FIRST`, whose commits librdkafka makes.
-    pub commits: AtomicU64,
-    /// Failed commit requests, retried on the next tick.
-    pub commit_errors: AtomicU64,
-    /// Dead letters the broker acknowledged.
-    pub dead_letters: AtomicU64,
-    /// Failed dead-letter writes, each retried.
-    pub dead_letter_errors: AtomicU64,
-    /// Handler calls that took several messages at once (`handle-batch`).
-    pub batch_calls: AtomicU64,
-    /// Messages those calls took, handled or not.
-    pub batched_messages: AtomicU64,
+    pub(crate) ok: Total,
+    pub(crate) errors: Total,
+    pub(crate) traps: Total,
+    pub(crate) interrupts: Total,
+    pub(crate) commit_actions: Total,
+    pub(crate) redeliver_actions: Total,
+    pub(crate) reject_actions: Total,
+    pub(crate) nothing_actions: Total,
+    pub(crate) commits: Total,
+    pub(crate) commit_errors: Total,
+    pub(crate) dead_letters: Total,
+    pub(crate) dead_letter_errors: Total,
+    pub(crate) batch_calls: Total,
+    pub(crate) batched_messages: Total,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -75,37 +63,22 @@ pub struct StatsSnapshot {
 }
 
 impl Stats {
-    /// Counts one delivery: its outcome and its action. Only
-    /// [`DeliveryEvent::emit`](crate::events::DeliveryEvent::emit) calls it, so each delivery
-    /// counts once.
-    pub fn record(&self, outcome: &Outcome, action: Action) {
-        self.messages.fetch_add(1, Ordering::Relaxed);
-        let counter = match outcome.end {
-            CallEnd::Returned(_) => &self.ok,
-            CallEnd::Failed { .. } => &self.errors,
-            CallEnd::Trapped { .. } => &self.traps,
-            CallEnd::Interrupted(_) => &self.interrupts,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        match action {
-            Action::Commit => &self.commit_actions,
-            Action::Redeliver => &self.redeliver_actions,
-            Action::Reject => &self.reject_actions,
-            Action::Nothing => &self.nothing_actions,
-        }
-        .fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Reads every counter. Each is read on its own, so while messages flow the copy may be off by
-    /// the deliveries being recorded (`messages` ahead of the outcome counters).
+    /// Reads every total. Each is read on its own, so while messages flow the copy may be off by
+    /// the deliveries being recorded.
     pub fn snapshot(&self) -> StatsSnapshot {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let get = |c: &Total| c.load(Ordering::Relaxed);
+        let (ok, errors, traps, interrupts) = (
+            get(&self.ok),
+            get(&self.errors),
+            get(&self.traps),
+            get(&self.interrupts),
+        );
         StatsSnapshot {
-            messages: get(&self.messages),
-            ok: get(&self.ok),
-            errors: get(&self.errors),
-            traps: get(&self.traps),
-            interrupts: get(&self.interrupts),
+            messages: ok + errors + traps + interrupts,
+            ok,
+            errors,
+            traps,
+            interrupts,
             commit_actions: get(&self.commit_actions),
             redeliver_actions: get(&self.redeliver_actions),
             reject_actions: get(&self.reject_actions),
@@ -122,33 +95,40 @@ impl Stats {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::outcome::CallEnd;
+    use crate::metrics::PipelineMetrics;
+    use crate::outcome::{CallEnd, ErrorKind, Outcome};
+    use crate::policy::Action;
+    use std::time::Duration;
 
+    /// The totals are the counters' own: recording a delivery in a topic's series moves them.
     #[test]
-    fn stats_count_outcomes_and_actions() {
-        let stats = Stats::default();
-        stats.record(&Outcome::returned(None), Action::Commit);
-        stats.record(
-            &Outcome {
-                explicit: None,
-                end: CallEnd::Failed {
-                    kind: crate::outcome::ErrorKind::Retry,
-                    message: String::new(),
-                },
-            },
-            Action::Redeliver,
+    fn stats_read_the_counters_of_every_topic() {
+        let pipeline = PipelineMetrics::new("shop", "orders");
+        let (orders, returns) = (
+            pipeline.message_metrics("orders"),
+            pipeline.message_metrics("returns"),
         );
-        let s = stats.snapshot();
+        orders.record(&Outcome::returned(None), Action::Commit, Duration::ZERO);
+        let failed = Outcome {
+            explicit: None,
+            end: CallEnd::Failed {
+                kind: ErrorKind::Retry,
+                message: String::new(),
+            },
+        };
+        returns.record(&failed, Action::Redeliver, Duration::ZERO);
+        pipeline.commits.increment(1);
+        let s = pipeline.stats().snapshot();
         assert_eq!(
             (
                 s.messages,
                 s.ok,
                 s.errors,
                 s.commit_actions,
-                s.redeliver_actions
+                s.redeliver_actions,
+                s.commits
             ),
-            (2, 1, 1, 1, 1)
+            (2, 1, 1, 1, 1, 1)
         );
     }
 }

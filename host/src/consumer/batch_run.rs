@@ -5,10 +5,10 @@
 
 use super::handler_call::{message_span, Called, HandlerCall};
 use crate::bindings::Message;
+use crate::events::BatchCalled;
 use crate::plugin::{BatchCall, Finished, InstancePool};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -39,14 +39,10 @@ impl BatchRun {
             .iter()
             .map(|message| message_span(&shared, handler.tp, message, version))
             .collect();
-        let taken = messages.len() as u64;
-        shared.stats.batch_calls.fetch_add(1, Ordering::Relaxed);
-        shared
-            .stats
-            .batched_messages
-            .fetch_add(taken, Ordering::Relaxed);
-        handler.metrics.batch_calls.increment(1);
-        handler.metrics.batched_messages.increment(taken);
+        BatchCalled {
+            taken: messages.len() as u64,
+        }
+        .emit(&handler.observers());
         let messages: Arc<[Message]> = messages.into();
         let (sink, finished) = mpsc::unbounded_channel();
         let call = {

@@ -4,6 +4,7 @@
 use super::partition::GroupMember;
 use super::rebalance::PipelineConsumer;
 use super::state::PipelineState;
+use crate::events::{TransactionAborted, TransactionCommitted, TransactionFailed};
 use crate::offsets::TopicPartition;
 use crate::stop::sleep_unless_stopped;
 use crate::transactions::{CommitError, PartitionTransactions};
@@ -89,35 +90,33 @@ impl TransactionCommitter<'_> {
     /// again.
     pub(super) async fn commit(&self) -> Flow {
         let (shared, tp) = (self.shared, self.tp);
-        let metrics = &shared.output_metrics;
+        let recorder = &shared.recorder;
         match self.transactions.commit(self.member.group_metadata()).await {
             Ok(None) => Flow::Committed,
             Ok(Some(committed)) => {
                 self.aborts_in_a_row.store(0, atomic::Ordering::Relaxed);
-                metrics.transactions_committed.increment(1);
-                metrics
-                    .transaction_commit
-                    .record(committed.took.as_secs_f64());
-                for (topic, (records, bytes)) in &committed.records {
-                    metrics.published(topic, *records, *bytes);
+                TransactionCommitted {
+                    tp,
+                    committed: &committed,
                 }
-                shared.stats.commits.fetch_add(1, atomic::Ordering::Relaxed);
-                shared.metrics.commits.increment(1);
-                shared.commit_faults.recovered();
-                tracing::debug!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, messages = committed.messages, "transaction committed");
+                .emit(recorder);
                 Flow::Committed
             }
             Err(CommitError::Aborted { rewind_to, reason }) => {
                 let aborts = self.aborts_in_a_row.fetch_add(1, atomic::Ordering::Relaxed) + 1;
-                metrics.transactions_aborted.increment(1);
-                shared.commit_faults.fault(&format!(
-                    "{tp}: transaction aborted ({reason}); its messages from offset {rewind_to} are delivered again"
-                ));
-                if self.stop.is_cancelled() {
-                    // Leaving the partition: its next owner reads from the last commit.
+                let leaving = self.stop.is_cancelled();
+                TransactionAborted {
+                    tp,
+                    rewind_to,
+                    reason: &reason,
+                    aborts,
+                    leaving,
+                }
+                .emit(recorder);
+                if leaving {
+                    // Its next owner reads from the last commit.
                     return Flow::Stop;
                 }
-                shared.health.failing(tp, rewind_to, aborts);
                 let wait = shared.config.backoff.delay(aborts);
                 if !sleep_unless_stopped(self.stop, wait).await {
                     return Flow::Stop;
@@ -136,10 +135,14 @@ impl TransactionCommitter<'_> {
                 Flow::Rewound
             }
             Err(CommitError::Fatal(reason)) => {
-                metrics.transactions_aborted.increment(1);
-                if self.stop.is_cancelled() {
-                    tracing::info!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, "transaction not committed on leaving the partition ({reason}); its next owner handles those messages again");
-                } else {
+                let leaving = self.stop.is_cancelled();
+                TransactionFailed {
+                    tp,
+                    reason: &reason,
+                    leaving,
+                }
+                .emit(recorder);
+                if !leaving {
                     shared.crash(format!(
                         "partition {tp}: transactional producer {}: {reason}",
                         self.transactions.id()

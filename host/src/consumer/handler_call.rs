@@ -5,7 +5,7 @@
 use super::state::PipelineState;
 use crate::bindings::Message;
 use crate::deadletter::DeadLetter;
-use crate::events::{DeliveryEvent, Observers};
+use crate::events::{DeliveryEvent, Observers, SendsRefused, TrapCoolDown};
 use crate::metrics::MessageMetrics;
 use crate::offsets::TopicPartition;
 use crate::outcome::CallEnd;
@@ -170,9 +170,10 @@ impl HandlerCall<'_> {
         let attempt = message.attempt;
         let settled = self.rules.settle(&outcome, tries, attempt);
         let publishes = settled.publishes_outputs(&outcome) && !outputs.records.is_empty();
-        if outputs.refused.total() > 0 {
-            shared.output_metrics.refused(&outputs.refused);
+        SendsRefused {
+            refused: &outputs.refused,
         }
+        .emit(&shared.recorder);
         let mut event = DeliveryEvent::new(
             &shared.name,
             self.tp,
@@ -207,7 +208,7 @@ impl HandlerCall<'_> {
 
     /// Where this worker's events are recorded.
     pub fn observers(&self) -> Observers<'_> {
-        observers(self.shared, self.metrics)
+        self.shared.recorder.observers(self.metrics)
     }
 
     /// A worker whose calls keep trapping (an endless loop, a memory bomb) waits before its
@@ -220,37 +221,20 @@ impl HandlerCall<'_> {
         if threshold == 0 || streak < threshold {
             return true;
         }
-        let pause = self.shared.config.backoff.delay(streak - threshold + 1);
-        self.metrics.trap_pauses.increment(1);
-        if streak == threshold {
-            tracing::warn!(
-                pipeline = %self.shared.name, tenant = %self.shared.tenant, partition = %self.tp,
-                "{streak} calls in a row trapped: each next call waits (backoff, {} ms now) until one does not trap",
-                pause.as_millis()
-            );
+        let wait = self.shared.config.backoff.delay(streak - threshold + 1);
+        TrapCoolDown {
+            tp: self.tp,
+            streak,
+            threshold,
+            wait,
         }
-        self.sleep(pause).await
+        .emit(&self.observers());
+        self.sleep(wait).await
     }
 
     /// Sleeps unless stopped first; `false` if stopped.
     pub async fn sleep(&self, duration: Duration) -> bool {
         crate::stop::sleep_unless_stopped(self.stop, duration).await
-    }
-}
-
-/// Where a worker's events are recorded: the pipeline's counters, log, metrics of the
-/// worker's topic, and event stream.
-pub(crate) fn observers<'a>(
-    shared: &'a PipelineState,
-    metrics: &'a MessageMetrics,
-) -> Observers<'a> {
-    Observers {
-        tenant: &shared.tenant,
-        pipeline: &shared.name,
-        stats: &shared.stats,
-        metrics,
-        dead_letter_faults: &shared.dead_letter_faults,
-        sink: shared.reports.as_ref(),
     }
 }
 

@@ -7,6 +7,7 @@ use super::state::PipelineState;
 use super::{concurrent, sequential};
 use crate::bindings::{Header, Message};
 use crate::config::Ordering;
+use crate::events::{ConsumeFailed, Consumed, MessageDone, MessageTaken};
 use crate::offsets::{Completion, TopicPartition};
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::ConsumerContext;
@@ -59,7 +60,7 @@ pub(crate) async fn run<C: ConsumerContext + 'static>(
     stop: CancellationToken,
 ) {
     tracing::debug!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, "partition worker started");
-    let metrics = Arc::new(shared.metrics.message_metrics(&tp.topic));
+    let metrics = Arc::new(shared.recorder.topic(&tp.topic));
     match shared.config.ordering {
         Ordering::Partition => {
             sequential::run(shared.clone(), tp.clone(), queue, member, stop, metrics).await
@@ -122,7 +123,10 @@ pub(super) async fn next_message<C: ConsumerContext + 'static>(
                 return Next::Message(message);
             }
             Err(e) => {
-                shared.consume_faults.fault(&format!("{tp}: {e}"));
+                ConsumeFailed {
+                    error: &format_args!("{tp}: {e}"),
+                }
+                .emit(&shared.recorder);
             }
         }
     }
@@ -135,12 +139,12 @@ pub(super) fn begin(
     tp: &TopicPartition,
     m: &BorrowedMessage<'_>,
 ) -> Option<Message> {
-    shared.consume_faults.recovered();
+    Consumed.emit(&shared.recorder);
     let message = to_guest_message(m, 1);
     shared
         .partitions
         .with_progress(tp, |progress| progress.begin(message.offset))?;
-    shared.metrics.in_flight.increment(1);
+    MessageTaken.emit(&shared.recorder);
     Some(message)
 }
 
@@ -153,15 +157,18 @@ pub(super) fn finished(
     offset: i64,
     settled: Option<Completion>,
 ) -> bool {
-    shared.metrics.in_flight.decrement(1);
     shared.budget.message_done();
-    let Some(how) = settled else {
-        return false;
-    };
-    // A partition revoked meanwhile has no progress: the late settlement is dropped.
-    shared
-        .partitions
-        .with_progress(tp, |progress| progress.complete(offset, how));
-    shared.health.settled(tp, offset);
-    true
+    if let Some(how) = settled {
+        // A partition revoked meanwhile has no progress: the late settlement is dropped.
+        shared
+            .partitions
+            .with_progress(tp, |progress| progress.complete(offset, how));
+    }
+    MessageDone {
+        tp,
+        offset,
+        settled: settled.is_some(),
+    }
+    .emit(&shared.recorder);
+    settled.is_some()
 }

@@ -6,7 +6,7 @@ use super::share;
 use super::state::{PipelineState, Writers};
 use crate::config::{DeliveryGuarantee, GroupType, PipelineConfig};
 use crate::deadletter::DeadLetterWriter;
-use crate::events::EventSink;
+use crate::events::{ConsumeFailed, EventSink, PartitionsAssigned};
 use crate::health::Health;
 use crate::offsets::TopicPartition;
 use crate::output_writer::OutputWriter;
@@ -257,8 +257,12 @@ fn assign_all(
         }
     }
     consumer.assign(&tpl)?;
-    consumer.context().start_consuming(&partitions_of(&tpl));
-    shared.health.joined();
+    let assigned = partitions_of(&tpl);
+    consumer.context().start_consuming(&assigned);
+    PartitionsAssigned {
+        partitions: &assigned,
+    }
+    .emit(&shared.recorder);
     Ok(())
 }
 
@@ -292,7 +296,7 @@ fn spawn_driver(
                             }
                         }
                         Err(e) => {
-                            shared.consume_faults.fault(&e);
+                            ConsumeFailed { error: &e }.emit(&shared.recorder);
                             if let Some((code, reason)) = consumer.client().fatal_error() {
                                 shared.crash(format!("fatal Kafka error {code:?}: {reason}"));
                             }
@@ -323,12 +327,12 @@ impl PipelineHandle {
 
     /// Readiness of this pipeline, for `/readyz`.
     pub fn health(&self) -> Arc<Health> {
-        self.shared.health.clone()
+        self.shared.recorder.health().clone()
     }
 
     /// The pipeline's counters since it started.
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats.snapshot()
+        self.shared.recorder.stats()
     }
 
     /// Plugin instances created so far, over every version (`ackbar_instances_created_total`).
@@ -339,9 +343,7 @@ impl PipelineHandle {
     /// Warnings logged about commit, consume and output-write faults: one per episode, not per
     /// failure.
     pub fn fault_warnings(&self) -> u64 {
-        self.shared.commit_faults.logged()
-            + self.shared.consume_faults.logged()
-            + self.shared.output_faults.logged()
+        self.shared.recorder.faults_logged()
     }
 
     /// The version (short content hash) of the plugin that handles new messages.
@@ -414,7 +416,7 @@ impl PipelineHandle {
         .await
         .context("shutting down the pipeline")?;
         tracing::info!(tenant = %self.shared.tenant, pipeline = %self.shared.name, "pipeline stopped");
-        Ok(self.shared.stats.snapshot())
+        Ok(self.shared.recorder.stats())
     }
 }
 

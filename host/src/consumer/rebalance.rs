@@ -5,6 +5,7 @@
 use super::assignment::Release;
 use super::partition::{self, GroupMember};
 use super::state::PipelineState;
+use crate::events::{PartitionsAssigned, PartitionsRevoked};
 use crate::offsets::TopicPartition;
 use rdkafka::consumer::{
     BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance, StreamConsumer,
@@ -86,7 +87,7 @@ impl ClientContext for PipelineContext {
             for (partition, p) in &t.partitions {
                 // -1 is librdkafka's internal UA partition and unknown lags.
                 if *partition >= 0 && p.consumer_lag >= 0 {
-                    self.shared.metrics.lag(topic, *partition, p.consumer_lag);
+                    self.shared.recorder.lag(topic, *partition, p.consumer_lag);
                 }
             }
         }
@@ -107,9 +108,10 @@ impl ConsumerContext for PipelineContext {
                 shared.partitions.release(&revoked, how, |revoked| {
                     shared.commit(consumer, Some(revoked))
                 });
-                for tp in &revoked {
-                    shared.health.moving(tp);
+                PartitionsRevoked {
+                    partitions: &revoked,
                 }
+                .emit(&shared.recorder);
             }
             Rebalance::Assign(_) => {}
             Rebalance::Error(e) => {
@@ -121,10 +123,12 @@ impl ConsumerContext for PipelineContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let assigned = partitions_of(tpl);
-            tracing::info!(tenant = %self.shared.tenant, pipeline = %self.shared.name, partitions = ?assigned.iter().map(ToString::to_string).collect::<Vec<_>>(), "partitions assigned");
             // librdkafka's assign() resets partition queues, so they are split after it.
             self.start_consuming(&assigned);
-            self.shared.health.joined();
+            PartitionsAssigned {
+                partitions: &assigned,
+            }
+            .emit(&self.shared.recorder);
         }
     }
 }

@@ -9,6 +9,7 @@ use super::state::PipelineState;
 use super::verdict::{confirm_write, Delivery, Done, Unsettled};
 use crate::bindings::Message;
 use crate::config::DeliveryGuarantee;
+use crate::events::ConsumeFailed;
 use crate::metrics::MessageMetrics;
 use crate::offsets::TopicPartition;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
@@ -195,7 +196,10 @@ pub(super) fn take_waiting<C: ConsumerContext + 'static>(
         let m = match received {
             Ok(m) => m,
             Err(e) => {
-                shared.consume_faults.fault(&format!("{tp}: {e}"));
+                ConsumeFailed {
+                    error: &format_args!("{tp}: {e}"),
+                }
+                .emit(&shared.recorder);
                 return;
             }
         };

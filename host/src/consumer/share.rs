@@ -23,13 +23,15 @@ use super::handler_call::{call_context, HandlerCall};
 use super::state::PipelineState;
 use super::verdict::{publish_at_least_once, write_dead_letter};
 use crate::bindings::{Header, Message};
-use crate::metrics::{MessageMetrics, ShareMetrics};
+use crate::events::{
+    AcknowledgeRefused, ConsumeFailed, MessageDone, MessageTaken, PartitionsAssigned,
+    ShareAcknowledged, ShareAcquired,
+};
+use crate::metrics::MessageMetrics;
 use crate::offsets::TopicPartition;
 use crate::plugin::CallContext;
 use crate::policy::{ShareAcknowledgement, Verdict};
-use kafka_share::{
-    AckKind, AckReport, AcquiredRecord, RecordId, ShareConsumer, ShareConsumerConfig,
-};
+use kafka_share::{AckKind, AcquiredRecord, RecordId, ShareConsumer, ShareConsumerConfig};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
@@ -44,9 +46,6 @@ const FETCH_WAIT: Duration = Duration::from_millis(250);
 /// worker held up by a busy machine still renews in time.
 const RENEW_WHEN_LEFT: u32 = 2;
 
-/// The broker's error for an acknowledgement of a record whose lock had expired.
-const INVALID_RECORD_STATE: i16 = 121;
-
 /// Runs the pipeline until its shutdown: connects, consumes, and on shutdown lets the records in
 /// flight finish (up to the drain timeout), acknowledges them and leaves the group. A failure
 /// it cannot handle crashes the pipeline (its supervisor restarts it); records it held are
@@ -56,7 +55,6 @@ pub(crate) async fn run(shared: Arc<PipelineState>) {
         return;
     };
     let mut worker = ShareWorker {
-        metrics: ShareMetrics::new(&shared.tenant, &shared.name),
         topics: HashMap::new(),
         contexts: HashMap::new(),
         trap_streak: Arc::new(AtomicU32::new(0)),
@@ -148,7 +146,6 @@ async fn set_start(shared: &PipelineState, group: &str) {
 struct ShareWorker {
     shared: Arc<PipelineState>,
     consumer: ShareConsumer,
-    metrics: ShareMetrics,
     /// Per-message series and names of each topic, made on first use.
     topics: HashMap<Arc<str>, Arc<MessageMetrics>>,
     /// The call context of each partition, made on first use.
@@ -187,7 +184,16 @@ impl ShareWorker {
             self.renew_locks().await;
             if !self.joined && !self.consumer.assignment().is_empty() {
                 self.joined = true;
-                self.shared.health.joined();
+                let partitions: Vec<TopicPartition> = self
+                    .consumer
+                    .assignment()
+                    .into_iter()
+                    .map(|(topic, partition)| TopicPartition { topic, partition })
+                    .collect();
+                PartitionsAssigned {
+                    partitions: &partitions,
+                }
+                .emit(&self.shared.recorder);
             }
             if self.tasks.len() < capacity && self.waiting.is_empty() {
                 // Not cancelled by a shutdown: a fetch dropped midway would void the
@@ -196,8 +202,10 @@ impl ShareWorker {
                     .set_max_records((capacity - self.tasks.len()) as u32);
                 match self.consumer.poll().await {
                     Ok(records) => {
-                        self.shared.consume_faults.recovered();
-                        self.metrics.acquired.increment(records.len() as u64);
+                        ShareAcquired {
+                            count: records.len(),
+                        }
+                        .emit(&self.shared.recorder);
                         for record in &records {
                             self.held.insert(record.id(), record.lock_deadline);
                         }
@@ -237,7 +245,7 @@ impl ShareWorker {
         let metrics = self
             .topics
             .entry(record.topic.clone())
-            .or_insert_with(|| Arc::new(self.shared.metrics.message_metrics(&record.topic)))
+            .or_insert_with(|| Arc::new(self.shared.recorder.topic(&record.topic)))
             .clone();
         let context = self
             .contexts
@@ -272,10 +280,12 @@ impl ShareWorker {
             return;
         };
         if let Err(e) = self.consumer.acknowledge(&id, kind) {
-            // The broker took the record back (its lock ran out, or the share session was
-            // reset): it is delivered again, and this outcome is dropped.
-            self.metrics.lock_expiries.increment(1);
-            tracing::warn!(tenant = %self.shared.tenant, pipeline = %self.shared.name, record = %id, "cannot acknowledge ({kind:?}): {e}; the broker delivers the record again");
+            AcknowledgeRefused {
+                record: &id,
+                kind,
+                error: &e,
+            }
+            .emit(&self.shared.recorder);
         }
     }
 
@@ -331,10 +341,11 @@ impl ShareWorker {
     /// Sends pending acknowledgements now and counts the outcomes since the last report.
     async fn flush_acks(&mut self, doing: &str) {
         match self.consumer.flush_acks().await {
-            Ok(report) => count(&self.shared, &self.metrics, report),
-            Err(e) => {
-                self.shared.consume_faults.fault(&format!("{doing}: {e}"));
+            Ok(report) => ShareAcknowledged { report }.emit(&self.shared.recorder),
+            Err(e) => ConsumeFailed {
+                error: &format_args!("{doing}: {e}"),
             }
+            .emit(&self.shared.recorder),
         }
     }
 
@@ -362,32 +373,13 @@ impl ShareWorker {
             return;
         }
         let ShareWorker {
-            shared,
-            consumer,
-            metrics,
-            ..
+            shared, consumer, ..
         } = self;
         match consumer.close().await {
-            Ok(report) => count(&shared, &metrics, report),
+            Ok(report) => ShareAcknowledged { report }.emit(&shared.recorder),
             Err(e) => {
                 tracing::warn!(tenant = %shared.tenant, pipeline = %shared.name, "leaving the share group: {e}");
             }
-        }
-    }
-}
-
-/// Counts what the broker applied, and the acknowledgements it refused.
-fn count(shared: &PipelineState, m: &ShareMetrics, report: AckReport) {
-    m.accepted.increment(report.accepted);
-    m.released.increment(report.released);
-    m.rejected.increment(report.rejected);
-    m.renewed.increment(report.renewed);
-    for failure in report.failures {
-        if failure.error.code() == Some(INVALID_RECORD_STATE) {
-            m.lock_expiries.increment(1);
-            tracing::warn!(tenant = %shared.tenant, pipeline = %shared.name, record = %failure.record, "the acquisition lock ran out before the {:?} reached the broker; the record is delivered again", failure.kind);
-        } else {
-            tracing::warn!(tenant = %shared.tenant, pipeline = %shared.name, record = %failure.record, "the broker refused the {:?}: {}; the record is delivered again", failure.kind, failure.error);
         }
     }
 }
@@ -410,16 +402,17 @@ async fn handle(
         partition: record.partition,
     };
     let call = HandlerCall::new(shared, &tp, metrics, stop, trap_streak, context);
-    shared.metrics.in_flight.increment(1);
+    MessageTaken.emit(&shared.recorder);
     let offset = record.offset;
     let ack = settle(&call, record).await;
-    shared.metrics.in_flight.decrement(1);
     shared.budget.message_done();
-    if ack.is_some() {
-        // Done here, whatever the broker does with it next: a write that failed on the way no
-        // longer holds the partition back.
-        shared.health.settled(&tp, offset);
+    // Settled here, whatever the broker does with the acknowledgement next.
+    MessageDone {
+        tp: &tp,
+        offset,
+        settled: ack.is_some(),
     }
+    .emit(&shared.recorder);
     ack
 }
 

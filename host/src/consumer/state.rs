@@ -2,18 +2,15 @@
 //! partitions, and the offset commit.
 
 use super::assignment::Assignments;
-use crate::config::{DeliveryGuarantee, PipelineConfig};
+use crate::config::{DeliveryGuarantee, GroupType, PipelineConfig};
 use crate::deadletter::DeadLetterWriter;
-use crate::events::EventSink;
-use crate::fault_log::FaultLog;
+use crate::events::{CommitFailed, EventSink, OffsetsCommitted, Recorder};
 use crate::health::Health;
-use crate::metrics::{OutputMetrics, PipelineMetrics};
 use crate::offsets::TopicPartition;
 use crate::output_writer::OutputWriter;
 use crate::outputs::OutputRules;
 use crate::policy::DeliveryRules;
 use crate::reload::PluginSlot;
-use crate::stats::Stats;
 use crate::tenant::TenantBudget;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
@@ -33,31 +30,24 @@ pub(crate) struct PipelineState {
     pub config: PipelineConfig,
     pub name: Arc<str>,
     pub tenant: Arc<str>,
-    pub metrics: PipelineMetrics,
-    pub health: Arc<Health>,
+    /// Where everything the pipeline does is recorded ([`crate::events`]).
+    pub recorder: Recorder,
     pub dead_letters: Option<DeadLetterWriter>,
     /// Writes outputs at least once; `None` without outputs or under exactly-once.
     pub output_writer: Option<OutputWriter>,
     /// What the handler may send, shared by every call.
     pub output_rules: Arc<OutputRules>,
-    pub output_metrics: OutputMetrics,
     /// The cluster, for the per-partition transactional producers of an exactly-once pipeline.
     pub bootstrap: String,
     pub plugin: Arc<PluginSlot>,
     /// Shared with the tenant's other pipelines.
     pub budget: Arc<TenantBudget>,
-    pub stats: Stats,
-    pub reports: Option<EventSink>,
     pub runtime: tokio::runtime::Handle,
     pub shutdown: CancellationToken,
     /// Cancelled when the pipeline can no longer work (a worker panicked, the consumer hit a
     /// fatal error): its supervisor then restarts it.
     pub crashed: CancellationToken,
     crash_reason: OnceLock<String>,
-    pub commit_faults: FaultLog,
-    pub consume_faults: FaultLog,
-    pub dead_letter_faults: FaultLog,
-    pub output_faults: FaultLog,
     /// The partitions this pipeline owns, their workers and offset progress.
     pub partitions: Assignments,
 }
@@ -77,13 +67,8 @@ impl PipelineState {
             outputs: output_writer,
             bootstrap,
         } = writers;
-        let fault_log = |what| FaultLog::new(what, &config.tenant, &config.name);
-        let (commit_faults, consume_faults, dead_letter_faults, output_faults) = (
-            fault_log("offset commit"),
-            fault_log("consuming"),
-            fault_log("dead-letter write"),
-            fault_log("output write"),
-        );
+        let share = config.group_type == GroupType::Share;
+        let recorder = Recorder::new(&config.tenant, &config.name, share, health, reports);
         let (name, tenant) = (
             Arc::from(config.name.as_str()),
             Arc::from(config.tenant.as_str()),
@@ -92,26 +77,18 @@ impl PipelineState {
         PipelineState {
             name,
             tenant,
-            metrics: PipelineMetrics::new(&config.tenant, &config.name),
-            output_metrics: OutputMetrics::new(&config.tenant, &config.name),
+            recorder,
             output_rules: Arc::new(config.outputs.clone()),
-            health,
             dead_letters,
             output_writer,
             bootstrap,
             config,
             plugin,
             budget,
-            stats: Stats::default(),
-            reports,
             runtime: tokio::runtime::Handle::current(),
             shutdown,
             crashed: CancellationToken::new(),
             crash_reason: OnceLock::new(),
-            commit_faults,
-            consume_faults,
-            dead_letter_faults,
-            output_faults,
             partitions,
         }
     }
@@ -141,15 +118,11 @@ impl PipelineState {
 
     /// Copies counters kept elsewhere (the plugin slot, the instance pool) into the metrics.
     pub fn publish_counters(&self) {
-        self.metrics
-            .reloads
-            .absolute(self.plugin.reloads.load(Ordering::Relaxed));
-        self.metrics
-            .reload_refusals
-            .absolute(self.plugin.refusals.load(Ordering::Relaxed));
-        self.metrics
-            .instances_created
-            .absolute(self.plugin.instances_created());
+        self.recorder.plugin_counters(
+            self.plugin.reloads.load(Ordering::Relaxed),
+            self.plugin.refusals.load(Ordering::Relaxed),
+            self.plugin.instances_created(),
+        );
     }
 
     /// Commits the settled offsets of `only` (or of every partition when `None`) and waits for
@@ -194,16 +167,9 @@ impl PipelineState {
                 for (tp, offset) in &due {
                     progress.confirm(tp, *offset);
                 }
-                self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                self.metrics.commits.increment(1);
-                self.commit_faults.recovered();
-                tracing::debug!(tenant = %self.tenant, pipeline = %self.name, ?due, "committed");
+                OffsetsCommitted { offsets: &due }.emit(&self.recorder);
             }
-            Err(e) => {
-                self.stats.commit_errors.fetch_add(1, Ordering::Relaxed);
-                self.metrics.commit_errors.increment(1);
-                self.commit_faults.fault(&format!("{e}; will retry"));
-            }
+            Err(e) => CommitFailed { error: &e }.emit(&self.recorder),
         }
     }
 }

@@ -4,11 +4,14 @@
 
 use super::batch_run::FirstCall;
 use super::commits::{Flow, TransactionCommitter};
-use super::handler_call::{observers, HandlerCall};
+use super::handler_call::HandlerCall;
 use super::state::PipelineState;
 use crate::bindings::Message;
 use crate::deadletter::{DeadLetter, DeadLetterWriter};
-use crate::events::{DeadLetterFailed, DeadLettered, Observers};
+use crate::events::{
+    DeadLetterFailed, DeadLettered, Observers, OutputWriteFailed, OutputsWritten, Paused,
+    Redelivering, Resumed,
+};
 use crate::offsets::{Completion, TopicPartition};
 use crate::output_writer::{to_kafka_record, QueuedWrite};
 use crate::outputs::{OutputRecord, Outputs};
@@ -18,9 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-
-/// After this many nacks of one message, each further one is logged as a warning.
-const REPEATED_FAILURE_WARN_AT: u32 = 3;
 
 /// Seeing one message through: handler calls, redeliveries, dead-lettering, pausing.
 pub(super) struct Delivery<'a> {
@@ -163,13 +163,12 @@ impl Delivery<'_> {
                     tries = 0;
                 }
                 Verdict::RedeliverAfter(wait) => {
-                    shared.health.failing(tp, offset, attempt);
-                    if attempt >= REPEATED_FAILURE_WARN_AT {
-                        tracing::warn!(
-                            tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, offset, attempt,
-                            "message keeps failing; the partition waits for it (nothing after it is handled)"
-                        );
+                    Redelivering {
+                        tp,
+                        offset,
+                        attempt,
                     }
+                    .emit(&shared.recorder);
                     self.commit_before_waiting().await?;
                     if !self.sleep(wait).await {
                         return Err(Unsettled::Stopped);
@@ -195,7 +194,7 @@ impl Delivery<'_> {
     }
 
     fn observers(&self) -> Observers<'_> {
-        observers(self.call.shared, self.call.metrics)
+        self.call.observers()
     }
 
     /// At least once, in a sequential worker: queues the attempt's outputs, to be confirmed
@@ -236,25 +235,28 @@ impl Delivery<'_> {
     /// `max_attempts` is used up and there is no dead-letter topic: stop the partition on this
     /// message (never skip it) until a new plugin version arrives. `false` if stopped first.
     async fn pause(&self, offset: i64, attempt: u32, version: &Arc<str>, reason: &str) -> bool {
-        let shared = self.call.shared;
-        shared.health.paused(self.call.tp, offset, attempt);
-        shared.metrics.paused.increment(1);
-        tracing::error!(
-            pipeline = %shared.name, tenant = %shared.tenant, partition = %self.call.tp, offset, attempt,
-            "PARTITION PAUSED: {reason}; there is no dead_letter_topic, so nothing after this message \
-             is handled until a new plugin version is loaded (hot reload or SIGHUP) or the pipeline \
-             gets a dead_letter_topic"
-        );
+        let (shared, tp) = (self.call.shared, self.call.tp);
+        Paused {
+            tp,
+            offset,
+            attempt,
+            reason,
+        }
+        .emit(&shared.recorder);
         let resumed = loop {
             if !self.sleep(PAUSE_POLL).await {
                 break false;
             }
             if shared.plugin.current().plugin().version() != &**version {
-                tracing::info!(tenant = %shared.tenant, pipeline = %shared.name, partition = %self.call.tp, offset, "new plugin version: resuming the paused partition");
                 break true;
             }
         };
-        shared.metrics.paused.decrement(1);
+        Resumed {
+            tp,
+            offset,
+            by_new_version: resumed,
+        }
+        .emit(&shared.recorder);
         resumed
     }
 
@@ -283,17 +285,21 @@ pub(super) async fn publish_at_least_once(
         // `output_timeout`): a drain then commits the message instead of handling it again.
         match writer.write(&outputs.records).await {
             Ok(()) => {
-                written(call.shared, &outputs.records);
+                OutputsWritten {
+                    records: &outputs.records,
+                }
+                .emit(&call.shared.recorder);
                 return true;
             }
             Err(error) => {
                 failures += 1;
-                call.shared.output_metrics.write_errors.increment(1);
-                call.shared.output_faults.fault(&format!(
-                    "{}: offset {offset}: {error:#}; retrying, the offset waits",
-                    call.tp
-                ));
-                call.shared.health.failing(call.tp, offset, attempt);
+                OutputWriteFailed {
+                    tp: call.tp,
+                    offset,
+                    attempt,
+                    error: &error,
+                }
+                .emit(&call.shared.recorder);
                 if !call.sleep(call.shared.config.backoff.delay(failures)).await {
                     return false;
                 }
@@ -332,12 +338,10 @@ pub(super) async fn write_dead_letter(
                 DeadLetterFailed {
                     tp: call.tp,
                     offset: letter.message.offset,
+                    attempts: letter.attempts,
                     error: &error,
                 }
                 .emit(&call.observers());
-                call.shared
-                    .health
-                    .failing(call.tp, letter.message.offset, letter.attempts);
                 if !call.sleep(call.shared.config.backoff.delay(failures)).await {
                     return false;
                 }
@@ -348,12 +352,6 @@ pub(super) async fn write_dead_letter(
 
 /// How often a paused partition checks for a new plugin version.
 const PAUSE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// Counts written outputs, and ends an episode of failing writes.
-fn written(shared: &PipelineState, records: &[OutputRecord]) {
-    shared.output_metrics.published_records(records);
-    shared.output_faults.recovered();
-}
 
 /// Waits until the broker has a pipelined attempt's outputs, writing them again (after the
 /// pipeline's backoff) while it does not; `failing` counts the writes being retried, which
@@ -375,7 +373,10 @@ pub(super) async fn confirm_write(
     loop {
         match result {
             Ok(()) => {
-                written(shared, &pending.records);
+                OutputsWritten {
+                    records: &pending.records,
+                }
+                .emit(&shared.recorder);
                 if failures > 0 {
                     failing.send_modify(|n| *n -= 1);
                 }
@@ -386,11 +387,13 @@ pub(super) async fn confirm_write(
                     failing.send_modify(|n| *n += 1);
                 }
                 failures += 1;
-                shared.output_metrics.write_errors.increment(1);
-                shared.output_faults.fault(&format!(
-                    "{tp}: offset {offset}: {error:#}; retrying, the offset waits"
-                ));
-                shared.health.failing(tp, offset, pending.attempt);
+                OutputWriteFailed {
+                    tp,
+                    offset,
+                    attempt: pending.attempt,
+                    error: &error,
+                }
+                .emit(&shared.recorder);
                 let wait = shared.config.backoff.delay(failures);
                 if !sleep_unless_stopped(stop, wait).await {
                     failing.send_modify(|n| *n -= 1);

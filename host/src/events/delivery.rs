@@ -1,37 +1,11 @@
-//! What happened, recorded once. Each delivery of a message becomes one [`DeliveryEvent`], and
-//! each dead-letter write one [`DeadLettered`] or [`DeadLetterFailed`]; an event's `emit` is the
-//! only place that feeds the pipeline's counters, its Prometheus series, its log line and the
-//! event stream that `ackbar demo` and the tests read. Nothing else records a delivery.
+//! A delivery: one handler call on one message, and how it settled.
 
-use crate::fault_log::FaultLog;
-use crate::metrics::MessageMetrics;
+use super::Observers;
 use crate::offsets::TopicPartition;
 use crate::outcome::{CallEnd, Outcome};
 use crate::policy::{Action, Settlement, Verdict};
-use crate::stats::Stats;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::UnboundedSender;
-
-/// Receives a [`DeliveryEvent`] for every delivery of every message.
-pub type EventSink = UnboundedSender<DeliveryEvent>;
-
-/// Where one partition's events are recorded.
-pub struct Observers<'a> {
-    /// The pipeline's tenant, a field of every log line.
-    pub tenant: &'a Arc<str>,
-    /// The pipeline, a field of every log line.
-    pub pipeline: &'a Arc<str>,
-    /// The pipeline's counters, for summary lines and `ackbar demo`.
-    pub stats: &'a Stats,
-    /// The Prometheus series of the partition's topic.
-    pub metrics: &'a MessageMetrics,
-    /// Logs failing dead-letter writes once per episode, and their recovery.
-    pub dead_letter_faults: &'a FaultLog,
-    /// Gets every [`DeliveryEvent`] when something listens (`ackbar demo`, tests).
-    pub sink: Option<&'a EventSink>,
-}
 
 /// One delivery of one message: how the handler call ended and how it settled.
 #[derive(Debug, Clone)]
@@ -101,16 +75,15 @@ impl DeliveryEvent {
         }
     }
 
-    /// Records the delivery in the counters, the metrics and the log (inside `span`, the
-    /// message's span), then hands it to the sink if there is one.
-    pub fn emit(self, to: &Observers<'_>, span: &tracing::Span) {
-        to.stats.record(&self.outcome, self.action);
-        to.metrics.record(&self.outcome, self.action, self.elapsed);
+    /// Records the delivery in the metrics and the log (inside `span`, the message's span),
+    /// then hands it to the sink if there is one.
+    pub(crate) fn emit(self, to: &Observers<'_>, span: &tracing::Span) {
+        to.topic.record(&self.outcome, self.action, self.elapsed);
         if self.exhausted {
-            to.metrics.exhausted.increment(1);
+            to.topic.exhausted.increment(1);
         }
         if matches!(self.verdict, Verdict::RedeliverAfter(_)) {
-            to.metrics.redeliveries.increment(1);
+            to.topic.redeliveries.increment(1);
         }
         if span.is_disabled() {
             self.log(to);
@@ -118,13 +91,13 @@ impl DeliveryEvent {
             span.record("outcome", self.outcome.label());
             span.in_scope(|| self.log(to));
         }
-        if let Some(sink) = to.sink {
+        if let Some(sink) = &to.recorder.sink {
             let _ = sink.send(self);
         }
     }
 
     fn log(&self, to: &Observers<'_>) {
-        let (tenant, pipeline) = (&**to.tenant, &**to.pipeline);
+        let (tenant, pipeline) = (&*to.recorder.tenant, &*to.recorder.pipeline);
         let partition = format_args!("{}/{}", self.topic, self.partition);
         let (offset, attempt) = (self.offset, self.attempt);
         let (action, verdict) = (self.action.name(), self.verdict.name());
@@ -166,64 +139,5 @@ impl DeliveryEvent {
             ),
             false => self.outcome.reason(),
         }
-    }
-}
-
-/// A message's dead letter is on the broker (at least once), or in its partition's open
-/// transaction (exactly once); its offset may now be committed.
-pub struct DeadLettered<'a> {
-    /// The partition of the dead-lettered message.
-    pub tp: &'a TopicPartition,
-    /// The dead-lettered message's offset, now settled.
-    pub offset: i64,
-    /// Where the dead letter was written.
-    pub dead_letter_topic: &'a str,
-    /// `(partition, offset)` of the dead letter in `dead_letter_topic`; `None` inside a
-    /// transaction, where it is known only once the transaction commits.
-    pub written_to: Option<(i32, i64)>,
-    /// Why the message was dead-lettered ([`DeliveryEvent::settle_reason`]).
-    pub reason: &'a str,
-}
-
-impl DeadLettered<'_> {
-    /// Counts the dead letter in the stats and metrics, ends a dead-letter fault episode, and logs
-    /// it at info level.
-    pub fn emit(self, to: &Observers<'_>) {
-        to.metrics.dead_letters.increment(1);
-        to.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
-        to.dead_letter_faults.recovered();
-        match self.written_to {
-            Some((partition, at)) => tracing::info!(
-                tenant = %to.tenant, pipeline = %to.pipeline, partition = %self.tp, offset = self.offset,
-                "dead-lettered to {}/{partition} at offset {at}: {}", self.dead_letter_topic, self.reason
-            ),
-            None => tracing::info!(
-                tenant = %to.tenant, pipeline = %to.pipeline, partition = %self.tp, offset = self.offset,
-                "dead-lettered to {} in the partition's transaction: {}", self.dead_letter_topic, self.reason
-            ),
-        }
-    }
-}
-
-/// Writing a dead letter failed; it is retried, and the offset stays uncommitted meanwhile.
-pub struct DeadLetterFailed<'a> {
-    /// The partition of the message whose dead letter failed.
-    pub tp: &'a TopicPartition,
-    /// The message's offset; it stays uncommitted until a write succeeds.
-    pub offset: i64,
-    /// Why the write failed.
-    pub error: &'a anyhow::Error,
-}
-
-impl DeadLetterFailed<'_> {
-    /// Counts the failure in the stats and metrics, and logs it through the dead-letter fault log:
-    /// once per episode, then a reminder at most every 30 s.
-    pub fn emit(self, to: &Observers<'_>) {
-        to.metrics.dead_letter_errors.increment(1);
-        to.stats.dead_letter_errors.fetch_add(1, Ordering::Relaxed);
-        to.dead_letter_faults.fault(&format_args!(
-            "{}: offset {}: {:#}; the offset is not committed until it succeeds",
-            self.tp, self.offset, self.error
-        ));
     }
 }

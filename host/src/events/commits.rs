@@ -1,0 +1,101 @@
+//! Offsets reaching the broker: at-least-once commits and exactly-once transactions.
+
+use super::Recorder;
+use crate::offsets::TopicPartition;
+use crate::transactions::Committed;
+
+/// The broker confirmed an offset commit request.
+pub(crate) struct OffsetsCommitted<'a> {
+    pub(crate) offsets: &'a [(TopicPartition, i64)],
+}
+
+impl OffsetsCommitted<'_> {
+    /// Counts the commit and ends an episode of failing commits.
+    pub(crate) fn emit(self, to: &Recorder) {
+        to.metrics.commits.increment(1);
+        to.commit_faults.recovered();
+        tracing::debug!(tenant = %to.tenant, pipeline = %to.pipeline, offsets = ?self.offsets, "committed");
+    }
+}
+
+/// An offset commit request failed; the next tick sends it again.
+pub(crate) struct CommitFailed<'a> {
+    pub(crate) error: &'a dyn std::fmt::Display,
+}
+
+impl CommitFailed<'_> {
+    /// Counts the failure and logs it once per episode.
+    pub(crate) fn emit(self, to: &Recorder) {
+        to.metrics.commit_errors.increment(1);
+        to.commit_faults
+            .fault(&format_args!("{}; will retry", self.error));
+    }
+}
+
+/// A partition's transaction committed: its outputs, dead letters and offset together.
+pub(crate) struct TransactionCommitted<'a> {
+    pub(crate) tp: &'a TopicPartition,
+    pub(crate) committed: &'a Committed,
+}
+
+impl TransactionCommitted<'_> {
+    /// Counts the transaction, its duration, the records it published, and the commit.
+    pub(crate) fn emit(self, to: &Recorder) {
+        let committed = self.committed;
+        to.outputs.transactions_committed.increment(1);
+        to.outputs
+            .transaction_commit
+            .record(committed.took.as_secs_f64());
+        for (topic, (records, bytes)) in &committed.records {
+            to.outputs.published(topic, *records, *bytes);
+        }
+        to.metrics.commits.increment(1);
+        to.commit_faults.recovered();
+        tracing::debug!(tenant = %to.tenant, pipeline = %to.pipeline, partition = %self.tp, messages = committed.messages, "transaction committed");
+    }
+}
+
+/// A partition's transaction was aborted; its messages from `rewind_to` are delivered again.
+pub(crate) struct TransactionAborted<'a> {
+    pub(crate) tp: &'a TopicPartition,
+    pub(crate) rewind_to: i64,
+    pub(crate) reason: &'a str,
+    /// Aborts in a row, this one included.
+    pub(crate) aborts: u32,
+    /// The worker is leaving the partition: its next owner reads from the last commit.
+    pub(crate) leaving: bool,
+}
+
+impl TransactionAborted<'_> {
+    /// Counts the abort, logs it once per episode and, unless the worker is leaving, marks the
+    /// partition stuck on its first uncommitted message.
+    pub(crate) fn emit(self, to: &Recorder) {
+        to.outputs.transactions_aborted.increment(1);
+        to.commit_faults.fault(&format_args!(
+            "{}: transaction aborted ({}); its messages from offset {} are delivered again",
+            self.tp, self.reason, self.rewind_to
+        ));
+        if !self.leaving {
+            to.health.failing(self.tp, self.rewind_to, self.aborts);
+        }
+    }
+}
+
+/// A partition's transactional producer failed for good (fenced, or a fatal error).
+pub(crate) struct TransactionFailed<'a> {
+    pub(crate) tp: &'a TopicPartition,
+    pub(crate) reason: &'a str,
+    /// The worker is leaving the partition, so this is expected: its next owner handles the
+    /// transaction's messages again. Otherwise the pipeline crashes (and its supervisor logs why).
+    pub(crate) leaving: bool,
+}
+
+impl TransactionFailed<'_> {
+    /// Counts the transaction as aborted, and logs a failure on leaving.
+    pub(crate) fn emit(self, to: &Recorder) {
+        to.outputs.transactions_aborted.increment(1);
+        if self.leaving {
+            tracing::info!(tenant = %to.tenant, pipeline = %to.pipeline, partition = %self.tp, "transaction not committed on leaving the partition ({}); its next owner handles those messages again", self.reason);
+        }
+    }
+}

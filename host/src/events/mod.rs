@@ -1,0 +1,138 @@
+//! What happened, recorded once. Everything a pipeline does that someone may watch is a typed
+//! event, and an event's `emit` is the only place that feeds the pipeline's Prometheus series
+//! (and through them its [`Stats`](crate::stats::Stats)), its log lines, its [`Health`] and the
+//! event stream that `ackbar demo` and the tests read. Workers decide; events record.
+//!
+//! | event | when |
+//! |---|---|
+//! | [`DeliveryEvent`] | a handler call on a message ended and was settled |
+//! | [`BatchCalled`], [`TrapCoolDown`] | a `handle-batch` call started; a call waits after traps |
+//! | [`MessageTaken`], [`MessageDone`] | a message entered a worker; it left, settled or not |
+//! | [`Redelivering`], [`Paused`], [`Resumed`] | a message waits for its next delivery, or stops its partition |
+//! | [`OutputsWritten`], [`OutputWriteFailed`], [`SendsRefused`] | an attempt's outputs reached the broker, or did not |
+//! | [`DeadLettered`], [`DeadLetterFailed`] | a dead letter was written, or its write failed |
+//! | [`OffsetsCommitted`], [`CommitFailed`] | an at-least-once offset commit |
+//! | [`TransactionCommitted`], [`TransactionAborted`], [`TransactionFailed`] | an exactly-once transaction ended |
+//! | [`Consumed`], [`ConsumeFailed`] | reading from the broker works again, or failed |
+//! | [`PartitionsAssigned`], [`PartitionsRevoked`] | the pipeline's partitions changed |
+//! | [`ShareAcquired`], [`ShareAcknowledged`], [`AcknowledgeRefused`] | share-group records acquired and acknowledged |
+
+mod commits;
+mod delivery;
+mod share;
+mod worker;
+mod writes;
+
+pub(crate) use commits::{
+    CommitFailed, OffsetsCommitted, TransactionAborted, TransactionCommitted, TransactionFailed,
+};
+pub use delivery::DeliveryEvent;
+pub(crate) use share::{AcknowledgeRefused, ShareAcknowledged, ShareAcquired};
+pub(crate) use worker::{
+    BatchCalled, ConsumeFailed, Consumed, MessageDone, MessageTaken, PartitionsAssigned,
+    PartitionsRevoked, Paused, Redelivering, Resumed, TrapCoolDown,
+};
+pub(crate) use writes::{
+    DeadLetterFailed, DeadLettered, OutputWriteFailed, OutputsWritten, SendsRefused,
+};
+
+use crate::fault_log::FaultLog;
+use crate::health::Health;
+use crate::metrics::{MessageMetrics, OutputMetrics, PipelineMetrics, ShareMetrics};
+use crate::stats::StatsSnapshot;
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Receives a [`DeliveryEvent`] for every delivery of every message.
+pub type EventSink = UnboundedSender<DeliveryEvent>;
+
+/// Where one pipeline's events are recorded: its series, its fault logs, its readiness and its
+/// event stream.
+pub(crate) struct Recorder {
+    pub(crate) tenant: Arc<str>,
+    pub(crate) pipeline: Arc<str>,
+    metrics: PipelineMetrics,
+    outputs: OutputMetrics,
+    /// Only a share-group pipeline has these series.
+    share: Option<ShareMetrics>,
+    health: Arc<Health>,
+    commit_faults: FaultLog,
+    consume_faults: FaultLog,
+    dead_letter_faults: FaultLog,
+    output_faults: FaultLog,
+    sink: Option<EventSink>,
+}
+
+impl Recorder {
+    /// The recorder of `pipeline` of `tenant`, a share-group pipeline if `share`.
+    pub(crate) fn new(
+        tenant: &str,
+        pipeline: &str,
+        share: bool,
+        health: Arc<Health>,
+        sink: Option<EventSink>,
+    ) -> Self {
+        let fault_log = |what| FaultLog::new(what, tenant, pipeline);
+        Recorder {
+            tenant: tenant.into(),
+            pipeline: pipeline.into(),
+            metrics: PipelineMetrics::new(tenant, pipeline),
+            outputs: OutputMetrics::new(tenant, pipeline),
+            share: share.then(|| ShareMetrics::new(tenant, pipeline)),
+            health,
+            commit_faults: fault_log("offset commit"),
+            consume_faults: fault_log("consuming"),
+            dead_letter_faults: fault_log("dead-letter write"),
+            output_faults: fault_log("output write"),
+            sink,
+        }
+    }
+
+    /// The series of messages read from `topic`; a worker creates them once.
+    pub(crate) fn topic(&self, topic: &str) -> MessageMetrics {
+        self.metrics.message_metrics(topic)
+    }
+
+    /// Where a worker reading `topic` (whose series are `metrics`) records.
+    pub(crate) fn observers<'a>(&'a self, metrics: &'a MessageMetrics) -> Observers<'a> {
+        Observers {
+            recorder: self,
+            topic: metrics,
+        }
+    }
+
+    /// The pipeline's readiness.
+    pub(crate) fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// The pipeline's totals.
+    pub(crate) fn stats(&self) -> StatsSnapshot {
+        self.metrics.stats().snapshot()
+    }
+
+    /// Problems logged once per episode (commits, consuming, output writes), for the summary.
+    pub(crate) fn faults_logged(&self) -> u64 {
+        self.commit_faults.logged() + self.consume_faults.logged() + self.output_faults.logged()
+    }
+
+    /// Consumer lag from librdkafka's periodic statistics.
+    pub(crate) fn lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.metrics.lag(topic, partition, lag);
+    }
+
+    /// Copies counters kept by the plugin slot and its instance pools into the series.
+    pub(crate) fn plugin_counters(&self, reloads: u64, refusals: u64, instances_created: u64) {
+        self.metrics.reloads.absolute(reloads);
+        self.metrics.reload_refusals.absolute(refusals);
+        self.metrics.instances_created.absolute(instances_created);
+    }
+}
+
+/// Where one worker's events are recorded: its pipeline's recorder and the series of the topic
+/// it reads.
+#[derive(Clone, Copy)]
+pub(crate) struct Observers<'a> {
+    pub(crate) recorder: &'a Recorder,
+    pub(crate) topic: &'a MessageMetrics,
+}
