@@ -17,12 +17,14 @@ use crate::error::{Error, Result};
 /// ConfigResource.Type.GROUP in IncrementalAlterConfigs.
 const RESOURCE_GROUP: i8 = 32;
 
+/// A connection for share-group administration (group configs, persisted start offsets).
 pub struct Admin {
     opts: ConnOpts,
     conn: Conn,
 }
 
 impl Admin {
+    /// Connects to the first reachable broker of `bootstrap` (comma-separated `host:port`).
     pub async fn connect(bootstrap: &str) -> Result<Admin> {
         let bootstrap = bootstrap_addrs(bootstrap)?;
         let opts = ConnOpts {

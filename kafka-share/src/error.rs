@@ -8,37 +8,57 @@ pub enum Error {
     /// TCP connect, read or write failed.
     #[error("{broker}: {api}: I/O error ({kind:?}): {message}")]
     Io {
+        /// The broker, as in `broker 1 (127.0.0.1:9092)`.
         broker: String,
+        /// The Kafka API, as in `ShareFetch`.
         api: &'static str,
+        /// The kind of I/O error.
         kind: std::io::ErrorKind,
+        /// The I/O error's text.
         message: String,
     },
     /// No response within the request timeout.
     #[error("{broker}: {api}: no response within {timeout_ms} ms")]
     Timeout {
+        /// The broker, as in `broker 1 (127.0.0.1:9092)`.
         broker: String,
+        /// The Kafka API, as in `ShareFetch`.
         api: &'static str,
+        /// How long it waited.
         timeout_ms: u64,
     },
     /// The broker answered with a Kafka error code.
     #[error("{broker}: {api}: {name} (error code {code}){}{}", context_suffix(.context), message_suffix(.message))]
     Broker {
+        /// The broker, as in `broker 1 (127.0.0.1:9092)`.
         broker: String,
+        /// The Kafka API, as in `ShareFetch`.
         api: &'static str,
+        /// The Kafka error code.
         code: i16,
+        /// The code's Kafka name, as in `INVALID_RECORD_STATE`.
         name: String,
         /// What the error is about, e.g. "group g" or "partition orders-3".
         context: String,
+        /// The broker's error message, if it sent one.
         message: Option<String>,
     },
     /// The broker lacks an API or version this client needs (e.g. share groups disabled).
     #[error("{broker}: {detail}")]
-    Unsupported { broker: String, detail: String },
+    Unsupported {
+        /// The broker, as in `broker 1 (127.0.0.1:9092)`.
+        broker: String,
+        /// What is missing.
+        detail: String,
+    },
     /// A frame could not be encoded or decoded.
     #[error("{broker}: {api}: protocol error: {detail}")]
     Protocol {
+        /// The broker, as in `broker 1 (127.0.0.1:9092)`.
         broker: String,
+        /// The Kafka API, as in `ShareFetch`.
         api: &'static str,
+        /// What was wrong with the frame.
         detail: String,
     },
     /// The caller used the consumer wrongly (bad config, acking a record it does not hold).
@@ -72,6 +92,7 @@ fn message_suffix(message: &Option<String>) -> String {
     }
 }
 
+/// A `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {

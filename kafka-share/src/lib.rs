@@ -38,17 +38,25 @@
 //! # }
 //! ```
 
+#![deny(missing_docs)]
+
+mod acks;
 pub mod admin;
 mod conn;
 mod consumer;
 mod error;
+mod fetch;
 mod membership;
+mod metadata;
 mod records;
+mod session;
+mod state;
+mod types;
 mod wire;
 
 pub use admin::Admin;
-pub use consumer::{
-    AckFailure, AckKind, AckReport, AcquireMode, AcquiredRecord, RecordId, ShareConsumer,
-    ShareConsumerConfig,
-};
+pub use consumer::ShareConsumer;
 pub use error::{code_name, Error, Result};
+pub use types::{
+    AckFailure, AckKind, AckReport, AcquireMode, AcquiredRecord, RecordId, ShareConsumerConfig,
+};

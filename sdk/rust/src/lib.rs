@@ -21,6 +21,8 @@
 //! Compiled for `wasm32-wasip2` they are the host's imports; compiled natively (`cargo test`)
 //! they are recorded by [`testing::run`], which returns everything the handler did.
 
+#![deny(missing_docs)]
+
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({

@@ -38,9 +38,11 @@ pub enum End {
 /// Everything one call did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Run {
+    /// How the `handle` call ended.
     pub end: End,
     /// Every `ack`/`nack`/`reject` call, in order (the host keeps only the first).
     pub decisions: Vec<Decision>,
+    /// Every `log` call (level and text), in order.
     pub logs: Vec<(Level, String)>,
     /// Every record sent, in order (the host publishes them only if the attempt succeeds).
     pub sent: Vec<OutputRecord>,
