@@ -209,6 +209,16 @@ impl Settlement {
     }
 }
 
+impl Settlement {
+    /// Whether a `handle-batch` call goes on at once with its next message: only when this one
+    /// commits, or is left to a later commit. Anything else (a redelivery, a dead letter, a
+    /// pause) must be carried out before what follows it in the partition, so the batch stops
+    /// there and the worker takes over.
+    pub fn lets_the_batch_go_on(&self) -> bool {
+        matches!(self.verdict, Verdict::Commit | Verdict::Leave)
+    }
+}
+
 /// How a share-group member acknowledges a record to the broker (KIP-932) once its verdict is
 /// carried out: the broker, not an offset, keeps each record's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,11 +4,14 @@
 //! sandbox, the same policy decision, and redelivery (attempt + 1) after a nack, up to a cap.
 
 use crate::bindings::{Header, Message};
+use crate::consumer::handler_call::{settle_call, SettledCall};
 use crate::events::DeliveryEvent;
 use crate::offsets::TopicPartition;
 use crate::outcome::CallEnd;
 use crate::outputs::{OutputRecord, OutputRules, Outputs};
-use crate::plugin::{CallContext, GuestLogBudget, InstancePool, PluginLimits, PluginRuntime};
+use crate::plugin::{
+    CallContext, Finished, GuestLogBudget, InstancePool, PluginLimits, PluginRuntime,
+};
 use crate::policy::{AckPolicy, DeliveryRules, Verdict};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -238,24 +241,25 @@ impl Invoker {
             });
             let started = Instant::now();
             let (outcome, outputs) = self.pool.call_with_outputs(&message, context).await;
-            let settled = self.rules.settle(&outcome, attempt, attempt);
-            let published = settled.publishes_outputs(&outcome) && !outputs.records.is_empty();
+            let done = Finished {
+                outcome,
+                outputs,
+                started,
+                elapsed: started.elapsed(),
+            };
             let tp = TopicPartition::new(&message.topic, message.partition);
-            let mut event = DeliveryEvent::new(
+            // Settled exactly as a pipeline's worker settles it; only the recording differs.
+            let SettledCall { event, outputs, .. } = settle_call(
+                &self.rules,
                 &pipeline,
                 &tp,
-                message.offset,
-                attempt,
+                &message,
                 version,
-                outcome,
-                settled,
-                started,
-                started.elapsed(),
+                attempt,
+                done,
             );
-            event.outputs = outputs.records.len();
-            event.outputs_published = published;
             report(Delivery::of(index, &event, &outputs));
-            if !matches!(settled.verdict, Verdict::RedeliverAfter(_)) {
+            if !matches!(event.verdict, Verdict::RedeliverAfter(_)) {
                 return;
             }
         }

@@ -155,36 +155,30 @@ impl HandlerCall<'_> {
         tries: u32,
         done: Finished,
     ) -> Called {
-        let Finished {
-            outcome,
-            outputs,
-            started,
-            elapsed,
-        } = done;
         let shared = self.shared;
-        if matches!(outcome.end, CallEnd::Trapped { .. }) {
+        if matches!(done.outcome.end, CallEnd::Trapped { .. }) {
             self.trap_streak.fetch_add(1, atomic::Ordering::Relaxed);
         } else {
             self.trap_streak.store(0, atomic::Ordering::Relaxed);
         }
-        let attempt = message.attempt;
-        let settled = self.rules.settle(&outcome, tries, attempt);
-        let publishes = settled.publishes_outputs(&outcome) && !outputs.records.is_empty();
+        let SettledCall {
+            settled,
+            event,
+            outputs,
+            publishes,
+        } = settle_call(
+            &self.rules,
+            &shared.name,
+            self.tp,
+            message,
+            version,
+            tries,
+            done,
+        );
         SendsRefused {
             refused: &outputs.refused,
         }
         .emit(&shared.recorder);
-        let mut event = DeliveryEvent::new(
-            &shared.name,
-            self.tp,
-            message.offset,
-            attempt,
-            version,
-            outcome,
-            settled,
-            started,
-            elapsed,
-        );
         // Only a dead letter or a pause needs the reason spelled out: no allocation otherwise.
         let reason = matches!(
             settled.verdict,
@@ -195,8 +189,6 @@ impl HandlerCall<'_> {
             outcome: event.outcome.label(),
             version: version.clone(),
         });
-        event.outputs = outputs.records.len();
-        event.outputs_published = publishes;
         event.emit(&self.observers(), span);
         Called {
             settled,
@@ -235,6 +227,58 @@ impl HandlerCall<'_> {
     /// Sleeps unless stopped first; `false` if stopped.
     pub async fn sleep(&self, duration: Duration) -> bool {
         crate::stop::sleep_unless_stopped(self.stop, duration).await
+    }
+}
+
+/// A finished handler call settled by a pipeline's rules, not yet recorded: what a worker
+/// records and carries out, and what `ackbar invoke` prints.
+pub(crate) struct SettledCall {
+    pub settled: Settlement,
+    /// The delivery, settled.
+    pub event: DeliveryEvent,
+    /// What the call sent through `producer`.
+    pub outputs: Outputs,
+    /// Whether those outputs are to be published (and there are some).
+    pub publishes: bool,
+}
+
+/// Settles `done`, a call on `message` of `tp` by plugin `version`, with `rules`: `tries`
+/// deliveries counted against `max_attempts` (this one included).
+pub(crate) fn settle_call(
+    rules: &DeliveryRules,
+    pipeline: &Arc<str>,
+    tp: &TopicPartition,
+    message: &Message,
+    version: &Arc<str>,
+    tries: u32,
+    done: Finished,
+) -> SettledCall {
+    let Finished {
+        outcome,
+        outputs,
+        started,
+        elapsed,
+    } = done;
+    let settled = rules.settle(&outcome, tries, message.attempt);
+    let publishes = settled.publishes_outputs(&outcome) && !outputs.records.is_empty();
+    let mut event = DeliveryEvent::new(
+        pipeline,
+        tp,
+        message.offset,
+        message.attempt,
+        version,
+        outcome,
+        settled,
+        started,
+        elapsed,
+    );
+    event.outputs = outputs.records.len();
+    event.outputs_published = publishes;
+    SettledCall {
+        settled,
+        event,
+        outputs,
+        publishes,
     }
 }
 

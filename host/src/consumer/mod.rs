@@ -25,7 +25,7 @@ mod assignment;
 mod batch_run;
 mod commits;
 mod concurrent;
-mod handler_call;
+pub(crate) mod handler_call;
 mod partition;
 mod pipeline;
 mod rebalance;

@@ -12,7 +12,7 @@ use super::imports::{HostState, MAX_REPORT_TEXT};
 use crate::bindings::{HandlerError, Message, WitDecision};
 use crate::outcome::{CallEnd, ErrorKind, Outcome};
 use crate::outputs::Outputs;
-use crate::policy::{DeliveryRules, Verdict};
+use crate::policy::DeliveryRules;
 use anyhow::Context;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -235,12 +235,10 @@ fn finish(mut store: StoreContextMut<'_, HostState>, result: HandleResult) -> bo
         explicit: call.explicit.take(),
         end: returned(result),
     };
-    // A message that commits (or is left to a later commit) lets the next one run at once:
-    // anything else (a redelivery, a dead letter, a pause) is settled before what follows it.
-    let commits = matches!(
-        batch.rules.settle(&outcome, 1, attempt).verdict,
-        Verdict::Commit | Verdict::Leave
-    );
+    let commits = batch
+        .rules
+        .settle(&outcome, 1, attempt)
+        .lets_the_batch_go_on();
     let now = Instant::now();
     let started = batch.started;
     batch.report(Finished {

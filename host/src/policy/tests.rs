@@ -112,6 +112,37 @@ fn share_acknowledgement_table() {
     assert_eq!((exhausted(true), exhausted(false)), (J, R));
 }
 
+/// Every policy × outcome, on a first delivery, with a dead-letter topic and without: does a
+/// batch call go on with its next message? `Y` yes, `-` no.
+#[test]
+fn batch_goes_on_table() {
+    const Y: bool = true;
+    const N: bool = false;
+    let outcomes = table_outcomes();
+    #[rustfmt::skip]
+    let table: [(AckPolicy, [[bool; 2]; 6]); 5] = [
+        //               ok      error   fatal   trap    nack    reject
+        (Manual,        [[Y, Y], [Y, Y], [Y, Y], [Y, Y], [N, N], [Y, N]]),
+        (AckFirst,      [[Y, Y], [Y, Y], [Y, Y], [Y, Y], [N, N], [Y, N]]),
+        (Ack,           [[Y, Y], [Y, Y], [Y, Y], [Y, Y], [N, N], [Y, N]]),
+        (RejectOnError, [[Y, Y], [Y, N], [Y, N], [Y, N], [N, N], [Y, N]]),
+        (NackOnError,   [[Y, Y], [N, N], [Y, N], [N, N], [N, N], [Y, N]]),
+    ];
+    for (policy, row) in table {
+        for ((name, outcome), expected) in outcomes.iter().zip(row) {
+            let cells = [rules(policy, Some(5), false), rules(policy, Some(5), true)];
+            for (rules, expected) in cells.into_iter().zip(expected) {
+                let settled = rules.settle(outcome, 1, 1);
+                assert_eq!(
+                    settled.lets_the_batch_go_on(),
+                    expected,
+                    "{policy} {name} {rules:?}"
+                );
+            }
+        }
+    }
+}
+
 /// Every policy × outcome: are the attempt's outputs published? `Y` yes, `-` no.
 #[test]
 fn outputs_table() {
