@@ -66,6 +66,7 @@ pub mod stats;
 mod stop;
 pub mod supervisor;
 pub mod tenant;
+mod text;
 pub mod token_bucket;
 pub mod trace_context;
 pub mod transactions;

@@ -4,7 +4,6 @@
 //! (at least once) or [`crate::transactions`]' (exactly once).
 
 use crate::bindings::ackbar::plugin::producer::SendError;
-use crate::config::pattern_matches;
 use std::sync::Arc;
 
 pub use crate::bindings::ackbar::plugin::producer::OutputRecord;
@@ -44,6 +43,14 @@ impl OutputRules {
     /// Whether `topic` is among the declared outputs.
     pub fn allows(&self, topic: &str) -> bool {
         self.topics.iter().any(|p| pattern_matches(p, topic))
+    }
+}
+
+/// `orders` matches only `orders`; `orders.*` matches every topic starting with `orders.`.
+pub fn pattern_matches(pattern: &str, topic: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => topic.starts_with(prefix),
+        None => pattern == topic,
     }
 }
 
@@ -104,7 +111,7 @@ impl Outputs {
             self.refused.undeclared_topic += 1;
             return Err(SendError::TopicNotAllowed(format!(
                 "`{}` is not among this pipeline's outputs ({})",
-                crate::plugin::truncate(&record.topic, 256),
+                crate::text::truncate(&record.topic, 256),
                 if rules.topics.is_empty() {
                     "it has none".to_string()
                 } else {

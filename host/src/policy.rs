@@ -7,7 +7,6 @@
 //! workers (`consumer/verdict.rs`) and `ackbar invoke` carry out. A share group acknowledges
 //! each record as [`Settlement::share_acknowledgement`] says.
 
-use crate::config::Backoff;
 use crate::outcome::{CallEnd, Decision, ErrorKind, Outcome};
 use serde::Deserialize;
 use std::fmt;
@@ -245,6 +244,38 @@ impl Settlement {
                 ShareAcknowledgement::Release
             }
         }
+    }
+}
+
+/// Redelivery backoff after a nack: `initial_ms`, multiplied by `multiplier` on each further
+/// nack of the same message, capped at `max_ms`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Backoff {
+    /// Wait before the first redelivery, in ms (default 100); at most `max_ms`.
+    pub initial_ms: u64,
+    /// Longest wait, in ms (default 10 000).
+    pub max_ms: u64,
+    /// Growth factor per further nack (default 2.0); finite and at least 1.
+    pub multiplier: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial_ms: 100,
+            max_ms: 10_000,
+            multiplier: 2.0,
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before redelivering a message that has been nacked `nacks` times (≥ 1).
+    pub fn delay(&self, nacks: u32) -> Duration {
+        let exponent = nacks.saturating_sub(1).min(64) as i32;
+        let ms = self.initial_ms as f64 * self.multiplier.powi(exponent);
+        Duration::from_millis(ms.min(self.max_ms as f64) as u64)
     }
 }
 

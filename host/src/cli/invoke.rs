@@ -299,7 +299,7 @@ impl std::fmt::Display for Delivery {
                 write!(f, " {k}={v}")?;
             }
             let value = sent.payload.as_deref().unwrap_or("(no value)");
-            let shown = crate::plugin::truncate(value, SHOWN_VALUE_BYTES);
+            let shown = crate::text::truncate(value, SHOWN_VALUE_BYTES);
             let cut = if shown.len() < value.len() { "…" } else { "" };
             write!(f, ": {shown}{cut}")?;
         }

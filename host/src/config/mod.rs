@@ -10,13 +10,17 @@ mod tenant;
 mod tests;
 mod validate;
 
+pub use crate::outputs::pattern_matches;
+pub use crate::plugin::DEFAULT_TENANT;
+pub use crate::policy::Backoff;
 pub use pipeline::{
-    Backoff, DeliveryGuarantee, GroupType, Ordering, PipelineConfig, TransactionSizing,
-    DEFAULT_MAX_BATCH, DEFAULT_MAX_IN_FLIGHT, DEFAULT_SHARE_MAX_ATTEMPTS, DEFAULT_TENANT,
-    DEFAULT_TRANSACTION_MESSAGES, DEFAULT_TRANSACTION_MS, MAX_BATCH_LIMIT,
+    DeliveryGuarantee, GroupType, Ordering, PipelineConfig, TransactionSizing,
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_SHARE_MAX_ATTEMPTS, DEFAULT_TRANSACTION_MESSAGES,
+    DEFAULT_TRANSACTION_MS, MAX_BATCH_LIMIT,
 };
+pub use raw::DEFAULT_MAX_BATCH;
 pub use settings::{EmbeddedSettings, EngineSettings, RunSettings};
-pub use tenant::{pattern_matches, TenantConfig, TenantLimits};
+pub use tenant::{TenantConfig, TenantLimits};
 
 use std::fmt;
 

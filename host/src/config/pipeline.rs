@@ -2,49 +2,17 @@
 
 use super::raw::{
     default_commit_interval_ms, default_connect_timeout_ms, default_dead_letter_timeout_ms,
-    default_drain_timeout_ms, default_output_timeout_ms,
+    default_drain_timeout_ms, default_output_timeout_ms, DEFAULT_MAX_BATCH,
 };
 use super::TenantLimits;
 use crate::outputs::OutputRules;
-use crate::plugin::{Grants, PluginLimits};
-use crate::policy::AckPolicy;
+use crate::plugin::{Grants, PluginLimits, DEFAULT_TENANT};
+use crate::policy::{AckPolicy, Backoff};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Redelivery backoff after a nack: `initial_ms`, multiplied by `multiplier` on each further
-/// nack of the same message, capped at `max_ms`.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Backoff {
-    /// Wait before the first redelivery, in ms (default 100); at most `max_ms`.
-    pub initial_ms: u64,
-    /// Longest wait, in ms (default 10 000).
-    pub max_ms: u64,
-    /// Growth factor per further nack (default 2.0); finite and at least 1.
-    pub multiplier: f64,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            initial_ms: 100,
-            max_ms: 10_000,
-            multiplier: 2.0,
-        }
-    }
-}
-
-impl Backoff {
-    /// The wait before redelivering a message that has been nacked `nacks` times (≥ 1).
-    pub fn delay(&self, nacks: u32) -> Duration {
-        let exponent = nacks.saturating_sub(1).min(64) as i32;
-        let ms = self.initial_ms as f64 * self.multiplier.powi(exponent);
-        Duration::from_millis(ms.min(self.max_ms as f64) as u64)
-    }
-}
 
 /// Which messages of a partition keep their order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -137,14 +105,8 @@ pub const DEFAULT_TRANSACTION_MS: u64 = 100;
 /// `max_in_flight` when `ordering` allows concurrency and the config names none.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
 
-/// Default `max_batch`.
-pub const DEFAULT_MAX_BATCH: usize = 64;
-
 /// Highest `max_batch` accepted.
 pub const MAX_BATCH_LIMIT: usize = 1024;
-
-/// The tenant of a pipeline that names none.
-pub const DEFAULT_TENANT: &str = "default";
 
 /// One validated pipeline: topics → group → plugin → policy.
 #[derive(Debug, Clone, PartialEq)]

@@ -100,8 +100,11 @@ pub(super) fn default_commit_interval_ms() -> u64 {
     1000
 }
 
+/// Default `max_batch`.
+pub const DEFAULT_MAX_BATCH: usize = 64;
+
 pub(super) fn default_max_batch() -> u32 {
-    super::pipeline::DEFAULT_MAX_BATCH as u32
+    DEFAULT_MAX_BATCH as u32
 }
 
 pub(super) fn default_drain_timeout_ms() -> u64 {

@@ -1,6 +1,7 @@
 //! `[[tenant]]`: a team's pipelines, the topics it owns, its limits and its grants.
 
 use super::raw::RawTenant;
+use crate::outputs::pattern_matches;
 use crate::plugin::{DirGrant, Grants};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -100,14 +101,6 @@ impl TenantConfig {
         shares
             .iter()
             .any(|(p, tenants)| pattern_matches(p, topic) && tenants.iter().any(|t| t == tenant))
-    }
-}
-
-/// `orders` matches only `orders`; `orders.*` matches every topic starting with `orders.`.
-pub fn pattern_matches(pattern: &str, topic: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => topic.starts_with(prefix),
-        None => pattern == topic,
     }
 }
 

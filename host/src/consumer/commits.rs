@@ -10,7 +10,6 @@ use crate::stop::sleep_unless_stopped;
 use crate::transactions::{CommitError, PartitionTransactions};
 use std::sync::atomic::{self, AtomicU32};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Every `commit_interval`, commits the settled offsets that moved, in one request, on a
@@ -153,6 +152,3 @@ impl TransactionCommitter<'_> {
         }
     }
 }
-
-/// How long a rewind may take.
-pub(crate) const REWIND_TIMEOUT: Duration = Duration::from_secs(10);

@@ -12,6 +12,10 @@ use rdkafka::consumer::{
 };
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+/// How long a rewind after an aborted transaction may take.
+const REWIND_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) type PipelineConsumer = StreamConsumer<PipelineContext>;
 
@@ -147,7 +151,7 @@ impl GroupMember for Weak<PipelineConsumer> {
                 &tp.topic,
                 tp.partition,
                 Offset::Offset(offset),
-                super::commits::REWIND_TIMEOUT,
+                REWIND_TIMEOUT,
             )
             .map_err(|e| anyhow::anyhow!("seeking {tp} to {offset}: {e}"))
     }

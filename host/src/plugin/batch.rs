@@ -1,5 +1,6 @@
 //! `handle-batch`: several messages in one sandbox call, each still handled, bounded and settled
-//! as if it had a call of its own. The host side of `batch.finish` lives here.
+//! as if it had a call of its own: the state of a running batch. The host function
+//! `batch.finish` that moves it on is one of the guest's imports (`imports.rs`).
 //!
 //! The guest reports each message's result through `finish` as soon as it is known, so a trap,
 //! an interrupt or a deadline in the middle of a batch ends only the message that was running:
@@ -8,22 +9,15 @@
 //! the batch at the first message that does not simply commit (a nack waits for its
 //! redelivery before anything after it is handled).
 
-use super::imports::{HostState, MAX_REPORT_TEXT};
 use crate::bindings::{HandlerError, Message, WitDecision};
 use crate::outcome::{CallEnd, ErrorKind, Outcome};
 use crate::outputs::Outputs;
 use crate::policy::DeliveryRules;
-use anyhow::Context;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use wasmtime::component::Linker;
-use wasmtime::StoreContextMut;
-
-/// The batch interface the host implements.
-const BATCH_INTERFACE: &str = "ackbar:plugin/batch@0.1.0";
 
 /// The export of world `batch-handler`.
 pub const BATCH_EXPORT: &str = "handle-batch";
@@ -34,7 +28,7 @@ pub const BATCH_EXPORT: &str = "handle-batch";
 pub const MAX_BATCH_TIME: Duration = Duration::from_millis(10);
 
 /// What `finish` takes: what `handle` returns.
-type HandleResult = Result<Option<WitDecision>, HandlerError>;
+pub(super) type HandleResult = Result<Option<WitDecision>, HandlerError>;
 
 /// One message of a batch, handled.
 #[derive(Debug)]
@@ -56,28 +50,28 @@ pub type FinishedSink = mpsc::UnboundedSender<Finished>;
 #[derive(Debug)]
 pub struct BatchCall {
     /// Offset and attempt of each message of the batch, in order.
-    messages: Vec<(i64, u32)>,
+    pub(super) messages: Vec<(i64, u32)>,
     /// The spans the messages' guest log lines belong to.
-    spans: Arc<[tracing::Span]>,
-    rules: DeliveryRules,
+    pub(super) spans: Arc<[tracing::Span]>,
+    pub(super) rules: DeliveryRules,
     /// Once the worker is told to stop, no further message of the batch starts.
-    stop: CancellationToken,
+    pub(super) stop: CancellationToken,
     /// Nor once the batch has run this long.
-    max_time: Duration,
+    pub(super) max_time: Duration,
     /// Each message's own deadline and fuel, set by the instance.
-    deadline: Duration,
-    fuel: Option<u64>,
+    pub(super) deadline: Duration,
+    pub(super) fuel: Option<u64>,
     /// Messages finished so far.
-    finished: usize,
-    sink: FinishedSink,
+    pub(super) finished: usize,
+    pub(super) sink: FinishedSink,
     /// When the current message started.
-    started: Instant,
+    pub(super) started: Instant,
     /// The host said stop: no message is current any more.
     pub stopped: bool,
     /// The current message's deadline in nanoseconds after `base`, for the host's timeout
     /// while the guest waits in a host call.
-    deadline_nanos: Arc<AtomicU64>,
-    base: Instant,
+    pub(super) deadline_nanos: Arc<AtomicU64>,
+    pub(super) base: Instant,
 }
 
 impl BatchCall {
@@ -178,7 +172,7 @@ impl BatchCall {
         });
     }
 
-    fn report(&mut self, finished: Finished) {
+    pub(super) fn report(&mut self, finished: Finished) {
         self.finished += 1;
         // The worker may have let go of the batch (a rewind): nobody wants the result then.
         let _ = self.sink.send(finished);
@@ -198,7 +192,7 @@ impl DeadlineWatch {
     }
 }
 
-fn nanos(duration: Duration) -> u64 {
+pub(super) fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -211,82 +205,8 @@ pub fn returned(result: HandleResult) -> CallEnd {
                 HandlerError::Retry(m) => (ErrorKind::Retry, m),
                 HandlerError::Fatal(m) => (ErrorKind::Fatal, m),
             };
-            let message = super::truncate(&message, MAX_REPORT_TEXT).to_string();
+            let message = crate::text::truncate(&message, crate::text::MAX_REPORT_TEXT).to_string();
             CallEnd::Failed { kind, message }
         }
     }
-}
-
-/// `batch.finish`: records the current message's result and starts the next one.
-fn finish(mut store: StoreContextMut<'_, HostState>, result: HandleResult) -> bool {
-    let state = store.data_mut();
-    let call = &mut state.call;
-    let Some(batch) = call.batch.as_mut() else {
-        // Inside `handle`, or after the batch ended: nothing is current.
-        return false;
-    };
-    let Some(&(_, attempt)) = batch.messages.get(batch.finished) else {
-        return false;
-    };
-    if batch.stopped {
-        return false;
-    }
-    let outcome = Outcome {
-        explicit: call.explicit.take(),
-        end: returned(result),
-    };
-    let commits = batch
-        .rules
-        .settle(&outcome, 1, attempt)
-        .lets_the_batch_go_on();
-    let now = Instant::now();
-    let started = batch.started;
-    batch.report(Finished {
-        outcome,
-        outputs: std::mem::take(&mut call.outputs),
-        started,
-        elapsed: now - started,
-    });
-    let Some(&(next_offset, _)) = batch.messages.get(batch.finished) else {
-        batch.stopped = true;
-        call.active = false;
-        return false;
-    };
-    // Past its time a batch starts no further message: its call slot and the tenant's guest
-    // time (charged when the call ends) are then held about as long as one call's.
-    if !commits || batch.stop.is_cancelled() || now - batch.base >= batch.max_time {
-        batch.stopped = true;
-        call.active = false;
-        return false;
-    }
-    batch.started = now;
-    let deadline = now + batch.deadline;
-    batch
-        .deadline_nanos
-        .store(nanos(deadline - batch.base), Ordering::Relaxed);
-    call.deadline = deadline;
-    call.offset = next_offset;
-    let fuel = batch.fuel;
-    if let Some(fuel) = fuel {
-        // The runtime meters fuel whenever a plugin has a limit, so this cannot fail.
-        let _ = store.set_fuel(fuel);
-    }
-    true
-}
-
-/// Links `batch.finish`, by hand rather than through bindgen: it needs the store, to give each
-/// message its own fuel.
-pub fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
-    linker
-        .instance(BATCH_INTERFACE)
-        .and_then(|mut batch| {
-            batch.func_wrap(
-                "finish",
-                |store: StoreContextMut<'_, HostState>, (result,): (HandleResult,)| {
-                    Ok((finish(store, result),))
-                },
-            )
-        })
-        .map_err(anyhow::Error::from)
-        .context("linking ackbar:plugin/batch")
 }

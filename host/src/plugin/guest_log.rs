@@ -106,7 +106,7 @@ impl std::fmt::Debug for GuestLogBudget {
 
 impl Default for GuestLogBudget {
     fn default() -> Self {
-        GuestLogBudget::new(crate::config::DEFAULT_TENANT, DEFAULT_LINES_PER_SEC)
+        GuestLogBudget::new(super::DEFAULT_TENANT, DEFAULT_LINES_PER_SEC)
     }
 }
 
@@ -115,7 +115,7 @@ pub fn bounded_line(text: &str) -> std::borrow::Cow<'_, str> {
     if text.len() <= MAX_LOG_LINE {
         return text.into();
     }
-    let kept = super::truncate(text, MAX_LOG_LINE);
+    let kept = crate::text::truncate(text, MAX_LOG_LINE);
     format!("{kept}… [truncated: {} bytes in all]", text.len()).into()
 }
 

@@ -1,25 +1,26 @@
-//! The per-instance host state and the host side of the guest's imports (`acker`, `log`).
+//! The per-instance host state and the host side of the guest's imports (`acker`, `log`,
+//! `producer`, `batch.finish`).
 
-use super::batch::BatchCall;
+use super::batch::{nanos, returned, BatchCall, Finished, HandleResult};
 use super::grants::{Grants, HttpGate};
 use super::guest_log::{bounded_line, Admission, GuestLogBudget};
 use super::stdio::OutputTail;
 use crate::bindings::ackbar::plugin::producer::{self, OutputRecord, SendError};
 use crate::bindings::ackbar::plugin::{acker, log, types};
 use crate::bindings::{Level, WitDecision};
-use crate::outcome::Decision;
+use crate::outcome::{Decision, Outcome};
 use crate::outputs::{Outputs, SharedOutputRules};
+use anyhow::Context;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use wasmtime::component::ResourceTable;
-use wasmtime::ResourceLimiter;
+use std::time::Instant;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{ResourceLimiter, StoreContextMut};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// How much of the guest's stdout/stderr is kept for trap reports.
 const OUTPUT_TAIL_BYTES: usize = 8 * 1024;
-
-/// Longest trap detail or guest error text kept in a report.
-pub(crate) const MAX_REPORT_TEXT: usize = 2048;
 
 /// The error a host import returns to end the guest's call with a decision (`acker.interrupt`).
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,9 @@ pub struct CallContext {
     /// Where the pipeline's handler may send records, and how much per call.
     pub outputs: SharedOutputRules,
 }
+
+/// The tenant of a call made for no configured tenant, and of a pipeline configured without one.
+pub const DEFAULT_TENANT: &str = "default";
 
 /// State of one call to `handle`.
 #[derive(Debug)]
@@ -315,42 +319,79 @@ impl log::Host for HostState {
     }
 }
 
-/// The last `max` bytes of `text` at most, from a character boundary: what a guest printed
-/// just before it died (a panic message comes last) is the part worth keeping.
-pub fn keep_end(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
+/// The batch interface the host implements.
+const BATCH_INTERFACE: &str = "ackbar:plugin/batch@0.1.0";
+
+/// `batch.finish`: records the current message's result and starts the next one.
+fn batch_finish(mut store: StoreContextMut<'_, HostState>, result: HandleResult) -> bool {
+    let state = store.data_mut();
+    let call = &mut state.call;
+    let Some(batch) = call.batch.as_mut() else {
+        // Inside `handle`, or after the batch ended: nothing is current.
+        return false;
+    };
+    let Some(&(_, attempt)) = batch.messages.get(batch.finished) else {
+        return false;
+    };
+    if batch.stopped {
+        return false;
     }
-    let mut start = text.len() - max;
-    while !text.is_char_boundary(start) {
-        start += 1;
+    let outcome = Outcome {
+        explicit: call.explicit.take(),
+        end: returned(result),
+    };
+    let commits = batch
+        .rules
+        .settle(&outcome, 1, attempt)
+        .lets_the_batch_go_on();
+    let now = Instant::now();
+    let started = batch.started;
+    batch.report(Finished {
+        outcome,
+        outputs: std::mem::take(&mut call.outputs),
+        started,
+        elapsed: now - started,
+    });
+    let Some(&(next_offset, _)) = batch.messages.get(batch.finished) else {
+        batch.stopped = true;
+        call.active = false;
+        return false;
+    };
+    // Past its time a batch starts no further message: its call slot and the tenant's guest
+    // time (charged when the call ends) are then held about as long as one call's.
+    if !commits || batch.stop.is_cancelled() || now - batch.base >= batch.max_time {
+        batch.stopped = true;
+        call.active = false;
+        return false;
     }
-    &text[start..]
+    batch.started = now;
+    let deadline = now + batch.deadline;
+    batch
+        .deadline_nanos
+        .store(nanos(deadline - batch.base), Ordering::Relaxed);
+    call.deadline = deadline;
+    call.offset = next_offset;
+    let fuel = batch.fuel;
+    if let Some(fuel) = fuel {
+        // The runtime meters fuel whenever a plugin has a limit, so this cannot fail.
+        let _ = store.set_fuel(fuel);
+    }
+    true
 }
 
-/// Cuts `text` to at most `max` bytes on a character boundary.
-pub fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn report_text_keeps_the_start_of_a_message_and_the_end_of_guest_output() {
-        let output = format!("{}\npanicked: the reason", "é".repeat(3000));
-        let kept = keep_end(&output, 2048);
-        assert!(kept.len() <= 2048 && kept.ends_with("panicked: the reason"));
-        assert!(kept.starts_with('é'), "cut on a character boundary");
-        assert_eq!(truncate("héllo", 2), "h");
-        assert_eq!(keep_end("short", 2048), "short");
-    }
+/// Links `batch.finish`, by hand rather than through bindgen: it needs the store, to give each
+/// message its own fuel.
+pub fn add_batch_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+    linker
+        .instance(BATCH_INTERFACE)
+        .and_then(|mut batch| {
+            batch.func_wrap(
+                "finish",
+                |store: StoreContextMut<'_, HostState>, (result,): (HandleResult,)| {
+                    Ok((batch_finish(store, result),))
+                },
+            )
+        })
+        .map_err(anyhow::Error::from)
+        .context("linking ackbar:plugin/batch")
 }

@@ -8,11 +8,12 @@
 //! way the call ends within its deadline plus one tick, and the instance is discarded.
 
 use super::batch::{self, BatchCall};
-use super::imports::{CallContext, HostState, Interrupt, MemoryLimitExceeded, MAX_REPORT_TEXT};
+use super::imports::{CallContext, HostState, Interrupt, MemoryLimitExceeded};
 use super::runtime::Plugin;
 use crate::bindings::{Handler, Message};
 use crate::outcome::{CallEnd, Decision, Outcome, TrapKind};
 use crate::outputs::Outputs;
+use crate::text::MAX_REPORT_TEXT;
 use anyhow::{Context, Result};
 use std::future::Future;
 use std::sync::Arc;
@@ -277,7 +278,7 @@ fn cut_off_in_host_call(deadline: Duration, output: String) -> CallEnd {
              I/O); the call was cut off",
             deadline.as_millis()
         ),
-        stderr: super::keep_end(&output, MAX_REPORT_TEXT).to_string(),
+        stderr: crate::text::keep_end(&output, MAX_REPORT_TEXT).to_string(),
     }
 }
 
@@ -301,7 +302,7 @@ fn classify(err: &wasmtime::Error, output: String) -> CallEnd {
     let detail = format!("{}\n{err:?}", err.root_cause());
     CallEnd::Trapped {
         kind,
-        detail: super::truncate(&detail, MAX_REPORT_TEXT).to_string(),
-        stderr: super::keep_end(&output, MAX_REPORT_TEXT).to_string(),
+        detail: crate::text::truncate(&detail, MAX_REPORT_TEXT).to_string(),
+        stderr: crate::text::keep_end(&output, MAX_REPORT_TEXT).to_string(),
     }
 }

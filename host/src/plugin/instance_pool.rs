@@ -3,12 +3,12 @@
 use super::batch::BatchCall;
 use super::imports::CallContext;
 use super::instance::PluginInstance;
-use super::runtime::Plugin;
+use super::runtime::{IdlePool, Plugin};
 use crate::bindings::Message;
 use crate::outcome::{CallEnd, Outcome, TrapKind};
 use crate::outputs::Outputs;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Idle instances, each with the [`affinity`] of the partition that used it last.
 type IdleList = Mutex<Vec<(usize, PluginInstance)>>;
@@ -25,31 +25,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The idle instances of every pool of one engine. They are a cache: when the pooling allocator
-/// has no free slot for a new instance, an idle one of some pool is dropped to make room. The
-/// allocator is sized for the calls that can run at once (the tenants' call slots) plus a warm
-/// instance per pipeline, not for every instance every pool might keep idle.
-#[derive(Default)]
-pub(crate) struct IdleInstances {
-    pools: Mutex<Vec<Weak<IdleList>>>,
-}
-
-impl IdleInstances {
-    fn register(&self, list: &Arc<IdleList>) {
-        let mut pools = lock(&self.pools);
-        pools.retain(|pool| pool.strong_count() > 0);
-        pools.push(Arc::downgrade(list));
+impl IdlePool for IdleList {
+    fn idle(&self) -> usize {
+        lock(self).len()
     }
 
-    /// Drops an idle instance of the pool that holds the most; `false` when none is idle.
-    fn evict_one(&self) -> bool {
-        let lists: Vec<Arc<IdleList>> =
-            lock(&self.pools).iter().filter_map(Weak::upgrade).collect();
-        let Some(fullest) = lists.iter().max_by_key(|list| lock(list).len()) else {
-            return false;
-        };
-        let evicted = lock(fullest).pop();
-        evicted.is_some()
+    fn evict(&self) -> bool {
+        lock(self).pop().is_some()
     }
 }
 
@@ -71,7 +53,11 @@ impl InstancePool {
     /// An empty pool: the first call, or [`warm_up`](Self::warm_up), instantiates.
     pub fn new(plugin: Arc<Plugin>) -> Self {
         let idle = Arc::new(Mutex::new(Vec::new()));
-        plugin.runtime.idle_instances().register(&idle);
+        let as_pool: Arc<dyn IdlePool> = idle.clone();
+        plugin
+            .runtime
+            .idle_instances()
+            .register(Arc::downgrade(&as_pool));
         InstancePool {
             plugin,
             idle,

@@ -24,7 +24,7 @@ pub use cache::{default_cache_dir, CacheOutcome, CompiledCache};
 pub use check::{inspect, PluginReport};
 pub use grants::{DirGrant, Grants};
 pub use guest_log::{bounded_line, GuestLogBudget, DEFAULT_LINES_PER_SEC, MAX_LOG_LINE};
-pub use imports::{keep_end, truncate, CallContext, Interrupt, MemoryLimitExceeded};
+pub use imports::{CallContext, Interrupt, MemoryLimitExceeded, DEFAULT_TENANT};
 pub use instance::PluginInstance;
 pub use instance_pool::InstancePool;
 pub use pooling_allocator::PoolSizing;

@@ -3,7 +3,6 @@
 use super::cache::{default_cache_dir, CacheOutcome, CompiledCache};
 use super::grants::Grants;
 use super::imports::HostState;
-use super::instance_pool::IdleInstances;
 use super::pooling_allocator::PoolSizing;
 use crate::bindings::{Handler, HandlerIndices};
 use anyhow::{bail, Context, Result};
@@ -111,6 +110,45 @@ impl Drop for EpochTicker {
     }
 }
 
+/// One instance pool's idle instances, as the runtime sees them.
+pub(crate) trait IdlePool: Send + Sync {
+    /// How many instances are idle.
+    fn idle(&self) -> usize;
+    /// Drops one idle instance; `false` when none is idle.
+    fn evict(&self) -> bool;
+}
+
+/// The idle instances of every pool of one engine. They are a cache: when the pooling allocator
+/// has no free slot for a new instance, an idle one of some pool is dropped to make room. The
+/// allocator is sized for the calls that can run at once (the tenants' call slots) plus a warm
+/// instance per pipeline, not for every instance every pool might keep idle.
+#[derive(Default)]
+pub(crate) struct IdleInstances {
+    pools: std::sync::Mutex<Vec<std::sync::Weak<dyn IdlePool>>>,
+}
+
+impl IdleInstances {
+    /// Adds a pool; it leaves when dropped.
+    pub(crate) fn register(&self, pool: std::sync::Weak<dyn IdlePool>) {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools.retain(|pool| pool.strong_count() > 0);
+        pools.push(pool);
+    }
+
+    /// Drops an idle instance of the pool that holds the most; `false` when none is idle.
+    pub(crate) fn evict_one(&self) -> bool {
+        let pools: Vec<Arc<dyn IdlePool>> = (self.pools.lock())
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect();
+        pools
+            .iter()
+            .max_by_key(|pool| pool.idle())
+            .is_some_and(|fullest| fullest.evict())
+    }
+}
+
 /// The process-wide Wasm runtime: create one and share it (it is cheap to clone).
 #[derive(Clone)]
 pub struct PluginRuntime {
@@ -182,7 +220,7 @@ impl PluginRuntime {
         Handler::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)
             .context("linking the Ackbar imports")?;
-        super::batch::add_to_linker(&mut linker)?;
+        super::imports::add_batch_to_linker(&mut linker)?;
 
         let cache = cache_dir.map(|dir| CompiledCache::new(&engine, dir));
         let ticker = EpochTicker::start(engine.clone());
