@@ -25,10 +25,10 @@ pub use ackbar::plugin::log::Level;
 pub use ackbar::plugin::types::Header;
 
 /// The WIT `decision` (the host's own is [`crate::outcome::Decision`]).
-pub type WitDecision = Decision;
+pub(crate) type WitDecision = Decision;
 
 /// The WIT package this host implements.
-pub const WIT_PACKAGE: &str = "ackbar:plugin@0.1.0";
+pub(crate) const WIT_PACKAGE: &str = "ackbar:plugin@0.1.0";
 
 impl From<WitDecision> for crate::outcome::Decision {
     fn from(d: WitDecision) -> Self {

@@ -23,22 +23,24 @@
 //!    the backoff give one [`policy::Verdict`] — commit, dead-letter then commit, redeliver after a
 //!    wait, pause, or leave. This is where a trap becomes a redelivery.
 //! 5. **Record.** The delivery becomes one [`events::DeliveryEvent`]; its `emit` feeds the
-//!    [`stats`], the [`metrics`], the log line and the event stream the demo and tests read.
+//!    Prometheus series (which the [`stats`] read), the log line and the event stream the demo
+//!    and tests read. Everything else a pipeline does (output writes, dead letters, commits,
+//!    transactions, pauses, share acknowledgements) is an event of [`events`] too.
 //! 6. **Carry out.** The worker does what the verdict says (`consumer/verdict.rs`): publishes the attempt's outputs if
-//!    [`policy::Settlement::publishes_outputs`] says so ([`output_writer`], at least once),
-//!    writes the [`deadletter`], waits and calls again (nothing after the message runs first),
+//!    [`policy::Settlement::publishes_outputs`] says so (`output_writer`, at least once),
+//!    writes the `deadletter`, waits and calls again (nothing after the message runs first),
 //!    pauses the partition, or marks the message finished in the partition's
 //!    [`offsets::PartitionProgress`].
 //! 7. **Commit.** Every `commit_interval` the pipeline commits each partition's low-watermark of
 //!    settled messages (`consumer/commits.rs`); a revoke or shutdown drains the workers and
 //!    commits synchronously. An exactly-once pipeline instead commits each partition's settled messages in Kafka
-//!    [`transactions`] holding their outputs, dead letters and offset. A share-group pipeline
+//!    `transactions` holding their outputs, dead letters and offset. A share-group pipeline
 //!    (`group_type = "share"`, `consumer/share.rs`) has no offsets: steps 2 and 7 become
 //!    acquiring records and acknowledging each one (accept, release, reject) as it settled.
 //!
 //! Around that path: [`embedded`] (an in-process Kafka-protocol broker for demos and tests),
-//! [`kafka`] (producing records, reading committed offsets), [`health`] and [`ops_endpoint`]
-//! (`/metrics`, `/healthz`, `/readyz`), [`fault_log`], [`trace_context`] (`traceparent`), and
+//! [`kafka`] (producing records, reading committed offsets), [`health`] and `ops_endpoint`
+//! (`/metrics`, `/healthz`, `/readyz`), `fault_log`, `trace_context` (`traceparent`), and
 //! [`bindings`] (the guest contract generated from `wit/`).
 
 #![deny(missing_docs)]
@@ -47,17 +49,17 @@ pub mod bindings;
 pub mod cli;
 pub mod config;
 pub mod consumer;
-pub mod deadletter;
+mod deadletter;
 pub mod embedded;
 pub mod events;
-pub mod fault_log;
+mod fault_log;
 pub mod health;
 pub mod kafka;
-pub mod metrics;
+mod metrics;
 pub mod offsets;
-pub mod ops_endpoint;
+mod ops_endpoint;
 pub mod outcome;
-pub mod output_writer;
+mod output_writer;
 pub mod outputs;
 pub mod plugin;
 pub mod policy;
@@ -67,6 +69,6 @@ mod stop;
 pub mod supervisor;
 pub mod tenant;
 mod text;
-pub mod token_bucket;
-pub mod trace_context;
-pub mod transactions;
+mod token_bucket;
+mod trace_context;
+mod transactions;

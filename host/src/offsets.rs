@@ -93,7 +93,7 @@ impl PartitionProgress {
     }
 
     /// The offset to commit, if it is ahead of the last confirmed commit.
-    pub fn commit_due(&self) -> Option<i64> {
+    pub(crate) fn commit_due(&self) -> Option<i64> {
         match (self.committable, self.committed) {
             (Some(next), Some(done)) if next <= done => None,
             (next, _) => next,
@@ -108,7 +108,7 @@ impl PartitionProgress {
 
 /// Progress of every partition a pipeline currently owns.
 #[derive(Debug, Default)]
-pub struct OffsetTracker {
+pub(crate) struct OffsetTracker {
     partitions: HashMap<TopicPartition, PartitionProgress>,
 }
 
@@ -125,12 +125,12 @@ impl OffsetTracker {
     }
 
     /// The progress of `tp`; `None` if it is not assigned (never was, or was revoked).
-    pub fn get_mut(&mut self, tp: &TopicPartition) -> Option<&mut PartitionProgress> {
+    pub(crate) fn get_mut(&mut self, tp: &TopicPartition) -> Option<&mut PartitionProgress> {
         self.partitions.get_mut(tp)
     }
 
     /// Partitions whose commit point moved since the last confirmed commit.
-    pub fn due_commits(&self) -> Vec<(TopicPartition, i64)> {
+    pub(crate) fn due_commits(&self) -> Vec<(TopicPartition, i64)> {
         let mut due: Vec<_> = self
             .partitions
             .iter()

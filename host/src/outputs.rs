@@ -11,11 +11,11 @@ pub use crate::bindings::ackbar::plugin::producer::OutputRecord;
 /// Records one call may send unless the pipeline says otherwise (`max_outputs_per_call`): an
 /// enrichment or a fan-out of a few records is the common case; a guest that loops on `send`
 /// gets an error long before the host holds much.
-pub const DEFAULT_MAX_OUTPUTS_PER_CALL: usize = 100;
+pub(crate) const DEFAULT_MAX_OUTPUTS_PER_CALL: usize = 100;
 
 /// Bytes (topics, keys, values, headers) one call may send unless the pipeline says otherwise
 /// (`max_output_bytes_per_call`): Kafka's default largest record (1 MiB) fits once.
-pub const DEFAULT_MAX_OUTPUT_BYTES_PER_CALL: usize = 1 << 20;
+pub(crate) const DEFAULT_MAX_OUTPUT_BYTES_PER_CALL: usize = 1 << 20;
 
 /// Where a pipeline's handler may write, and how much per call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,13 +41,13 @@ impl Default for OutputRules {
 
 impl OutputRules {
     /// Whether `topic` is among the declared outputs.
-    pub fn allows(&self, topic: &str) -> bool {
+    pub(crate) fn allows(&self, topic: &str) -> bool {
         self.topics.iter().any(|p| pattern_matches(p, topic))
     }
 }
 
 /// `orders` matches only `orders`; `orders.*` matches every topic starting with `orders.`.
-pub fn pattern_matches(pattern: &str, topic: &str) -> bool {
+pub(crate) fn pattern_matches(pattern: &str, topic: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => topic.starts_with(prefix),
         None => pattern == topic,
@@ -55,7 +55,7 @@ pub fn pattern_matches(pattern: &str, topic: &str) -> bool {
 }
 
 /// The size a record counts for against `max_output_bytes_per_call`.
-pub fn record_bytes(record: &OutputRecord) -> usize {
+pub(crate) fn record_bytes(record: &OutputRecord) -> usize {
     let optional = |v: &Option<Vec<u8>>| v.as_ref().map_or(0, Vec::len);
     record.topic.len()
         + optional(&record.key)
@@ -141,7 +141,7 @@ impl Outputs {
 }
 
 /// Rules shared by every call of a pipeline.
-pub type SharedOutputRules = Arc<OutputRules>;
+pub(crate) type SharedOutputRules = Arc<OutputRules>;
 
 #[cfg(test)]
 mod tests {

@@ -42,7 +42,7 @@ impl AckPolicy {
 
     /// Whether Ackbar commits offsets itself, to the consumer group (all but `ACK_FIRST`, which
     /// leaves it to librdkafka): such a policy needs a `group_id`.
-    pub fn commits_explicitly(self) -> bool {
+    pub(crate) fn commits_explicitly(self) -> bool {
         self != AckPolicy::AckFirst
     }
 
@@ -213,7 +213,7 @@ impl Settlement {
     /// commits, or is left to a later commit. Anything else (a redelivery, a dead letter, a
     /// pause) must be carried out before what follows it in the partition, so the batch stops
     /// there and the worker takes over.
-    pub fn lets_the_batch_go_on(&self) -> bool {
+    pub(crate) fn lets_the_batch_go_on(&self) -> bool {
         matches!(self.verdict, Verdict::Commit | Verdict::Leave)
     }
 }
@@ -221,7 +221,7 @@ impl Settlement {
 /// How a share-group member acknowledges a record to the broker (KIP-932) once its verdict is
 /// carried out: the broker, not an offset, keeps each record's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShareAcknowledgement {
+pub(crate) enum ShareAcknowledgement {
     /// Handled: the record is done.
     Accept,
     /// Delivered again, to any member, with the delivery count one higher.
@@ -235,7 +235,7 @@ impl Settlement {
     /// ACCEPT (a REJECT when the message was rejected), a dead letter is followed by a REJECT,
     /// and whatever is to be delivered again, or was settled by nobody, is RELEASEd after its
     /// wait. A pause becomes a release too: other members may take the record meanwhile.
-    pub fn share_acknowledgement(&self) -> ShareAcknowledgement {
+    pub(crate) fn share_acknowledgement(&self) -> ShareAcknowledgement {
         match self.verdict {
             Verdict::Commit if self.action == Action::Reject => ShareAcknowledgement::Reject,
             Verdict::Commit => ShareAcknowledgement::Accept,

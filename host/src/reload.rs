@@ -127,7 +127,7 @@ impl PluginSlot {
 
     /// Like [`reload`](Self::reload), from another file (the config now names it). The slot
     /// follows the new path only if its plugin loads.
-    pub fn switch_to(&self, path: &Path) -> Result<Reloaded> {
+    pub(crate) fn switch_to(&self, path: &Path) -> Result<Reloaded> {
         self.reload_from(Some(path))
     }
 
@@ -253,7 +253,7 @@ fn read_when_stable(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Watches a slot's plugin file and reloads it when it changes. Stops when dropped.
-pub struct PluginWatcher {
+pub(crate) struct PluginWatcher {
     _debouncer: Debouncer<notify::RecommendedWatcher>,
 }
 

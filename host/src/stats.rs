@@ -1,6 +1,6 @@
 //! A pipeline's totals since it started, for the periodic summary line, `ackbar demo` and the
 //! tests. Nothing writes them here: each is added to by the Prometheus counter of the same
-//! meaning ([`metrics`](crate::metrics)), so one increment feeds both.
+//! meaning (`metrics.rs`), so one increment feeds both.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,7 +10,7 @@ pub(crate) type Total = Arc<AtomicU64>;
 
 /// Totals of one pipeline (monotonic), over all its topics.
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub(crate) ok: Total,
     pub(crate) errors: Total,
     pub(crate) traps: Total,

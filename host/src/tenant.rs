@@ -80,7 +80,7 @@ impl TenantBudget {
     /// Waits for a guest-call slot; `None` if stopped first. The slot is freed on drop, and the
     /// time it was held is then charged to the tenant's guest time, however the call ended
     /// (also when its future was dropped mid-call).
-    pub async fn call_slot(&self, stop: &CancellationToken) -> Option<CallSlot<'_>> {
+    pub(crate) async fn call_slot(&self, stop: &CancellationToken) -> Option<CallSlot<'_>> {
         let permit = tokio::select! {
             biased;
             _ = stop.cancelled() => return None,
@@ -96,20 +96,20 @@ impl TenantBudget {
 
     /// Waits while the tenant has used up its guest time (`guest_ms_per_sec`); `false` if
     /// stopped first.
-    pub async fn wait_for_guest_time(&self, stop: &CancellationToken) -> bool {
+    pub(crate) async fn wait_for_guest_time(&self, stop: &CancellationToken) -> bool {
         wait_for(&self.guest_time, stop).await
     }
 
     /// Charges a finished call's duration to the tenant's guest time (a [`CallSlot`] does, when
     /// dropped).
-    pub fn charge_guest_time(&self, elapsed: Duration) {
+    pub(crate) fn charge_guest_time(&self, elapsed: Duration) {
         charge(&self.guest_time, elapsed.as_secs_f64() * 1000.0);
     }
 
     /// Waits until one more message may be in flight (and the tenant's message rate allows
     /// one more); `false` if stopped first. Each `true` must be paired with one
     /// [`message_done`](Self::message_done).
-    pub async fn admit_message(&self, stop: &CancellationToken) -> bool {
+    pub(crate) async fn admit_message(&self, stop: &CancellationToken) -> bool {
         if !wait_for(&self.message_rate, stop).await {
             return false;
         }
@@ -127,7 +127,7 @@ impl TenantBudget {
 
     /// Gives back the place of one message admitted by [`admit_message`](Self::admit_message):
     /// exactly once per admitted message, settled or not.
-    pub fn message_done(&self) {
+    pub(crate) fn message_done(&self) {
         self.in_flight.add_permits(1);
         self.in_flight_gauge.decrement(1);
     }
@@ -135,7 +135,7 @@ impl TenantBudget {
     /// Room for one more message in flight right now, without waiting: `None` when the tenant's
     /// in-flight budget or message rate has none. Dropping the [`Admission`] gives the room
     /// back; [`Admission::taken`] keeps it for a message received.
-    pub fn try_admit_message(&self) -> Option<Admission<'_>> {
+    pub(crate) fn try_admit_message(&self) -> Option<Admission<'_>> {
         if let Some(rate) = &self.message_rate {
             let wait = rate
                 .lock()
@@ -164,7 +164,7 @@ impl TenantBudget {
 }
 
 /// A running guest call's share of the tenant's `max_instances`, and of its guest time.
-pub struct CallSlot<'a> {
+pub(crate) struct CallSlot<'a> {
     _permit: SemaphorePermit<'a>,
     budget: &'a TenantBudget,
     started: Instant,
@@ -185,7 +185,7 @@ impl Drop for CallSlot<'_> {
 }
 
 /// Room for one message in flight, held while the message is looked for.
-pub struct Admission<'a> {
+pub(crate) struct Admission<'a> {
     budget: &'a TenantBudget,
     permit: SemaphorePermit<'a>,
 }

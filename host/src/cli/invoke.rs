@@ -4,7 +4,7 @@
 //! sandbox, the same policy decision, and redelivery (attempt + 1) after a nack, up to a cap.
 
 use crate::bindings::{Header, Message};
-use crate::consumer::handler_call::{settle_call, SettledCall};
+use crate::consumer::{settle_call, SettledCall};
 use crate::events::DeliveryEvent;
 use crate::offsets::TopicPartition;
 use crate::outcome::CallEnd;

@@ -22,7 +22,7 @@ use std::path::PathBuf;
     version,
     about = "A WebAssembly plugin host for Kafka consumers"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The command to run, with its own arguments.
     #[command(subcommand)]
     pub command: Command,
@@ -34,7 +34,7 @@ pub struct Cli {
 
 /// How log lines are written to stderr (`--log-format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines, colored when stderr is a terminal.
     Pretty,
     /// One JSON object per line, with the fields of the message's span.
@@ -43,7 +43,7 @@ pub enum LogFormat {
 
 /// What `ackbar` is asked to do: one variant per subcommand.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the pipelines of a config file until SIGINT/SIGTERM.
     Run {
         /// The TOML config file.
@@ -68,7 +68,7 @@ pub enum Command {
 /// Runs the command to its end inside the caller's Tokio runtime. Logging is the caller's to set
 /// up (the binary does it from `--log-format` and `ACKBAR_LOG`); the binary prints the error and
 /// exits with a failure status.
-pub async fn main(cli: Cli) -> Result<()> {
+pub(crate) async fn main(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { config } => run::run(config).await,
         Command::Demo(args) => demo::run(args).await,

@@ -10,15 +10,16 @@ mod tenant;
 mod tests;
 mod validate;
 
-pub use crate::outputs::pattern_matches;
-pub use crate::plugin::DEFAULT_TENANT;
+pub(crate) use crate::plugin::DEFAULT_TENANT;
 pub use crate::policy::Backoff;
 pub use pipeline::{
     DeliveryGuarantee, GroupType, Ordering, PipelineConfig, TransactionSizing,
-    DEFAULT_MAX_IN_FLIGHT, DEFAULT_SHARE_MAX_ATTEMPTS, DEFAULT_TRANSACTION_MESSAGES,
-    DEFAULT_TRANSACTION_MS, MAX_BATCH_LIMIT,
+    DEFAULT_MAX_IN_FLIGHT,
 };
-pub use raw::DEFAULT_MAX_BATCH;
+pub(crate) use pipeline::{
+    DEFAULT_SHARE_MAX_ATTEMPTS, DEFAULT_TRANSACTION_MESSAGES, DEFAULT_TRANSACTION_MS,
+    MAX_BATCH_LIMIT,
+};
 pub use settings::{EmbeddedSettings, EngineSettings, RunSettings};
 pub use tenant::{TenantConfig, TenantLimits};
 

@@ -1,5 +1,6 @@
 //! The configuration's validation: every error a person can meet, word for word.
 
+use super::raw::DEFAULT_MAX_BATCH;
 use super::*;
 use crate::policy::AckPolicy;
 use std::path::Path;

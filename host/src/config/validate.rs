@@ -6,6 +6,7 @@ use super::raw::{RawTenant, RawTenantLimits};
 use super::settings::MAX_WASM_STACK_KIB;
 use super::tenant;
 use super::*;
+use crate::outputs::pattern_matches;
 use crate::outputs::{
     OutputRules, DEFAULT_MAX_OUTPUTS_PER_CALL, DEFAULT_MAX_OUTPUT_BYTES_PER_CALL,
 };

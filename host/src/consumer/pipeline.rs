@@ -316,12 +316,12 @@ impl PipelineHandle {
     }
 
     /// Cancelled when the pipeline crashed; see [`crash_reason`](Self::crash_reason).
-    pub fn crash_signal(&self) -> CancellationToken {
+    pub(crate) fn crash_signal(&self) -> CancellationToken {
         self.shared.crashed.clone()
     }
 
     /// Why the pipeline crashed, once it has.
-    pub fn crash_reason(&self) -> Option<String> {
+    pub(crate) fn crash_reason(&self) -> Option<String> {
         self.shared.crash_reason()
     }
 
@@ -380,7 +380,7 @@ impl PipelineHandle {
     }
 
     /// The plugin file the pipeline currently runs.
-    pub fn plugin_path(&self) -> std::path::PathBuf {
+    pub(crate) fn plugin_path(&self) -> std::path::PathBuf {
         self.shared.plugin.path()
     }
 

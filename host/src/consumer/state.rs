@@ -19,41 +19,54 @@ use std::sync::{Arc, OnceLock};
 use tokio_util::sync::CancellationToken;
 
 /// The producers a pipeline writes with.
-pub(crate) struct Writers {
-    pub dead_letters: Option<DeadLetterWriter>,
-    pub outputs: Option<OutputWriter>,
-    pub bootstrap: String,
+pub(super) struct Writers {
+    /// Writes dead letters; `None` without a `dead_letter_topic`.
+    pub(super) dead_letters: Option<DeadLetterWriter>,
+    /// Writes outputs at least once; `None` without outputs or under exactly-once.
+    pub(super) outputs: Option<OutputWriter>,
+    /// The cluster's bootstrap servers.
+    pub(super) bootstrap: String,
 }
 
-/// What a pipeline's rebalance callbacks, partition workers and commit ticker share.
-pub(crate) struct PipelineState {
-    pub config: PipelineConfig,
-    pub name: Arc<str>,
-    pub tenant: Arc<str>,
+/// What a pipeline's rebalance callbacks, partition workers and commit ticker share. Built once
+/// per start of the pipeline and never replaced: what changes inside (the plugin version, the
+/// owned partitions, the counters) changes behind its own lock or atomic.
+pub(super) struct PipelineState {
+    /// The pipeline's validated configuration.
+    pub(super) config: PipelineConfig,
+    /// The pipeline's name, a field of its log lines and metrics.
+    pub(super) name: Arc<str>,
+    /// The pipeline's tenant.
+    pub(super) tenant: Arc<str>,
     /// Where everything the pipeline does is recorded ([`crate::events`]).
-    pub recorder: Recorder,
-    pub dead_letters: Option<DeadLetterWriter>,
+    pub(super) recorder: Recorder,
+    /// Writes dead letters; `None` without a `dead_letter_topic`.
+    pub(super) dead_letters: Option<DeadLetterWriter>,
     /// Writes outputs at least once; `None` without outputs or under exactly-once.
-    pub output_writer: Option<OutputWriter>,
+    pub(super) output_writer: Option<OutputWriter>,
     /// What the handler may send, shared by every call.
-    pub output_rules: Arc<OutputRules>,
+    pub(super) output_rules: Arc<OutputRules>,
     /// The cluster, for the per-partition transactional producers of an exactly-once pipeline.
-    pub bootstrap: String,
-    pub plugin: Arc<PluginSlot>,
+    pub(super) bootstrap: String,
+    /// The plugin version that handles new messages; hot reload swaps it.
+    pub(super) plugin: Arc<PluginSlot>,
     /// Shared with the tenant's other pipelines.
-    pub budget: Arc<TenantBudget>,
-    pub runtime: tokio::runtime::Handle,
-    pub shutdown: CancellationToken,
+    pub(super) budget: Arc<TenantBudget>,
+    /// The runtime the workers run on, for librdkafka's threads to spawn them.
+    pub(super) runtime: tokio::runtime::Handle,
+    /// Cancelled when the pipeline is told to stop.
+    pub(super) shutdown: CancellationToken,
     /// Cancelled when the pipeline can no longer work (a worker panicked, the consumer hit a
     /// fatal error): its supervisor then restarts it.
-    pub crashed: CancellationToken,
+    pub(super) crashed: CancellationToken,
     crash_reason: OnceLock<String>,
     /// The partitions this pipeline owns, their workers and offset progress.
-    pub partitions: Assignments,
+    pub(super) partitions: Assignments,
 }
 
 impl PipelineState {
-    pub fn new(
+    /// The state of a pipeline starting with `config`.
+    pub(super) fn new(
         config: PipelineConfig,
         plugin: Arc<PluginSlot>,
         reports: Option<EventSink>,
@@ -94,7 +107,7 @@ impl PipelineState {
     }
 
     /// Records the first reason the pipeline cannot go on and signals its supervisor.
-    pub fn crash(&self, reason: String) {
+    pub(super) fn crash(&self, reason: String) {
         if self.crash_reason.set(reason).is_ok() {
             let reason = self.crash_reason.get().map_or("", String::as_str);
             tracing::error!(tenant = %self.tenant, pipeline = %self.name, "pipeline crashed: {reason}");
@@ -103,7 +116,7 @@ impl PipelineState {
     }
 
     /// How this pipeline settles deliveries.
-    pub fn delivery_rules(&self) -> DeliveryRules {
+    pub(super) fn delivery_rules(&self) -> DeliveryRules {
         DeliveryRules {
             policy: self.config.ack_policy,
             max_attempts: self.config.max_attempts,
@@ -112,12 +125,12 @@ impl PipelineState {
         }
     }
 
-    pub fn crash_reason(&self) -> Option<String> {
+    pub(super) fn crash_reason(&self) -> Option<String> {
         self.crash_reason.get().cloned()
     }
 
     /// Copies counters kept elsewhere (the plugin slot, the instance pool) into the metrics.
-    pub fn publish_counters(&self) {
+    pub(super) fn publish_counters(&self) {
         self.recorder.plugin_counters(
             self.plugin.reloads.load(Ordering::Relaxed),
             self.plugin.refusals.load(Ordering::Relaxed),
@@ -132,7 +145,7 @@ impl PipelineState {
     ///
     /// Why not `CommitMode::Async`: librdkafka reports the result of an asynchronous commit only
     /// to a configured `offset_commit_cb`, which rdkafka does not set, so failures would go unseen.
-    pub fn commit<C: ConsumerContext>(
+    pub(super) fn commit<C: ConsumerContext>(
         &self,
         consumer: &impl Consumer<C>,
         only: Option<&[TopicPartition]>,

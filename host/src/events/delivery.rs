@@ -46,7 +46,7 @@ pub struct DeliveryEvent {
 impl DeliveryEvent {
     /// The event of a call on `tp`'s message at `offset` that ended in `outcome` and `settled`.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         pipeline: &Arc<str>,
         tp: &TopicPartition,
         offset: i64,
@@ -118,7 +118,7 @@ impl DeliveryEvent {
 
     /// What became of the delivery, in the words of the logs and metrics: the action, and the
     /// verdict where it says more than the action does.
-    pub fn settled_as(&self) -> String {
+    pub(crate) fn settled_as(&self) -> String {
         let action = self.action.name();
         match self.verdict {
             Verdict::Pause => format!("{action}, pause (max_attempts used up)"),
@@ -130,7 +130,7 @@ impl DeliveryEvent {
 
     /// Why the message is dead-lettered or paused: the outcome's reason, prefixed with the
     /// attempt count when `max_attempts` was used up.
-    pub fn settle_reason(&self) -> String {
+    pub(crate) fn settle_reason(&self) -> String {
         match self.exhausted {
             true => format!(
                 "{} deliveries failed (max_attempts); last: {}",

@@ -67,11 +67,6 @@ impl CompiledCache {
         }
     }
 
-    /// Where the entries are, as `<sha256>-<engine key>.cwasm` files.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The file that holds (or would hold) the compiled form of `bytes`.
     pub fn entry_path(&self, bytes: &[u8]) -> PathBuf {
         let content = hex(&Sha256::digest(bytes));
@@ -81,7 +76,7 @@ impl CompiledCache {
 
     /// Returns the compiled component, from the cache when a valid entry exists. Cache trouble
     /// (unwritable directory, corrupt entry) is logged and never fails the load.
-    pub fn load_or_compile(
+    pub(crate) fn load_or_compile(
         &self,
         engine: &Engine,
         bytes: &[u8],

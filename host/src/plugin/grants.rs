@@ -40,7 +40,7 @@ impl Grants {
     }
 
     /// Whether `authority` (`host` or `host:port` from a request URI) is on the allow-list.
-    pub fn allows_http(&self, authority: &str, default_port: u16) -> bool {
+    pub(crate) fn allows_http(&self, authority: &str, default_port: u16) -> bool {
         let (host, port) = split_authority(authority, default_port);
         self.http_hosts.iter().any(|pattern| {
             let (pattern_host, pattern_port) = match pattern.rsplit_once(':') {

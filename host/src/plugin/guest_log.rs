@@ -14,7 +14,7 @@ pub const MAX_LOG_LINE: usize = 4096;
 /// Default lines per second per tenant. The host's log writer manages about 50,000 lines a
 /// second on one core; at 1,000 a tenant uses at most 2% of it (4 MiB/s of 4 KiB lines), while
 /// a handler that logs a line now and then, or a burst of a thousand at start-up, never loses one.
-pub const DEFAULT_LINES_PER_SEC: u32 = 1000;
+pub(crate) const DEFAULT_LINES_PER_SEC: u32 = 1000;
 
 /// How often, at most, a "lines suppressed" summary is written while a flood goes on.
 const SUMMARY_EVERY: Duration = Duration::from_secs(1);
@@ -37,7 +37,7 @@ struct State {
 
 /// Whether a guest log line may be written.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     Write,
     /// Over the rate: drop the line. `Some(n)` when a summary of `n` dropped lines is due.
     Drop(Option<u64>),
@@ -68,12 +68,12 @@ impl GuestLogBudget {
     }
 
     /// The allowance, in lines per second; 0 is unlimited.
-    pub fn lines_per_sec(&self) -> u32 {
+    pub(crate) fn lines_per_sec(&self) -> u32 {
         self.lines_per_sec
     }
 
     /// Takes one line's allowance.
-    pub fn admit(&self) -> Admission {
+    pub(crate) fn admit(&self) -> Admission {
         self.admit_at(Instant::now())
     }
 
@@ -111,7 +111,7 @@ impl Default for GuestLogBudget {
 }
 
 /// `text` cut to [`MAX_LOG_LINE`] bytes on a character boundary, marked when it was cut.
-pub fn bounded_line(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn bounded_line(text: &str) -> std::borrow::Cow<'_, str> {
     if text.len() <= MAX_LOG_LINE {
         return text.into();
     }

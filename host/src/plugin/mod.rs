@@ -23,12 +23,12 @@ pub use batch::{BatchCall, Finished, FinishedSink, MAX_BATCH_TIME};
 pub use cache::{default_cache_dir, CacheOutcome, CompiledCache};
 pub use check::{inspect, PluginReport};
 pub use grants::{DirGrant, Grants};
-pub use guest_log::{bounded_line, GuestLogBudget, DEFAULT_LINES_PER_SEC, MAX_LOG_LINE};
-pub use imports::{CallContext, Interrupt, MemoryLimitExceeded, DEFAULT_TENANT};
+pub(crate) use guest_log::DEFAULT_LINES_PER_SEC;
+pub use guest_log::{GuestLogBudget, MAX_LOG_LINE};
+pub use imports::CallContext;
+pub(crate) use imports::DEFAULT_TENANT;
 pub use instance::PluginInstance;
 pub use instance_pool::InstancePool;
 pub use pooling_allocator::PoolSizing;
-pub use runtime::{
-    block_on, version_id, EngineOptions, Plugin, PluginLimits, PluginRuntime,
-    DEFAULT_MAX_WASM_STACK, EPOCH_TICK,
-};
+pub(crate) use runtime::DEFAULT_MAX_WASM_STACK;
+pub use runtime::{block_on, version_id, EngineOptions, Plugin, PluginLimits, PluginRuntime};

@@ -56,7 +56,7 @@ impl PoolSizing {
     }
 
     /// Address space the memory pool reserves (not memory used: untouched pages cost nothing).
-    pub fn reserved_bytes(&self) -> u64 {
+    pub(crate) fn reserved_bytes(&self) -> u64 {
         self.instances as u64 * MEMORIES_PER_INSTANCE as u64 * SLOT_BYTES
     }
 

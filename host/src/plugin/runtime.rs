@@ -17,7 +17,7 @@ use wasmtime::{Config, Engine};
 
 /// Resolution of per-call deadlines: the epoch advances this often, and guest code yields to the
 /// executor at each tick.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Per-instance limits.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,7 +42,7 @@ impl Default for PluginLimits {
 }
 
 /// Wasm stack a guest call may use before it traps with a stack overflow (wasmtime's default).
-pub const DEFAULT_MAX_WASM_STACK: usize = 512 << 10;
+pub(crate) const DEFAULT_MAX_WASM_STACK: usize = 512 << 10;
 
 /// Native stack left to host functions on a call's fiber, above the guest's Wasm stack
 /// (wasmtime's default: 2 MiB fibers for a 512 KiB Wasm stack).
@@ -265,7 +265,12 @@ impl PluginRuntime {
     }
 
     /// Compiles and links plugin bytes; `path` is only used in messages.
-    pub fn load_bytes(&self, path: &Path, bytes: &[u8], limits: PluginLimits) -> Result<Plugin> {
+    pub(crate) fn load_bytes(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        limits: PluginLimits,
+    ) -> Result<Plugin> {
         self.load_granted(path, bytes, limits, Arc::default())
     }
 
@@ -420,7 +425,7 @@ impl Plugin {
     }
 
     /// The version as a shared string, for per-message reports without an allocation.
-    pub fn version_shared(&self) -> &Arc<str> {
+    pub(crate) fn version_shared(&self) -> &Arc<str> {
         &self.version
     }
 
