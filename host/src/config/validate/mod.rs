@@ -1,0 +1,190 @@
+//! From the file's text to a [`Config`]: parsing, defaults, and every check, each error naming the
+//! file and, where it applies, the tenant, the pipeline and the field.
+
+mod pipeline;
+
+use super::raw::{RawConfig, RawPipeline};
+use super::settings::MAX_WASM_STACK_KIB;
+use super::tenant;
+use super::*;
+use pipeline::{validate_pipeline, PipelineContext};
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+/// librdkafka properties Ackbar sets itself from the ack policy; configuring them would break
+/// the policy's guarantees.
+const MANAGED_PROPERTIES: [(&str, &str); 4] = [
+    ("enable.auto.commit", "it follows from ack_policy"),
+    ("enable.auto.offset.store", "it follows from ack_policy"),
+    ("group.id", "use the pipeline's `group_id`"),
+    (
+        "transactional.id",
+        "each input partition has its own; set `[pipeline.transaction] id_prefix`",
+    ),
+];
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, &path.display().to_string(), base)
+    }
+
+    /// Parses and validates config text; `origin` names it in errors, plugin paths are resolved
+    /// against `base`.
+    pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigError(format!("{origin}: {}", e.to_string().trim_end())))?;
+        let err = |msg: String| ConfigError(format!("{origin}: {msg}"));
+
+        let global_kafka = properties(&raw.kafka).map_err(|m| err(format!("[kafka]: {m}")))?;
+        check_managed(&global_kafka).map_err(|m| err(format!("[kafka]: {m}")))?;
+        let brokers = match (&raw.brokers, global_kafka.get("bootstrap.servers")) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "both `brokers` and [kafka] `bootstrap.servers` are set; keep one".into(),
+                ))
+            }
+            (Some(b), None) if b.trim().eq_ignore_ascii_case("embedded") => Brokers::Embedded,
+            (Some(b), None) if b.trim().is_empty() => {
+                return Err(err(
+                    "`brokers` is empty; use \"embedded\" or host:port".into()
+                ))
+            }
+            (Some(b), None) => Brokers::Bootstrap(b.trim().to_string()),
+            (None, Some(b)) => Brokers::Bootstrap(b.clone()),
+            (None, None) => Brokers::Embedded,
+        };
+        if !(64..=MAX_WASM_STACK_KIB).contains(&raw.engine.max_wasm_stack_kib) {
+            return Err(err(format!(
+                "[engine]: field `max_wasm_stack_kib` must be between 64 and {MAX_WASM_STACK_KIB}"
+            )));
+        }
+        if raw.run.restart_initial_ms == 0 || raw.run.restart_initial_ms > raw.run.restart_max_ms {
+            return Err(err(
+                "[run]: field `restart_initial_ms` must be greater than 0 and at most `restart_max_ms`".into(),
+            ));
+        }
+        if raw.embedded.partitions < 1 {
+            return Err(err(
+                "[embedded]: field `partitions` must be at least 1".into()
+            ));
+        }
+        if let Some(addr) = &raw.run.metrics_addr {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(err(format!(
+                    "[run]: field `metrics_addr` must be host:port with an IP address, e.g. \"127.0.0.1:9464\", not {addr:?}"
+                )));
+            }
+        }
+        // Declared tenants first, then the ones pipelines only name.
+        let mut tenants = Vec::new();
+        for t in &raw.tenants {
+            let terr = |field: &str, msg: String| {
+                format!("{origin}: tenant '{}': field `{field}` {msg}", t.name)
+            };
+            if t.name.trim().is_empty() {
+                return Err(err("a [[tenant]] has an empty `name`".into()));
+            }
+            if tenants
+                .iter()
+                .any(|known: &TenantConfig| known.name == t.name)
+            {
+                return Err(ConfigError(terr(
+                    "name",
+                    "is used by another tenant".into(),
+                )));
+            }
+            tenants.push(tenant::validate_tenant(t, base, &terr).map_err(ConfigError)?);
+        }
+        let mut raw_pipelines: Vec<(RawPipeline, bool)> =
+            raw.pipelines.into_iter().map(|p| (p, false)).collect();
+        for t in &raw.tenants {
+            for p in &t.pipelines {
+                if p.tenant.as_ref().is_some_and(|named| named != &t.name) {
+                    return Err(err(format!(
+                        "tenant '{}': pipeline '{}': field `tenant` names another tenant; leave it out under [[tenant.pipeline]]",
+                        t.name, p.name
+                    )));
+                }
+                let mut p = p.clone();
+                p.tenant = Some(t.name.clone());
+                raw_pipelines.push((p, true));
+            }
+        }
+        if raw_pipelines.is_empty() {
+            return Err(err(
+                "no [[pipeline]] defined; a config needs at least one pipeline".into(),
+            ));
+        }
+        for (p, _) in &raw_pipelines {
+            if let Some(name) = p.tenant.as_deref().filter(|n| !n.trim().is_empty()) {
+                if !tenants.iter().any(|t| t.name == name) {
+                    tenants.push(TenantConfig::implicit(name));
+                }
+            }
+        }
+        if !tenants.iter().any(|t| t.name == DEFAULT_TENANT)
+            && raw_pipelines.iter().any(|(p, _)| p.tenant.is_none())
+        {
+            tenants.push(TenantConfig::implicit(DEFAULT_TENANT));
+        }
+        tenant::check_ownership_between(&tenants).map_err(err)?;
+
+        let cx = PipelineContext {
+            origin,
+            base,
+            tenants: &tenants,
+            raw_tenants: &raw.tenants,
+            global_kafka: &global_kafka,
+        };
+        let mut names = HashSet::new();
+        let pipelines = raw_pipelines
+            .into_iter()
+            .map(|(p, nested)| validate_pipeline(p, nested, &mut names, &cx))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Config {
+            brokers,
+            run: raw.run,
+            embedded: raw.embedded,
+            engine: raw.engine,
+            tenants,
+            pipelines,
+        })
+    }
+}
+
+/// librdkafka takes every property as a string; TOML may give numbers and booleans.
+pub(super) fn properties(
+    table: &BTreeMap<String, toml::Value>,
+) -> Result<BTreeMap<String, String>, String> {
+    table
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(format!(
+                        "property `{k}` must be a string, number or boolean, not a {}",
+                        other.type_str()
+                    ))
+                }
+            };
+            Ok((k.clone(), value))
+        })
+        .collect()
+}
+
+pub(super) fn check_managed(props: &BTreeMap<String, String>) -> Result<(), String> {
+    for (key, why) in MANAGED_PROPERTIES {
+        if props.contains_key(key) {
+            return Err(format!("property `{key}` is managed by Ackbar: {why}"));
+        }
+    }
+    Ok(())
+}
