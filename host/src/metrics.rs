@@ -6,40 +6,12 @@
 
 use crate::outcome::{CallEnd, Outcome, TrapKind};
 use crate::policy::Action;
-use crate::stats::{Stats, Total};
-use ::metrics::{counter, gauge, histogram, Counter, CounterFn, Gauge, Histogram};
+use crate::stats::{tallied, Stats};
+use ::metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use anyhow::{Context, Result};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
-
-/// A Prometheus series that also adds to one of the pipeline's [`Stats`] totals: one increment
-/// feeds both, so the summary line and `/metrics` cannot disagree.
-struct Tallied {
-    series: Counter,
-    total: Total,
-}
-
-impl CounterFn for Tallied {
-    fn increment(&self, value: u64) {
-        self.series.increment(value);
-        self.total.fetch_add(value, Ordering::Relaxed);
-    }
-
-    fn absolute(&self, value: u64) {
-        self.series.absolute(value);
-        self.total.fetch_max(value, Ordering::Relaxed);
-    }
-}
-
-/// `series`, also counted in `total`.
-fn tallied(series: Counter, total: &Total) -> Counter {
-    Counter::from_arc(Arc::new(Tallied {
-        series,
-        total: total.clone(),
-    }))
-}
 
 /// Handler duration buckets, in seconds: 10 µs (a small Rust guest) to 10 s (a deadline).
 const DURATION_BUCKETS: &[f64] = &[

@@ -1,12 +1,40 @@
 //! A pipeline's totals since it started, for the periodic summary line, `ackbar demo` and the
-//! tests. Nothing writes them here: each is added to by the Prometheus counter of the same
-//! meaning (`metrics.rs`), so one increment feeds both.
+//! tests. Nothing adds to them directly: each is fed by the Prometheus counter of the same
+//! meaning (`metrics.rs` builds those counters with `tallied`), so one increment feeds both.
 
+use ::metrics::{Counter, CounterFn};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// One total, shared with the counters that add to it.
 pub(crate) type Total = Arc<AtomicU64>;
+
+/// A Prometheus series that also adds to one of the pipeline's totals: one increment feeds
+/// both, so the summary line and `/metrics` cannot disagree.
+struct Tallied {
+    series: Counter,
+    total: Total,
+}
+
+impl CounterFn for Tallied {
+    fn increment(&self, value: u64) {
+        self.series.increment(value);
+        self.total.fetch_add(value, Ordering::Relaxed);
+    }
+
+    fn absolute(&self, value: u64) {
+        self.series.absolute(value);
+        self.total.fetch_max(value, Ordering::Relaxed);
+    }
+}
+
+/// `series`, also counted in `total`.
+pub(crate) fn tallied(series: Counter, total: &Total) -> Counter {
+    Counter::from_arc(Arc::new(Tallied {
+        series,
+        total: total.clone(),
+    }))
+}
 
 /// Totals of one pipeline (monotonic), over all its topics.
 #[derive(Debug, Default)]
