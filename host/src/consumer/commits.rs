@@ -4,9 +4,12 @@
 use super::partition::GroupMember;
 use super::rebalance::PipelineConsumer;
 use super::state::PipelineState;
-use crate::events::{TransactionAborted, TransactionCommitted, TransactionFailed};
+use crate::events::{
+    TransactionAborted, TransactionCommitted, TransactionFailed, TransactionsReady,
+    TransactionsUnavailable,
+};
 use crate::offsets::TopicPartition;
-use crate::stop::sleep_unless_stopped;
+use crate::stop::{retry_until_stopped, sleep_unless_stopped, Attempts};
 use crate::transactions::{CommitError, PartitionTransactions};
 use std::sync::atomic::{self, AtomicU32};
 use std::sync::Arc;
@@ -39,27 +42,21 @@ pub(super) async fn start_transactions(
     tp: &TopicPartition,
     stop: &CancellationToken,
 ) -> Option<PartitionTransactions> {
-    let mut failures = 0u32;
-    loop {
-        let started = tokio::select! {
-            _ = stop.cancelled() => return None,
-            started = PartitionTransactions::start(&shared.config, &shared.bootstrap, tp) => started,
-        };
-        match started {
-            Ok(t) => {
-                tracing::debug!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, id = t.id(), "transactions ready");
-                return Some(t);
-            }
-            Err(e) => {
-                failures += 1;
-                tracing::warn!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, "{e:#}; retrying");
-                let wait = shared.config.backoff.delay(failures);
-                if !sleep_unless_stopped(stop, wait).await {
-                    return None;
-                }
-            }
-        }
+    let recorder = &shared.recorder;
+    let transactions = retry_until_stopped(
+        stop,
+        &shared.config.backoff,
+        Attempts::Interruptible,
+        |_| PartitionTransactions::start(&shared.config, &shared.bootstrap, tp),
+        |error, _| TransactionsUnavailable { tp, error: &error }.emit(recorder),
+    )
+    .await?;
+    TransactionsReady {
+        tp,
+        id: transactions.id(),
     }
+    .emit(recorder);
+    Some(transactions)
 }
 
 /// Commits a partition's open transaction and handles what a commit can end in.

@@ -16,7 +16,7 @@ use crate::offsets::{Completion, TopicPartition};
 use crate::output_writer::{to_kafka_record, QueuedWrite};
 use crate::outputs::{OutputRecord, Outputs};
 use crate::policy::Verdict;
-use crate::stop::sleep_unless_stopped;
+use crate::stop::{retry_until_stopped, Attempts};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -279,33 +279,32 @@ pub(super) async fn publish_at_least_once(
         // A pipeline with outputs always has a writer or transactions.
         return true;
     };
-    let mut failures = 0u32;
-    loop {
-        // A write under way finishes even when the worker is told to stop (bounded by
-        // `output_timeout`): a drain then commits the message instead of handling it again.
-        match writer.write(&outputs.records).await {
-            Ok(()) => {
-                OutputsWritten {
-                    records: &outputs.records,
-                }
-                .emit(&call.shared.recorder);
-                return true;
+    let recorder = &call.shared.recorder;
+    // A write under way finishes even when the worker is told to stop (bounded by
+    // `output_timeout`): a drain then commits the message instead of handling it again.
+    let written = retry_until_stopped(
+        call.stop,
+        &call.shared.config.backoff,
+        Attempts::RunToEnd,
+        |_| writer.write(&outputs.records),
+        |error, _| {
+            OutputWriteFailed {
+                tp: call.tp,
+                offset,
+                attempt,
+                error: &error,
             }
-            Err(error) => {
-                failures += 1;
-                OutputWriteFailed {
-                    tp: call.tp,
-                    offset,
-                    attempt,
-                    error: &error,
-                }
-                .emit(&call.shared.recorder);
-                if !call.sleep(call.shared.config.backoff.delay(failures)).await {
-                    return false;
-                }
-            }
+            .emit(recorder)
+        },
+    )
+    .await;
+    if written.is_some() {
+        OutputsWritten {
+            records: &outputs.records,
         }
+        .emit(recorder);
     }
+    written.is_some()
 }
 
 /// Writes the dead letter, retrying until the broker has it; only then may the offset be
@@ -315,39 +314,35 @@ pub(super) async fn write_dead_letter(
     writer: &DeadLetterWriter,
     letter: &DeadLetter<'_>,
 ) -> bool {
-    let mut failures = 0u32;
-    loop {
-        let written = tokio::select! {
-            _ = call.stop.cancelled() => return false,
-            written = writer.write(letter) => written,
-        };
-        match written {
-            Ok(written_to) => {
-                DeadLettered {
-                    tp: call.tp,
-                    offset: letter.message.offset,
-                    dead_letter_topic: writer.topic(),
-                    written_to: Some(written_to),
-                    reason: letter.reason,
-                }
-                .emit(&call.observers());
-                return true;
+    let offset = letter.message.offset;
+    let written_to = retry_until_stopped(
+        call.stop,
+        &call.shared.config.backoff,
+        Attempts::Interruptible,
+        |_| writer.write(letter),
+        |error, _| {
+            DeadLetterFailed {
+                tp: call.tp,
+                offset,
+                attempts: letter.attempts,
+                error: &error,
             }
-            Err(error) => {
-                failures += 1;
-                DeadLetterFailed {
-                    tp: call.tp,
-                    offset: letter.message.offset,
-                    attempts: letter.attempts,
-                    error: &error,
-                }
-                .emit(&call.observers());
-                if !call.sleep(call.shared.config.backoff.delay(failures)).await {
-                    return false;
-                }
-            }
-        }
+            .emit(&call.observers())
+        },
+    )
+    .await;
+    let Some(written_to) = written_to else {
+        return false;
+    };
+    DeadLettered {
+        tp: call.tp,
+        offset,
+        dead_letter_topic: writer.topic(),
+        written_to: Some(written_to),
+        reason: letter.reason,
     }
+    .emit(&call.observers());
+    true
 }
 
 /// How often a paused partition checks for a new plugin version.
@@ -368,39 +363,48 @@ pub(super) async fn confirm_write(
     let Some(writer) = &shared.output_writer else {
         return true;
     };
-    let mut result = writer.confirm(pending.queued).await;
-    let mut failures = 0u32;
-    loop {
-        match result {
-            Ok(()) => {
-                OutputsWritten {
-                    records: &pending.records,
+    let PendingWrite {
+        queued,
+        records,
+        attempt,
+    } = pending;
+    let mut queued = Some(queued);
+    let mut failed = false;
+    // The queued write is confirmed once; each retry writes the records again.
+    let written = retry_until_stopped(
+        stop,
+        &shared.config.backoff,
+        Attempts::RunToEnd,
+        |_| {
+            let queued = queued.take();
+            let records = &records;
+            async move {
+                match queued {
+                    Some(queued) => writer.confirm(queued).await,
+                    None => writer.write(records).await,
                 }
-                .emit(&shared.recorder);
-                if failures > 0 {
-                    failing.send_modify(|n| *n -= 1);
-                }
-                return true;
             }
-            Err(error) => {
-                if failures == 0 {
-                    failing.send_modify(|n| *n += 1);
-                }
-                failures += 1;
-                OutputWriteFailed {
-                    tp,
-                    offset,
-                    attempt: pending.attempt,
-                    error: &error,
-                }
-                .emit(&shared.recorder);
-                let wait = shared.config.backoff.delay(failures);
-                if !sleep_unless_stopped(stop, wait).await {
-                    failing.send_modify(|n| *n -= 1);
-                    return false;
-                }
-                result = writer.write(&pending.records).await;
+        },
+        |error, failures| {
+            if failures == 1 {
+                failed = true;
+                failing.send_modify(|n| *n += 1);
             }
-        }
+            OutputWriteFailed {
+                tp,
+                offset,
+                attempt,
+                error: &error,
+            }
+            .emit(&shared.recorder);
+        },
+    )
+    .await;
+    if failed {
+        failing.send_modify(|n| *n -= 1);
     }
+    if written.is_some() {
+        OutputsWritten { records: &records }.emit(&shared.recorder);
+    }
+    written.is_some()
 }

@@ -4,6 +4,30 @@ use super::Recorder;
 use crate::offsets::TopicPartition;
 use crate::transactions::Committed;
 
+/// A partition's transactional producer is ready (its previous owner fenced).
+pub(crate) struct TransactionsReady<'a> {
+    pub(crate) tp: &'a TopicPartition,
+    pub(crate) id: &'a str,
+}
+
+impl TransactionsReady<'_> {
+    pub(crate) fn emit(self, to: &Recorder) {
+        tracing::debug!(tenant = %to.tenant, pipeline = %to.pipeline, partition = %self.tp, id = self.id, "transactions ready");
+    }
+}
+
+/// A partition's transactional producer could not start; it is retried after the backoff.
+pub(crate) struct TransactionsUnavailable<'a> {
+    pub(crate) tp: &'a TopicPartition,
+    pub(crate) error: &'a anyhow::Error,
+}
+
+impl TransactionsUnavailable<'_> {
+    pub(crate) fn emit(self, to: &Recorder) {
+        tracing::warn!(tenant = %to.tenant, pipeline = %to.pipeline, partition = %self.tp, "{:#}; retrying", self.error);
+    }
+}
+
 /// The broker confirmed an offset commit request.
 pub(crate) struct OffsetsCommitted<'a> {
     pub(crate) offsets: &'a [(TopicPartition, i64)],

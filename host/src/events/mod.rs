@@ -12,6 +12,7 @@
 //! | [`OutputsWritten`], [`OutputWriteFailed`], [`SendsRefused`] | an attempt's outputs reached the broker, or did not |
 //! | [`DeadLettered`], [`DeadLetterFailed`] | a dead letter was written, or its write failed |
 //! | [`OffsetsCommitted`], [`CommitFailed`] | an at-least-once offset commit |
+//! | [`TransactionsReady`], [`TransactionsUnavailable`] | a partition's transactional producer started, or not yet |
 //! | [`TransactionCommitted`], [`TransactionAborted`], [`TransactionFailed`] | an exactly-once transaction ended |
 //! | [`Consumed`], [`ConsumeFailed`] | reading from the broker works again, or failed |
 //! | [`PartitionsAssigned`], [`PartitionsRevoked`] | the pipeline's partitions changed |
@@ -25,6 +26,7 @@ mod writes;
 
 pub(crate) use commits::{
     CommitFailed, OffsetsCommitted, TransactionAborted, TransactionCommitted, TransactionFailed,
+    TransactionsReady, TransactionsUnavailable,
 };
 pub use delivery::DeliveryEvent;
 pub(crate) use share::{AcknowledgeRefused, ShareAcknowledged, ShareAcquired};
