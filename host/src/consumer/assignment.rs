@@ -25,7 +25,7 @@
 
 use crate::offsets::{OffsetTracker, PartitionProgress, TopicPartition};
 use std::collections::HashMap;
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -65,8 +65,8 @@ pub(crate) enum Release {
 pub(crate) struct Assignments {
     /// Cancelled at shutdown; every worker's stop token is its child.
     shutdown: CancellationToken,
-    tenant: Arc<str>,
-    pipeline: Arc<str>,
+    /// The pipeline's span, for the log lines of rebalances.
+    span: tracing::Span,
     drain_timeout: Duration,
     owned: Mutex<HashMap<TopicPartition, Owned>>,
     generations: std::sync::atomic::AtomicU64,
@@ -74,16 +74,10 @@ pub(crate) struct Assignments {
 }
 
 impl Assignments {
-    pub fn new(
-        tenant: &Arc<str>,
-        pipeline: &Arc<str>,
-        drain_timeout: Duration,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(span: tracing::Span, drain_timeout: Duration, shutdown: CancellationToken) -> Self {
         Assignments {
             shutdown,
-            tenant: tenant.clone(),
-            pipeline: pipeline.clone(),
+            span,
             drain_timeout,
             owned: Mutex::new(HashMap::new()),
             generations: Default::default(),
@@ -125,10 +119,11 @@ impl Assignments {
         let late = self.drain(partitions);
         match how {
             Release::Revoke => commit(partitions),
-            Release::Lost => tracing::warn!(
-                tenant = %self.tenant, pipeline = %self.pipeline,
-                "assignment lost: settled offsets of revoked partitions are dropped, not committed"
-            ),
+            Release::Lost => self.span.in_scope(|| {
+                tracing::warn!(
+                    "assignment lost: settled offsets of revoked partitions are dropped, not committed"
+                )
+            }),
         }
         let mut progress = self.progress();
         for tp in partitions {
@@ -170,10 +165,10 @@ impl Assignments {
                 )
             });
             if timed_out {
-                tracing::warn!(
-                    tenant = %self.tenant, pipeline = %self.pipeline, partition = %tp,
+                self.span.in_scope(|| tracing::warn!(
+                    partition = %tp,
                     "in-flight message did not finish within the drain timeout; it stays uncommitted and will be read again"
-                );
+                ));
                 late.push(tp.clone());
             }
             let mut owned = self.owned_map();

@@ -59,7 +59,9 @@ pub(crate) async fn run<C: ConsumerContext + 'static>(
     member: Arc<dyn GroupMember>,
     stop: CancellationToken,
 ) {
-    tracing::debug!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, "partition worker started");
+    shared
+        .recorder
+        .in_span(|| tracing::debug!(partition = %tp, "partition worker started"));
     let metrics = Arc::new(shared.recorder.topic(&tp.topic));
     match shared.config.ordering {
         Ordering::Partition => {
@@ -69,7 +71,9 @@ pub(crate) async fn run<C: ConsumerContext + 'static>(
             concurrent::run(&shared, &tp, queue, &stop, metrics).await
         }
     }
-    tracing::debug!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, "partition worker stopped");
+    shared
+        .recorder
+        .in_span(|| tracing::debug!(partition = %tp, "partition worker stopped"));
 }
 
 /// What waiting for the next message gave.

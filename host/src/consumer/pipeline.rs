@@ -290,9 +290,9 @@ fn spawn_driver(
                         Ok(m) => {
                             let (topic, partition, offset) = (m.topic().to_string(), m.partition(), m.offset());
                             drop(m);
-                            tracing::warn!(tenant = %shared.tenant, pipeline = %shared.name, %topic, partition, offset, "message arrived on the main queue; re-reading it through its partition");
+                            shared.recorder.in_span(|| tracing::warn!(%topic, partition, offset, "message arrived on the main queue; re-reading it through its partition"));
                             if let Err(e) = consumer.seek(&topic, partition, Offset::Offset(offset), Duration::from_secs(10)) {
-                                tracing::error!(tenant = %shared.tenant, pipeline = %shared.name, "seek after main-queue message failed: {e}");
+                                shared.recorder.in_span(|| tracing::error!("seek after main-queue message failed: {e}"));
                             }
                         }
                         Err(e) => {
@@ -415,7 +415,9 @@ impl PipelineHandle {
         })
         .await
         .context("shutting down the pipeline")?;
-        tracing::info!(tenant = %self.shared.tenant, pipeline = %self.shared.name, "pipeline stopped");
+        self.shared
+            .recorder
+            .in_span(|| tracing::info!("pipeline stopped"));
         Ok(self.shared.recorder.stats())
     }
 }

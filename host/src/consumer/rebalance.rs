@@ -55,7 +55,9 @@ impl PipelineContext {
         for tp in assigned {
             shared.partitions.assign(tp, |stop, done| {
                 let Some(queue) = consumer.split_partition_queue(&tp.topic, tp.partition) else {
-                    tracing::error!(tenant = %shared.tenant, pipeline = %shared.name, partition = %tp, "cannot split the partition queue");
+                    shared.recorder.in_span(
+                        || tracing::error!(partition = %tp, "cannot split the partition queue"),
+                    );
                     return;
                 };
                 let member: Arc<dyn GroupMember> = Arc::new(Arc::downgrade(&consumer));
@@ -104,7 +106,7 @@ impl ConsumerContext for PipelineContext {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let revoked = partitions_of(tpl);
-                tracing::info!(tenant = %shared.tenant, pipeline = %shared.name, partitions = ?revoked.iter().map(ToString::to_string).collect::<Vec<_>>(), "partitions revoked");
+                shared.recorder.in_span(|| tracing::info!(partitions = ?revoked.iter().map(ToString::to_string).collect::<Vec<_>>(), "partitions revoked"));
                 let how = match consumer.assignment_lost() {
                     true => Release::Lost,
                     false => Release::Revoke,
@@ -119,7 +121,9 @@ impl ConsumerContext for PipelineContext {
             }
             Rebalance::Assign(_) => {}
             Rebalance::Error(e) => {
-                tracing::warn!(tenant = %shared.tenant, pipeline = %shared.name, "rebalance error: {e}");
+                shared
+                    .recorder
+                    .in_span(|| tracing::warn!("rebalance error: {e}"));
             }
         }
     }

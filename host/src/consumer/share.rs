@@ -85,7 +85,9 @@ async fn connect(shared: &PipelineState) -> Option<ShareConsumer> {
     };
     match connected {
         Ok(Ok(consumer)) => {
-            tracing::info!(tenant = %shared.tenant, pipeline = %shared.name, %group, member = consumer.member_id(), "joined the share group");
+            shared.recorder.in_span(
+                || tracing::info!(%group, member = consumer.member_id(), "joined the share group"),
+            );
             Some(consumer)
         }
         Ok(Err(e)) => {
@@ -134,10 +136,10 @@ async fn set_start(shared: &PipelineState, group: &str) {
     match set {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            tracing::warn!(tenant = %shared.tenant, pipeline = %shared.name, %group, "cannot set the share group's share.auto.offset.reset to {start}: {e}; the group's own setting applies")
+            shared.recorder.in_span(|| tracing::warn!(%group, "cannot set the share group's share.auto.offset.reset to {start}: {e}; the group's own setting applies"))
         }
         Err(_) => {
-            tracing::warn!(tenant = %shared.tenant, pipeline = %shared.name, %group, "setting the share group's share.auto.offset.reset timed out; the group's own setting applies")
+            shared.recorder.in_span(|| tracing::warn!(%group, "setting the share group's share.auto.offset.reset timed out; the group's own setting applies"))
         }
     }
 }
@@ -308,7 +310,7 @@ impl ShareWorker {
         if !self.consumer.supports_renew() {
             if !self.lock_warning_logged {
                 self.lock_warning_logged = true;
-                tracing::warn!(tenant = %self.shared.tenant, pipeline = %self.shared.name, "handlers outlast the acquisition lock ({} ms) and the broker cannot renew locks (Kafka 4.2+): such records are delivered again; lower max_in_flight or the deadline, or raise share.record.lock.duration.ms", lock.as_millis());
+                self.shared.recorder.in_span(|| tracing::warn!("handlers outlast the acquisition lock ({} ms) and the broker cannot renew locks (Kafka 4.2+): such records are delivered again; lower max_in_flight or the deadline, or raise share.record.lock.duration.ms", lock.as_millis()));
             }
             return;
         }
@@ -366,7 +368,12 @@ impl ShareWorker {
             self.finished(d);
         }
         if unfinished > 0 {
-            tracing::warn!(tenant = %self.shared.tenant, pipeline = %self.shared.name, unfinished, "records still being handled after the drain timeout are released");
+            self.shared.recorder.in_span(|| {
+                tracing::warn!(
+                    unfinished,
+                    "records still being handled after the drain timeout are released"
+                )
+            });
         }
         if self.shared.crashed.is_cancelled() {
             // Leaving like a crash: the broker releases every record this member held.
@@ -378,7 +385,9 @@ impl ShareWorker {
         match consumer.close().await {
             Ok(report) => ShareAcknowledged { report }.emit(&shared.recorder),
             Err(e) => {
-                tracing::warn!(tenant = %shared.tenant, pipeline = %shared.name, "leaving the share group: {e}");
+                shared
+                    .recorder
+                    .in_span(|| tracing::warn!("leaving the share group: {e}"));
             }
         }
     }

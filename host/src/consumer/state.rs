@@ -86,7 +86,11 @@ impl PipelineState {
             Arc::from(config.name.as_str()),
             Arc::from(config.tenant.as_str()),
         );
-        let partitions = Assignments::new(&tenant, &name, config.drain_timeout, shutdown.clone());
+        let partitions = Assignments::new(
+            recorder.span().clone(),
+            config.drain_timeout,
+            shutdown.clone(),
+        );
         PipelineState {
             name,
             tenant,
@@ -110,7 +114,8 @@ impl PipelineState {
     pub(super) fn crash(&self, reason: String) {
         if self.crash_reason.set(reason).is_ok() {
             let reason = self.crash_reason.get().map_or("", String::as_str);
-            tracing::error!(tenant = %self.tenant, pipeline = %self.name, "pipeline crashed: {reason}");
+            self.recorder
+                .in_span(|| tracing::error!("pipeline crashed: {reason}"));
         }
         self.crashed.cancel();
     }
@@ -171,7 +176,9 @@ impl PipelineState {
             if let Err(e) =
                 tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
             {
-                tracing::error!(tenant = %self.tenant, pipeline = %self.name, partition = %tp, "bad commit offset {offset}: {e}");
+                self.recorder.in_span(
+                    || tracing::error!(partition = %tp, "bad commit offset {offset}: {e}"),
+                );
             }
         }
         match consumer.commit(&tpl, CommitMode::Sync) {

@@ -12,7 +12,7 @@ pub(crate) struct TransactionsReady<'a> {
 
 impl TransactionsReady<'_> {
     pub(crate) fn emit(self, to: &Recorder) {
-        tracing::debug!(tenant = %to.tenant, pipeline = %to.pipeline, partition = %self.tp, id = self.id, "transactions ready");
+        to.in_span(|| tracing::debug!(partition = %self.tp, id = self.id, "transactions ready"));
     }
 }
 
@@ -24,7 +24,7 @@ pub(crate) struct TransactionsUnavailable<'a> {
 
 impl TransactionsUnavailable<'_> {
     pub(crate) fn emit(self, to: &Recorder) {
-        tracing::warn!(tenant = %to.tenant, pipeline = %to.pipeline, partition = %self.tp, "{:#}; retrying", self.error);
+        to.in_span(|| tracing::warn!(partition = %self.tp, "{:#}; retrying", self.error));
     }
 }
 
@@ -38,7 +38,7 @@ impl OffsetsCommitted<'_> {
     pub(crate) fn emit(self, to: &Recorder) {
         to.metrics.commits.increment(1);
         to.commit_faults.recovered();
-        tracing::debug!(tenant = %to.tenant, pipeline = %to.pipeline, offsets = ?self.offsets, "committed");
+        to.in_span(|| tracing::debug!(offsets = ?self.offsets, "committed"));
     }
 }
 
@@ -75,7 +75,7 @@ impl TransactionCommitted<'_> {
         }
         to.metrics.commits.increment(1);
         to.commit_faults.recovered();
-        tracing::debug!(tenant = %to.tenant, pipeline = %to.pipeline, partition = %self.tp, messages = committed.messages, "transaction committed");
+        to.in_span(|| tracing::debug!(partition = %self.tp, messages = committed.messages, "transaction committed"));
     }
 }
 
@@ -119,7 +119,7 @@ impl TransactionFailed<'_> {
     pub(crate) fn emit(self, to: &Recorder) {
         to.outputs.transactions_aborted.increment(1);
         if self.leaving {
-            tracing::info!(tenant = %to.tenant, pipeline = %to.pipeline, partition = %self.tp, "transaction not committed on leaving the partition ({}); its next owner handles those messages again", self.reason);
+            to.in_span(|| tracing::info!(partition = %self.tp, "transaction not committed on leaving the partition ({}); its next owner handles those messages again", self.reason));
         }
     }
 }

@@ -86,32 +86,32 @@ impl DeliveryEvent {
             to.topic.redeliveries.increment(1);
         }
         if span.is_disabled() {
-            self.log(to);
+            // The message's span is filtered out: the pipeline's still names the tenant.
+            to.recorder.in_span(|| self.log());
         } else {
             span.record("outcome", self.outcome.label());
-            span.in_scope(|| self.log(to));
+            span.in_scope(|| self.log());
         }
         if let Some(sink) = &to.recorder.sink {
             let _ = sink.send(self);
         }
     }
 
-    fn log(&self, to: &Observers<'_>) {
-        let (tenant, pipeline) = (&*to.recorder.tenant, &*to.recorder.pipeline);
+    fn log(&self) {
         let partition = format_args!("{}/{}", self.topic, self.partition);
         let (offset, attempt) = (self.offset, self.attempt);
         let (action, verdict) = (self.action.name(), self.verdict.name());
         match &self.outcome.end {
             CallEnd::Trapped { kind, stderr, .. } => tracing::warn!(
-                tenant, pipeline, %partition, offset, attempt, trap = %kind, %action, %verdict,
+                %partition, offset, attempt, trap = %kind, %action, %verdict,
                 guest_output = %stderr.trim_end(),
                 "handler trapped; instance discarded: {}", self.outcome.reason()
             ),
             CallEnd::Failed { message, .. } => tracing::debug!(
-                tenant, pipeline, %partition, offset, attempt, %action, %verdict, "handler error: {message}"
+                %partition, offset, attempt, %action, %verdict, "handler error: {message}"
             ),
             _ => tracing::debug!(
-                tenant, pipeline, %partition, offset, attempt, outcome = %self.outcome.label(), %action, %verdict, "handled"
+                %partition, offset, attempt, outcome = %self.outcome.label(), %action, %verdict, "handled"
             ),
         }
     }

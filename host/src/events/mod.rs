@@ -51,8 +51,8 @@ pub type EventSink = UnboundedSender<DeliveryEvent>;
 /// Where one pipeline's events are recorded: its series, its fault logs, its readiness and its
 /// event stream.
 pub(crate) struct Recorder {
-    pub(crate) tenant: Arc<str>,
-    pub(crate) pipeline: Arc<str>,
+    /// Names the tenant and the pipeline in every log line the pipeline writes.
+    span: tracing::Span,
     metrics: PipelineMetrics,
     outputs: OutputMetrics,
     /// Only a share-group pipeline has these series.
@@ -76,8 +76,10 @@ impl Recorder {
     ) -> Self {
         let fault_log = |what| FaultLog::new(what, tenant, pipeline);
         Recorder {
-            tenant: tenant.into(),
-            pipeline: pipeline.into(),
+            // ERROR level, so it is on whatever the filter: a warning must name its pipeline
+            // too. It is entered only to log, never across an await, so it costs nothing per
+            // message.
+            span: tracing::error_span!("pipeline", tenant, pipeline),
             metrics: PipelineMetrics::new(tenant, pipeline),
             outputs: OutputMetrics::new(tenant, pipeline),
             share: share.then(|| ShareMetrics::new(tenant, pipeline)),
@@ -88,6 +90,17 @@ impl Recorder {
             output_faults: fault_log("output write"),
             sink,
         }
+    }
+
+    /// Runs `log` (a log line) inside the pipeline's span, so the line names the tenant and the
+    /// pipeline.
+    pub(crate) fn in_span<R>(&self, log: impl FnOnce() -> R) -> R {
+        self.span.in_scope(log)
+    }
+
+    /// The span that names the pipeline, for parts that log on their own.
+    pub(crate) fn span(&self) -> &tracing::Span {
+        &self.span
     }
 
     /// The series of messages read from `topic`; a worker creates them once.

@@ -44,9 +44,9 @@ impl ShareAcknowledged {
                 if let Some(m) = &to.share {
                     m.lock_expiries.increment(1);
                 }
-                tracing::warn!(tenant = %to.tenant, pipeline = %to.pipeline, record = %failure.record, "the acquisition lock ran out before the {:?} reached the broker; the record is delivered again", failure.kind);
+                to.in_span(|| tracing::warn!(record = %failure.record, "the acquisition lock ran out before the {:?} reached the broker; the record is delivered again", failure.kind));
             } else {
-                tracing::warn!(tenant = %to.tenant, pipeline = %to.pipeline, record = %failure.record, "the broker refused the {:?}: {}; the record is delivered again", failure.kind, failure.error);
+                to.in_span(|| tracing::warn!(record = %failure.record, "the broker refused the {:?}: {}; the record is delivered again", failure.kind, failure.error));
             }
         }
     }
@@ -65,6 +65,6 @@ impl AcknowledgeRefused<'_> {
         if let Some(m) = &to.share {
             m.lock_expiries.increment(1);
         }
-        tracing::warn!(tenant = %to.tenant, pipeline = %to.pipeline, record = %self.record, "cannot acknowledge ({:?}): {}; the broker delivers the record again", self.kind, self.error);
+        to.in_span(|| tracing::warn!(record = %self.record, "cannot acknowledge ({:?}): {}; the broker delivers the record again", self.kind, self.error));
     }
 }

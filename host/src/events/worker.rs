@@ -83,11 +83,11 @@ impl TrapCoolDown<'_> {
         to.topic.trap_pauses.increment(1);
         if self.streak == self.threshold {
             let r = to.recorder;
-            tracing::warn!(
-                tenant = %r.tenant, pipeline = %r.pipeline, partition = %self.tp,
+            r.in_span(|| tracing::warn!(
+                partition = %self.tp,
                 "{} calls in a row trapped: each next call waits (backoff, {} ms now) until one does not trap",
                 self.streak, self.wait.as_millis()
-            );
+            ));
         }
     }
 }
@@ -104,10 +104,10 @@ impl Redelivering<'_> {
     pub(crate) fn emit(self, to: &Recorder) {
         to.health.failing(self.tp, self.offset, self.attempt);
         if self.attempt >= REPEATED_FAILURE_WARN_AT {
-            tracing::warn!(
-                tenant = %to.tenant, pipeline = %to.pipeline, partition = %self.tp, offset = self.offset, attempt = self.attempt,
+            to.in_span(|| tracing::warn!(
+                partition = %self.tp, offset = self.offset, attempt = self.attempt,
                 "message keeps failing; the partition waits for it (nothing after it is handled)"
-            );
+            ));
         }
     }
 }
@@ -124,12 +124,12 @@ impl Paused<'_> {
     pub(crate) fn emit(self, to: &Recorder) {
         to.health.paused(self.tp, self.offset, self.attempt);
         to.metrics.paused.increment(1);
-        tracing::error!(
-            tenant = %to.tenant, pipeline = %to.pipeline, partition = %self.tp, offset = self.offset, attempt = self.attempt,
+        to.in_span(|| tracing::error!(
+            partition = %self.tp, offset = self.offset, attempt = self.attempt,
             "PARTITION PAUSED: {}; there is no dead_letter_topic, so nothing after this message \
              is handled until a new plugin version is loaded (hot reload or SIGHUP) or the pipeline \
              gets a dead_letter_topic", self.reason
-        );
+        ));
     }
 }
 
@@ -145,7 +145,7 @@ impl Resumed<'_> {
     pub(crate) fn emit(self, to: &Recorder) {
         to.metrics.paused.decrement(1);
         if self.by_new_version {
-            tracing::info!(tenant = %to.tenant, pipeline = %to.pipeline, partition = %self.tp, offset = self.offset, "new plugin version: resuming the paused partition");
+            to.in_span(|| tracing::info!(partition = %self.tp, offset = self.offset, "new plugin version: resuming the paused partition"));
         }
     }
 }
@@ -159,7 +159,7 @@ impl PartitionsAssigned<'_> {
     pub(crate) fn emit(self, to: &Recorder) {
         to.health.joined();
         let partitions: Vec<String> = self.partitions.iter().map(ToString::to_string).collect();
-        tracing::info!(tenant = %to.tenant, pipeline = %to.pipeline, ?partitions, "partitions assigned");
+        to.in_span(|| tracing::info!(?partitions, "partitions assigned"));
     }
 }
 

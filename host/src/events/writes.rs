@@ -71,17 +71,16 @@ impl DeadLettered<'_> {
         let r = to.recorder;
         to.topic.dead_letters.increment(1);
         r.dead_letter_faults.recovered();
-        let (tenant, pipeline) = (&*r.tenant, &*r.pipeline);
-        match self.written_to {
+        r.in_span(|| match self.written_to {
             Some((partition, at)) => tracing::info!(
-                tenant, pipeline, partition = %self.tp, offset = self.offset,
+                partition = %self.tp, offset = self.offset,
                 "dead-lettered to {}/{partition} at offset {at}: {}", self.dead_letter_topic, self.reason
             ),
             None => tracing::info!(
-                tenant, pipeline, partition = %self.tp, offset = self.offset,
+                partition = %self.tp, offset = self.offset,
                 "dead-lettered to {} in the partition's transaction: {}", self.dead_letter_topic, self.reason
             ),
-        }
+        })
     }
 }
 
