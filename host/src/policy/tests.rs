@@ -74,12 +74,29 @@ fn settlement_table() {
     }
 }
 
+/// Checks `read` of the first delivery's settlement for every policy × outcome of
+/// [`table_outcomes`], without a dead-letter topic and with one (`max_attempts` 5).
+fn check_first_deliveries<T: PartialEq + std::fmt::Debug>(
+    table: [(AckPolicy, [[T; 2]; 6]); 5],
+    read: fn(&Settlement) -> T,
+) {
+    let outcomes = table_outcomes();
+    for (policy, row) in table {
+        for ((name, outcome), expected) in outcomes.iter().zip(row) {
+            let cells = [rules(policy, Some(5), false), rules(policy, Some(5), true)];
+            for (rules, expected) in cells.into_iter().zip(expected) {
+                let settled = rules.settle(outcome, 1, 1);
+                assert_eq!(read(&settled), expected, "{policy} {name} {rules:?}");
+            }
+        }
+    }
+}
+
 /// Every policy × outcome, in a share group with a dead-letter topic and without: the
 /// acknowledgement. `A` accept, `R` release, `J` reject.
 #[test]
 fn share_acknowledgement_table() {
     use ShareAcknowledgement::{Accept as A, Reject as J, Release as R};
-    let outcomes = table_outcomes();
     #[rustfmt::skip]
     let table: [(AckPolicy, [[ShareAcknowledgement; 2]; 6]); 5] = [
         //               ok      error   fatal   trap    nack    reject
@@ -89,19 +106,7 @@ fn share_acknowledgement_table() {
         (RejectOnError, [[A, A], [J, J], [J, J], [J, J], [R, R], [J, J]]),
         (NackOnError,   [[A, A], [R, R], [J, J], [R, R], [R, R], [J, J]]),
     ];
-    for (policy, row) in table {
-        for ((name, outcome), expected) in outcomes.iter().zip(row) {
-            let cells = [rules(policy, Some(5), false), rules(policy, Some(5), true)];
-            for (rules, expected) in cells.into_iter().zip(expected) {
-                let settled = rules.settle(outcome, 1, 1);
-                assert_eq!(
-                    settled.share_acknowledgement(),
-                    expected,
-                    "{policy} {name} {rules:?}"
-                );
-            }
-        }
-    }
+    check_first_deliveries(table, Settlement::share_acknowledgement);
     // The delivery that uses up `max_attempts`: dead-lettered then rejected, or (without a
     // topic) released to come back.
     let exhausted = |dead_letters| {
@@ -118,7 +123,6 @@ fn share_acknowledgement_table() {
 fn batch_goes_on_table() {
     const Y: bool = true;
     const N: bool = false;
-    let outcomes = table_outcomes();
     #[rustfmt::skip]
     let table: [(AckPolicy, [[bool; 2]; 6]); 5] = [
         //               ok      error   fatal   trap    nack    reject
@@ -128,19 +132,7 @@ fn batch_goes_on_table() {
         (RejectOnError, [[Y, Y], [Y, N], [Y, N], [Y, N], [N, N], [Y, N]]),
         (NackOnError,   [[Y, Y], [N, N], [Y, N], [N, N], [N, N], [Y, N]]),
     ];
-    for (policy, row) in table {
-        for ((name, outcome), expected) in outcomes.iter().zip(row) {
-            let cells = [rules(policy, Some(5), false), rules(policy, Some(5), true)];
-            for (rules, expected) in cells.into_iter().zip(expected) {
-                let settled = rules.settle(outcome, 1, 1);
-                assert_eq!(
-                    settled.lets_the_batch_go_on(),
-                    expected,
-                    "{policy} {name} {rules:?}"
-                );
-            }
-        }
-    }
+    check_first_deliveries(table, Settlement::lets_the_batch_go_on);
 }
 
 /// Every policy × outcome: are the attempt's outputs published? `Y` yes, `-` no.
