@@ -42,9 +42,9 @@ impl fmt::Display for TopicPartition {
 pub enum Completion {
     /// Acked or rejected: the commit point may move past it.
     Settled,
-    /// Handled but left unsettled (`MANUAL`/`ACK_FIRST` without a decision): it does not hold back
-    /// a later settled message, and does not move the commit point by itself.
-    Unsettled,
+    /// Left for a later commit (verdict `Leave`: `MANUAL`/`ACK_FIRST` without a decision): it
+    /// does not hold back a later settled message, and does not move the commit point by itself.
+    Left,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +84,7 @@ impl PartitionProgress {
                     self.committable = Some(entry.key() + 1);
                     entry.remove();
                 }
-                State::Done(Completion::Unsettled) => {
+                State::Done(Completion::Left) => {
                     entry.remove();
                 }
             }
@@ -181,7 +181,7 @@ mod tests {
         let mut p = PartitionProgress::default();
         p.begin(0);
         p.begin(1);
-        p.complete(0, Completion::Unsettled);
+        p.complete(0, Completion::Left);
         assert_eq!(p.commit_due(), None);
         p.complete(1, Completion::Settled);
         assert_eq!(p.commit_due(), Some(2));

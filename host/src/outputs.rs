@@ -1,7 +1,7 @@
 //! What a handler sends to output topics during one call (`producer.send`), and the per-call
 //! bounds on it. Whether an attempt's outputs are published is the policy's business
-//! ([`crate::policy::Settlement::publishes_outputs`]); writing them is [`crate::output_writer`]'s
-//! (at least once) or [`crate::transactions`]' (exactly once).
+//! ([`crate::policy::Settlement::publishes_outputs`]); writing them is `crate::output_writer`'s
+//! (at least once) or `crate::transactions`' (exactly once).
 
 use crate::bindings::ackbar::plugin::producer::SendError;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ pub struct OutputRules {
     pub topics: Vec<String>,
     /// Records one call may send.
     pub max_records: usize,
-    /// Bytes one call may send, counted by [`record_bytes`].
+    /// Bytes one call may send, counted by `record_bytes`.
     pub max_bytes: usize,
 }
 
@@ -90,7 +90,7 @@ impl SendRefusals {
 pub struct Outputs {
     /// Accepted records, in the order the handler sent them.
     pub records: Vec<OutputRecord>,
-    /// Their size by [`record_bytes`].
+    /// Their size by `record_bytes`.
     pub bytes: usize,
     /// Sends that returned an error to the guest.
     pub refused: SendRefusals,

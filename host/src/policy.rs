@@ -5,7 +5,25 @@
 //! (the contract in `docs/src/ack-policies.md`); [`DeliveryRules::settle`] adds the retry cap
 //! (`max_attempts`), the dead-letter topic and the backoff, and its [`Settlement`] is what the
 //! workers (`consumer/verdict.rs`) and `ackbar invoke` carry out. A share group acknowledges
-//! each record as [`Settlement::share_acknowledgement`] says.
+//! each record as `Settlement::share_acknowledgement` says.
+//!
+//! # Words
+//!
+//! One vocabulary, used by every worker, event and log line:
+//!
+//! 1. **outcome** ([`Outcome`]): how one handler call ended (returned, failed, trapped,
+//!    interrupted) and the guest's explicit decision, if it made one;
+//! 2. **action** ([`Action`]): what the ack policy does with the offset: commit, redeliver,
+//!    reject, or nothing ([`decide`]);
+//! 3. **verdict** ([`Verdict`]): what the pipeline does next, once the retry cap, the
+//!    dead-letter topic and the backoff have had their say: commit, dead-letter then commit,
+//!    redeliver after a wait, pause, or leave for a later commit. Action and verdict together are
+//!    the delivery's **settlement** ([`Settlement`], from [`DeliveryRules::settle`]).
+//!
+//! A worker **carries out** the verdict; the message is then **settled** (its offset may be
+//! committed: `Completion::Settled`) or **left** for a later commit (`Completion::Left`). A
+//! message whose worker stops before that is **abandoned**: it stays uncommitted and is read
+//! again by the partition's next owner.
 
 use crate::outcome::{CallEnd, Decision, ErrorKind, Outcome};
 use serde::Deserialize;

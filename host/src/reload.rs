@@ -113,7 +113,7 @@ impl PluginSlot {
         self.retired_instances.load(Ordering::Relaxed) + self.current().instances_created()
     }
 
-    /// The file [`reload`](Self::reload) reads; after a [`switch_to`](Self::switch_to) that
+    /// The file [`reload`](Self::reload) reads; after a `switch_to` that
     /// succeeded, the new one.
     pub fn path(&self) -> PathBuf {
         self.path.lock().unwrap_or_else(|e| e.into_inner()).clone()

@@ -55,7 +55,7 @@ pub(crate) struct Stats {
     pub(crate) batched_messages: Total,
 }
 
-/// A point-in-time copy of [`Stats`].
+/// A point-in-time copy of `Stats`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct StatsSnapshot {
     /// Deliveries handled; each redelivery counts again.
@@ -68,13 +68,13 @@ pub struct StatsSnapshot {
     pub traps: u64,
     /// Calls ended by `acker.interrupt`.
     pub interrupts: u64,
-    /// Deliveries per [`Action`]: what the policy did with their offsets.
+    /// Deliveries per `Action`: what the policy did with their offsets.
     pub commit_actions: u64,
-    /// Deliveries whose action was [`Action::Redeliver`].
+    /// Deliveries whose action was `Action::Redeliver`.
     pub redeliver_actions: u64,
-    /// Deliveries whose action was [`Action::Reject`].
+    /// Deliveries whose action was `Action::Reject`.
     pub reject_actions: u64,
-    /// Deliveries whose action was [`Action::Nothing`].
+    /// Deliveries whose action was `Action::Nothing`.
     pub nothing_actions: u64,
     /// Successful commit requests; 0 under `ACK_FIRST`, whose commits librdkafka makes.
     pub commits: u64,

@@ -85,9 +85,9 @@ impl DeliveryGuarantee {
 /// comes first, and before its partition is released.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransactionSizing {
-    /// Settled messages per transaction, at most (default [`DEFAULT_TRANSACTION_MESSAGES`]).
+    /// Settled messages per transaction, at most (default `DEFAULT_TRANSACTION_MESSAGES`).
     pub max_messages: usize,
-    /// Longest a transaction stays open (default [`DEFAULT_TRANSACTION_MS`] ms): also how long a
+    /// Longest a transaction stays open (default `DEFAULT_TRANSACTION_MS` ms): also how long a
     /// `read_committed` reader waits, at most, for an output.
     pub max_age: Duration,
     /// The transactional id of input partition P of topic T is `{id_prefix}.T.P`; default

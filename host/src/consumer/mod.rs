@@ -1,25 +1,25 @@
 //! The Kafka side: one consumer per pipeline, one ordered worker per assigned partition.
 //!
-//! A pipeline is one consumer, one [`PipelineState`](state::PipelineState) its parts share,
+//! A pipeline is one consumer, one `PipelineState` its parts share,
 //! and one worker per partition it owns:
 //!
-//! - [`pipeline`]: start (consumer, subscription, driver thread) and shutdown.
-//! - [`rebalance`]: librdkafka's callbacks; assigns and revokes go to [`assignment`].
-//! - [`assignment`]: the life of an owned partition (consuming, draining, revoked) and the
+//! - `pipeline`: start (consumer, subscription, driver thread) and shutdown.
+//! - `rebalance`: librdkafka's callbacks; assigns and revokes go to `assignment`.
+//! - `assignment`: the life of an owned partition (consuming, draining, revoked) and the
 //!   protocol of assign, revoke, lost and shutdown.
-//! - [`partition`]: one partition's worker: takes messages from the partition's queue, hands
-//!   them to the worker of the pipeline's ordering, [`sequential`] or [`concurrent`], and gives
+//! - `partition`: one partition's worker: takes messages from the partition's queue, hands
+//!   them to the worker of the pipeline's ordering, `sequential` or `concurrent`, and gives
 //!   them back settled or not, moving the commit point.
-//! - [`verdict`]: carrying out what
+//! - `verdict`: carrying out what
 //!   [`DeliveryRules::settle`](crate::policy::DeliveryRules::settle) decided for a message:
 //!   publish, dead-letter, redeliver after the backoff, pause. Every worker goes through it.
-//! - [`commits`]: the at-least-once commit ticker and a partition's exactly-once transactions.
-//! - [`handler_call`]: one delivery's handler call under the tenant's limits, settled and
+//! - `commits`: the at-least-once commit ticker and a partition's exactly-once transactions.
+//! - `handler_call`: one delivery's handler call under the tenant's limits, settled and
 //!   recorded; both kinds of workers call through it.
-//! - [`share`]: a share-group pipeline (`group_type = "share"`), in place of [`rebalance`],
-//!   [`assignment`] and [`partition`]: one task acquires records, handles each on a task of its
+//! - `share`: a share-group pipeline (`group_type = "share"`), in place of `rebalance`,
+//!   `assignment` and `partition`: one task acquires records, handles each on a task of its
 //!   own, and acknowledges it (accept, release, reject) as it settled.
-//! - [`state`]: what they share, and the offset commit.
+//! - `state`: what they share, and the offset commit.
 
 mod assignment;
 mod batch_run;

@@ -6,7 +6,7 @@ use super::handler_call::call_context;
 use super::handler_call::HandlerCall;
 use super::partition::{begin, finished, next_message, GroupMember, Next};
 use super::state::PipelineState;
-use super::verdict::{confirm_write, Delivery, Done, Unsettled};
+use super::verdict::{confirm_write, Abandoned, Delivery, Done};
 use crate::bindings::Message;
 use crate::config::DeliveryGuarantee;
 use crate::events::ConsumeFailed;
@@ -137,7 +137,7 @@ pub(super) async fn run<C: ConsumerContext + 'static>(
             while writes.try_join_next().is_some() {}
             continue;
         }
-        let rewound = matches!(settled, Err(Unsettled::Rewound));
+        let rewound = matches!(settled, Err(Abandoned::Rewound));
         if rewound {
             release(&shared, &tp, batch.take());
         }

@@ -56,9 +56,9 @@ pub(super) struct PendingWrite {
     pub(super) attempt: u32,
 }
 
-/// Why a message left the worker unsettled.
+/// Why a message left the worker without being settled: it is abandoned to be read again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Unsettled {
+pub(super) enum Abandoned {
     /// The worker was stopped first (or the host failed): the next owner reads it again.
     Stopped,
     /// An aborted transaction rewound the partition to before it: it is delivered again.
@@ -76,7 +76,7 @@ impl Delivery<'_> {
         &self,
         mut message: Message,
         mut first: Option<FirstCall>,
-    ) -> Result<Done, Unsettled> {
+    ) -> Result<Done, Abandoned> {
         let shared = self.call.shared;
         let tp = self.call.tp;
         let offset = message.offset;
@@ -95,7 +95,7 @@ impl Delivery<'_> {
                         .call
                         .once(&pool, &message, tries)
                         .await
-                        .ok_or(Unsettled::Stopped)?;
+                        .ok_or(Abandoned::Stopped)?;
                     (pool, called)
                 }
             };
@@ -104,7 +104,7 @@ impl Delivery<'_> {
                 verdict @ (Verdict::Commit | Verdict::Leave) => {
                     let how = match verdict {
                         Verdict::Commit => Completion::Settled,
-                        _ => Completion::Unsettled,
+                        _ => Completion::Left,
                     };
                     if publishes {
                         if let Some(queued) = self.queue_write(&called.outputs) {
@@ -119,7 +119,7 @@ impl Delivery<'_> {
                             });
                         }
                         if !self.publish(offset, attempt, &called.outputs).await {
-                            return Err(Unsettled::Stopped);
+                            return Err(Abandoned::Stopped);
                         }
                     }
                     if let Some(c) = self.transactions {
@@ -150,7 +150,7 @@ impl Delivery<'_> {
                     }
                     return match self.dead_letter(writer, &letter).await {
                         true => Ok(Done::now(Completion::Settled)),
-                        false => Err(Unsettled::Stopped),
+                        false => Err(Abandoned::Stopped),
                     };
                 }
                 Verdict::Pause => {
@@ -158,7 +158,7 @@ impl Delivery<'_> {
                     self.commit_before_waiting().await?;
                     let version = pool.plugin().version_shared();
                     if !self.pause(offset, attempt, version, &reason).await {
-                        return Err(Unsettled::Stopped);
+                        return Err(Abandoned::Stopped);
                     }
                     tries = 0;
                 }
@@ -171,7 +171,7 @@ impl Delivery<'_> {
                     .emit(&shared.recorder);
                     self.commit_before_waiting().await?;
                     if !self.sleep(wait).await {
-                        return Err(Unsettled::Stopped);
+                        return Err(Abandoned::Stopped);
                     }
                 }
             }
@@ -182,13 +182,13 @@ impl Delivery<'_> {
     /// Exactly once: commits what settled before this message, so a message that waits (for
     /// its redelivery, or paused) does not hold back the ones before it, nor keep their
     /// transaction open until the broker's timeout aborts it.
-    async fn commit_before_waiting(&self) -> Result<(), Unsettled> {
+    async fn commit_before_waiting(&self) -> Result<(), Abandoned> {
         match self.transactions {
             None => Ok(()),
             Some(c) => match c.commit().await {
                 Flow::Committed => Ok(()),
-                Flow::Rewound => Err(Unsettled::Rewound),
-                Flow::Stop => Err(Unsettled::Stopped),
+                Flow::Rewound => Err(Abandoned::Rewound),
+                Flow::Stop => Err(Abandoned::Stopped),
             },
         }
     }

@@ -1,22 +1,22 @@
 //! What happened, recorded once. Everything a pipeline does that someone may watch is a typed
 //! event, and an event's `emit` is the only place that feeds the pipeline's Prometheus series
-//! (and through them its [`Stats`](crate::stats::Stats)), its log lines, its [`Health`] and the
+//! (and through them its `Stats`), its log lines, its [`Health`] and the
 //! event stream that `ackbar demo` and the tests read. Workers decide; events record.
 //!
 //! | event | when |
 //! |---|---|
 //! | [`DeliveryEvent`] | a handler call on a message ended and was settled |
-//! | [`BatchCalled`], [`TrapCoolDown`] | a `handle-batch` call started; a call waits after traps |
-//! | [`MessageTaken`], [`MessageDone`] | a message entered a worker; it left, settled or not |
-//! | [`Redelivering`], [`Paused`], [`Resumed`] | a message waits for its next delivery, or stops its partition |
-//! | [`OutputsWritten`], [`OutputWriteFailed`], [`SendsRefused`] | an attempt's outputs reached the broker, or did not |
-//! | [`DeadLettered`], [`DeadLetterFailed`] | a dead letter was written, or its write failed |
-//! | [`OffsetsCommitted`], [`CommitFailed`] | an at-least-once offset commit |
-//! | [`TransactionsReady`], [`TransactionsUnavailable`] | a partition's transactional producer started, or not yet |
-//! | [`TransactionCommitted`], [`TransactionAborted`], [`TransactionFailed`] | an exactly-once transaction ended |
-//! | [`Consumed`], [`ConsumeFailed`] | reading from the broker works again, or failed |
-//! | [`PartitionsAssigned`], [`PartitionsRevoked`] | the pipeline's partitions changed |
-//! | [`ShareAcquired`], [`ShareAcknowledged`], [`AcknowledgeRefused`] | share-group records acquired and acknowledged |
+//! | `BatchCalled`, `TrapCoolDown` | a `handle-batch` call started; a call waits after traps |
+//! | `MessageTaken`, `MessageDone` | a message entered a worker; it left, settled or not |
+//! | `Redelivering`, `Paused`, `Resumed` | a message waits for its next delivery, or stops its partition |
+//! | `OutputsWritten`, `OutputWriteFailed`, `SendsRefused` | an attempt's outputs reached the broker, or did not |
+//! | `DeadLettered`, `DeadLetterFailed` | a dead letter was written, or its write failed |
+//! | `OffsetsCommitted`, `CommitFailed` | an at-least-once offset commit |
+//! | `TransactionsReady`, `TransactionsUnavailable` | a partition's transactional producer started, or not yet |
+//! | `TransactionCommitted`, `TransactionAborted`, `TransactionFailed` | an exactly-once transaction ended |
+//! | `Consumed`, `ConsumeFailed` | reading from the broker works again, or failed |
+//! | `PartitionsAssigned`, `PartitionsRevoked` | the pipeline's partitions changed |
+//! | `ShareAcquired`, `ShareAcknowledged`, `AcknowledgeRefused` | share-group records acquired and acknowledged |
 
 mod commits;
 mod delivery;

@@ -274,7 +274,7 @@ impl PluginRuntime {
         self.load_granted(path, bytes, limits, Arc::default())
     }
 
-    /// Like [`load_bytes`](Self::load_bytes), for a guest granted `grants`.
+    /// Like `load_bytes`, for a guest granted `grants`.
     pub fn load_granted(
         &self,
         path: &Path,
@@ -414,7 +414,7 @@ pub struct Plugin {
 
 impl Plugin {
     /// The file the plugin was loaded from; for
-    /// [`load_bytes`](PluginRuntime::load_bytes), the path its messages name.
+    /// `load_bytes`, the path its messages name.
     pub fn path(&self) -> &Path {
         &self.path
     }
