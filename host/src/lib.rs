@@ -49,6 +49,7 @@ pub mod bindings;
 pub mod cli;
 pub mod config;
 pub mod consumer;
+pub mod control;
 mod deadletter;
 pub mod embedded;
 pub mod events;
