@@ -63,6 +63,9 @@ pub struct Config {
     /// Every pipeline: the top-level `[[pipeline]]`s, then those under `[[tenant.pipeline]]`.
     /// Names are unique.
     pub pipelines: Vec<PipelineConfig>,
+    /// What a pipeline deployed later is checked against: the file's tenants as written and
+    /// its `[kafka]` properties.
+    bounds: validate::DeployBounds,
 }
 
 impl Config {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
     pub(super) brokers: Option<String>,
@@ -27,7 +27,7 @@ pub(super) struct RawConfig {
     pub(super) tenants: Vec<RawTenant>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPipeline {
     pub(super) name: String,
@@ -76,7 +76,7 @@ pub(super) struct RawPipeline {
 
 /// `[pipeline.transaction]`: how settled messages are grouped into transactions
 /// (`delivery = "exactly-once"`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTransactions {
     pub(super) max_messages: Option<u32>,
@@ -116,7 +116,7 @@ pub(super) fn default_connect_timeout_ms() -> u64 {
 }
 
 /// A pipeline's own limits; unset ones come from its tenant, then from the defaults.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawLimits {
     pub(super) deadline_ms: Option<u64>,
@@ -124,7 +124,7 @@ pub(super) struct RawLimits {
     pub(super) fuel: Option<u64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTenant {
     pub name: String,
@@ -146,7 +146,7 @@ pub(super) struct RawTenant {
     pub pipelines: Vec<RawPipeline>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTenantLimits {
     pub deadline_ms: Option<u64>,
@@ -161,7 +161,7 @@ pub(super) struct RawTenantLimits {
     pub log_lines_per_sec: Option<u32>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawGrants {
     pub read_only_dir: Option<RawDir>,
@@ -171,7 +171,7 @@ pub(super) struct RawGrants {
     pub http_hosts: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDir {
     pub host: PathBuf,

@@ -1,5 +1,6 @@
 //! The configuration's validation: every error a person can meet, word for word.
 
+mod deploy;
 mod docs;
 mod tenants;
 

@@ -3,7 +3,7 @@
 
 mod pipeline;
 
-use super::raw::{RawConfig, RawPipeline};
+use super::raw::{RawConfig, RawPipeline, RawTenant};
 use super::settings::MAX_WASM_STACK_KIB;
 use super::tenant;
 use super::*;
@@ -152,8 +152,66 @@ impl Config {
             engine: raw.engine,
             tenants,
             pipelines,
+            bounds: DeployBounds {
+                raw_tenants: raw.tenants,
+                global_kafka,
+            },
         })
     }
+
+    /// Checks a pipeline deployed to `tenant` (its `[[tenant.pipeline]]` table as TOML text,
+    /// without `plugin`, whose bytes the member already holds at `plugin`) exactly as a
+    /// pipeline of this file would be: the tenant must be declared here, and its topics,
+    /// sharing, limits and grants bound the pipeline. Errors name the deploy, the tenant, the
+    /// pipeline and the field, as the file's do.
+    pub fn deployed_pipeline(
+        &self,
+        tenant: &str,
+        spec: &str,
+        plugin: &Path,
+    ) -> Result<PipelineConfig, ConfigError> {
+        let origin = format!("deploy to tenant '{tenant}'");
+        if !self.bounds.raw_tenants.iter().any(|t| t.name == tenant) {
+            return Err(ConfigError(format!(
+                "{origin}: the tenant is not declared in this member's config; a deploy adds \
+                 pipelines to declared tenants only"
+            )));
+        }
+        let mut table: toml::Table = toml::from_str(spec)
+            .map_err(|e| ConfigError(format!("{origin}: {}", e.to_string().trim_end())))?;
+        for (field, why) in [
+            ("plugin", "the deploy names the plugin"),
+            ("tenant", "the deploy names the tenant"),
+        ] {
+            if table.contains_key(field) {
+                return Err(ConfigError(format!(
+                    "{origin}: field `{field}` cannot be set in a deployed pipeline: {why}"
+                )));
+            }
+        }
+        table.insert("plugin".into(), plugin.display().to_string().into());
+        let mut p: RawPipeline = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError(format!("{origin}: {}", e.message())))?;
+        p.tenant = Some(tenant.to_string());
+        let mut names: HashSet<String> = self.pipelines.iter().map(|p| p.name.clone()).collect();
+        let cx = PipelineContext {
+            origin: &origin,
+            base: Path::new("."),
+            tenants: &self.tenants,
+            raw_tenants: &self.bounds.raw_tenants,
+            global_kafka: &self.bounds.global_kafka,
+        };
+        validate_pipeline(p, true, &mut names, &cx)
+    }
+}
+
+/// What a pipeline deployed after load is checked against (see
+/// [`Config::deployed_pipeline`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct DeployBounds {
+    raw_tenants: Vec<RawTenant>,
+    global_kafka: BTreeMap<String, String>,
 }
 
 /// librdkafka takes every property as a string; TOML may give numbers and booleans.

@@ -1,0 +1,140 @@
+//! A pipeline deployed to a tenant after load is held to the same bounds, with the same errors,
+//! as one written in the file.
+
+use super::*;
+
+const TENANTS: &str = r#"
+[[tenant]]
+name = "shop"
+topics = ["orders", "orders.*"]
+share = { orders = ["analytics"] }
+[tenant.limits]
+memory_mib = 64
+deadline_ms = 500
+[[tenant.pipeline]]
+name = "orders"
+topics = ["orders"]
+group_id = "g"
+ack_policy = "ACK"
+plugin = "plugin.wasm"
+
+[[tenant]]
+name = "analytics"
+topics = ["clicks"]
+"#;
+
+/// The same pipeline as a deploy to `tenant` and as a `[[tenant.pipeline]]` of that tenant in
+/// the file: both results, the file's error rephrased with the deploy's origin.
+fn both_ways(
+    tenant: &str,
+    spec: &str,
+) -> (
+    Result<PipelineConfig, ConfigError>,
+    Result<PipelineConfig, ConfigError>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = parse_in(dir.path(), TENANTS).unwrap();
+    let plugin = dir.path().join("deployed.wasm");
+    std::fs::write(&plugin, b"\0asm").unwrap();
+    let deployed = config.deployed_pipeline(tenant, spec, &plugin);
+    let at = TENANTS.find(&format!("name = \"{tenant}\"")).unwrap();
+    let end = TENANTS[at..].find("\n\n").map_or(TENANTS.len(), |n| at + n);
+    // In the file, the spec's own tables are the pipeline's.
+    let in_file = format!(
+        "{}\n[[tenant.pipeline]]\nplugin = \"{}\"\n{}\n{}",
+        &TENANTS[..end],
+        plugin.display(),
+        spec.replace("[limits]", "[tenant.pipeline.limits]"),
+        &TENANTS[end..]
+    );
+    let file = Config::parse(&in_file, "ackbar.toml", dir.path()).map(|c| {
+        c.pipelines
+            .into_iter()
+            .find(|p| p.tenant == tenant && p.name != "orders")
+            .expect("the pipeline")
+    });
+    let origin = format!("deploy to tenant '{tenant}'");
+    let file = file.map_err(|e| ConfigError(e.0.replacen("ackbar.toml", &origin, 1)));
+    (deployed, file)
+}
+
+#[test]
+fn a_deployed_pipeline_inside_its_tenants_bounds_is_what_the_file_would_give() {
+    let spec = "name = \"returns\"\ntopics = [\"orders.returns\"]\ngroup_id = \"r\"\nack_policy = \"NACK_ON_ERROR\"";
+    let (deployed, file) = both_ways("shop", spec);
+    let deployed = deployed.unwrap();
+    assert_eq!(deployed, file.unwrap());
+    assert_eq!(deployed.tenant, "shop");
+    assert_eq!(
+        deployed.limits.memory_bytes,
+        64 << 20,
+        "the tenant's limits apply"
+    );
+    assert!(deployed.plugin.ends_with("deployed.wasm"));
+}
+
+#[test]
+fn a_deployed_pipeline_outside_its_tenants_bounds_gets_the_files_error() {
+    let refused = |tenant: &str, spec: &str| {
+        let (deployed, file) = both_ways(tenant, spec);
+        let error = deployed.unwrap_err();
+        assert_eq!(error, file.unwrap_err(), "the same error as in the file");
+        error.0
+    };
+    let reads_another = refused(
+        "analytics",
+        "name = \"peek\"\ntopics = [\"orders.eu\"]\ngroup_id = \"p\"\nack_policy = \"ACK\"",
+    );
+    assert!(
+        reads_another.starts_with("deploy to tenant 'analytics': tenant 'analytics': pipeline 'peek': field `topics` reads `orders.eu`, owned by tenant 'shop'"),
+        "{reads_another}"
+    );
+    let over_limit = refused(
+        "shop",
+        "name = \"big\"\ntopics = [\"orders\"]\ngroup_id = \"b\"\nack_policy = \"ACK\"\n[limits]\nmemory_mib = 128",
+    );
+    assert!(
+        over_limit.contains("pipeline 'big': field `limits.memory_mib`"),
+        "{over_limit}"
+    );
+}
+
+#[test]
+fn a_deploy_cannot_reach_outside_the_files_tenants_or_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = parse_in(dir.path(), TENANTS).unwrap();
+    let plugin = dir.path().join("plugin.wasm");
+    let spec = "name = \"x\"\ntopics = [\"clicks\"]\ngroup_id = \"x\"\nack_policy = \"ACK\"";
+    let error = |tenant: &str, spec: &str| {
+        config
+            .deployed_pipeline(tenant, spec, &plugin)
+            .unwrap_err()
+            .0
+    };
+    assert_eq!(
+        error("ghost", spec),
+        "deploy to tenant 'ghost': the tenant is not declared in this member's config; a deploy adds pipelines to declared tenants only"
+    );
+    assert_eq!(
+        error("analytics", "name = \"orders\"\ntopics = [\"clicks\"]\ngroup_id = \"x\"\nack_policy = \"ACK\""),
+        "deploy to tenant 'analytics': tenant 'analytics': pipeline 'orders': field `name` is used by another pipeline"
+    );
+    assert_eq!(
+        error("analytics", &format!("{spec}\nplugin = \"other.wasm\"")),
+        "deploy to tenant 'analytics': field `plugin` cannot be set in a deployed pipeline: the deploy names the plugin"
+    );
+    assert_eq!(
+        error("analytics", &format!("{spec}\ntenant = \"shop\"")),
+        "deploy to tenant 'analytics': field `tenant` cannot be set in a deployed pipeline: the deploy names the tenant"
+    );
+    let unknown = error("analytics", &format!("{spec}\nretries = 3"));
+    assert!(
+        unknown.starts_with("deploy to tenant 'analytics': unknown field `retries`"),
+        "{unknown}"
+    );
+    let not_toml = error("analytics", "name = ");
+    assert!(
+        not_toml.starts_with("deploy to tenant 'analytics': "),
+        "{not_toml}"
+    );
+}
