@@ -1,9 +1,13 @@
-//! The control plane's plugin store on Apache Kafka: components larger than a broker message
-//! go in as chunks and come back byte for byte, and a store that lies is refused.
+//! The control plane on Apache Kafka: components larger than a broker message go through the
+//! plugin store and come back byte for byte, a store that lies is refused, and a tenant's
+//! desired pipelines are the newest record of each.
 
 use crate::brokers::BrokerKind;
 use crate::support::*;
-use ackbar::control::{chunk_key, PluginDigest, PluginStore, CHUNK_BYTES};
+use ackbar::control::{
+    chunk_key, pipelines_topic, DesiredPipeline, DesiredState, PluginDigest, PluginStore,
+    CHUNK_BYTES,
+};
 use ackbar::kafka::{self, Record};
 use std::collections::BTreeMap;
 
@@ -120,4 +124,54 @@ async fn a_store_that_lies_is_refused_with_the_reason() {
         incomplete.contains("chunk 1 of 2 is missing"),
         "{incomplete}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_desired_pipelines_are_the_newest_record_of_each() {
+    let cluster = Cluster::on(BrokerKind::Kafka, 1).await;
+    let properties = BTreeMap::from([("bootstrap.servers".to_string(), cluster.bootstrap.clone())]);
+    let topic = pipelines_topic(&unique("ackbar"), "shop");
+    assert!(topic.ends_with(".shop.pipelines"), "{topic}");
+    let state = DesiredState::new(topic.clone(), properties);
+    state.ensure_topic().await.unwrap();
+    let read = |state: &DesiredState| {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || state.read())
+    };
+    assert!(
+        read(&state).await.unwrap().unwrap().is_empty(),
+        "a new tenant wants nothing"
+    );
+
+    let spec = "topics = [\"orders\"]\ngroup_id = \"g\"\nack_policy = \"ACK\"".to_string();
+    let desired = |pipeline: &str, plugin: &[u8], generation| DesiredPipeline {
+        pipeline: pipeline.to_string(),
+        plugin: PluginDigest::of(plugin),
+        spec: format!("name = \"{pipeline}\"\n{spec}"),
+        generation,
+    };
+    state.publish(&desired("orders", b"v1", 1)).await.unwrap();
+    state.publish(&desired("returns", b"v1", 1)).await.unwrap();
+    state.publish(&desired("orders", b"v2", 2)).await.unwrap();
+    state.remove("returns").await.unwrap();
+    let wanted = read(&state).await.unwrap().unwrap();
+    assert_eq!(wanted.len(), 1, "{wanted:?}");
+    assert_eq!(wanted["orders"], desired("orders", b"v2", 2));
+
+    // A record no deploy wrote: the member is told which one, and keeps what it runs.
+    let garbage = Record {
+        partition: Some(0),
+        key: Some(b"payments".to_vec()),
+        payload: b"{\"plugin\":\"sha256:nope\",\"spec\":\"\",\"generation\":1}".to_vec(),
+        headers: Vec::new(),
+    };
+    kafka::produce(&cluster.bootstrap, &topic, &[garbage])
+        .await
+        .unwrap();
+    let error = format!("{:#}", read(&state).await.unwrap().unwrap_err());
+    assert!(
+        error.contains(&format!("{topic}: pipeline 'payments'")),
+        "{error}"
+    );
+    assert!(error.contains("64 lower-case hex digits"), "{error}");
 }

@@ -15,25 +15,15 @@
 //! the bytes it reassembles against the digest; a store that lies (a chunk replaced, one
 //! missing) is refused, never run.
 
+use super::topic::ControlTopic;
 use anyhow::{anyhow, bail, Context, Result};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message as _, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::time::{Duration, Instant};
 
 /// Bytes per chunk record.
 pub const CHUNK_BYTES: usize = 512 * 1024;
-
-/// How long one request to the broker may take.
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A component's content address: `sha256:` and the SHA-256 of its bytes in lower-case hex.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -87,9 +77,7 @@ struct Manifest {
 /// The plugin store of one cluster: a compacted topic and the client settings to reach it.
 #[derive(Debug, Clone)]
 pub struct PluginStore {
-    topic: String,
-    /// librdkafka properties of every client (`bootstrap.servers`, credentials).
-    properties: BTreeMap<String, String>,
+    topic: ControlTopic,
 }
 
 impl PluginStore {
@@ -97,60 +85,24 @@ impl PluginStore {
     /// `bootstrap.servers`, and credentials where the cluster needs them).
     pub fn new(topic: impl Into<String>, properties: BTreeMap<String, String>) -> Self {
         PluginStore {
-            topic: topic.into(),
-            properties,
+            topic: ControlTopic::new(topic, properties),
         }
     }
 
     /// The topic the store lives in.
     pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    fn client_config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new();
-        for (key, value) in &self.properties {
-            config.set(key, value);
-        }
-        config
+        self.topic.name()
     }
 
     /// Creates the store's topic (compacted, one partition) unless it exists.
     pub async fn ensure_topic(&self) -> Result<()> {
-        let admin: AdminClient<DefaultClientContext> = self
-            .client_config()
-            .create()
-            .context("creating an admin client")?;
-        let topic = NewTopic::new(&self.topic, 1, TopicReplication::Fixed(-1))
-            .set("cleanup.policy", "compact");
-        let results = admin
-            .create_topics(
-                &[topic],
-                &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
-            )
-            .await
-            .with_context(|| format!("creating the plugin store topic {}", self.topic))?;
-        for result in results {
-            match result {
-                Ok(_) => {}
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((name, code)) => bail!("creating the plugin store topic {name}: {code}"),
-            }
-        }
-        Ok(())
+        self.topic.ensure().await
     }
 
     /// Stores `bytes` and returns their digest once the broker has every record. Storing a
     /// component that is already there writes it again, harmlessly.
     pub async fn put(&self, bytes: &[u8]) -> Result<PluginDigest> {
         let digest = PluginDigest::of(bytes);
-        let producer: FutureProducer = self
-            .client_config()
-            .set("enable.idempotence", "true")
-            .set("compression.type", "zstd")
-            .set("message.timeout.ms", "60000")
-            .create()
-            .context("creating the plugin store's producer")?;
         let chunks: Vec<&[u8]> = bytes.chunks(CHUNK_BYTES).collect();
         let manifest = Manifest {
             size: bytes.len() as u64,
@@ -160,93 +112,48 @@ impl PluginStore {
         let keys: Vec<String> = (0..chunks.len())
             .map(|index| chunk_key(&digest, index))
             .collect();
-        let records = keys
+        let records: Vec<(&str, Option<&[u8]>)> = keys
             .iter()
             .map(String::as_str)
-            .zip(chunks.iter().copied())
-            .chain([(digest.as_str(), manifest.as_slice())]);
-        let mut deliveries = Vec::new();
-        for (key, value) in records {
-            let record = FutureRecord::to(&self.topic)
-                .partition(0)
-                .key(key)
-                .payload(value);
-            let delivery = producer
-                .send_result(record)
-                .map_err(|(e, _)| anyhow!("storing plugin {digest} in {}: {e}", self.topic))?;
-            deliveries.push((key.to_string(), delivery));
-        }
-        for (key, delivery) in deliveries {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => bail!("storing {key} in {}: {e}", self.topic),
-                Err(_) => bail!("storing {key} in {}: the producer dropped it", self.topic),
-            }
-        }
+            .zip(chunks.iter().map(|c| Some(*c)))
+            .chain([(digest.as_str(), Some(manifest.as_slice()))])
+            .collect();
+        self.topic
+            .write(&records)
+            .await
+            .with_context(|| format!("storing plugin {digest}"))?;
         Ok(digest)
     }
 
     /// Reads the component `digest` back, checking it against its digest. Blocking: it reads
     /// the store's partition from its start to its end (run it off the async workers).
     pub fn get(&self, digest: &PluginDigest) -> Result<Vec<u8>> {
-        let consumer: BaseConsumer = self
-            .client_config()
-            .set("enable.auto.commit", "false")
-            .set("group.id", "ackbar-plugin-store-reader")
-            .create()
-            .context("creating the plugin store's reader")?;
-        let (low, high) = consumer
-            .fetch_watermarks(&self.topic, 0, TIMEOUT)
-            .with_context(|| format!("reading the plugin store {}", self.topic))?;
-        let mut assignment = TopicPartitionList::new();
-        assignment.add_partition_offset(&self.topic, 0, Offset::Offset(low))?;
-        consumer.assign(&assignment)?;
+        let topic = self.topic.name();
         let prefix = format!("{digest}/");
         let mut manifest = None;
         let mut chunks: HashMap<usize, Vec<u8>> = HashMap::new();
-        let mut next = low;
-        let mut last_progress = Instant::now();
-        while next < high {
-            let Some(received) = consumer.poll(Duration::from_millis(500)) else {
-                if last_progress.elapsed() > TIMEOUT {
-                    bail!(
-                        "reading the plugin store {}: no record for {} s at offset {next} of {high}",
-                        self.topic,
-                        TIMEOUT.as_secs()
-                    );
-                }
-                continue;
-            };
-            let m = received.with_context(|| format!("reading the plugin store {}", self.topic))?;
-            next = m.offset() + 1;
-            last_progress = Instant::now();
-            let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-                continue;
-            };
-            let value = m.payload().unwrap_or_default();
+        self.topic.read(|key, value| {
+            let value = value.unwrap_or_default();
             if key == digest.as_str() {
                 manifest = Some(serde_json::from_slice::<Manifest>(value).with_context(|| {
-                    format!(
-                        "plugin {digest}: its manifest in {} is not valid",
-                        self.topic
-                    )
+                    format!("plugin {digest}: its manifest in {topic} is not valid")
                 })?);
             } else if let Some(index) = key.strip_prefix(&prefix) {
                 if let Ok(index) = index.parse::<usize>() {
                     chunks.insert(index, value.to_vec());
                 }
             }
-        }
+            Ok(())
+        })?;
         let Some(manifest) = manifest else {
-            bail!("plugin {digest} is not in the plugin store {}", self.topic);
+            bail!("plugin {digest} is not in the plugin store {topic}");
         };
         let mut bytes = Vec::with_capacity(manifest.size as usize);
         for index in 0..manifest.chunks as usize {
             let chunk = chunks.get(&index).ok_or_else(|| {
                 anyhow!(
-                    "plugin {digest}: chunk {index} of {} is missing from {}",
-                    manifest.chunks,
-                    self.topic
+                    "plugin {digest}: chunk {index} of {} is missing from {topic}",
+                    manifest.chunks
                 )
             })?;
             bytes.extend_from_slice(chunk);

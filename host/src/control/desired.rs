@@ -1,0 +1,110 @@
+//! The desired state of a tenant's deployed pipelines: one compacted control topic per tenant
+//! ([`pipelines_topic`]), so Kafka ACLs can let each tenant write its own and no other's.
+//!
+//! Key: the pipeline's name. Value (JSON): the plugin's digest in the plugin store, the
+//! pipeline's `[[tenant.pipeline]]` table as TOML (without `plugin`), and a generation that
+//! grows with each deploy of that pipeline. A deletion (a record without a value) removes the
+//! pipeline. A member checks each one with
+//! [`Config::deployed_pipeline`](crate::config::Config::deployed_pipeline) before it runs it.
+
+use super::plugin_store::PluginDigest;
+use super::topic::ControlTopic;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The control topic holding `tenant`'s deployed pipelines, under the control plane's `prefix`.
+pub fn pipelines_topic(prefix: &str, tenant: &str) -> String {
+    format!("{prefix}.{tenant}.pipelines")
+}
+
+/// One deployed pipeline, as its tenant wants it to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredPipeline {
+    /// The pipeline's name, unique among the member's pipelines.
+    pub pipeline: String,
+    /// The component that handles it, in the plugin store.
+    pub plugin: PluginDigest,
+    /// Its `[[tenant.pipeline]]` table as TOML, without `plugin`.
+    pub spec: String,
+    /// 1 for the first deploy of the pipeline, one more for each deploy after it.
+    pub generation: u64,
+}
+
+/// A desired pipeline's record value.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Record {
+    plugin: String,
+    spec: String,
+    generation: u64,
+}
+
+/// One tenant's desired pipelines in its control topic.
+#[derive(Debug, Clone)]
+pub struct DesiredState {
+    topic: ControlTopic,
+}
+
+impl DesiredState {
+    /// The desired state in `topic`, reached with the librdkafka `properties`.
+    pub fn new(topic: impl Into<String>, properties: BTreeMap<String, String>) -> Self {
+        DesiredState {
+            topic: ControlTopic::new(topic, properties),
+        }
+    }
+
+    /// Creates the topic (compacted, one partition) unless it exists.
+    pub async fn ensure_topic(&self) -> Result<()> {
+        self.topic.ensure().await
+    }
+
+    /// Records `desired` as the pipeline's state.
+    pub async fn publish(&self, desired: &DesiredPipeline) -> Result<()> {
+        let value = serde_json::to_vec(&Record {
+            plugin: desired.plugin.to_string(),
+            spec: desired.spec.clone(),
+            generation: desired.generation,
+        })
+        .expect("a record serializes");
+        self.topic
+            .write(&[(desired.pipeline.as_str(), Some(value.as_slice()))])
+            .await
+    }
+
+    /// Removes `pipeline` from the desired state.
+    pub async fn remove(&self, pipeline: &str) -> Result<()> {
+        self.topic.write(&[(pipeline, None)]).await
+    }
+
+    /// Every pipeline the tenant wants now, by name. A record that does not parse is an error
+    /// naming the topic and the pipeline: the member keeps what it runs rather than guess.
+    /// Blocking: run it off the async workers.
+    pub fn read(&self) -> Result<BTreeMap<String, DesiredPipeline>> {
+        let topic = self.topic.name();
+        let mut records: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+        self.topic.read(|key, value| {
+            records.insert(key.to_string(), value.map(<[u8]>::to_vec));
+            Ok(())
+        })?;
+        let mut desired = BTreeMap::new();
+        for (pipeline, value) in records {
+            let Some(value) = value else { continue };
+            let record: Record = serde_json::from_slice(&value).with_context(|| {
+                format!("{topic}: pipeline '{pipeline}': the record is not a deployed pipeline")
+            })?;
+            let plugin = PluginDigest::parse(&record.plugin)
+                .with_context(|| format!("{topic}: pipeline '{pipeline}'"))?;
+            desired.insert(
+                pipeline.clone(),
+                DesiredPipeline {
+                    pipeline,
+                    plugin,
+                    spec: record.spec,
+                    generation: record.generation,
+                },
+            );
+        }
+        Ok(desired)
+    }
+}

@@ -1,0 +1,144 @@
+//! A compacted, single-partition control topic: created once, written in order by an idempotent
+//! producer, read from its start to its end. Every control record lives in one.
+
+use anyhow::{anyhow, bail, Context, Result};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message as _, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// How long one request to the broker may take, and reading may go without a record.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One control topic and the client settings to reach it.
+#[derive(Debug, Clone)]
+pub(crate) struct ControlTopic {
+    name: String,
+    /// librdkafka properties of every client (`bootstrap.servers`, credentials).
+    properties: BTreeMap<String, String>,
+}
+
+impl ControlTopic {
+    pub(crate) fn new(name: impl Into<String>, properties: BTreeMap<String, String>) -> Self {
+        ControlTopic {
+            name: name.into(),
+            properties,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// Creates the topic (compacted, one partition, the broker's replication) unless it exists.
+    pub(crate) async fn ensure(&self) -> Result<()> {
+        let admin: AdminClient<DefaultClientContext> = self
+            .client_config()
+            .create()
+            .context("creating an admin client")?;
+        let topic = NewTopic::new(&self.name, 1, TopicReplication::Fixed(-1))
+            .set("cleanup.policy", "compact");
+        let results = admin
+            .create_topics(
+                &[topic],
+                &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+            )
+            .await
+            .with_context(|| format!("creating the control topic {}", self.name))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => bail!("creating the control topic {name}: {code}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `records` (key, value; `None` deletes the key) in order and waits until the broker
+    /// has them all.
+    pub(crate) async fn write(&self, records: &[(&str, Option<&[u8]>)]) -> Result<()> {
+        let producer: FutureProducer = self
+            .client_config()
+            .set("enable.idempotence", "true")
+            .set("compression.type", "zstd")
+            .set("message.timeout.ms", "60000")
+            .create()
+            .context("creating a control topic producer")?;
+        let mut deliveries = Vec::with_capacity(records.len());
+        for &(key, value) in records {
+            let mut record = FutureRecord::<str, [u8]>::to(&self.name)
+                .partition(0)
+                .key(key);
+            if let Some(value) = value {
+                record = record.payload(value);
+            }
+            let delivery = producer
+                .send_result(record)
+                .map_err(|(e, _)| anyhow!("writing {key} to {}: {e}", self.name))?;
+            deliveries.push((key, delivery));
+        }
+        for (key, delivery) in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => bail!("writing {key} to {}: {e}", self.name),
+                Err(_) => bail!("writing {key} to {}: the producer dropped it", self.name),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the topic from its start to its end and hands each record (key, value; `None` for
+    /// a deletion) to `record`, oldest first: the newest record of a key is the one that counts.
+    /// Records without a text key are skipped. Blocking: run it off the async workers.
+    pub(crate) fn read(
+        &self,
+        mut record: impl FnMut(&str, Option<&[u8]>) -> Result<()>,
+    ) -> Result<()> {
+        let consumer: BaseConsumer = self
+            .client_config()
+            .set("enable.auto.commit", "false")
+            .set("group.id", "ackbar-control-reader")
+            .create()
+            .context("creating a control topic reader")?;
+        let (low, high) = consumer
+            .fetch_watermarks(&self.name, 0, TIMEOUT)
+            .with_context(|| format!("reading the control topic {}", self.name))?;
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(&self.name, 0, Offset::Offset(low))?;
+        consumer.assign(&assignment)?;
+        let mut next = low;
+        let mut last_progress = Instant::now();
+        while next < high {
+            let Some(received) = consumer.poll(Duration::from_millis(500)) else {
+                if last_progress.elapsed() > TIMEOUT {
+                    bail!(
+                        "reading the control topic {}: no record for {} s at offset {next} of {high}",
+                        self.name,
+                        TIMEOUT.as_secs()
+                    );
+                }
+                continue;
+            };
+            let m = received.with_context(|| format!("reading the control topic {}", self.name))?;
+            next = m.offset() + 1;
+            last_progress = Instant::now();
+            if let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) {
+                record(key, m.payload())?;
+            }
+        }
+        Ok(())
+    }
+}
