@@ -22,9 +22,11 @@ impl CounterFn for Tallied {
         self.total.fetch_add(value, Ordering::Relaxed);
     }
 
+    /// Tallied counters are only ever incremented: a total adds up several series, so one
+    /// series' absolute value says nothing about it. Only the series is set.
     fn absolute(&self, value: u64) {
+        debug_assert!(false, "a tallied counter is set absolutely");
         self.series.absolute(value);
-        self.total.fetch_max(value, Ordering::Relaxed);
     }
 }
 

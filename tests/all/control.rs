@@ -130,8 +130,15 @@ async fn a_store_that_lies_is_refused_with_the_reason() {
 async fn a_tenants_desired_pipelines_are_the_newest_record_of_each() {
     let cluster = Cluster::on(BrokerKind::Kafka, 1).await;
     let properties = BTreeMap::from([("bootstrap.servers".to_string(), cluster.bootstrap.clone())]);
-    let topic = pipelines_topic(&unique("ackbar"), "shop");
+    let topic = pipelines_topic(&unique("ackbar"), "shop").unwrap();
     assert!(topic.ends_with(".shop.pipelines"), "{topic}");
+    let dotted = pipelines_topic("ackbar", "shop.eu")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        dotted.contains("letters, digits, '_' and '-' only"),
+        "{dotted}"
+    );
     let state = DesiredState::new(topic.clone(), properties);
     state.ensure_topic().await.unwrap();
     let read = |state: &DesiredState| {
@@ -147,7 +154,7 @@ async fn a_tenants_desired_pipelines_are_the_newest_record_of_each() {
     let desired = |pipeline: &str, plugin: &[u8], generation| DesiredPipeline {
         pipeline: pipeline.to_string(),
         plugin: PluginDigest::of(plugin),
-        spec: format!("name = \"{pipeline}\"\n{spec}"),
+        spec: spec.clone(),
         generation,
     };
     state.publish(&desired("orders", b"v1", 1)).await.unwrap();

@@ -2,7 +2,7 @@
 //! ([`pipelines_topic`]), so Kafka ACLs can let each tenant write its own and no other's.
 //!
 //! Key: the pipeline's name. Value (JSON): the plugin's digest in the plugin store, the
-//! pipeline's `[[tenant.pipeline]]` table as TOML (without `plugin`), and a generation that
+//! pipeline's `[[tenant.pipeline]]` table as TOML (without `name` and `plugin`), and a generation that
 //! grows with each deploy of that pipeline. A deletion (a record without a value) removes the
 //! pipeline. A member checks each one with
 //! [`Config::deployed_pipeline`](crate::config::Config::deployed_pipeline) before it runs it.
@@ -14,8 +14,25 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The control topic holding `tenant`'s deployed pipelines, under the control plane's `prefix`.
-pub fn pipelines_topic(prefix: &str, tenant: &str) -> String {
-    format!("{prefix}.{tenant}.pipelines")
+/// A tenant name goes into a topic name, and an ACL on the prefix `<prefix>.<tenant>.` must
+/// cover that tenant's topics and no other's: letters, digits, `_` and `-` only.
+pub fn pipelines_topic(prefix: &str, tenant: &str) -> Result<String> {
+    let fits = |name: &str| {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    if !fits(tenant) {
+        anyhow::bail!(
+            "tenant {tenant:?} cannot name a control topic: use letters, digits, '_' and '-' only"
+        );
+    }
+    let topic = format!("{prefix}.{tenant}.pipelines");
+    if topic.len() > 249 {
+        anyhow::bail!("control topic {topic} is longer than Kafka's 249 characters");
+    }
+    Ok(topic)
 }
 
 /// One deployed pipeline, as its tenant wants it to run.
@@ -25,7 +42,7 @@ pub struct DesiredPipeline {
     pub pipeline: String,
     /// The component that handles it, in the plugin store.
     pub plugin: PluginDigest,
-    /// Its `[[tenant.pipeline]]` table as TOML, without `plugin`.
+    /// Its `[[tenant.pipeline]]` table as TOML, without `name` and `plugin`.
     pub spec: String,
     /// 1 for the first deploy of the pipeline, one more for each deploy after it.
     pub generation: u64,

@@ -10,4 +10,4 @@ mod plugin_store;
 mod topic;
 
 pub use desired::{pipelines_topic, DesiredPipeline, DesiredState};
-pub use plugin_store::{chunk_key, PluginDigest, PluginStore, CHUNK_BYTES};
+pub use plugin_store::{chunk_key, PluginDigest, PluginStore, CHUNK_BYTES, MAX_PLUGIN_BYTES};

@@ -25,6 +25,9 @@ use std::fmt;
 /// Bytes per chunk record.
 pub const CHUNK_BYTES: usize = 512 * 1024;
 
+/// The largest component the store takes or gives back (a Python component is about 40 MB).
+pub const MAX_PLUGIN_BYTES: u64 = 256 << 20;
+
 /// A component's content address: `sha256:` and the SHA-256 of its bytes in lower-case hex.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PluginDigest(String);
@@ -102,6 +105,12 @@ impl PluginStore {
     /// Stores `bytes` and returns their digest once the broker has every record. Storing a
     /// component that is already there writes it again, harmlessly.
     pub async fn put(&self, bytes: &[u8]) -> Result<PluginDigest> {
+        if bytes.len() as u64 > MAX_PLUGIN_BYTES {
+            bail!(
+                "a component of {} bytes is larger than the plugin store takes ({MAX_PLUGIN_BYTES})",
+                bytes.len()
+            );
+        }
         let digest = PluginDigest::of(bytes);
         let chunks: Vec<&[u8]> = bytes.chunks(CHUNK_BYTES).collect();
         let manifest = Manifest {
@@ -125,6 +134,40 @@ impl PluginStore {
         Ok(digest)
     }
 
+    /// Deletes the component `digest` from the store: its manifest first, so no reader ever
+    /// finds a manifest whose chunks are gone, then its chunks. Compaction frees the space.
+    pub async fn forget(&self, digest: &PluginDigest) -> Result<()> {
+        let (topic, wanted) = (self.topic.clone(), digest.clone());
+        let chunks = tokio::task::spawn_blocking(move || {
+            let mut chunks = None;
+            topic.read(|key, value| {
+                if key == wanted.as_str() {
+                    chunks = value
+                        .and_then(|v| serde_json::from_slice::<Manifest>(v).ok())
+                        .map(|m| {
+                            m.chunks
+                                .min((MAX_PLUGIN_BYTES / CHUNK_BYTES as u64) as u32 + 1)
+                        });
+                }
+                Ok(())
+            })?;
+            anyhow::Ok(chunks)
+        })
+        .await
+        .context("the plugin store's reader thread")??;
+        let keys: Vec<String> = (0..chunks.unwrap_or(0) as usize)
+            .map(|index| chunk_key(digest, index))
+            .collect();
+        let records: Vec<(&str, Option<&[u8]>)> = [(digest.as_str(), None)]
+            .into_iter()
+            .chain(keys.iter().map(|k| (k.as_str(), None)))
+            .collect();
+        self.topic
+            .write(&records)
+            .await
+            .with_context(|| format!("deleting plugin {digest}"))
+    }
+
     /// Reads the component `digest` back, checking it against its digest. Blocking: it reads
     /// the store's partition from its start to its end (run it off the async workers).
     pub fn get(&self, digest: &PluginDigest) -> Result<Vec<u8>> {
@@ -132,15 +175,16 @@ impl PluginStore {
         let prefix = format!("{digest}/");
         let mut manifest = None;
         let mut chunks: HashMap<usize, Vec<u8>> = HashMap::new();
+        // The newest record of a key counts; a deletion removes what came before it.
         self.topic.read(|key, value| {
-            let value = value.unwrap_or_default();
             if key == digest.as_str() {
-                manifest = Some(serde_json::from_slice::<Manifest>(value).with_context(|| {
-                    format!("plugin {digest}: its manifest in {topic} is not valid")
-                })?);
+                manifest = value.map(serde_json::from_slice::<Manifest>);
             } else if let Some(index) = key.strip_prefix(&prefix) {
                 if let Ok(index) = index.parse::<usize>() {
-                    chunks.insert(index, value.to_vec());
+                    match value {
+                        Some(v) => chunks.insert(index, v.to_vec()),
+                        None => chunks.remove(&index),
+                    };
                 }
             }
             Ok(())
@@ -148,6 +192,19 @@ impl PluginStore {
         let Some(manifest) = manifest else {
             bail!("plugin {digest} is not in the plugin store {topic}");
         };
+        let manifest = manifest
+            .with_context(|| format!("plugin {digest}: its manifest in {topic} is not valid"))?;
+        // Nothing read from the topic is trusted before the digest matches: the manifest's
+        // figures are checked before anything is sized by them.
+        if manifest.size > MAX_PLUGIN_BYTES
+            || manifest.size > manifest.chunks as u64 * CHUNK_BYTES as u64
+        {
+            bail!(
+                "plugin {digest}: its manifest in {topic} is not valid: {} bytes in {} chunks",
+                manifest.size,
+                manifest.chunks
+            );
+        }
         let mut bytes = Vec::with_capacity(manifest.size as usize);
         for index in 0..manifest.chunks as usize {
             let chunk = chunks.get(&index).ok_or_else(|| {

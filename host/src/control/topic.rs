@@ -6,7 +6,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -111,6 +111,11 @@ impl ControlTopic {
             .client_config()
             .set("enable.auto.commit", "false")
             .set("group.id", "ackbar-control-reader")
+            // The end is where the partition ends, whether or not a record is left there
+            // (compaction removes tombstones and may leave empty batches at the tail).
+            .set("enable.partition.eof", "true")
+            // Compaction or retention may have moved the start since the watermarks were read.
+            .set("auto.offset.reset", "earliest")
             .create()
             .context("creating a control topic reader")?;
         let (low, high) = consumer
@@ -119,24 +124,33 @@ impl ControlTopic {
         let mut assignment = TopicPartitionList::new();
         assignment.add_partition_offset(&self.name, 0, Offset::Offset(low))?;
         consumer.assign(&assignment)?;
+        if low >= high {
+            return Ok(());
+        }
         let mut next = low;
         let mut last_progress = Instant::now();
+        let mut last_error = None;
         while next < high {
-            let Some(received) = consumer.poll(Duration::from_millis(500)) else {
-                if last_progress.elapsed() > TIMEOUT {
-                    bail!(
-                        "reading the control topic {}: no record for {} s at offset {next} of {high}",
-                        self.name,
-                        TIMEOUT.as_secs()
-                    );
+            if last_progress.elapsed() > TIMEOUT {
+                let why = last_error.map_or("no record".to_string(), |e: KafkaError| e.to_string());
+                bail!(
+                    "reading the control topic {}: {why} for {} s at offset {next} of {high}",
+                    self.name,
+                    TIMEOUT.as_secs()
+                );
+            }
+            match consumer.poll(Duration::from_millis(500)) {
+                None => {}
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                // librdkafka retries what it can; the timeout above ends a failure that lasts.
+                Some(Err(e)) => last_error = Some(e),
+                Some(Ok(m)) => {
+                    next = m.offset() + 1;
+                    last_progress = Instant::now();
+                    if let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) {
+                        record(key, m.payload())?;
+                    }
                 }
-                continue;
-            };
-            let m = received.with_context(|| format!("reading the control topic {}", self.name))?;
-            next = m.offset() + 1;
-            last_progress = Instant::now();
-            if let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) {
-                record(key, m.payload())?;
             }
         }
         Ok(())

@@ -76,9 +76,9 @@ impl Recorder {
     ) -> Self {
         let fault_log = |what| FaultLog::new(what, tenant, pipeline);
         Recorder {
-            // ERROR level, so it is on whatever the filter: a warning must name its pipeline
-            // too. It is entered only to log, never across an await, so it costs nothing per
-            // message.
+            // ERROR level, so any level a filter keeps for Ackbar keeps it too: a warning must
+            // name its pipeline. It is entered only to log, never across an await, so it costs
+            // nothing per message.
             span: tracing::error_span!("pipeline", tenant, pipeline),
             metrics: PipelineMetrics::new(tenant, pipeline),
             outputs: OutputMetrics::new(tenant, pipeline),

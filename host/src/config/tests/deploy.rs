@@ -27,6 +27,7 @@ topics = ["clicks"]
 /// the file: both results, the file's error rephrased with the deploy's origin.
 fn both_ways(
     tenant: &str,
+    name: &str,
     spec: &str,
 ) -> (
     Result<PipelineConfig, ConfigError>,
@@ -36,12 +37,12 @@ fn both_ways(
     let config = parse_in(dir.path(), TENANTS).unwrap();
     let plugin = dir.path().join("deployed.wasm");
     std::fs::write(&plugin, b"\0asm").unwrap();
-    let deployed = config.deployed_pipeline(tenant, spec, &plugin);
+    let deployed = config.deployed_pipeline(tenant, name, spec, &plugin, []);
     let at = TENANTS.find(&format!("name = \"{tenant}\"")).unwrap();
     let end = TENANTS[at..].find("\n\n").map_or(TENANTS.len(), |n| at + n);
     // In the file, the spec's own tables are the pipeline's.
     let in_file = format!(
-        "{}\n[[tenant.pipeline]]\nplugin = \"{}\"\n{}\n{}",
+        "{}\n[[tenant.pipeline]]\nname = \"{name}\"\nplugin = \"{}\"\n{}\n{}",
         &TENANTS[..end],
         plugin.display(),
         spec.replace("[limits]", "[tenant.pipeline.limits]"),
@@ -60,8 +61,9 @@ fn both_ways(
 
 #[test]
 fn a_deployed_pipeline_inside_its_tenants_bounds_is_what_the_file_would_give() {
-    let spec = "name = \"returns\"\ntopics = [\"orders.returns\"]\ngroup_id = \"r\"\nack_policy = \"NACK_ON_ERROR\"";
-    let (deployed, file) = both_ways("shop", spec);
+    let spec =
+        "topics = [\"orders.returns\"]\ngroup_id = \"shop.r\"\nack_policy = \"NACK_ON_ERROR\"";
+    let (deployed, file) = both_ways("shop", "returns", spec);
     let deployed = deployed.unwrap();
     assert_eq!(deployed, file.unwrap());
     assert_eq!(deployed.tenant, "shop");
@@ -75,15 +77,16 @@ fn a_deployed_pipeline_inside_its_tenants_bounds_is_what_the_file_would_give() {
 
 #[test]
 fn a_deployed_pipeline_outside_its_tenants_bounds_gets_the_files_error() {
-    let refused = |tenant: &str, spec: &str| {
-        let (deployed, file) = both_ways(tenant, spec);
+    let refused = |tenant: &str, name: &str, spec: &str| {
+        let (deployed, file) = both_ways(tenant, name, spec);
         let error = deployed.unwrap_err();
         assert_eq!(error, file.unwrap_err(), "the same error as in the file");
         error.0
     };
     let reads_another = refused(
         "analytics",
-        "name = \"peek\"\ntopics = [\"orders.eu\"]\ngroup_id = \"p\"\nack_policy = \"ACK\"",
+        "peek",
+        "topics = [\"orders.eu\"]\ngroup_id = \"analytics.p\"\nack_policy = \"ACK\"",
     );
     assert!(
         reads_another.starts_with("deploy to tenant 'analytics': tenant 'analytics': pipeline 'peek': field `topics` reads `orders.eu`, owned by tenant 'shop'"),
@@ -91,7 +94,8 @@ fn a_deployed_pipeline_outside_its_tenants_bounds_gets_the_files_error() {
     );
     let over_limit = refused(
         "shop",
-        "name = \"big\"\ntopics = [\"orders\"]\ngroup_id = \"b\"\nack_policy = \"ACK\"\n[limits]\nmemory_mib = 128",
+        "big",
+        "topics = [\"orders\"]\ngroup_id = \"shop.b\"\nack_policy = \"ACK\"\n[limits]\nmemory_mib = 128",
     );
     assert!(
         over_limit.contains("pipeline 'big': field `limits.memory_mib`"),
@@ -104,35 +108,67 @@ fn a_deploy_cannot_reach_outside_the_files_tenants_or_names() {
     let dir = tempfile::tempdir().unwrap();
     let config = parse_in(dir.path(), TENANTS).unwrap();
     let plugin = dir.path().join("plugin.wasm");
-    let spec = "name = \"x\"\ntopics = [\"clicks\"]\ngroup_id = \"x\"\nack_policy = \"ACK\"";
-    let error = |tenant: &str, spec: &str| {
+    let spec = "topics = [\"clicks\"]\ngroup_id = \"analytics.x\"\nack_policy = \"ACK\"";
+    let error = |tenant: &str, name: &str, spec: &str| {
         config
-            .deployed_pipeline(tenant, spec, &plugin)
+            .deployed_pipeline(tenant, name, spec, &plugin, [("shop", "taken")])
             .unwrap_err()
             .0
     };
     assert_eq!(
-        error("ghost", spec),
+        error("ghost", "x", spec),
         "deploy to tenant 'ghost': the tenant is not declared in this member's config; a deploy adds pipelines to declared tenants only"
     );
+    let taken = "deploy to tenant 'analytics': tenant 'analytics': pipeline '{}': field `name` is used by another pipeline";
     assert_eq!(
-        error("analytics", "name = \"orders\"\ntopics = [\"clicks\"]\ngroup_id = \"x\"\nack_policy = \"ACK\""),
-        "deploy to tenant 'analytics': tenant 'analytics': pipeline 'orders': field `name` is used by another pipeline"
+        error("analytics", "orders", spec),
+        taken.replace("{}", "orders"),
+        "a pipeline of the file"
     );
     assert_eq!(
-        error("analytics", &format!("{spec}\nplugin = \"other.wasm\"")),
-        "deploy to tenant 'analytics': field `plugin` cannot be set in a deployed pipeline: the deploy names the plugin"
+        error("analytics", "taken", spec),
+        taken.replace("{}", "taken"),
+        "another deployed pipeline"
+    );
+    let redeployed =
+        config.deployed_pipeline("analytics", "x", spec, &plugin, [("analytics", "x")]);
+    assert!(
+        redeployed.is_ok(),
+        "a pipeline's own earlier deploy does not take its name: {redeployed:?}"
+    );
+    for (extra, field, why) in [
+        ("name = \"y\"", "name", "the deploy names the pipeline"),
+        (
+            "plugin = \"other.wasm\"",
+            "plugin",
+            "the deploy names the plugin",
+        ),
+        ("tenant = \"shop\"", "tenant", "the deploy names the tenant"),
+        (
+            "kafka = { \"queued.max.messages.kbytes\" = 1000000 }",
+            "kafka",
+            "librdkafka properties are the platform's ([kafka] in the member's config)",
+        ),
+    ] {
+        assert_eq!(
+            error("analytics", "x", &format!("{extra}\n{spec}")),
+            format!("deploy to tenant 'analytics': pipeline 'x': field `{field}` cannot be set in a deployed pipeline: {why}")
+        );
+    }
+    assert_eq!(
+        error("analytics", "x", &format!("{spec}\ndelivery = \"exactly-once\"\n[transaction]\nid_prefix = \"ackbar.g\"")),
+        "deploy to tenant 'analytics': pipeline 'x': field `transaction.id_prefix` cannot be set in a deployed pipeline: transactional ids follow from its group_id"
     );
     assert_eq!(
-        error("analytics", &format!("{spec}\ntenant = \"shop\"")),
-        "deploy to tenant 'analytics': field `tenant` cannot be set in a deployed pipeline: the deploy names the tenant"
+        error("analytics", "x", &spec.replace("analytics.x", "g")),
+        "deploy to tenant 'analytics': pipeline 'x': field `group_id` is \"g\"; a deployed pipeline's group must start with \"analytics.\" so it cannot join another tenant's"
     );
-    let unknown = error("analytics", &format!("{spec}\nretries = 3"));
+    let unknown = error("analytics", "x", &format!("{spec}\nretries = 3"));
     assert!(
         unknown.starts_with("deploy to tenant 'analytics': unknown field `retries`"),
         "{unknown}"
     );
-    let not_toml = error("analytics", "name = ");
+    let not_toml = error("analytics", "x", "topics = ");
     assert!(
         not_toml.starts_with("deploy to tenant 'analytics': "),
         "{not_toml}"

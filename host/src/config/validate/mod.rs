@@ -159,42 +159,85 @@ impl Config {
         })
     }
 
-    /// Checks a pipeline deployed to `tenant` (its `[[tenant.pipeline]]` table as TOML text,
-    /// without `plugin`, whose bytes the member already holds at `plugin`) exactly as a
-    /// pipeline of this file would be: the tenant must be declared here, and its topics,
-    /// sharing, limits and grants bound the pipeline. Errors name the deploy, the tenant, the
-    /// pipeline and the field, as the file's do.
-    pub fn deployed_pipeline(
+    /// Checks pipeline `name` deployed to `tenant` (its `[[tenant.pipeline]]` table as TOML
+    /// text, without `name` and `plugin`, whose bytes the member already holds at `plugin`)
+    /// exactly as a pipeline of this file would be: the tenant must be declared here, and its
+    /// topics, sharing, limits and grants bound the pipeline. `deployed` are the pipelines
+    /// deployed so far, as (tenant, name); a name must not be taken by another one. A deploy is written by the tenant, not the platform,
+    /// so it may not set what only the platform decides: librdkafka properties (`kafka`) and
+    /// transactional ids (`transaction.id_prefix`); its `group_id` must start with
+    /// `<tenant>.`, so it cannot join another tenant's group. Errors name the deploy, the
+    /// tenant, the pipeline and the field, as the file's do.
+    pub fn deployed_pipeline<'a>(
         &self,
         tenant: &str,
+        name: &str,
         spec: &str,
         plugin: &Path,
+        deployed: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<PipelineConfig, ConfigError> {
         let origin = format!("deploy to tenant '{tenant}'");
+        let refuse = |what: String| Err(ConfigError(format!("{origin}: {what}")));
         if !self.bounds.raw_tenants.iter().any(|t| t.name == tenant) {
-            return Err(ConfigError(format!(
-                "{origin}: the tenant is not declared in this member's config; a deploy adds \
-                 pipelines to declared tenants only"
-            )));
+            return refuse(
+                "the tenant is not declared in this member's config; a deploy adds pipelines to \
+                 declared tenants only"
+                    .into(),
+            );
         }
         let mut table: toml::Table = toml::from_str(spec)
             .map_err(|e| ConfigError(format!("{origin}: {}", e.to_string().trim_end())))?;
         for (field, why) in [
+            ("name", "the deploy names the pipeline"),
             ("plugin", "the deploy names the plugin"),
             ("tenant", "the deploy names the tenant"),
+            (
+                "kafka",
+                "librdkafka properties are the platform's ([kafka] in the member's config)",
+            ),
         ] {
             if table.contains_key(field) {
-                return Err(ConfigError(format!(
-                    "{origin}: field `{field}` cannot be set in a deployed pipeline: {why}"
-                )));
+                return refuse(format!(
+                    "pipeline '{name}': field `{field}` cannot be set in a deployed pipeline: {why}"
+                ));
             }
         }
+        let sets_id_prefix = table
+            .get("transaction")
+            .and_then(toml::Value::as_table)
+            .is_some_and(|t| t.contains_key("id_prefix"));
+        if sets_id_prefix {
+            return refuse(format!(
+                "pipeline '{name}': field `transaction.id_prefix` cannot be set in a deployed \
+                 pipeline: transactional ids follow from its group_id"
+            ));
+        }
+        let group_prefix = format!("{tenant}.");
+        if let Some(group) = table.get("group_id").and_then(toml::Value::as_str) {
+            if !group.starts_with(&group_prefix) {
+                return refuse(format!(
+                    "pipeline '{name}': field `group_id` is \"{group}\"; a deployed pipeline's \
+                     group must start with \"{group_prefix}\" so it cannot join another tenant's"
+                ));
+            }
+        }
+        table.insert("name".into(), name.into());
         table.insert("plugin".into(), plugin.display().to_string().into());
         let mut p: RawPipeline = table
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError(format!("{origin}: {}", e.message())))?;
         p.tenant = Some(tenant.to_string());
-        let mut names: HashSet<String> = self.pipelines.iter().map(|p| p.name.clone()).collect();
+        let mut names: HashSet<String> = self
+            .pipelines
+            .iter()
+            .map(|p| p.name.clone())
+            .chain(
+                deployed
+                    .into_iter()
+                    .filter(|&(t, n)| (t, n) != (tenant, name))
+                    .map(|(_, n)| n.to_string()),
+            )
+            .collect();
         let cx = PipelineContext {
             origin: &origin,
             base: Path::new("."),
