@@ -64,7 +64,39 @@ impl ControlTopic {
                 Err((name, code)) => bail!("creating the control topic {name}: {code}"),
             }
         }
-        Ok(())
+        // A created topic reaches the brokers' metadata a moment later; until it has, readers
+        // and writers would be told it does not exist.
+        let topic = self.clone();
+        tokio::task::spawn_blocking(move || topic.watermarks().map(|_| ()))
+            .await
+            .context("the control topic's metadata thread")?
+    }
+
+    /// The partition's low and high watermarks, waiting (up to the timeout) for a topic that
+    /// the broker does not know yet: one just created elsewhere. Blocking.
+    fn watermarks(&self) -> Result<(i64, i64)> {
+        let client: BaseConsumer = self
+            .client_config()
+            .create()
+            .context("creating a control topic client")?;
+        let started = Instant::now();
+        loop {
+            match client.fetch_watermarks(&self.name, 0, TIMEOUT) {
+                Ok(marks) => return Ok(marks),
+                Err(KafkaError::MetadataFetch(
+                    RDKafkaErrorCode::UnknownPartition
+                    | RDKafkaErrorCode::UnknownTopic
+                    | RDKafkaErrorCode::UnknownTopicOrPartition
+                    | RDKafkaErrorCode::LeaderNotAvailable,
+                )) if started.elapsed() < TIMEOUT => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("reading the control topic {}", self.name))
+                }
+            }
+        }
     }
 
     /// Writes `records` (key, value; `None` deletes the key) in order and waits until the broker
@@ -118,9 +150,7 @@ impl ControlTopic {
             .set("auto.offset.reset", "earliest")
             .create()
             .context("creating a control topic reader")?;
-        let (low, high) = consumer
-            .fetch_watermarks(&self.name, 0, TIMEOUT)
-            .with_context(|| format!("reading the control topic {}", self.name))?;
+        let (low, high) = self.watermarks()?;
         let mut assignment = TopicPartitionList::new();
         assignment.add_partition_offset(&self.name, 0, Offset::Offset(low))?;
         consumer.assign(&assignment)?;
