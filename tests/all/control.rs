@@ -182,3 +182,34 @@ async fn a_tenants_desired_pipelines_are_the_newest_record_of_each() {
     );
     assert!(error.contains("64 lower-case hex digits"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_topic_that_is_not_compacted_or_has_partitions_is_refused() {
+    let cluster = Cluster::on(BrokerKind::Kafka, 1).await;
+    let properties = BTreeMap::from([("bootstrap.servers".to_string(), cluster.bootstrap.clone())]);
+    // Created beforehand by someone else, with the broker's defaults (delete policy).
+    let (plain, split) = (unique("plain"), unique("split"));
+    ackbar_tests::kafka::create_topic(&cluster.bootstrap, &plain, 1)
+        .await
+        .unwrap();
+    ackbar_tests::kafka::create_topic(&cluster.bootstrap, &split, 3)
+        .await
+        .unwrap();
+    let refused = |topic: &str| {
+        let store = PluginStore::new(topic, properties.clone());
+        async move { store.ensure_topic().await.unwrap_err().to_string() }
+    };
+    let not_compacted = refused(&plain).await;
+    assert!(
+        not_compacted.contains(&format!(
+            "control topic {plain} exists with 1 partitions and cleanup.policy=delete"
+        )),
+        "{not_compacted}"
+    );
+    let spread = refused(&split).await;
+    assert!(spread.contains("exists with 3 partitions"), "{spread}");
+    assert!(
+        spread.contains("needs 1 partition and cleanup.policy=compact"),
+        "{spread}"
+    );
+}

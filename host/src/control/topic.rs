@@ -2,7 +2,7 @@
 //! producer, read from its start to its end. Every control record lives in one.
 
 use anyhow::{anyhow, bail, Context, Result};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -43,7 +43,9 @@ impl ControlTopic {
         config
     }
 
-    /// Creates the topic (compacted, one partition, the broker's replication) unless it exists.
+    /// Creates the topic (compacted, one partition, the broker's replication) unless it exists,
+    /// and refuses one that exists otherwise: under the default delete policy its records
+    /// would vanish with retention, and records spread over partitions lose their order.
     pub(crate) async fn ensure(&self) -> Result<()> {
         let admin: AdminClient<DefaultClientContext> = self
             .client_config()
@@ -67,9 +69,60 @@ impl ControlTopic {
         // A created topic reaches the brokers' metadata a moment later; until it has, readers
         // and writers would be told it does not exist.
         let topic = self.clone();
-        tokio::task::spawn_blocking(move || topic.watermarks().map(|_| ()))
+        let partitions = tokio::task::spawn_blocking(move || {
+            topic.watermarks()?;
+            topic.partitions()
+        })
+        .await
+        .context("the control topic's metadata thread")??;
+        let described = admin
+            .describe_configs(
+                &[ResourceSpecifier::Topic(&self.name)],
+                &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+            )
             .await
-            .context("the control topic's metadata thread")?
+            .with_context(|| format!("reading the settings of control topic {}", self.name))?;
+        let policy = match described.into_iter().next() {
+            Some(Ok(resource)) => resource
+                .entries
+                .iter()
+                .find(|e| e.name == "cleanup.policy")
+                .and_then(|e| e.value.clone())
+                .unwrap_or_default(),
+            Some(Err(code)) => bail!(
+                "reading the settings of control topic {}: {code}",
+                self.name
+            ),
+            None => bail!(
+                "reading the settings of control topic {}: no answer",
+                self.name
+            ),
+        };
+        if partitions != 1 || !policy.split(',').any(|p| p.trim() == "compact") {
+            bail!(
+                "control topic {} exists with {partitions} partitions and cleanup.policy={policy}; \
+                 a control topic needs 1 partition and cleanup.policy=compact (delete it and let \
+                 Ackbar create it, or create it so)",
+                self.name
+            );
+        }
+        Ok(())
+    }
+
+    /// How many partitions the topic has. Blocking.
+    fn partitions(&self) -> Result<usize> {
+        let client: BaseConsumer = self
+            .client_config()
+            .create()
+            .context("creating a control topic client")?;
+        let metadata = client
+            .fetch_metadata(Some(&self.name), TIMEOUT)
+            .with_context(|| format!("reading the metadata of control topic {}", self.name))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == self.name)
+            .map_or(0, |t| t.partitions().len()))
     }
 
     /// The partition's low and high watermarks, waiting (up to the timeout) for a topic that
