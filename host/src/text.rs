@@ -1,7 +1,18 @@
-//! Cutting text to a byte budget on character boundaries, for what guests print and send.
+//! Text the host makes of bytes: cut to a byte budget on character boundaries (what guests
+//! print and send), and hex (content hashes).
 
 /// Longest trap detail or guest error text kept in a report.
 pub const MAX_REPORT_TEXT: usize = 2048;
+
+/// `bytes` in lower-case hex, two digits each.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    bytes
+        .iter()
+        .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]])
+        .map(char::from)
+        .collect()
+}
 
 /// Cuts `text` to at most `max` bytes on a character boundary.
 pub fn truncate(text: &str, max: usize) -> &str {
@@ -40,5 +51,11 @@ mod tests {
         assert!(kept.starts_with('é'), "cut on a character boundary");
         assert_eq!(truncate("héllo", 2), "h");
         assert_eq!(keep_end("short", 2048), "short");
+    }
+
+    #[test]
+    fn hex_is_two_lower_case_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(hex(&[]), "");
     }
 }

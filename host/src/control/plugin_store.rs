@@ -35,11 +35,10 @@ pub struct PluginDigest(String);
 impl PluginDigest {
     /// The digest of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
-        let hex: String = Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        PluginDigest(format!("sha256:{hex}"))
+        PluginDigest(format!(
+            "sha256:{}",
+            crate::text::hex(&Sha256::digest(bytes))
+        ))
     }
 
     /// Parses `sha256:<64 hex digits>`, naming what is wrong otherwise.

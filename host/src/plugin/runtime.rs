@@ -392,8 +392,7 @@ fn ensure_component(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// A short content hash that identifies a plugin version in logs and reports.
 pub fn version_id(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    crate::text::hex(&Sha256::digest(bytes)[..6])
 }
 
 /// A compiled and linked plugin: instantiating it is cheap.
