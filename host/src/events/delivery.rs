@@ -86,8 +86,16 @@ impl DeliveryEvent {
             to.topic.redeliveries.increment(1);
         }
         if span.is_disabled() {
-            // The message's span is filtered out: the pipeline's still names the tenant.
-            to.recorder.in_span(|| self.log());
+            // The message's span is filtered out: the pipeline's names the tenant instead, but
+            // it is entered only for a line that is written, not for every delivery.
+            let trapped = matches!(self.outcome.end, CallEnd::Trapped { .. });
+            let written = match trapped {
+                true => tracing::enabled!(tracing::Level::WARN),
+                false => tracing::enabled!(tracing::Level::DEBUG),
+            };
+            if written {
+                to.recorder.in_span(|| self.log());
+            }
         } else {
             span.record("outcome", self.outcome.label());
             span.in_scope(|| self.log());
