@@ -12,13 +12,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `(pipeline name, its health)` of the pipelines running now, replaced as they change.
+pub type Watched = Arc<std::sync::RwLock<Vec<(String, Arc<Health>)>>>;
+
 /// What the endpoint reports on.
 #[derive(Clone)]
 pub struct Observed {
     /// Renders `/metrics` from the process-wide recorder ([`crate::metrics::install`]).
     pub prometheus: PrometheusHandle,
-    /// `(pipeline name, its health)`.
-    pub pipelines: Vec<(String, Arc<Health>)>,
+    /// `(pipeline name, its health)` of every pipeline running now; a fleet member adds and
+    /// removes deployed ones.
+    pub pipelines: Watched,
     /// `/readyz` fails once a partition has been stuck on one message this long
     /// (`ready_stall_threshold_ms`); a paused partition fails it at once.
     pub stall_threshold: Duration,
@@ -56,6 +60,8 @@ async fn metrics(State(observed): State<Arc<Observed>>) -> String {
 async fn readyz(State(observed): State<Arc<Observed>>) -> (StatusCode, String) {
     let problems: Vec<String> = observed
         .pipelines
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
         .iter()
         .flat_map(|(name, health)| health.problems(name, observed.stall_threshold))
         .collect();

@@ -37,6 +37,17 @@ pub struct Supervised {
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// A running pipeline at one moment.
+#[derive(Debug, Clone)]
+pub struct RunningNow {
+    /// The version of the plugin that handles new messages.
+    pub plugin_version: String,
+    /// The partitions it consumes.
+    pub partitions: Vec<crate::offsets::TopicPartition>,
+    /// Its counters since it started.
+    pub stats: StatsSnapshot,
+}
+
 /// What a supervised pipeline is started with.
 pub struct Launch {
     /// The cluster's `bootstrap.servers` (the embedded broker's when there is one).
@@ -79,6 +90,40 @@ impl Supervised {
     /// pipeline that is down.
     pub fn health(&self) -> Arc<Health> {
         self.health.clone()
+    }
+
+    /// The pipeline's tenant.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// What the running incarnation is: its plugin's version and the partitions it consumes;
+    /// `None` while the pipeline is down.
+    pub async fn running(&self) -> Option<RunningNow> {
+        self.running.lock().await.as_ref().map(|handle| RunningNow {
+            plugin_version: handle.plugin_version(),
+            partitions: handle.assigned_partitions(),
+            stats: handle.stats(),
+        })
+    }
+
+    /// Swaps the plugin at `path` in as hot reload does (compiled and smoke-tested off the hot
+    /// path; calls in flight finish on the old version), and keeps it for later restarts. A
+    /// plugin that does not load is refused with the reason and the running one stays. While
+    /// the pipeline is down, its next start takes `path` (and retries now).
+    pub async fn switch_plugin(&self, path: std::path::PathBuf) -> Result<Reloaded> {
+        let running = self.running.lock().await;
+        let reloaded = match running.as_ref() {
+            Some(handle) => handle.switch_plugin(path.clone()).await?,
+            None => {
+                self.retry_now.notify_one();
+                Reloaded::Unchanged {
+                    version: String::new(),
+                }
+            }
+        };
+        self.config.lock().unwrap_or_else(|e| e.into_inner()).plugin = path;
+        Ok(reloaded)
     }
 
     /// Restarts so far (failed starts and crashes).

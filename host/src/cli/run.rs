@@ -2,6 +2,7 @@
 //! SIGHUP reloads.
 
 use crate::config::{Brokers, Config};
+use crate::control::{Member, MemberLaunch};
 use crate::embedded::EmbeddedBroker;
 use crate::plugin::PluginRuntime;
 use crate::stats::StatsSnapshot;
@@ -47,11 +48,36 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
         None => None,
     };
     // One budget per tenant, shared by its pipelines; each pipeline under its own supervisor.
-    let budgets: HashMap<&str, Arc<TenantBudget>> = config
+    let budgets: HashMap<String, Arc<TenantBudget>> = config
         .tenants
         .iter()
-        .map(|t| (t.name.as_str(), TenantBudget::new(&t.name, t.limits)))
+        .map(|t| (t.name.clone(), TenantBudget::new(&t.name, t.limits)))
         .collect();
+    let config = Arc::new(config);
+    // A fleet member applies the desired state before any deployed pipeline takes partitions.
+    let mut member = match &config.control {
+        Some(_) => {
+            let launch = MemberLaunch {
+                bootstrap: bootstrap.clone(),
+                runtime: runtime.clone(),
+                budgets: budgets.clone(),
+                backoff: config.run.restart_backoff(),
+                plugins_dir: crate::plugin::default_cache_dir()
+                    .unwrap_or_else(|| std::env::temp_dir().join("ackbar"))
+                    .join("deployed"),
+            };
+            let mut member = Member::join(config.clone(), launch)
+                .await
+                .with_context(|| format!("{}: [control]", config_path.display()))?;
+            member.reconcile().await;
+            tracing::info!(
+                member = member.id(),
+                "fleet member: running what tenants deploy"
+            );
+            Some(member)
+        }
+        None => None,
+    };
     let pipelines: Vec<Arc<Supervised>> = config
         .pipelines
         .iter()
@@ -67,30 +93,67 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
             )
         })
         .collect();
+    let everything = |member: &Option<Member>| -> Vec<Arc<Supervised>> {
+        let deployed = member.as_ref().map(Member::pipelines).unwrap_or_default();
+        pipelines.iter().cloned().chain(deployed).collect()
+    };
+    let observed_pipelines = Arc::new(std::sync::RwLock::new(Vec::new()));
+    let observe = |all: &[Arc<Supervised>]| {
+        *observed_pipelines
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = all
+            .iter()
+            .map(|p| (p.name().to_string(), p.health()))
+            .collect();
+    };
+    observe(&everything(&member));
 
     if let Some((listener, prometheus)) = ops {
         let observed = crate::ops_endpoint::Observed {
             prometheus,
-            pipelines: pipelines
-                .iter()
-                .map(|p| (p.name().to_string(), p.health()))
-                .collect(),
+            pipelines: observed_pipelines.clone(),
             stall_threshold: Duration::from_millis(config.run.ready_stall_threshold_ms),
         };
         let bound = crate::ops_endpoint::serve(listener, observed)?;
         tracing::info!("serving /metrics, /healthz and /readyz on http://{bound}");
     }
+    if let Some(member) = &mut member {
+        member.publish_status(&pipelines).await;
+    }
     let summary_every = config.run.summary_interval_secs;
-    let mut previous: Vec<StatsSnapshot> = vec![StatsSnapshot::default(); pipelines.len()];
+    let mut previous: HashMap<String, StatsSnapshot> = HashMap::new();
     let mut ticker = tokio::time::interval(Duration::from_secs(summary_every.max(1)));
     ticker.tick().await;
+    let (poll_every, status_every) = member.as_ref().map_or(
+        (Duration::from_secs(3600), Duration::from_secs(3600)),
+        |m| (m.poll_interval(), m.status_interval()),
+    );
+    let mut poll = tokio::time::interval(poll_every);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut status = tokio::time::interval(status_every);
+    status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = signals.terminate.recv() => break,
             _ = signals.interrupt.recv() => break,
             _ = signals.hangup.recv() => reload(&config_path, &pipelines).await,
+            _ = poll.tick(), if member.is_some() => {
+                let Some(m) = member.as_mut() else { continue };
+                if m.reconcile().await {
+                    observe(&everything(&member));
+                    if let Some(m) = member.as_mut() {
+                        m.publish_status(&pipelines).await;
+                    }
+                }
+            }
+            _ = status.tick(), if member.is_some() => {
+                if let Some(m) = member.as_mut() {
+                    m.publish_status(&pipelines).await;
+                }
+            }
             _ = ticker.tick(), if summary_every > 0 => {
-                for (p, prev) in pipelines.iter().zip(previous.iter_mut()) {
+                for p in everything(&member) {
+                    let prev = previous.entry(p.name().to_string()).or_default();
                     let Some(now) = p.stats().await else {
                         tracing::info!(pipeline = p.name(), "down; restarts so far: {}", p.restarts());
                         *prev = StatsSnapshot::default();
@@ -114,7 +177,7 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
     // All at once: each waits for its drain and for the broker to take its commit and its
     // leave, which one after another adds up to minutes for hundreds of pipelines.
     let mut stopping = tokio::task::JoinSet::new();
-    for p in pipelines {
+    for p in everything(&member) {
         stopping.spawn(async move {
             let stopped = p.shutdown().await;
             (p, stopped)
@@ -127,6 +190,10 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
             tracing::error!(pipeline = p.name(), "shutdown failed: {e:#}");
             first_error.get_or_insert(e.context(format!("pipeline '{}'", p.name())));
         }
+    }
+    // Gone from the fleet once its pipelines have committed and left their groups.
+    if let Some(member) = &member {
+        member.leave().await;
     }
     first_error.map_or(Ok(()), Err)
 }

@@ -2,8 +2,8 @@
 //! leave it out. [`super::validate`] turns it into [`super::Config`].
 
 use super::Backoff;
+use super::{ControlSettings, EmbeddedSettings, EngineSettings, RunSettings};
 use super::{DeliveryGuarantee, GroupType, Ordering};
-use super::{EmbeddedSettings, EngineSettings, RunSettings};
 use crate::policy::AckPolicy;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -21,6 +21,7 @@ pub(super) struct RawConfig {
     pub(super) embedded: EmbeddedSettings,
     #[serde(default)]
     pub(super) engine: EngineSettings,
+    pub(super) control: Option<ControlSettings>,
     #[serde(default, rename = "pipeline")]
     pub(super) pipelines: Vec<RawPipeline>,
     #[serde(default, rename = "tenant")]

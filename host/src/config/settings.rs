@@ -68,6 +68,36 @@ impl Default for EngineSettings {
     }
 }
 
+/// The fleet's control plane (`[control]`): with it, `ackbar run` is a fleet member that runs
+/// what tenants deploy (`ackbar deploy`) besides the pipelines of its file, and publishes its
+/// status. Control clients use the file's brokers and `[kafka]` properties.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlSettings {
+    /// Control topics are `<prefix>.<tenant>.pipelines`, `<prefix>.<tenant>.plugins` and
+    /// `<prefix>.status`; an ACL on the prefixed name `<prefix>.<tenant>.` is one tenant's.
+    pub prefix: String,
+    /// How often the tenants' desired pipelines are checked for a deploy, in ms.
+    pub poll_interval_ms: u64,
+    /// How often the member's status is published besides on every change, in ms. A status
+    /// older than three intervals is a member that is gone.
+    pub status_interval_ms: u64,
+    /// Pipelines one tenant may deploy to this member; more are refused. Sizes the instance
+    /// pool with room for them.
+    pub max_deployed_pipelines: usize,
+}
+
+impl Default for ControlSettings {
+    fn default() -> Self {
+        ControlSettings {
+            prefix: "ackbar".into(),
+            poll_interval_ms: 500,
+            status_interval_ms: 5_000,
+            max_deployed_pipelines: 4,
+        }
+    }
+}
+
 /// Settings of the embedded broker (`[embedded]`), used when `brokers = "embedded"`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

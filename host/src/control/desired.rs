@@ -17,6 +17,16 @@ use std::collections::BTreeMap;
 /// A tenant name goes into a topic name, and an ACL on the prefix `<prefix>.<tenant>.` must
 /// cover that tenant's topics and no other's: letters, digits, `_` and `-` only.
 pub fn pipelines_topic(prefix: &str, tenant: &str) -> Result<String> {
+    tenant_topic(prefix, tenant, "pipelines")
+}
+
+/// The control topic holding the components `tenant` deployed (its plugin store): a tenant's
+/// own, so no other tenant can overwrite its chunks.
+pub fn plugins_topic(prefix: &str, tenant: &str) -> Result<String> {
+    tenant_topic(prefix, tenant, "plugins")
+}
+
+fn tenant_topic(prefix: &str, tenant: &str, kind: &str) -> Result<String> {
     let fits = |name: &str| {
         !name.is_empty()
             && name
@@ -28,7 +38,7 @@ pub fn pipelines_topic(prefix: &str, tenant: &str) -> Result<String> {
             "tenant {tenant:?} cannot name a control topic: use letters, digits, '_' and '-' only"
         );
     }
-    let topic = format!("{prefix}.{tenant}.pipelines");
+    let topic = format!("{prefix}.{tenant}.{kind}");
     if topic.len() > 249 {
         anyhow::bail!("control topic {topic} is longer than Kafka's 249 characters");
     }
@@ -46,6 +56,43 @@ pub struct DesiredPipeline {
     pub spec: String,
     /// 1 for the first deploy of the pipeline, one more for each deploy after it.
     pub generation: u64,
+    /// The deploys before this one, newest first, at most [`HISTORY`]: what a rollback
+    /// returns to.
+    pub history: Vec<PastDeploy>,
+}
+
+/// Deploys a pipeline's record remembers besides the current one.
+pub const HISTORY: usize = 10;
+
+/// A deploy that came before the current one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PastDeploy {
+    /// Its generation.
+    pub generation: u64,
+    /// Its plugin's digest.
+    pub plugin: PluginDigest,
+    /// Its spec.
+    pub spec: String,
+}
+
+impl DesiredPipeline {
+    /// The deploy after this one: `plugin` with `spec`, one generation on, this one first in
+    /// its history.
+    pub fn next(&self, plugin: PluginDigest, spec: String) -> DesiredPipeline {
+        let mut history = vec![PastDeploy {
+            generation: self.generation,
+            plugin: self.plugin.clone(),
+            spec: self.spec.clone(),
+        }];
+        history.extend(self.history.iter().take(HISTORY - 1).cloned());
+        DesiredPipeline {
+            pipeline: self.pipeline.clone(),
+            plugin,
+            spec,
+            generation: self.generation + 1,
+            history,
+        }
+    }
 }
 
 /// A desired pipeline's record value.
@@ -55,6 +102,8 @@ struct Record {
     plugin: String,
     spec: String,
     generation: u64,
+    #[serde(default)]
+    history: Vec<PastDeploy>,
 }
 
 /// One tenant's desired pipelines in its control topic.
@@ -82,6 +131,7 @@ impl DesiredState {
             plugin: desired.plugin.to_string(),
             spec: desired.spec.clone(),
             generation: desired.generation,
+            history: desired.history.clone(),
         })
         .expect("a record serializes");
         self.topic
@@ -119,6 +169,7 @@ impl DesiredState {
                     plugin,
                     spec: record.spec,
                     generation: record.generation,
+                    history: record.history,
                 },
             );
         }

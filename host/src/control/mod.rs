@@ -3,11 +3,25 @@
 //!
 //! - the plugin store ([`PluginStore`]): component bytes, content-addressed;
 //! - the desired state ([`DesiredState`]): per tenant, the pipelines it deployed, each with its
-//!   plugin's digest, its spec and a generation.
+//!   plugin's digest, its spec and a generation;
+//! - the status ([`StatusTopic`]): what each member runs.
+//!
+//! A member ([`Member`]) reads the desired state and makes it run; `ackbar deploy`, `rollback`
+//! and `status` write the desired state and read the status.
 
 mod desired;
+mod member;
 mod plugin_store;
+mod status;
 mod topic;
 
-pub use desired::{pipelines_topic, DesiredPipeline, DesiredState};
-pub use plugin_store::{chunk_key, PluginDigest, PluginStore, CHUNK_BYTES, MAX_PLUGIN_BYTES};
+pub use desired::{
+    pipelines_topic, plugins_topic, DesiredPipeline, DesiredState, PastDeploy, HISTORY,
+};
+pub use member::{Member, MemberLaunch};
+pub use plugin_store::{
+    chunk_key, PluginDigest, PluginStore, PluginUnavailable, CHUNK_BYTES, MAX_PLUGIN_BYTES,
+};
+pub use status::{
+    now_ms, status_topic, Deployed, MemberStatus, PipelineStatus, Refusal, StatusTopic,
+};

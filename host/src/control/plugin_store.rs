@@ -16,7 +16,7 @@
 //! missing) is refused, never run.
 
 use super::topic::ControlTopic;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -29,8 +29,29 @@ pub const CHUNK_BYTES: usize = 512 * 1024;
 pub const MAX_PLUGIN_BYTES: u64 = 256 << 20;
 
 /// A component's content address: `sha256:` and the SHA-256 of its bytes in lower-case hex.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct PluginDigest(String);
+
+impl PluginDigest {
+    /// What every digest starts with.
+    pub const PREFIX: &'static str = "sha256:";
+}
+
+impl TryFrom<String> for PluginDigest {
+    type Error = anyhow::Error;
+    fn try_from(text: String) -> Result<Self> {
+        PluginDigest::parse(&text)
+    }
+}
+
+impl From<PluginDigest> for String {
+    fn from(digest: PluginDigest) -> String {
+        digest.0
+    }
+}
 
 impl PluginDigest {
     /// The digest of `bytes`.
@@ -189,44 +210,59 @@ impl PluginStore {
             Ok(())
         })?;
         let Some(manifest) = manifest else {
-            bail!("plugin {digest} is not in the plugin store {topic}");
+            return unavailable(format!(
+                "plugin {digest} is not in the plugin store {topic}"
+            ));
         };
-        let manifest = manifest
-            .with_context(|| format!("plugin {digest}: its manifest in {topic} is not valid"))?;
+        let Ok(manifest) = manifest else {
+            return unavailable(format!(
+                "plugin {digest}: its manifest in {topic} is not valid"
+            ));
+        };
         // Nothing read from the topic is trusted before the digest matches: the manifest's
         // figures are checked before anything is sized by them.
         if manifest.size > MAX_PLUGIN_BYTES
             || manifest.size > manifest.chunks as u64 * CHUNK_BYTES as u64
         {
-            bail!(
+            return unavailable(format!(
                 "plugin {digest}: its manifest in {topic} is not valid: {} bytes in {} chunks",
-                manifest.size,
-                manifest.chunks
-            );
+                manifest.size, manifest.chunks
+            ));
         }
         let mut bytes = Vec::with_capacity(manifest.size as usize);
         for index in 0..manifest.chunks as usize {
-            let chunk = chunks.get(&index).ok_or_else(|| {
-                anyhow!(
+            let Some(chunk) = chunks.get(&index) else {
+                return unavailable(format!(
                     "plugin {digest}: chunk {index} of {} is missing from {topic}",
                     manifest.chunks
-                )
-            })?;
+                ));
+            };
             bytes.extend_from_slice(chunk);
         }
         if bytes.len() as u64 != manifest.size {
-            bail!(
+            return unavailable(format!(
                 "plugin {digest}: its chunks hold {} bytes, its manifest says {}",
                 bytes.len(),
                 manifest.size
-            );
+            ));
         }
         let found = PluginDigest::of(&bytes);
         if &found != digest {
-            bail!("plugin {digest}: the stored bytes have digest {found}; refused");
+            return unavailable(format!(
+                "plugin {digest}: the stored bytes have digest {found}; refused"
+            ));
         }
         Ok(bytes)
     }
+}
+
+/// The store does not hold the component whole and intact: reading again will not help.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PluginUnavailable(pub String);
+
+fn unavailable<T>(why: String) -> Result<T> {
+    Err(PluginUnavailable(why).into())
 }
 
 /// The key of chunk `index` of `digest`.

@@ -79,6 +79,9 @@ impl Config {
                 )));
             }
         }
+        if let Some(control) = &raw.control {
+            validate_control(control).map_err(|m| err(format!("[control]: {m}")))?;
+        }
         // Declared tenants first, then the ones pipelines only name.
         let mut tenants = Vec::new();
         for t in &raw.tenants {
@@ -114,9 +117,11 @@ impl Config {
                 raw_pipelines.push((p, true));
             }
         }
-        if raw_pipelines.is_empty() {
+        if raw_pipelines.is_empty() && raw.control.is_none() {
             return Err(err(
-                "no [[pipeline]] defined; a config needs at least one pipeline".into(),
+                "no [[pipeline]] defined; a config needs at least one pipeline, or [control] \
+                 to run what tenants deploy"
+                    .into(),
             ));
         }
         for (p, _) in &raw_pipelines {
@@ -150,6 +155,7 @@ impl Config {
             run: raw.run,
             embedded: raw.embedded,
             engine: raw.engine,
+            control: raw.control,
             tenants,
             pipelines,
             bounds: DeployBounds {
@@ -255,6 +261,56 @@ impl Config {
 pub(super) struct DeployBounds {
     raw_tenants: Vec<RawTenant>,
     global_kafka: BTreeMap<String, String>,
+}
+
+/// `[control]`: names that fit a topic, intervals a member can keep.
+fn validate_control(control: &super::ControlSettings) -> Result<(), String> {
+    let prefix = &control.prefix;
+    if prefix.is_empty()
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err(format!(
+            "field `prefix` is {prefix:?}; use letters, digits, '.', '_' and '-' (it starts \
+             every control topic's name)"
+        ));
+    }
+    if control.poll_interval_ms == 0 || control.status_interval_ms == 0 {
+        return Err(
+            "fields `poll_interval_ms` and `status_interval_ms` must be greater than 0".into(),
+        );
+    }
+    if control.max_deployed_pipelines > 64 {
+        return Err("field `max_deployed_pipelines` must be at most 64".into());
+    }
+    Ok(())
+}
+
+impl DeployBounds {
+    /// The largest memory a deployed pipeline may get per tenant: its tenant's limit, else the
+    /// default.
+    pub(super) fn deployed_memory_bytes(&self) -> Option<usize> {
+        let default = crate::plugin::PluginLimits::default().memory_bytes;
+        self.raw_tenants
+            .iter()
+            .map(|t| t.limits.memory_mib.map_or(default, |m| (m as usize) << 20))
+            .max()
+    }
+
+    /// Whether a tenant's limits include fuel, which its deployed pipelines then inherit.
+    pub(super) fn any_tenant_meters_fuel(&self) -> bool {
+        self.raw_tenants.iter().any(|t| t.limits.fuel.is_some())
+    }
+
+    pub(super) fn declared_tenants(&self) -> impl Iterator<Item = &str> {
+        self.raw_tenants.iter().map(|t| t.name.as_str())
+    }
+
+    /// The `[kafka]` properties of the file, which control clients use too.
+    pub(super) fn kafka(&self) -> &BTreeMap<String, String> {
+        &self.global_kafka
+    }
 }
 
 /// librdkafka takes every property as a string; TOML may give numbers and booleans.

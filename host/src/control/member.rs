@@ -1,0 +1,549 @@
+//! A fleet member: `ackbar run` with `[control]`. It runs what its tenants deployed beside the
+//! pipelines of its file, and says what it runs in the status topic.
+//!
+//! Reconciling one deploy (a pipeline's record in `<prefix>.<tenant>.pipelines`):
+//! 1. the plugin is taken from the local cache, or from the tenant's plugin store and checked
+//!    against its digest;
+//! 2. the spec is checked against the tenant's bounds in the member's file
+//!    ([`Config::deployed_pipeline`]), with the file's errors;
+//! 3. a pipeline already running with the same spec swaps the plugin as hot reload does
+//!    (compiled and smoke-tested off the hot path; calls in flight finish on the old version);
+//!    a new pipeline, or a new spec, is started after the plugin loaded and passed its smoke
+//!    test here, so a version that does not load is refused, not restarted forever; a spec
+//!    change stops the old pipeline first (its settled offsets committed);
+//! 4. a refusal is kept per generation and published in the status, and the version before it
+//!    keeps running. A broker that cannot be read is retried on the next poll.
+//!
+//! A member applies the desired state before any deployed pipeline starts, so one that starts
+//! after a crash runs the current versions before it takes partitions.
+
+use super::desired::{pipelines_topic, plugins_topic, DesiredPipeline, DesiredState};
+use super::plugin_store::{PluginDigest, PluginStore, PluginUnavailable};
+use super::status::{
+    now_ms, status_topic, Deployed, MemberStatus, PipelineStatus, Refusal, StatusTopic,
+};
+use crate::config::{Backoff, Config, ControlSettings};
+use crate::plugin::PluginRuntime;
+use crate::reload::PluginSlot;
+use crate::supervisor::{Launch, Supervised};
+use crate::tenant::TenantBudget;
+use anyhow::{Context, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What deployed pipelines are started with; see [`Launch`].
+pub struct MemberLaunch {
+    /// The cluster's `bootstrap.servers`.
+    pub bootstrap: String,
+    /// The process-wide Wasm runtime.
+    pub runtime: PluginRuntime,
+    /// Each declared tenant's budget, shared with its pipelines from the file.
+    pub budgets: HashMap<String, Arc<TenantBudget>>,
+    /// Delays between a pipeline's restarts.
+    pub backoff: Backoff,
+    /// Where downloaded components are kept, by digest.
+    pub plugins_dir: PathBuf,
+}
+
+/// (tenant, pipeline).
+type Key = (String, String);
+
+/// A fleet member's control loop state.
+pub struct Member {
+    config: Arc<Config>,
+    settings: ControlSettings,
+    launch: MemberLaunch,
+    tenants: Vec<TenantControl>,
+    deployed: BTreeMap<Key, Running>,
+    refused: BTreeMap<Key, Refusal>,
+    /// Deploys that could not be applied yet for a reason that may pass (the broker), with
+    /// the reason, logged once per generation.
+    waiting: BTreeMap<Key, (u64, String)>,
+    status: StatusTopic,
+    identity: Identity,
+    /// Messages counted at the previous status, for the rate.
+    counted: HashMap<Key, (Instant, u64)>,
+    /// The plugin version each deployed pipeline ran at the previous status (`None`: down), so
+    /// a pipeline that started or went down since is published at once.
+    published: BTreeMap<Key, Option<String>>,
+}
+
+struct TenantControl {
+    name: String,
+    desired: DesiredState,
+    store: PluginStore,
+}
+
+struct Running {
+    supervised: Arc<Supervised>,
+    desired: DesiredPipeline,
+}
+
+struct Identity {
+    member: String,
+    host: String,
+    pid: u32,
+    started_ms: u64,
+}
+
+/// Why a deploy was not applied.
+enum NotApplied {
+    /// It never will be: the member refuses this generation.
+    Refused(String),
+    /// It may be on the next poll.
+    Later(anyhow::Error),
+}
+
+impl From<crate::config::ConfigError> for NotApplied {
+    fn from(e: crate::config::ConfigError) -> Self {
+        NotApplied::Refused(e.0)
+    }
+}
+
+impl Member {
+    /// Joins the fleet of `config`'s `[control]`: creates the control topics that do not exist
+    /// yet (the status topic and each declared tenant's two). Nothing runs until
+    /// [`reconcile`](Self::reconcile).
+    pub async fn join(config: Arc<Config>, launch: MemberLaunch) -> Result<Member> {
+        let settings = config
+            .control
+            .clone()
+            .context("the config has no [control] section")?;
+        let properties = config.control_properties(&launch.bootstrap);
+        let status = StatusTopic::new(status_topic(&settings.prefix), properties.clone());
+        status.ensure_topic().await?;
+        let mut tenants = Vec::new();
+        for name in config.declared_tenants() {
+            let desired =
+                DesiredState::new(pipelines_topic(&settings.prefix, name)?, properties.clone());
+            let store =
+                PluginStore::new(plugins_topic(&settings.prefix, name)?, properties.clone());
+            desired.ensure_topic().await?;
+            store.ensure_topic().await?;
+            tenants.push(TenantControl {
+                name: name.to_string(),
+                desired,
+                store,
+            });
+        }
+        std::fs::create_dir_all(&launch.plugins_dir).with_context(|| {
+            format!(
+                "creating the directory for deployed plugins {}",
+                launch.plugins_dir.display()
+            )
+        })?;
+        let host = host_name();
+        let pid = std::process::id();
+        let started_ms = now_ms();
+        Ok(Member {
+            config,
+            settings,
+            launch,
+            tenants,
+            deployed: BTreeMap::new(),
+            refused: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            status,
+            identity: Identity {
+                member: format!("{host}:{pid}:{started_ms}"),
+                host,
+                pid,
+                started_ms,
+            },
+            counted: HashMap::new(),
+            published: BTreeMap::new(),
+        })
+    }
+
+    /// How often to look for deploys.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.settings.poll_interval_ms)
+    }
+
+    /// How often to publish the status besides on changes.
+    pub fn status_interval(&self) -> Duration {
+        Duration::from_millis(self.settings.status_interval_ms)
+    }
+
+    /// This member's id in the status topic.
+    pub fn id(&self) -> &str {
+        &self.identity.member
+    }
+
+    /// The deployed pipelines running now.
+    pub fn pipelines(&self) -> Vec<Arc<Supervised>> {
+        self.deployed
+            .values()
+            .map(|r| r.supervised.clone())
+            .collect()
+    }
+
+    /// Reads every tenant's desired pipelines and makes them run: starts new ones, swaps new
+    /// versions, stops removed ones. Returns whether anything changed (the status is then due).
+    pub async fn reconcile(&mut self) -> bool {
+        let mut changed = false;
+        for index in 0..self.tenants.len() {
+            let (tenant, desired) = {
+                let t = &self.tenants[index];
+                (t.name.clone(), t.desired.clone())
+            };
+            let wanted = match tokio::task::spawn_blocking(move || desired.read()).await {
+                Ok(Ok(wanted)) => wanted,
+                Ok(Err(e)) => {
+                    tracing::warn!(%tenant, "cannot read the desired pipelines, keeping what runs: {e:#}");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(%tenant, "the desired-state reader panicked: {e}");
+                    continue;
+                }
+            };
+            changed |= self.stop_removed(&tenant, &wanted).await;
+            for desired in wanted.into_values() {
+                changed |= self.apply(index, desired).await;
+            }
+        }
+        changed || self.started_or_stopped().await
+    }
+
+    /// Whether a deployed pipeline started, went down or changed version since the last status.
+    async fn started_or_stopped(&self) -> bool {
+        for (key, running) in &self.deployed {
+            let now = running.supervised.running().await.map(|r| r.plugin_version);
+            if self.published.get(key) != Some(&now) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Stops `tenant`'s deployed pipelines that are no longer wanted, committing what they
+    /// settled.
+    async fn stop_removed(
+        &mut self,
+        tenant: &str,
+        wanted: &BTreeMap<String, DesiredPipeline>,
+    ) -> bool {
+        let gone: Vec<Key> = self
+            .deployed
+            .keys()
+            .chain(self.refused.keys())
+            .filter(|(t, p)| t == tenant && !wanted.contains_key(p))
+            .cloned()
+            .collect();
+        for key in &gone {
+            self.refused.remove(key);
+            self.waiting.remove(key);
+            if let Some(running) = self.deployed.remove(key) {
+                tracing::info!(tenant = %key.0, pipeline = %key.1, "deploy removed: stopping the pipeline");
+                if let Err(e) = running.supervised.shutdown().await {
+                    tracing::error!(tenant = %key.0, pipeline = %key.1, "stopping the removed pipeline failed: {e:#}");
+                }
+            }
+        }
+        !gone.is_empty()
+    }
+
+    /// Applies one desired pipeline unless it runs or was refused already. Returns whether
+    /// anything changed.
+    async fn apply(&mut self, tenant_index: usize, desired: DesiredPipeline) -> bool {
+        let tenant = self.tenants[tenant_index].name.clone();
+        let key = (tenant.clone(), desired.pipeline.clone());
+        let generation = desired.generation;
+        if let Some(running) = self.deployed.get_mut(&key) {
+            if running.desired.generation == generation {
+                return false;
+            }
+            if running.desired.plugin == desired.plugin && running.desired.spec == desired.spec {
+                // A deploy of what runs already (a rollback to it): nothing to swap.
+                running.desired = desired;
+                self.refused.remove(&key);
+                return true;
+            }
+        }
+        if self
+            .refused
+            .get(&key)
+            .is_some_and(|r| r.generation == generation)
+        {
+            return false;
+        }
+        match self.try_apply(tenant_index, &key, desired.clone()).await {
+            Ok(()) => {
+                tracing::info!(
+                    tenant = %key.0, pipeline = %key.1,
+                    "running deploy {generation} (plugin {})", desired.plugin
+                );
+                self.refused.remove(&key);
+                self.waiting.remove(&key);
+                true
+            }
+            Err(NotApplied::Refused(reason)) => {
+                tracing::error!(
+                    tenant = %key.0, pipeline = %key.1,
+                    "deploy {generation} refused, the version before it keeps running: {reason}"
+                );
+                self.waiting.remove(&key);
+                self.refused.insert(
+                    key,
+                    Refusal {
+                        generation,
+                        plugin: desired.plugin.to_string(),
+                        reason,
+                    },
+                );
+                true
+            }
+            Err(NotApplied::Later(e)) => {
+                let reason = format!("{e:#}");
+                let again = self
+                    .waiting
+                    .get(&key)
+                    .is_some_and(|(g, r)| *g == generation && *r == reason);
+                if !again {
+                    tracing::warn!(
+                        tenant = %key.0, pipeline = %key.1,
+                        "deploy {generation} not applied yet, retrying: {reason}"
+                    );
+                    self.waiting.insert(key, (generation, reason));
+                }
+                false
+            }
+        }
+    }
+
+    async fn try_apply(
+        &mut self,
+        tenant_index: usize,
+        key: &Key,
+        desired: DesiredPipeline,
+    ) -> Result<(), NotApplied> {
+        let path = self.fetch(tenant_index, &desired.plugin).await?;
+        let others: Vec<(&str, &str)> = self
+            .deployed
+            .keys()
+            .map(|(t, p)| (t.as_str(), p.as_str()))
+            .collect();
+        let mut config = self.config.deployed_pipeline(
+            &key.0,
+            &desired.pipeline,
+            &desired.spec,
+            &path,
+            others,
+        )?;
+        // The file is named by its digest and never changes; deploys replace it.
+        config.watch_plugin = false;
+        if config.limits.fuel.is_some() && !self.launch.runtime.metered() {
+            return Err(NotApplied::Refused(format!(
+                "deploy to tenant '{}': pipeline '{}': field `limits.fuel` needs an engine that \
+                 counts fuel: give tenant '{}' a fuel limit in the member's config",
+                key.0, key.1, key.0
+            )));
+        }
+        if let Some(running) = self.deployed.get_mut(key) {
+            if running.desired.spec == desired.spec {
+                running.supervised.switch_plugin(path).await.map_err(|e| {
+                    NotApplied::Refused(format!("plugin {}: {e:#}", desired.plugin))
+                })?;
+                running.desired = desired;
+                return Ok(());
+            }
+        } else {
+            let of_tenant = self.deployed.keys().filter(|(t, _)| *t == key.0).count();
+            if of_tenant >= self.settings.max_deployed_pipelines {
+                return Err(NotApplied::Refused(format!(
+                    "deploy to tenant '{}': pipeline '{}': the tenant runs {of_tenant} deployed \
+                     pipelines, the most this member takes ([control] max_deployed_pipelines)",
+                    key.0, key.1
+                )));
+            }
+        }
+        // A new pipeline or a new spec: load the plugin here first, so one that does not load
+        // is refused instead of restarted forever.
+        let check = config.clone();
+        let runtime = self.launch.runtime.clone();
+        tokio::task::spawn_blocking(move || {
+            PluginSlot::load(
+                &check.tenant,
+                &check.name,
+                &runtime,
+                &check.plugin,
+                check.limits,
+                check.grants.clone(),
+                check.smoke_payload.clone(),
+            )
+            .map(drop)
+        })
+        .await
+        .map_err(|e| NotApplied::Later(e.into()))?
+        .map_err(|e| NotApplied::Refused(format!("plugin {}: {e:#}", desired.plugin)))?;
+        if let Some(old) = self.deployed.remove(key) {
+            tracing::info!(tenant = %key.0, pipeline = %key.1, "the deploy changes the spec: restarting the pipeline");
+            if let Err(e) = old.supervised.shutdown().await {
+                tracing::error!(tenant = %key.0, pipeline = %key.1, "stopping the pipeline's previous spec failed: {e:#}");
+            }
+        }
+        let budget = self.launch.budgets.get(&key.0).cloned().ok_or_else(|| {
+            NotApplied::Refused(format!("tenant '{}' has no budget on this member", key.0))
+        })?;
+        let supervised = Supervised::spawn(
+            config,
+            Launch {
+                bootstrap: self.launch.bootstrap.clone(),
+                runtime: self.launch.runtime.clone(),
+                budget,
+                backoff: self.launch.backoff,
+            },
+        );
+        self.deployed.insert(
+            key.clone(),
+            Running {
+                supervised,
+                desired,
+            },
+        );
+        Ok(())
+    }
+
+    /// The component `digest` as a local file: from the cache when it is there and intact,
+    /// else from the tenant's plugin store.
+    async fn fetch(
+        &self,
+        tenant_index: usize,
+        digest: &PluginDigest,
+    ) -> Result<PathBuf, NotApplied> {
+        let file_name = format!("{}.wasm", digest.as_str().replace(':', "-"));
+        let path = self.launch.plugins_dir.join(file_name);
+        let store = self.tenants[tenant_index].store.clone();
+        let (wanted, target) = (digest.clone(), path.clone());
+        let fetched = tokio::task::spawn_blocking(move || -> Result<()> {
+            if let Ok(bytes) = std::fs::read(&target) {
+                if PluginDigest::of(&bytes) == wanted {
+                    return Ok(());
+                }
+            }
+            let bytes = store.get(&wanted)?;
+            let partial = target.with_extension(format!("{}.partial", std::process::id()));
+            std::fs::write(&partial, &bytes)
+                .and_then(|()| std::fs::rename(&partial, &target))
+                .with_context(|| format!("writing {}", target.display()))
+        })
+        .await
+        .map_err(|e| NotApplied::Later(e.into()))?;
+        match fetched {
+            Ok(()) => Ok(path),
+            Err(e) if e.is::<PluginUnavailable>() => Err(NotApplied::Refused(e.to_string())),
+            Err(e) => Err(NotApplied::Later(e)),
+        }
+    }
+
+    /// Publishes what this member runs: `file` (its file's pipelines) and what it deployed.
+    /// A failure is logged; the next interval tries again.
+    pub async fn publish_status(&mut self, file: &[Arc<Supervised>]) {
+        let mut pipelines = Vec::new();
+        for supervised in file
+            .iter()
+            .chain(self.deployed.values().map(|r| &r.supervised))
+        {
+            let key = (
+                supervised.tenant().to_string(),
+                supervised.name().to_string(),
+            );
+            let running = supervised.running().await;
+            if self.deployed.contains_key(&key) {
+                self.published.insert(
+                    key.clone(),
+                    running.as_ref().map(|r| r.plugin_version.clone()),
+                );
+            }
+            let messages = running.as_ref().map_or(0, |r| r.stats.messages);
+            let now = Instant::now();
+            let rate = match self.counted.insert(key.clone(), (now, messages)) {
+                Some((then, before)) if now > then && messages >= before => {
+                    (messages - before) as f64 / (now - then).as_secs_f64()
+                }
+                _ => 0.0,
+            };
+            pipelines.push(PipelineStatus {
+                tenant: key.0.clone(),
+                pipeline: key.1.clone(),
+                deployed: self.deployed.get(&key).map(|r| Deployed {
+                    generation: r.desired.generation,
+                    plugin: r.desired.plugin.to_string(),
+                }),
+                refused: self.refused.get(&key).cloned(),
+                plugin_version: running.as_ref().map(|r| r.plugin_version.clone()),
+                down: match &running {
+                    Some(_) => None,
+                    None => Some(
+                        supervised
+                            .last_failure()
+                            .unwrap_or_else(|| "starting".into()),
+                    ),
+                },
+                partitions: running.as_ref().map_or_else(Vec::new, |r| {
+                    r.partitions
+                        .iter()
+                        .map(|tp| format!("{}/{}", tp.topic, tp.partition))
+                        .collect()
+                }),
+                messages,
+                traps: running.as_ref().map_or(0, |r| r.stats.traps),
+                errors: running.as_ref().map_or(0, |r| r.stats.errors),
+                rate,
+            });
+        }
+        // Refused deploys of pipelines that never started.
+        for (key, refusal) in &self.refused {
+            if !self.deployed.contains_key(key) {
+                pipelines.push(PipelineStatus {
+                    tenant: key.0.clone(),
+                    pipeline: key.1.clone(),
+                    deployed: None,
+                    refused: Some(refusal.clone()),
+                    plugin_version: None,
+                    down: Some("refused".into()),
+                    partitions: vec![],
+                    messages: 0,
+                    traps: 0,
+                    errors: 0,
+                    rate: 0.0,
+                });
+            }
+        }
+        self.published
+            .retain(|key, _| self.deployed.contains_key(key));
+        let status = MemberStatus {
+            member: self.identity.member.clone(),
+            host: self.identity.host.clone(),
+            pid: self.identity.pid,
+            started_ms: self.identity.started_ms,
+            updated_ms: now_ms(),
+            interval_ms: self.settings.status_interval_ms,
+            tenants: self.tenants.iter().map(|t| t.name.clone()).collect(),
+            pipelines,
+        };
+        if let Err(e) = self.status.publish(&status).await {
+            tracing::warn!("publishing this member's status failed: {e:#}");
+        }
+    }
+
+    /// Deletes this member's status: it is stopping.
+    pub async fn leave(&self) {
+        if let Err(e) = self.status.remove(&self.identity.member).await {
+            tracing::warn!("removing this member's status failed: {e:#}");
+        }
+    }
+}
+
+/// The machine's host name, for the status.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
