@@ -257,7 +257,9 @@ fn invoke_reads_json_lines_and_names_a_bad_line() {
 
 #[test]
 fn every_command_has_help() {
-    for cmd in ["run", "demo", "check", "invoke", "produce"] {
+    for cmd in [
+        "run", "demo", "check", "invoke", "produce", "deploy", "rollback", "undeploy", "status",
+    ] {
         let out = ackbar(&[cmd, "--help"]);
         assert!(out.status.success(), "{cmd}");
         assert!(text(&out.stdout).contains("Usage: ackbar"), "{cmd}");

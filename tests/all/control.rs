@@ -156,6 +156,7 @@ async fn a_tenants_desired_pipelines_are_the_newest_record_of_each() {
         plugin: PluginDigest::of(plugin),
         spec: spec.clone(),
         generation,
+        history: vec![],
     };
     state.publish(&desired("orders", b"v1", 1)).await.unwrap();
     state.publish(&desired("returns", b"v1", 1)).await.unwrap();

@@ -11,6 +11,7 @@ mod delivery;
 mod docs;
 mod exactly_once;
 mod faults;
+mod fleet;
 mod grants;
 mod hostile;
 mod languages;

@@ -4,6 +4,7 @@ mod args;
 mod check;
 mod demo;
 mod entry;
+mod fleet;
 mod invoke;
 mod new;
 mod produce;
@@ -63,6 +64,15 @@ pub(crate) enum Command {
     /// Write a new handler project (handler, unit test, manifest, Makefile, ackbar.toml) into a
     /// new directory, for Rust, Go, JavaScript or Python.
     New(new::NewArgs),
+    /// Deploy a handler to every fleet member serving the tenant (`ackbar run` with
+    /// `[control]`), and wait until each runs it or refuses it.
+    Deploy(fleet::DeployArgs),
+    /// Return a deployed pipeline to an earlier deploy, on every member.
+    Rollback(fleet::RollbackArgs),
+    /// Stop a deployed pipeline on every member (offsets of what it handled are committed).
+    Undeploy(fleet::TargetArgs),
+    /// What each live fleet member runs.
+    Status(fleet::StatusArgs),
 }
 
 /// Runs the command to its end inside the caller's Tokio runtime. Logging is the caller's to set
@@ -77,5 +87,9 @@ pub(crate) async fn main(cli: Cli) -> Result<()> {
         Command::Invoke(args) => tokio::task::spawn_blocking(move || invoke::run(args)).await?,
         Command::Produce(args) => produce::run(args).await,
         Command::New(args) => new::run(args),
+        Command::Deploy(args) => fleet::deploy(args).await,
+        Command::Rollback(args) => fleet::rollback(args).await,
+        Command::Undeploy(args) => fleet::undeploy(args).await,
+        Command::Status(args) => fleet::status(args).await,
     }
 }
