@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a single-node Kafka-protocol broker on 127.0.0.1:PORT for integration tests and by hand:
-#   scripts/broker.sh kafka|tansu PORT DATA_DIR [PARENT_PID]
+#   scripts/broker.sh kafka|kafka-sasl|tansu PORT DATA_DIR [PARENT_PID]
 # Stays in the foreground while the broker runs; prints "ready 127.0.0.1:PORT" once the port
 # accepts connections. The broker is stopped when this script gets SIGTERM/SIGINT/SIGHUP or when
 # PARENT_PID (the test process) is gone, so a test that dies cannot leave an orphan broker.
@@ -9,13 +9,16 @@
 # With BROKER_REMOVE_DATA=1, DATA_DIR is deleted once the broker stopped because PARENT_PID is
 # gone (a test process keeps its broker in a static that is never dropped, so nothing else would).
 # Broker output goes to DATA_DIR/broker.log. "kafka" = Apache Kafka 4.4.0 (KRaft, data kept in
-# DATA_DIR across restarts); "tansu" = tansu 0.6 (memory storage: nothing survives a restart).
+# DATA_DIR across restarts); "kafka-sasl" = the same with SASL/PLAIN and the standard authorizer:
+# users admin (a super user), shop and analytics, each with the password "<user>-secret", and
+# nothing allowed to the others without an ACL; "tansu" = tansu 0.6 (memory storage: nothing
+# survives a restart).
 set -euo pipefail
 
-usage() { echo "usage: $0 kafka|tansu PORT DATA_DIR [PARENT_PID]" >&2; exit 2; }
+usage() { echo "usage: $0 kafka|kafka-sasl|tansu PORT DATA_DIR [PARENT_PID]" >&2; exit 2; }
 [ $# -ge 3 ] && [ $# -le 4 ] || usage
 kind="$1" port="$2" data="$3" parent="${4:-}"
-[[ "$kind" =~ ^(kafka|tansu)$ && "$port" =~ ^[0-9]+$ ]] || usage
+[[ "$kind" =~ ^(kafka|kafka-sasl|tansu)$ && "$port" =~ ^[0-9]+$ ]] || usage
 [ -z "$parent" ] || [[ "$parent" =~ ^[0-9]+$ ]] || usage
 here="$(cd "$(dirname "$0")" && pwd)"
 mkdir -p "$data"
@@ -49,14 +52,14 @@ trap stop EXIT
 
 # Something else already on the port would make the readiness probe lie.
 ports=("$port")
-[ "$kind" = kafka ] && ports+=("$((port + 1))")
+[ "$kind" != tansu ] && ports+=("$((port + 1))")
 for p in "${ports[@]}"; do
   if listening "$p"; then echo "broker.sh: 127.0.0.1:$p is already in use" >&2; exit 1; fi
 done
 : >"$log"
 
 case "$kind" in
-  kafka)
+  kafka|kafka-sasl)
     libs="$("$here/install-kafka.sh")"
     home="$(dirname "$libs")"
     cport=$((port + 1))
@@ -69,11 +72,7 @@ case "$kind" in
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 log.dirs=$data/logs
 num.partitions=1
 auto.create.topics.enable=true
@@ -96,6 +95,29 @@ group.share.heartbeat.interval.ms=500
 group.share.min.session.timeout.ms=6000
 group.share.session.timeout.ms=10000
 EOF
+    if [ "$kind" = kafka ]; then
+      cat >>"$data/server.properties" <<EOF
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+EOF
+    else
+      # The controller listener stays PLAINTEXT on loopback; its anonymous principal is the
+      # node talking to itself, hence a super user.
+      cat >>"$data/server.properties" <<EOF
+listeners=SASL_PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=SASL_PLAINTEXT://127.0.0.1:$port
+inter.broker.listener.name=SASL_PLAINTEXT
+listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+sasl.enabled.mechanisms=PLAIN
+sasl.mechanism.inter.broker.protocol=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-secret" user_admin="admin-secret" user_shop="shop-secret" user_analytics="analytics-secret";
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:admin;User:ANONYMOUS
+allow.everyone.if.no.acl.found=false
+EOF
+    fi
     java_cmd=(java -Xmx512m -Dlog4j2.configurationFile="$home/log4j2.properties" -cp "$libs/*")
     # Format only once so that a restart on the same DATA_DIR keeps topics and offsets. The
     # cluster id is a random 16-byte base64url UUID, as StorageTool random-uuid makes, without

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Assembles Apache Kafka 4.4.0 (KRaft broker) from Maven Central into a cache outside the repo,
+# Assembles Apache Kafka 4.4.0 (KRaft broker, and the tools behind kafka-acls.sh) from Maven Central into a cache outside the repo,
 # because no Kafka distribution archive is reachable from our machines (only package registries).
 # Idempotent: a marker written last means a complete libs/; prints the libs directory.
 set -euo pipefail
@@ -8,7 +8,9 @@ version=4.4.0
 home="${ACKBAR_CACHE:-$HOME/.cache/ackbar}/kafka-$version"
 libs="$home/libs"
 
-if [ -f "$home/.complete" ]; then
+# The marker names what libs/ holds; an older one (without the tools) is assembled again.
+marker="$home/.complete-broker-and-tools"
+if [ -f "$marker" ]; then
   echo "$libs"
   exit 0
 fi
@@ -17,7 +19,7 @@ fi
 mkdir -p "$home"
 exec 9>"$home.lock"
 flock 9
-if [ -f "$home/.complete" ]; then
+if [ -f "$marker" ]; then
   echo "$libs"
   exit 0
 fi
@@ -28,6 +30,7 @@ command -v mvn >/dev/null 2>&1 || { echo "install-kafka: mvn is missing" >&2; ex
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
+# kafka-tools brings AclCommand (kafka-acls.sh), which the ACL tests run as an operator would;
 # kafka_2.13 brings the broker, raft, storage and the server's transitive deps; Kafka 4 logs via
 # slf4j -> log4j2, so the binding and core are added explicitly (they are not in its runtime
 # scope); slf4j-api 2 is pinned because Kafka's own 1.7 API would not find the slf4j2 binding.
@@ -40,6 +43,7 @@ cat >"$work/pom.xml" <<EOF
   <packaging>pom</packaging>
   <dependencies>
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$version</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$version</version></dependency>
     <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId><version>2.0.17</version></dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId><version>2.25.3</version></dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>2.25.3</version></dependency>
@@ -65,5 +69,5 @@ logger.config.name = org.apache.kafka.common.config.AbstractConfig
 logger.config.level = WARN
 EOF
 
-touch "$home/.complete"
+touch "$marker"
 echo "$libs"

@@ -30,6 +30,13 @@ pub fn external(kind: BrokerKind) -> &'static BrokerProcess {
     }
 }
 
+/// The shared Apache Kafka with SASL/PLAIN and the standard authorizer (`scripts/broker.sh
+/// kafka-sasl`): users `admin` (super user), `shop` and `analytics`, password `<user>-secret`.
+pub fn sasl_kafka() -> &'static BrokerProcess {
+    static KAFKA_SASL: OnceLock<BrokerProcess> = OnceLock::new();
+    KAFKA_SASL.get_or_init(|| start("kafka-sasl"))
+}
+
 fn start(kind: &str) -> BrokerProcess {
     BrokerProcess::start(&repo_root(), kind).unwrap_or_else(|e| panic!("{e:#}"))
 }

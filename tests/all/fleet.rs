@@ -21,14 +21,14 @@ const PARTITIONS: i32 = 6;
 type Handled = Arc<Mutex<Vec<(i32, i64, String)>>>;
 
 /// One `ackbar run` member, killed when dropped, with what it settled (from its JSON logs).
-struct Member {
+pub(crate) struct Member {
     child: Child,
     reader: Option<JoinHandle<()>>,
     handled: Handled,
 }
 
 impl Member {
-    fn start(config: &Path) -> Member {
+    pub(crate) fn start(config: &Path) -> Member {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ackbar-under-test"))
             .args(["--log-format", "json", "run", config.to_str().unwrap()])
             .env(

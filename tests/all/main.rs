@@ -12,6 +12,7 @@ mod docs;
 mod exactly_once;
 mod faults;
 mod fleet;
+mod fleet_acl;
 mod grants;
 mod hostile;
 mod languages;

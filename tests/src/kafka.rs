@@ -86,12 +86,25 @@ pub fn read_topic(
 /// Creates a topic through the Admin API (on a real cluster; the embedded broker creates topics
 /// with [`ackbar::embedded::EmbeddedBroker::create_topic`]).
 pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
+    create_topic_as(bootstrap, &[], topic, partitions).await
+}
+
+/// [`create_topic`] with librdkafka `properties` (credentials).
+pub async fn create_topic_as(
+    bootstrap: &str,
+    properties: &[(&str, &str)],
+    topic: &str,
+    partitions: i32,
+) -> Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .context("creating an admin client")?;
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    for (key, value) in properties {
+        config.set(*key, *value);
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().context("creating an admin client")?;
     let results = admin
         .create_topics(
             &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],

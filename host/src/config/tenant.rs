@@ -289,6 +289,11 @@ pub(super) fn check_ownership_between(tenants: &[TenantConfig]) -> Result<(), St
     Ok(())
 }
 
+/// Whether a tenant owns `topic` (a name, or a prefix ending in `*`).
+pub(super) fn has_owner(tenants: &[TenantConfig], topic: &str) -> bool {
+    tenants.iter().any(|t| t.owned_pattern(topic).is_some())
+}
+
 /// Why `reader` may not read `topic`, if it may not: another tenant owns it and does not share it.
 pub(super) fn read_refusal(tenants: &[TenantConfig], reader: &str, topic: &str) -> Option<String> {
     let owner = tenants.iter().find(|t| t.owned_pattern(topic).is_some())?;

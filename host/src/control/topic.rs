@@ -12,6 +12,24 @@ use rdkafka::{Message as _, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// A control topic reader's client context: librdkafka's own logs and errors go to debug.
+/// The reader is dropped as soon as it reached the end, often while librdkafka still
+/// connects to its (unused) group's coordinator, which it then reports as a failure; what
+/// matters to the reader surfaces through its reads.
+struct ReaderContext;
+
+impl rdkafka::ClientContext for ReaderContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        tracing::debug!(target: "librdkafka", ?level, "control reader: {fac}: {log_message}");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(target: "librdkafka", "control reader: {error}: {reason}");
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReaderContext {}
+
 /// How long one request to the broker may take, and reading may go without a record.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -142,6 +160,9 @@ impl ControlTopic {
                     | RDKafkaErrorCode::UnknownTopicOrPartition
                     | RDKafkaErrorCode::LeaderNotAvailable,
                 )) if started.elapsed() < TIMEOUT => {
+                    // A topic the credentials may not see looks like one that does not exist;
+                    // its metadata says which.
+                    self.refuse_unauthorized(&client)?;
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(e) => {
@@ -150,6 +171,29 @@ impl ControlTopic {
                 }
             }
         }
+    }
+
+    /// Fails with the broker's word when it does not authorize these credentials for the
+    /// topic. Blocking.
+    fn refuse_unauthorized(&self, client: &BaseConsumer) -> Result<()> {
+        let Ok(metadata) = client.fetch_metadata(Some(&self.name), TIMEOUT) else {
+            return Ok(());
+        };
+        let error = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == self.name)
+            .and_then(|t| t.error())
+            .map(RDKafkaErrorCode::from);
+        if error == Some(RDKafkaErrorCode::TopicAuthorizationFailed) {
+            bail!(
+                "the broker refuses access to control topic {}: {} (an ACL must allow these \
+                 credentials' principal)",
+                self.name,
+                RDKafkaErrorCode::TopicAuthorizationFailed
+            );
+        }
+        Ok(())
     }
 
     /// Writes `records` (key, value; `None` deletes the key) in order and waits until the broker
@@ -192,16 +236,19 @@ impl ControlTopic {
         &self,
         mut record: impl FnMut(&str, Option<&[u8]>) -> Result<()>,
     ) -> Result<()> {
-        let consumer: BaseConsumer = self
+        let consumer: BaseConsumer<ReaderContext> = self
             .client_config()
             .set("enable.auto.commit", "false")
-            .set("group.id", "ackbar-control-reader")
+            // librdkafka assigns partitions only in a group; this one never joins nor commits,
+            // but finding its coordinator needs Describe on it: `<topic>.reader` falls under a
+            // tenant's prefixed ACL on `<prefix>.<tenant>.`.
+            .set("group.id", format!("{}.reader", self.name))
             // The end is where the partition ends, whether or not a record is left there
             // (compaction removes tombstones and may leave empty batches at the tail).
             .set("enable.partition.eof", "true")
             // Compaction or retention may have moved the start since the watermarks were read.
             .set("auto.offset.reset", "earliest")
-            .create()
+            .create_with_context(ReaderContext)
             .context("creating a control topic reader")?;
         let (low, high) = self.watermarks()?;
         let mut assignment = TopicPartitionList::new();

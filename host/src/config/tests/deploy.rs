@@ -174,3 +174,48 @@ fn a_deploy_cannot_reach_outside_the_files_tenants_or_names() {
         "{not_toml}"
     );
 }
+
+#[test]
+fn a_deploy_reads_and_writes_only_topics_a_tenant_owns() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = parse_in(dir.path(), TENANTS).unwrap();
+    let plugin = dir.path().join("plugin.wasm");
+    let deploy = |spec: &str| config.deployed_pipeline("shop", "x", spec, &plugin, []);
+    let base = "group_id = \"shop.x\"\nack_policy = \"ACK\"";
+    let unowned = deploy(&format!("topics = [\"payments\"]\n{base}"))
+        .unwrap_err()
+        .0;
+    assert_eq!(
+        unowned,
+        "deploy to tenant 'shop': pipeline 'x': field `topics` has `payments`, which no tenant owns in this member's config; a deployed pipeline reads and writes only topics its tenant owns or that are shared with it"
+    );
+    let output = deploy(&format!(
+        "topics = [\"orders\"]\noutputs = [\"audit\"]\n{base}"
+    ))
+    .unwrap_err()
+    .0;
+    assert!(output.contains("field `outputs` has `audit`"), "{output}");
+    let dead_letters = deploy(&format!(
+        "topics = [\"orders\"]\ndead_letter_topic = \"dlq\"\n{base}"
+    ))
+    .unwrap_err()
+    .0;
+    assert!(
+        dead_letters.contains("field `dead_letter_topic` has `dlq`"),
+        "{dead_letters}"
+    );
+    // Owned, and shared with the tenant, is what a deploy may use.
+    deploy(&format!(
+        "topics = [\"orders\"]\noutputs = [\"orders.out\"]\ndead_letter_topic = \"orders.dlq\"\n{base}"
+    ))
+    .unwrap();
+    config
+        .deployed_pipeline(
+            "analytics",
+            "y",
+            "topics = [\"orders\"]\ngroup_id = \"analytics.y\"\nack_policy = \"ACK\"",
+            &plugin,
+            [],
+        )
+        .expect("shop shares orders with analytics");
+}

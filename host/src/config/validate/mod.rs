@@ -251,7 +251,31 @@ impl Config {
             raw_tenants: &self.bounds.raw_tenants,
             global_kafka: &self.bounds.global_kafka,
         };
-        validate_pipeline(p, true, &mut names, &cx)
+        let pipeline = validate_pipeline(p, true, &mut names, &cx)?;
+        // The file may read and write topics nobody owns; a tenant's deploy may not: its
+        // bounds are what the platform gave it.
+        let topics = [
+            ("topics", &pipeline.topics[..]),
+            ("outputs", &pipeline.outputs.topics[..]),
+        ]
+        .into_iter()
+        .chain(std::iter::once((
+            "dead_letter_topic",
+            pipeline.dead_letter_topic.as_slice(),
+        )));
+        for (field, topics) in topics {
+            if let Some(topic) = topics
+                .iter()
+                .find(|t| !super::tenant::has_owner(&self.tenants, t))
+            {
+                return refuse(format!(
+                    "pipeline '{name}': field `{field}` has `{topic}`, which no tenant owns in \
+                     this member's config; a deployed pipeline reads and writes only topics its \
+                     tenant owns or that are shared with it"
+                ));
+            }
+        }
+        Ok(pipeline)
     }
 }
 
