@@ -484,3 +484,81 @@ async fn a_member_killed_during_a_deploy_comes_back_on_the_new_version_before_it
     }
     first.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_takes_deploys_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ackbar.toml");
+    std::fs::write(
+        &config,
+        "brokers = \"embedded\"\n[run]\nsummary_interval_secs = 0\n[embedded]\npartitions = 2\n\
+         [control]\npoll_interval_ms = 200\nstatus_interval_ms = 1000\n\
+         [[tenant]]\nname = \"shop\"\ntopics = [\"orders\"]\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ackbar-under-test"))
+        .args(["run", config.to_str().unwrap()])
+        .env("ACKBAR_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ackbar run");
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            println!("ackbar run: {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let bootstrap = lines
+        .iter()
+        .find_map(|l| {
+            l.split("listening on ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_string)
+        })
+        .expect("the embedded broker's address");
+    let spec = dir.path().join("spec.toml");
+    std::fs::write(
+        &spec,
+        "topics = [\"orders\"]\ngroup_id = \"shop.orders\"\nack_policy = \"ACK\"\n",
+    )
+    .unwrap();
+    let deploy = Command::new(env!("CARGO_BIN_EXE_ackbar-under-test"))
+        .args(["deploy", "--brokers", &bootstrap, "--tenant", "shop"])
+        .args(["--pipeline", "orders", "--spec", spec.to_str().unwrap()])
+        .arg(guest("fixture"))
+        .env("ACKBAR_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(deploy.status.success(), "{}", text(&deploy.stderr));
+    let records = [
+        ackbar::kafka::Record::new(0, "ok"),
+        ackbar::kafka::Record::new(1, "ok"),
+    ];
+    ackbar::kafka::produce(&bootstrap, "orders", &records)
+        .await
+        .unwrap();
+    let status = StatusTopic::new(
+        status_topic("ackbar"),
+        BTreeMap::from([("bootstrap.servers".to_string(), bootstrap.clone())]),
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let members = status.read_live().unwrap();
+        let handled = members
+            .iter()
+            .filter_map(|m| m.pipeline("shop", "orders"))
+            .map(|p| p.messages)
+            .sum::<u64>();
+        if handled == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{members:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -9,7 +9,7 @@ use crate::stats::StatsSnapshot;
 use crate::supervisor::{Launch, Supervised};
 use crate::tenant::TenantBudget;
 use anyhow::{Context, Result};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,10 +23,22 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
         Brokers::Bootstrap(b) => (None, b.clone()),
         Brokers::Embedded => {
             let broker = EmbeddedBroker::start()?;
-            for p in &config.pipelines {
-                for topic in &p.topics {
-                    broker.create_topic(topic, config.embedded.partitions)?;
-                }
+            // The pipelines' topics, and for a member those its tenants own, which its
+            // deployed pipelines read; control topics have one partition.
+            let mut topics: BTreeMap<String, i32> = BTreeMap::new();
+            let owned = config
+                .tenants
+                .iter()
+                .filter(|_| config.control.is_some())
+                .flat_map(|t| t.topics.iter().filter(|t| !t.ends_with('*')));
+            for topic in config.pipelines.iter().flat_map(|p| &p.topics).chain(owned) {
+                topics.insert(topic.clone(), config.embedded.partitions);
+            }
+            for topic in crate::control::control_topics(&config)? {
+                topics.insert(topic, 1);
+            }
+            for (topic, partitions) in &topics {
+                broker.create_topic(topic, *partitions)?;
             }
             let bootstrap = broker.bootstrap_servers().to_string();
             tracing::info!(
@@ -65,6 +77,7 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
                 plugins_dir: crate::plugin::default_cache_dir()
                     .unwrap_or_else(|| std::env::temp_dir().join("ackbar"))
                     .join("deployed"),
+                control_topics_exist: config.brokers == Brokers::Embedded,
             };
             let mut member = Member::join(config.clone(), launch)
                 .await

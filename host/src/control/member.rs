@@ -45,6 +45,9 @@ pub struct MemberLaunch {
     pub backoff: Backoff,
     /// Where downloaded components are kept, by digest.
     pub plugins_dir: PathBuf,
+    /// Whether the control topics exist already: the embedded broker's are created with it
+    /// (it cannot describe a topic's settings).
+    pub control_topics_exist: bool,
 }
 
 /// (tenant, pipeline).
@@ -65,9 +68,16 @@ pub struct Member {
     identity: Identity,
     /// Messages counted at the previous status, for the rate.
     counted: HashMap<Key, (Instant, u64)>,
-    /// The plugin version each deployed pipeline ran at the previous status (`None`: down), so
-    /// a pipeline that started or went down since is published at once.
-    published: BTreeMap<Key, Option<String>>,
+    /// What each deployed pipeline ran at the previous status (`None`: down), so a pipeline
+    /// that started, went down or was assigned other partitions since is published at once.
+    published: BTreeMap<Key, Option<Published>>,
+}
+
+/// A deployed pipeline as the last status showed it.
+#[derive(Debug, PartialEq)]
+struct Published {
+    plugin_version: String,
+    partitions: Vec<crate::offsets::TopicPartition>,
 }
 
 struct TenantControl {
@@ -113,15 +123,20 @@ impl Member {
             .context("the config has no [control] section")?;
         let properties = config.control_properties(&launch.bootstrap);
         let status = StatusTopic::new(status_topic(&settings.prefix), properties.clone());
-        status.ensure_topic().await?;
+        let ensure = !launch.control_topics_exist;
+        if ensure {
+            status.ensure_topic().await?;
+        }
         let mut tenants = Vec::new();
         for name in config.declared_tenants() {
             let desired =
                 DesiredState::new(pipelines_topic(&settings.prefix, name)?, properties.clone());
             let store =
                 PluginStore::new(plugins_topic(&settings.prefix, name)?, properties.clone());
-            desired.ensure_topic().await?;
-            store.ensure_topic().await?;
+            if ensure {
+                desired.ensure_topic().await?;
+                store.ensure_topic().await?;
+            }
             tenants.push(TenantControl {
                 name: name.to_string(),
                 desired,
@@ -208,10 +223,14 @@ impl Member {
         changed || self.started_or_stopped().await
     }
 
-    /// Whether a deployed pipeline started, went down or changed version since the last status.
+    /// Whether a deployed pipeline started, went down, changed version or partitions since the
+    /// last status.
     async fn started_or_stopped(&self) -> bool {
         for (key, running) in &self.deployed {
-            let now = running.supervised.running().await.map(|r| r.plugin_version);
+            let now = running.supervised.running().await.map(|r| Published {
+                plugin_version: r.plugin_version,
+                partitions: r.partitions,
+            });
             if self.published.get(key) != Some(&now) {
                 return true;
             }
@@ -455,7 +474,10 @@ impl Member {
             if self.deployed.contains_key(&key) {
                 self.published.insert(
                     key.clone(),
-                    running.as_ref().map(|r| r.plugin_version.clone()),
+                    running.as_ref().map(|r| Published {
+                        plugin_version: r.plugin_version.clone(),
+                        partitions: r.partitions.clone(),
+                    }),
                 );
             }
             let messages = running.as_ref().map_or(0, |r| r.stats.messages);
@@ -536,6 +558,20 @@ impl Member {
             tracing::warn!("removing this member's status failed: {e:#}");
         }
     }
+}
+
+/// Every control topic a member of `config` reads or writes: the status topic and each
+/// declared tenant's two.
+pub fn control_topics(config: &Config) -> Result<Vec<String>> {
+    let Some(control) = &config.control else {
+        return Ok(vec![]);
+    };
+    let mut topics = vec![status_topic(&control.prefix)];
+    for tenant in config.declared_tenants() {
+        topics.push(pipelines_topic(&control.prefix, tenant)?);
+        topics.push(plugins_topic(&control.prefix, tenant)?);
+    }
+    Ok(topics)
 }
 
 /// The machine's host name, for the status.

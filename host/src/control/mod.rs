@@ -18,7 +18,7 @@ mod topic;
 pub use desired::{
     pipelines_topic, plugins_topic, DesiredPipeline, DesiredState, PastDeploy, HISTORY,
 };
-pub use member::{Member, MemberLaunch};
+pub use member::{control_topics, Member, MemberLaunch};
 pub use plugin_store::{
     chunk_key, PluginDigest, PluginStore, PluginUnavailable, CHUNK_BYTES, MAX_PLUGIN_BYTES,
 };
