@@ -562,3 +562,35 @@ async fn the_embedded_broker_takes_deploys_too() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forty_megabyte_python_component_deploys_through_the_chunked_store() {
+    let fleet = Fleet::new().await;
+    let python = std::fs::read(example("python", "orders")).unwrap();
+    let large = ackbar_tests::wasm::pad_component(&python, 40 << 20);
+    assert!(large.len() >= 40 << 20);
+    let plugin = fleet.dir.path().join("python-orders.wasm");
+    std::fs::write(&plugin, &large).unwrap();
+    let _member = Member::start(&fleet.config);
+    fleet.until("the member is live", |m| m.len() == 1).await;
+    let deployed = fleet.deploy(
+        &plugin,
+        &["--spec", fleet.spec.to_str().unwrap(), "--timeout", "600"],
+    );
+    assert!(deployed.status.success(), "deploy the 40 MB component");
+    let digest = ackbar::control::PluginDigest::of(&large);
+    let members = fleet.until_assigned(1).await;
+    let running = members[0].pipeline("shop", "orders").unwrap();
+    assert_eq!(running.deployed.as_ref().unwrap().plugin, digest.as_str());
+    fleet
+        .cluster
+        .produce(&[(0, r#"{"id": 1, "amount_cents": 1250, "currency": "EUR"}"#)])
+        .await;
+    fleet
+        .until("the Python handler handled the order", |m| {
+            m.iter()
+                .filter_map(|m| m.pipeline("shop", "orders"))
+                .any(|p| p.messages == 1 && p.traps == 0)
+        })
+        .await;
+}
