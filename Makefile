@@ -3,7 +3,7 @@ SHELL := bash
 CARGO ?= cargo
 LANGUAGES := rust go js python
 
-.PHONY: demo test guests brokers kafka lint fmt setup clean docs bench bench-tenants bench-reload bench-handler
+.PHONY: demo test guests brokers kafka lint fmt setup clean docs bench bench-tenants bench-reload bench-handler bench-deploy
 
 ## Install the tools the build needs (the wasm32-wasip2 target; a C toolchain for librdkafka).
 setup:
@@ -59,6 +59,10 @@ bench: guests brokers
 ## Tenant isolation: a well-behaved tenant alone vs beside each hostile guest (release build).
 bench-tenants: guests brokers
 	$(CARGO) bench --locked -p ackbar-benches --bench tenants
+
+## Fleet deploys: three members, Rust and 40 MB Python components (release build).
+bench-deploy: guests brokers
+	$(CARGO) bench --locked -p ackbar-benches --bench deploy
 
 ## Hot-reload benchmark. Reuses the test build: dependencies (wasmtime, librdkafka) are
 ## optimised there already (opt-level 2), so no separate release build of wasmtime is needed.

@@ -44,6 +44,8 @@ pub struct RunningNow {
     pub plugin_version: String,
     /// The partitions it consumes.
     pub partitions: Vec<crate::offsets::TopicPartition>,
+    /// Their consumer lag summed, once librdkafka's statistics have it.
+    pub lag: Option<i64>,
     /// Its counters since it started.
     pub stats: StatsSnapshot,
 }
@@ -100,10 +102,14 @@ impl Supervised {
     /// What the running incarnation is: its plugin's version and the partitions it consumes;
     /// `None` while the pipeline is down.
     pub async fn running(&self) -> Option<RunningNow> {
-        self.running.lock().await.as_ref().map(|handle| RunningNow {
-            plugin_version: handle.plugin_version(),
-            partitions: handle.assigned_partitions(),
-            stats: handle.stats(),
+        self.running.lock().await.as_ref().map(|handle| {
+            let partitions = handle.assigned_partitions();
+            RunningNow {
+                plugin_version: handle.plugin_version(),
+                lag: handle.consumer_lag(&partitions),
+                partitions,
+                stats: handle.stats(),
+            }
         })
     }
 

@@ -403,6 +403,16 @@ async fn a_deploy_reaches_every_member_while_messages_flow_and_rolls_back() {
         }
     }
 
+    fleet
+        .until("every member reports lag 0", |members| {
+            members.len() == 3
+                && members.iter().all(|m| {
+                    m.pipeline("shop", "orders")
+                        .is_some_and(|p| p.lag == Some(0))
+                })
+        })
+        .await;
+
     // Removed: stopped everywhere, offsets committed: no lag.
     let removed = fleet.command(&["undeploy", "--tenant", "shop", "--pipeline", "orders"]);
     assert!(removed.status.success(), "undeploy");

@@ -122,6 +122,8 @@ struct TenantControl {
 impl TenantControl {
     fn new(control: &ControlArgs, tenant: &str) -> Result<Self> {
         let properties = control.properties()?;
+        // The producer's id is acquired while the command does its own work.
+        crate::control::warm_up(&properties)?;
         Ok(TenantControl {
             desired: DesiredState::new(
                 pipelines_topic(&control.prefix, tenant)?,
@@ -145,25 +147,27 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
         spec,
         plugin,
     } = args;
+    let control = TenantControl::new(&target.control, &target.tenant)?;
     let bytes = std::fs::read(&plugin)
         .with_context(|| format!("plugin {}: cannot read the file", plugin.display()))?;
+    let spec = match &spec {
+        Some(path) => Some(read_spec(path)?),
+        None => None,
+    };
+    // The local check and the read of what runs now are independent: both at once.
     let checked = plugin.clone();
-    let report = tokio::task::spawn_blocking(move || {
+    let check = tokio::task::spawn_blocking(move || {
         let runtime = PluginRuntime::new()?;
         inspect(&runtime, &checked)
-    })
-    .await??;
+    });
+    let (report, current) = tokio::join!(check, control.current(&target.pipeline));
+    let report = report??;
     eprintln!(
         "{}: a handler component (version {})",
         plugin.display(),
         report.version
     );
-    let spec = match &spec {
-        Some(path) => Some(read_spec(path)?),
-        None => None,
-    };
-    let control = TenantControl::new(&target.control, &target.tenant)?;
-    let current = control.current(&target.pipeline).await?;
+    let current = current?;
     let spec = match (spec, &current) {
         (Some(spec), _) => spec,
         (None, Some(current)) => current.spec.clone(),
@@ -372,7 +376,7 @@ async fn wait_for(
                 pending.join(", ")
             );
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -402,11 +406,12 @@ fn render_fleet(members: &[MemberStatus], only: Option<(&str, &str)>) -> String 
                 None => "from the member's file".to_string(),
             };
             out.push_str(&format!(
-                "  {}/{}: {source}, version {}; partitions [{}]; {} messages, {:.1} msg/s, {} errors, {} traps\n",
+                "  {}/{}: {source}, version {}; partitions [{}], lag {}; {} messages, {:.1} msg/s, {} errors, {} traps\n",
                 p.tenant,
                 p.pipeline,
                 p.plugin_version.as_deref().unwrap_or("-"),
                 p.partitions.join(" "),
+                p.lag.map_or("-".to_string(), |l| l.to_string()),
                 p.messages,
                 p.rate,
                 p.errors,

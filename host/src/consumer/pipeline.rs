@@ -389,6 +389,12 @@ impl PipelineHandle {
         self.shared.partitions.consuming()
     }
 
+    /// The consumer lag of `partitions` summed, from librdkafka's statistics (every 5 s by
+    /// default); `None` before the first.
+    pub fn consumer_lag(&self, partitions: &[TopicPartition]) -> Option<i64> {
+        self.shared.recorder.lag_of(partitions)
+    }
+
     /// Stops fetching, lets in-flight messages finish (up to the drain timeout), commits what is
     /// settled synchronously, and leaves the group.
     pub async fn shutdown(mut self) -> Result<StatsSnapshot> {

@@ -144,6 +144,12 @@ impl DesiredState {
         self.topic.write(&[(pipeline, None)]).await
     }
 
+    /// The offset after the topic's last record; unchanged, nothing new was deployed.
+    /// Blocking.
+    pub fn end(&self) -> Result<i64> {
+        self.topic.end()
+    }
+
     /// Every pipeline the tenant wants now, by name. A record that does not parse is an error
     /// naming the topic and the pipeline: the member keeps what it runs rather than guess.
     /// Blocking: run it off the async workers.

@@ -84,6 +84,9 @@ struct TenantControl {
     name: String,
     desired: DesiredState,
     store: PluginStore,
+    /// The end of the desired-state topic when it was last read: unchanged, there is nothing
+    /// new to apply.
+    read_up_to: Option<i64>,
 }
 
 struct Running {
@@ -141,6 +144,7 @@ impl Member {
                 name: name.to_string(),
                 desired,
                 store,
+                read_up_to: None,
             });
         }
         std::fs::create_dir_all(&launch.plugins_dir).with_context(|| {
@@ -204,8 +208,21 @@ impl Member {
                 let t = &self.tenants[index];
                 (t.name.clone(), t.desired.clone())
             };
-            let wanted = match tokio::task::spawn_blocking(move || desired.read()).await {
-                Ok(Ok(wanted)) => wanted,
+            let retrying = self.waiting.keys().any(|(t, _)| *t == tenant);
+            let seen = self.tenants[index].read_up_to.filter(|_| !retrying);
+            let read = tokio::task::spawn_blocking(move || {
+                let end = desired.end()?;
+                if seen == Some(end) {
+                    return Ok(None);
+                }
+                desired.read().map(|wanted| Some((end, wanted)))
+            });
+            let wanted = match read.await {
+                Ok(Ok(None)) => continue,
+                Ok(Ok(Some((end, wanted)))) => {
+                    self.tenants[index].read_up_to = Some(end);
+                    wanted
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(%tenant, "cannot read the desired pipelines, keeping what runs: {e:#}");
                     continue;
@@ -511,6 +528,7 @@ impl Member {
                         .map(|tp| format!("{}/{}", tp.topic, tp.partition))
                         .collect()
                 }),
+                lag: running.as_ref().and_then(|r| r.lag),
                 messages,
                 traps: running.as_ref().map_or(0, |r| r.stats.traps),
                 errors: running.as_ref().map_or(0, |r| r.stats.errors),
@@ -528,6 +546,7 @@ impl Member {
                     plugin_version: None,
                     down: Some("refused".into()),
                     partitions: vec![],
+                    lag: None,
                     messages: 0,
                     traps: 0,
                     errors: 0,

@@ -9,12 +9,14 @@
 //! A member ([`Member`]) reads the desired state and makes it run; `ackbar deploy`, `rollback`
 //! and `status` write the desired state and read the status.
 
+mod clients;
 mod desired;
 mod member;
 mod plugin_store;
 mod status;
 mod topic;
 
+pub use clients::warm_up;
 pub use desired::{
     pipelines_topic, plugins_topic, DesiredPipeline, DesiredState, PastDeploy, HISTORY,
 };

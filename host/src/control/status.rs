@@ -56,6 +56,9 @@ pub struct PipelineStatus {
     pub down: Option<String>,
     /// The partitions assigned to this member, as `topic/partition`.
     pub partitions: Vec<String>,
+    /// Their consumer lag summed (messages behind the end), from librdkafka's statistics.
+    #[serde(default)]
+    pub lag: Option<i64>,
     /// Messages handled since the pipeline (re)started.
     pub messages: u64,
     /// Of those, calls that trapped.

@@ -7,7 +7,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureRecord, Producer as _};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -32,6 +32,9 @@ impl rdkafka::consumer::ConsumerContext for ReaderContext {}
 
 /// How long one request to the broker may take, and reading may go without a record.
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a topic that should exist may be unknown: long enough for a client's metadata to
+/// catch up with a topic created a moment ago by another process.
+const EXISTING: Duration = Duration::from_secs(5);
 
 /// One control topic and the client settings to reach it.
 #[derive(Debug, Clone)]
@@ -88,7 +91,7 @@ impl ControlTopic {
         // and writers would be told it does not exist.
         let topic = self.clone();
         let partitions = tokio::task::spawn_blocking(move || {
-            topic.watermarks()?;
+            topic.watermarks(TIMEOUT)?;
             topic.partitions()
         })
         .await
@@ -129,10 +132,8 @@ impl ControlTopic {
 
     /// How many partitions the topic has. Blocking.
     fn partitions(&self) -> Result<usize> {
-        let client: BaseConsumer = self
-            .client_config()
-            .create()
-            .context("creating a control topic client")?;
+        let producer = super::clients::producer(&self.properties)?;
+        let client = producer.client();
         let metadata = client
             .fetch_metadata(Some(&self.name), TIMEOUT)
             .with_context(|| format!("reading the metadata of control topic {}", self.name))?;
@@ -143,26 +144,32 @@ impl ControlTopic {
             .map_or(0, |t| t.partitions().len()))
     }
 
-    /// The partition's low and high watermarks, waiting (up to the timeout) for a topic that
-    /// the broker does not know yet: one just created elsewhere. Blocking.
-    fn watermarks(&self) -> Result<(i64, i64)> {
-        let client: BaseConsumer = self
-            .client_config()
-            .create()
-            .context("creating a control topic client")?;
+    /// The partition's low and high watermarks, waiting up to `patience` for a topic that the
+    /// broker (or this client's metadata) does not know yet: one just created. Blocking.
+    fn watermarks(&self, patience: Duration) -> Result<(i64, i64)> {
+        let producer = super::clients::producer(&self.properties)?;
+        let client = producer.client();
         let started = Instant::now();
         loop {
             match client.fetch_watermarks(&self.name, 0, TIMEOUT) {
                 Ok(marks) => return Ok(marks),
                 Err(KafkaError::MetadataFetch(
-                    RDKafkaErrorCode::UnknownPartition
+                    code @ (RDKafkaErrorCode::UnknownPartition
                     | RDKafkaErrorCode::UnknownTopic
                     | RDKafkaErrorCode::UnknownTopicOrPartition
-                    | RDKafkaErrorCode::LeaderNotAvailable,
-                )) if started.elapsed() < TIMEOUT => {
+                    | RDKafkaErrorCode::LeaderNotAvailable
+                    | RDKafkaErrorCode::NotLeaderForPartition),
+                )) => {
                     // A topic the credentials may not see looks like one that does not exist;
                     // its metadata says which.
-                    self.refuse_unauthorized(&client)?;
+                    self.refuse_unauthorized(client)?;
+                    if started.elapsed() >= patience {
+                        bail!(
+                            "control topic {} is not there ({code}): members create it when \
+                             they start; is one running with this prefix and tenant?",
+                            self.name
+                        );
+                    }
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(e) => {
@@ -175,7 +182,10 @@ impl ControlTopic {
 
     /// Fails with the broker's word when it does not authorize these credentials for the
     /// topic. Blocking.
-    fn refuse_unauthorized(&self, client: &BaseConsumer) -> Result<()> {
+    fn refuse_unauthorized<C: rdkafka::ClientContext>(
+        &self,
+        client: &rdkafka::client::Client<C>,
+    ) -> Result<()> {
         let Ok(metadata) = client.fetch_metadata(Some(&self.name), TIMEOUT) else {
             return Ok(());
         };
@@ -196,16 +206,16 @@ impl ControlTopic {
         Ok(())
     }
 
+    /// The offset after the topic's last record: it grows with every write, so a reader that
+    /// saw it unchanged has nothing new to read. Blocking.
+    pub(crate) fn end(&self) -> Result<i64> {
+        Ok(self.watermarks(EXISTING)?.1)
+    }
+
     /// Writes `records` (key, value; `None` deletes the key) in order and waits until the broker
     /// has them all.
     pub(crate) async fn write(&self, records: &[(&str, Option<&[u8]>)]) -> Result<()> {
-        let producer: FutureProducer = self
-            .client_config()
-            .set("enable.idempotence", "true")
-            .set("compression.type", "zstd")
-            .set("message.timeout.ms", "60000")
-            .create()
-            .context("creating a control topic producer")?;
+        let producer = super::clients::producer(&self.properties)?;
         let mut deliveries = Vec::with_capacity(records.len());
         for &(key, value) in records {
             let mut record = FutureRecord::<str, [u8]>::to(&self.name)
@@ -250,7 +260,7 @@ impl ControlTopic {
             .set("auto.offset.reset", "earliest")
             .create_with_context(ReaderContext)
             .context("creating a control topic reader")?;
-        let (low, high) = self.watermarks()?;
+        let (low, high) = self.watermarks(EXISTING)?;
         let mut assignment = TopicPartitionList::new();
         assignment.add_partition_offset(&self.name, 0, Offset::Offset(low))?;
         consumer.assign(&assignment)?;

@@ -63,6 +63,8 @@ pub(crate) struct Recorder {
     dead_letter_faults: FaultLog,
     output_faults: FaultLog,
     sink: Option<EventSink>,
+    /// The newest consumer lag of each partition, from librdkafka's statistics.
+    lags: std::sync::Mutex<std::collections::HashMap<(String, i32), i64>>,
 }
 
 impl Recorder {
@@ -89,6 +91,7 @@ impl Recorder {
             dead_letter_faults: fault_log("dead-letter write"),
             output_faults: fault_log("output write"),
             sink,
+            lags: Default::default(),
         }
     }
 
@@ -134,6 +137,21 @@ impl Recorder {
     /// Consumer lag from librdkafka's periodic statistics.
     pub(crate) fn lag(&self, topic: &str, partition: i32, lag: i64) {
         self.metrics.lag(topic, partition, lag);
+        self.lags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((topic.to_string(), partition), lag);
+    }
+
+    /// The summed consumer lag of `partitions`, of those with a figure; `None` before the first
+    /// statistics.
+    pub(crate) fn lag_of(&self, partitions: &[crate::offsets::TopicPartition]) -> Option<i64> {
+        let lags = self.lags.lock().unwrap_or_else(|e| e.into_inner());
+        let known: Vec<i64> = partitions
+            .iter()
+            .filter_map(|tp| lags.get(&(tp.topic.to_string(), tp.partition)).copied())
+            .collect();
+        (!known.is_empty()).then(|| known.iter().sum())
     }
 
     /// Copies counters kept by the plugin slot and its instance pools into the series.

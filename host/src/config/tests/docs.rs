@@ -92,11 +92,29 @@ fn every_toml_example_in_the_docs_loads() {
     let mut loaded = 0;
     for file in files {
         let markdown = std::fs::read_to_string(&file).unwrap();
+        // A deploy's spec (a block starting `# spec`) is checked as a member whose config is
+        // the chapter's last one with [control] would check it, for its first tenant.
+        let mut member: Option<Config> = None;
         for (line, example) in toml_blocks(&markdown) {
             let dir = tempfile::tempdir().unwrap();
             let origin = format!("{}:{line}", file.strip_prefix(repo()).unwrap().display());
-            if let Err(e) = Config::parse(&loadable(&example, dir.path()), &origin, dir.path()) {
-                panic!("{e}");
+            if example.trim_start().starts_with("# spec") {
+                let member = member.as_ref().unwrap_or_else(|| {
+                    panic!("{origin}: a spec without a member config before it")
+                });
+                let tenant = member.declared_tenants().next().expect("a tenant");
+                let plugin = dir.path().join("plugin.wasm");
+                std::fs::write(&plugin, b"\0asm").unwrap();
+                if let Err(e) = member.deployed_pipeline(tenant, "docs", &example, &plugin, []) {
+                    panic!("{origin}: {e}");
+                }
+                loaded += 1;
+                continue;
+            }
+            match Config::parse(&loadable(&example, dir.path()), &origin, dir.path()) {
+                Ok(config) if config.control.is_some() => member = Some(config),
+                Ok(_) => {}
+                Err(e) => panic!("{e}"),
             }
             loaded += 1;
         }
