@@ -121,14 +121,15 @@ impl Supervised {
         let running = self.running.lock().await;
         let reloaded = match running.as_ref() {
             Some(handle) => handle.switch_plugin(path.clone()).await?,
-            None => {
-                self.retry_now.notify_one();
-                Reloaded::Unchanged {
-                    version: String::new(),
-                }
-            }
+            None => Reloaded::Unchanged {
+                version: String::new(),
+            },
         };
+        // Stored before a retry is asked for, and read by a start only under `running`.
         self.config.lock().unwrap_or_else(|e| e.into_inner()).plugin = path;
+        if running.is_none() {
+            self.retry_now.notify_one();
+        }
         Ok(reloaded)
     }
 
@@ -211,6 +212,9 @@ impl Supervised {
         let mut failures = 0u32;
         while !self.stop.is_cancelled() {
             self.health.starting();
+            // Held while starting, so a reload or shutdown meanwhile waits for the outcome; the
+            // config is read under it, so a plugin switched just before is the one started.
+            let mut running = self.running.lock().await;
             let config = self
                 .config
                 .lock()
@@ -223,8 +227,6 @@ impl Supervised {
                 launch.budget.clone(),
                 self.health.clone(),
             );
-            // Held while starting, so a reload or shutdown meanwhile waits for the outcome.
-            let mut running = self.running.lock().await;
             // Starting blocks (plugin compilation, metadata requests): off the async workers.
             let start = tokio::task::spawn_blocking(move || {
                 Pipeline::start_in(config, &bootstrap, &runtime, None, budget, health)

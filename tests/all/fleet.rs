@@ -569,6 +569,56 @@ async fn the_embedded_broker_takes_deploys_too() {
         assert!(Instant::now() < deadline, "{members:#?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // A record that is not a deployed pipeline, written past `ackbar deploy`: refused for that
+    // name alone, the deployed pipeline goes on, and `undeploy` removes it.
+    let junk = ackbar::kafka::Record {
+        partition: Some(0),
+        key: Some(b"junk".to_vec()),
+        payload: b"{not json".to_vec(),
+        headers: vec![],
+    };
+    ackbar::kafka::produce(&bootstrap, "ackbar.shop.pipelines", &[junk])
+        .await
+        .unwrap();
+    let refused = |members: &[MemberStatus]| {
+        members.iter().any(|m| {
+            m.pipeline("shop", "junk")
+                .and_then(|p| p.refused.as_ref())
+                .is_some_and(|r| {
+                    r.reason
+                        .contains("pipeline 'junk': the record is not a deployed pipeline")
+                })
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !refused(&status.read_live().unwrap()) {
+        assert!(Instant::now() < deadline, "{:#?}", status.read_live());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let members = status.read_live().unwrap();
+    assert!(members[0]
+        .pipeline("shop", "orders")
+        .unwrap()
+        .plugin_version
+        .is_some());
+    let undeploy = Command::new(env!("CARGO_BIN_EXE_ackbar-under-test"))
+        .args([
+            "undeploy",
+            "--brokers",
+            &bootstrap,
+            "--tenant",
+            "shop",
+            "--pipeline",
+            "junk",
+        ])
+        .env("ACKBAR_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(undeploy.status.success(), "{}", text(&undeploy.stderr));
+    assert!(status.read_live().unwrap()[0]
+        .pipeline("shop", "junk")
+        .is_none());
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -245,7 +245,10 @@ pub async fn rollback(args: RollbackArgs) -> Result<()> {
 
 pub async fn undeploy(target: TargetArgs) -> Result<()> {
     let control = TenantControl::new(&target.control, &target.tenant)?;
-    if control.current(&target.pipeline).await?.is_none() {
+    // Any record goes, one that does not parse too: undeploy is how it goes away.
+    let desired = control.desired.clone();
+    let all = tokio::task::spawn_blocking(move || desired.read_each()).await??;
+    if !all.contains_key(&target.pipeline) {
         bail!(
             "pipeline '{}' of tenant '{}' is not deployed",
             target.pipeline,
@@ -294,10 +297,17 @@ fn applied(member: &MemberStatus, target: &TargetArgs, generation: Option<u64>) 
         (Some(g), Some(p)) => {
             if let Some(refused) = p.refused.as_ref().filter(|r| r.generation >= g) {
                 Applied::Refused(refused.reason.clone())
-            } else if p.deployed.as_ref().is_some_and(|d| d.generation >= g)
-                && p.plugin_version.is_some()
-            {
-                // Deployed and started (a new pipeline starts after its status was written).
+            } else if p.deployed.as_ref().is_some_and(|d| {
+                // A newer deploy replaced it; or it runs, started with this plugin (a
+                // version is the start of the digest's hex) and not one before it.
+                d.generation > g
+                    || (d.generation == g
+                        && p.plugin_version.as_deref().is_some_and(|v| {
+                            d.plugin
+                                .strip_prefix(PluginDigest::PREFIX)
+                                .is_some_and(|hex| hex.starts_with(v))
+                        }))
+            }) {
                 Applied::Yes
             } else {
                 Applied::Not

@@ -151,9 +151,18 @@ impl DesiredState {
     }
 
     /// Every pipeline the tenant wants now, by name. A record that does not parse is an error
-    /// naming the topic and the pipeline: the member keeps what it runs rather than guess.
-    /// Blocking: run it off the async workers.
+    /// naming the topic and the pipeline. Blocking: run it off the async workers.
     pub fn read(&self) -> Result<BTreeMap<String, DesiredPipeline>> {
+        self.read_each()?
+            .into_iter()
+            .map(|(name, record)| Ok((name, record?)))
+            .collect()
+    }
+
+    /// Every pipeline the tenant wants now, by name, each record parsed on its own: one that
+    /// does not parse is that pipeline's error (naming the topic and the pipeline), not the
+    /// tenant's. Blocking: run it off the async workers.
+    pub fn read_each(&self) -> Result<BTreeMap<String, Result<DesiredPipeline>>> {
         let topic = self.topic.name();
         let mut records: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
         self.topic.read(|key, value| {
@@ -163,21 +172,22 @@ impl DesiredState {
         let mut desired = BTreeMap::new();
         for (pipeline, value) in records {
             let Some(value) = value else { continue };
-            let record: Record = serde_json::from_slice(&value).with_context(|| {
-                format!("{topic}: pipeline '{pipeline}': the record is not a deployed pipeline")
-            })?;
-            let plugin = PluginDigest::parse(&record.plugin)
-                .with_context(|| format!("{topic}: pipeline '{pipeline}'"))?;
-            desired.insert(
-                pipeline.clone(),
-                DesiredPipeline {
-                    pipeline,
-                    plugin,
-                    spec: record.spec,
-                    generation: record.generation,
-                    history: record.history,
-                },
-            );
+            let parsed = serde_json::from_slice::<Record>(&value)
+                .with_context(|| {
+                    format!("{topic}: pipeline '{pipeline}': the record is not a deployed pipeline")
+                })
+                .and_then(|record| {
+                    let plugin = PluginDigest::parse(&record.plugin)
+                        .with_context(|| format!("{topic}: pipeline '{pipeline}'"))?;
+                    Ok(DesiredPipeline {
+                        pipeline: pipeline.clone(),
+                        plugin,
+                        spec: record.spec,
+                        generation: record.generation,
+                        history: record.history,
+                    })
+                });
+            desired.insert(pipeline, parsed);
         }
         Ok(desired)
     }

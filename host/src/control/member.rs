@@ -60,7 +60,9 @@ pub struct Member {
     launch: MemberLaunch,
     tenants: Vec<TenantControl>,
     deployed: BTreeMap<Key, Running>,
-    refused: BTreeMap<Key, Refusal>,
+    /// The newest refused deploy of each pipeline, with its spec (a deploy is its generation,
+    /// plugin and spec).
+    refused: BTreeMap<Key, (Refusal, String)>,
     /// Deploys that could not be applied yet for a reason that may pass (the broker), with
     /// the reason, logged once per generation.
     waiting: BTreeMap<Key, (u64, String)>,
@@ -215,7 +217,7 @@ impl Member {
                 if seen == Some(end) {
                     return Ok(None);
                 }
-                desired.read().map(|wanted| Some((end, wanted)))
+                desired.read_each().map(|wanted| Some((end, wanted)))
             });
             let wanted = match read.await {
                 Ok(Ok(None)) => continue,
@@ -233,8 +235,11 @@ impl Member {
                 }
             };
             changed |= self.stop_removed(&tenant, &wanted).await;
-            for desired in wanted.into_values() {
-                changed |= self.apply(index, desired).await;
+            for (pipeline, desired) in wanted {
+                match desired {
+                    Ok(desired) => changed |= self.apply(index, desired).await,
+                    Err(e) => changed |= self.refuse_unreadable(&tenant, pipeline, e),
+                }
             }
         }
         changed || self.started_or_stopped().await
@@ -260,7 +265,7 @@ impl Member {
     async fn stop_removed(
         &mut self,
         tenant: &str,
-        wanted: &BTreeMap<String, DesiredPipeline>,
+        wanted: &BTreeMap<String, Result<DesiredPipeline>>,
     ) -> bool {
         let gone: Vec<Key> = self
             .deployed
@@ -282,28 +287,52 @@ impl Member {
         !gone.is_empty()
     }
 
+    /// A record that is not a deployed pipeline: refused (once), and whatever runs under that
+    /// name keeps running.
+    fn refuse_unreadable(&mut self, tenant: &str, pipeline: String, error: anyhow::Error) -> bool {
+        let reason = format!("deploy to tenant '{tenant}': {error:#}");
+        let key = (tenant.to_string(), pipeline);
+        if self
+            .refused
+            .get(&key)
+            .is_some_and(|(r, _)| r.reason == reason)
+        {
+            return false;
+        }
+        tracing::error!(tenant = %key.0, pipeline = %key.1, "{reason}");
+        let refusal = Refusal {
+            generation: 0,
+            plugin: String::new(),
+            reason,
+        };
+        self.refused.insert(key, (refusal, String::new()));
+        true
+    }
+
     /// Applies one desired pipeline unless it runs or was refused already. Returns whether
     /// anything changed.
     async fn apply(&mut self, tenant_index: usize, desired: DesiredPipeline) -> bool {
         let tenant = self.tenants[tenant_index].name.clone();
         let key = (tenant.clone(), desired.pipeline.clone());
         let generation = desired.generation;
+        // A deploy is its generation, plugin and spec: two deploys racing may both write the
+        // same generation, and the newest record of the two is the one to run.
         if let Some(running) = self.deployed.get_mut(&key) {
-            if running.desired.generation == generation {
-                return false;
-            }
             if running.desired.plugin == desired.plugin && running.desired.spec == desired.spec {
+                if running.desired.generation == generation {
+                    return false;
+                }
                 // A deploy of what runs already (a rollback to it): nothing to swap.
                 running.desired = desired;
                 self.refused.remove(&key);
                 return true;
             }
         }
-        if self
-            .refused
-            .get(&key)
-            .is_some_and(|r| r.generation == generation)
-        {
+        if self.refused.get(&key).is_some_and(|(r, spec)| {
+            r.generation == generation
+                && r.plugin == desired.plugin.as_str()
+                && *spec == desired.spec
+        }) {
             return false;
         }
         match self.try_apply(tenant_index, &key, desired.clone()).await {
@@ -324,11 +353,14 @@ impl Member {
                 self.waiting.remove(&key);
                 self.refused.insert(
                     key,
-                    Refusal {
-                        generation,
-                        plugin: desired.plugin.to_string(),
-                        reason,
-                    },
+                    (
+                        Refusal {
+                            generation,
+                            plugin: desired.plugin.to_string(),
+                            reason,
+                        },
+                        desired.spec.clone(),
+                    ),
                 );
                 true
             }
@@ -356,7 +388,28 @@ impl Member {
         key: &Key,
         desired: DesiredPipeline,
     ) -> Result<(), NotApplied> {
-        let path = self.fetch(tenant_index, &desired.plugin).await?;
+        let deploy = format!("deploy to tenant '{}': pipeline '{}'", key.0, key.1);
+        if !fits_a_name(&key.1) {
+            return Err(NotApplied::Refused(format!(
+                "{deploy}: a pipeline's name is 1 to {MAX_NAME} letters, digits, '.', '_' and '-'"
+            )));
+        }
+        if !self.deployed.contains_key(key) {
+            let of_tenant = self.deployed.keys().filter(|(t, _)| *t == key.0).count();
+            if of_tenant >= self.settings.max_deployed_pipelines {
+                return Err(NotApplied::Refused(format!(
+                    "{deploy}: the tenant runs {of_tenant} deployed pipelines, the most this \
+                     member takes ([control] max_deployed_pipelines)"
+                )));
+            }
+        }
+        let path = self
+            .fetch(tenant_index, &desired.plugin)
+            .await
+            .map_err(|e| match e {
+                NotApplied::Refused(why) => NotApplied::Refused(format!("{deploy}: {why}")),
+                later => later,
+            })?;
         let others: Vec<(&str, &str)> = self
             .deployed
             .keys()
@@ -373,31 +426,30 @@ impl Member {
         config.watch_plugin = false;
         if config.limits.fuel.is_some() && !self.launch.runtime.metered() {
             return Err(NotApplied::Refused(format!(
-                "deploy to tenant '{}': pipeline '{}': field `limits.fuel` needs an engine that \
-                 counts fuel: give tenant '{}' a fuel limit in the member's config",
-                key.0, key.1, key.0
+                "{deploy}: field `limits.fuel` needs an engine that counts fuel: give tenant '{}' a \
+                 fuel limit in the member's config",
+                key.0
             )));
         }
+        let refuse_plugin = |e: anyhow::Error| {
+            NotApplied::Refused(format!("{deploy}: plugin {}: {e:#}", desired.plugin))
+        };
         if let Some(running) = self.deployed.get_mut(key) {
-            if running.desired.spec == desired.spec {
-                running.supervised.switch_plugin(path).await.map_err(|e| {
-                    NotApplied::Refused(format!("plugin {}: {e:#}", desired.plugin))
-                })?;
+            // A running pipeline swaps (compiling and smoke-testing first); one that is down
+            // takes the plugin at its next start, once it passed the same check here.
+            if running.desired.spec == desired.spec && running.supervised.running().await.is_some()
+            {
+                running
+                    .supervised
+                    .switch_plugin(path)
+                    .await
+                    .map_err(refuse_plugin)?;
                 running.desired = desired;
                 return Ok(());
             }
-        } else {
-            let of_tenant = self.deployed.keys().filter(|(t, _)| *t == key.0).count();
-            if of_tenant >= self.settings.max_deployed_pipelines {
-                return Err(NotApplied::Refused(format!(
-                    "deploy to tenant '{}': pipeline '{}': the tenant runs {of_tenant} deployed \
-                     pipelines, the most this member takes ([control] max_deployed_pipelines)",
-                    key.0, key.1
-                )));
-            }
         }
-        // A new pipeline or a new spec: load the plugin here first, so one that does not load
-        // is refused instead of restarted forever.
+        // A new pipeline, a new spec or a pipeline that is down: load the plugin here first, so
+        // one that does not load is refused instead of restarted forever.
         let check = config.clone();
         let runtime = self.launch.runtime.clone();
         tokio::task::spawn_blocking(move || {
@@ -414,7 +466,18 @@ impl Member {
         })
         .await
         .map_err(|e| NotApplied::Later(e.into()))?
-        .map_err(|e| NotApplied::Refused(format!("plugin {}: {e:#}", desired.plugin)))?;
+        .map_err(refuse_plugin)?;
+        if let Some(running) = self.deployed.get_mut(key) {
+            if running.desired.spec == desired.spec {
+                running
+                    .supervised
+                    .switch_plugin(path)
+                    .await
+                    .map_err(refuse_plugin)?;
+                running.desired = desired;
+                return Ok(());
+            }
+        }
         if let Some(old) = self.deployed.remove(key) {
             tracing::info!(tenant = %key.0, pipeline = %key.1, "the deploy changes the spec: restarting the pipeline");
             if let Err(e) = old.supervised.shutdown().await {
@@ -450,8 +513,11 @@ impl Member {
         tenant_index: usize,
         digest: &PluginDigest,
     ) -> Result<PathBuf, NotApplied> {
+        // Per tenant: a digest another tenant deployed (statuses show them) is not this one's
+        // until its own store has it.
+        let tenant = &self.tenants[tenant_index].name;
         let file_name = format!("{}.wasm", digest.as_str().replace(':', "-"));
-        let path = self.launch.plugins_dir.join(file_name);
+        let path = self.launch.plugins_dir.join(tenant).join(file_name);
         let store = self.tenants[tenant_index].store.clone();
         let (wanted, target) = (digest.clone(), path.clone());
         let fetched = tokio::task::spawn_blocking(move || -> Result<()> {
@@ -461,6 +527,10 @@ impl Member {
                 }
             }
             let bytes = store.get(&wanted)?;
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
             let partial = target.with_extension(format!("{}.partial", std::process::id()));
             std::fs::write(&partial, &bytes)
                 .and_then(|()| std::fs::rename(&partial, &target))
@@ -512,7 +582,10 @@ impl Member {
                     generation: r.desired.generation,
                     plugin: r.desired.plugin.to_string(),
                 }),
-                refused: self.refused.get(&key).cloned(),
+                refused: self.refused.get(&key).map(|(r, _)| Refusal {
+                    reason: crate::text::truncate(&r.reason, MAX_REASON).to_string(),
+                    ..r.clone()
+                }),
                 plugin_version: running.as_ref().map(|r| r.plugin_version.clone()),
                 down: match &running {
                     Some(_) => None,
@@ -535,14 +608,23 @@ impl Member {
                 rate,
             });
         }
-        // Refused deploys of pipelines that never started.
-        for (key, refusal) in &self.refused {
-            if !self.deployed.contains_key(key) {
+        // Refused deploys of pipelines that never started, so many and no more: the record
+        // must stay far below a broker message.
+        let never_started = self
+            .refused
+            .iter()
+            .filter(|(key, _)| !self.deployed.contains_key(*key))
+            .take(MAX_REFUSALS_SHOWN);
+        for (key, (refusal, _)) in never_started {
+            {
                 pipelines.push(PipelineStatus {
                     tenant: key.0.clone(),
                     pipeline: key.1.clone(),
                     deployed: None,
-                    refused: Some(refusal.clone()),
+                    refused: Some(Refusal {
+                        reason: crate::text::truncate(&refusal.reason, MAX_REASON).to_string(),
+                        ..refusal.clone()
+                    }),
                     plugin_version: None,
                     down: Some("refused".into()),
                     partitions: vec![],
@@ -577,6 +659,23 @@ impl Member {
             tracing::warn!("removing this member's status failed: {e:#}");
         }
     }
+}
+
+/// Refusals of pipelines that never started shown in the status, at most.
+const MAX_REFUSALS_SHOWN: usize = 32;
+/// The longest refusal reason shown in the status, in bytes.
+const MAX_REASON: usize = 2048;
+
+/// The longest name a deployed pipeline may have.
+const MAX_NAME: usize = 100;
+
+/// Whether a deployed pipeline's name is one a member takes: it becomes a metric label, a log
+/// field and part of the status.
+fn fits_a_name(name: &str) -> bool {
+    (1..=MAX_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Every control topic a member of `config` reads or writes: the status topic and each

@@ -200,7 +200,17 @@ impl PluginStore {
             if key == digest.as_str() {
                 manifest = value.map(serde_json::from_slice::<Manifest>);
             } else if let Some(index) = key.strip_prefix(&prefix) {
-                if let Ok(index) = index.parse::<usize>() {
+                // Only what a manifest can ask for is kept: indexes below the most chunks a
+                // component has, values no larger than a chunk.
+                let max_chunks = MAX_PLUGIN_BYTES.div_ceil(CHUNK_BYTES as u64) as usize;
+                let fits = value.is_none_or(|v| v.len() <= CHUNK_BYTES);
+                if let Ok(index) = index.parse::<usize>().map_err(drop).and_then(|i| {
+                    if i < max_chunks && fits {
+                        Ok(i)
+                    } else {
+                        Err(())
+                    }
+                }) {
                     match value {
                         Some(v) => chunks.insert(index, v.to_vec()),
                         None => chunks.remove(&index),

@@ -219,3 +219,25 @@ fn a_deploy_reads_and_writes_only_topics_a_tenant_owns() {
         )
         .expect("shop shares orders with analytics");
 }
+
+#[test]
+fn a_deploy_cannot_join_the_group_of_a_pipeline_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = TENANTS.replace("group_id = \"g\"", "group_id = \"shop.orders\"");
+    let config = parse_in(dir.path(), &text).unwrap();
+    let plugin = dir.path().join("plugin.wasm");
+    let error = config
+        .deployed_pipeline(
+            "shop",
+            "x",
+            "topics = [\"orders\"]\ngroup_id = \"shop.orders\"\nack_policy = \"ACK\"",
+            &plugin,
+            [],
+        )
+        .unwrap_err()
+        .0;
+    assert_eq!(
+        error,
+        "deploy to tenant 'shop': pipeline 'x': field `group_id` is \"shop.orders\", the group of pipeline 'orders' in this member's config"
+    );
+}

@@ -275,6 +275,21 @@ impl Config {
                 ));
             }
         }
+        // A group is one pipeline's: a deploy joining a pipeline of the file would take half its
+        // partitions (and, exactly once, its transactional ids).
+        if let Some(group) = &pipeline.group_id {
+            if let Some(taken) = self
+                .pipelines
+                .iter()
+                .find(|p| p.group_id.as_ref() == Some(group))
+            {
+                return refuse(format!(
+                    "pipeline '{name}': field `group_id` is \"{group}\", the group of pipeline \
+                     '{}' in this member's config",
+                    taken.name
+                ));
+            }
+        }
         Ok(pipeline)
     }
 }
