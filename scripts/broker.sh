@@ -160,7 +160,9 @@ fail() {
 }
 
 deadline=$((SECONDS + 60))
-until listening "$port"; do
+# Every port: a Kafka whose client port is up may still fail to bind its controller's.
+all_listening() { for p in "${ports[@]}"; do listening "$p" || return 1; done; }
+until all_listening; do
   kill -0 "$pid" 2>/dev/null || fail "exited before it was ready"
   parent_gone && orphaned
   [ "$SECONDS" -lt "$deadline" ] || fail "was not ready within 60 s"

@@ -19,9 +19,14 @@ pub struct BrokerProcess {
 /// range so that the many clients and embedded brokers of a test run, which bind ephemeral
 /// ports, do not take it while the broker starts.
 fn free_port(attempt: u32) -> Result<u16> {
+    // Each call of the process starts elsewhere: brokers of two kinds started at the same
+    // moment would otherwise both find the same pair free, and one would lose it.
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let seed = std::process::id()
         .wrapping_mul(7919)
-        .wrapping_add(attempt * 104_729);
+        .wrapping_add(attempt * 104_729)
+        .wrapping_add(call.wrapping_mul(2_654_435_761));
     (0..1000u32)
         .map(|i| 20_000 + ((seed.wrapping_add(i * 2)) % 10_000) as u16)
         .find(|&port| {

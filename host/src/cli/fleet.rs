@@ -328,10 +328,22 @@ async fn wait_for(
         return Ok(());
     }
     let deadline = Instant::now() + Duration::from_secs(target.timeout);
+    // Read once, then followed: each member's next status arrives as it is written.
+    let status = control.status.clone();
+    let mut follower = Some(tokio::task::spawn_blocking(move || status.follow()).await??);
+    let mut wait = Duration::ZERO;
     loop {
-        let status = control.status.clone();
-        let members: Vec<MemberStatus> = tokio::task::spawn_blocking(move || status.read_live())
-            .await??
+        let mut f = follower
+            .take()
+            .expect("the follower is back after each look");
+        let (f, members) = tokio::task::spawn_blocking(move || {
+            let members = f.live(wait);
+            (f, members)
+        })
+        .await?;
+        follower = Some(f);
+        wait = Duration::from_millis(100);
+        let members: Vec<MemberStatus> = members?
             .into_iter()
             .filter(|m| m.tenants.contains(&target.tenant))
             .collect();
@@ -386,7 +398,6 @@ async fn wait_for(
                 pending.join(", ")
             );
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -25,5 +25,6 @@ pub use plugin_store::{
     chunk_key, PluginDigest, PluginStore, PluginUnavailable, CHUNK_BYTES, MAX_PLUGIN_BYTES,
 };
 pub use status::{
-    now_ms, status_topic, Deployed, MemberStatus, PipelineStatus, Refusal, StatusTopic,
+    now_ms, status_topic, Deployed, MemberStatus, PipelineStatus, Refusal, StatusFollower,
+    StatusTopic,
 };

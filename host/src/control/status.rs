@@ -150,30 +150,66 @@ impl StatusTopic {
     /// The members alive now, by id. A record that does not parse is skipped with a warning: a
     /// member of another version may write fields this one does not know. Blocking.
     pub fn read_live(&self) -> Result<Vec<MemberStatus>> {
-        let mut records: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+        let mut records = BTreeMap::new();
         self.topic.read(|key, value| {
             records.insert(key.to_string(), value.map(<[u8]>::to_vec));
             Ok(())
         })?;
-        let now = now_ms();
-        Ok(records
-            .into_iter()
-            .filter_map(|(member, value)| {
-                let parsed = serde_json::from_slice::<MemberStatus>(&value?);
-                match parsed {
-                    Ok(status) => Some(status),
-                    Err(e) => {
-                        tracing::warn!(
-                            "{}: member {member}: unreadable status: {e}",
-                            self.topic.name()
-                        );
-                        None
-                    }
-                }
-            })
-            .filter(|s| s.is_live_at(now))
-            .collect())
+        Ok(live(self.topic.name(), &records))
     }
+
+    /// Reads the status once, then follows it: [`StatusFollower::live`] takes in what members
+    /// wrote since. Blocking.
+    pub fn follow(&self) -> Result<StatusFollower> {
+        let mut records = BTreeMap::new();
+        let follower = self.topic.follow(|key, value| {
+            records.insert(key.to_string(), value.map(<[u8]>::to_vec));
+            Ok(())
+        })?;
+        Ok(StatusFollower {
+            topic: self.topic.name().to_string(),
+            follower,
+            records,
+        })
+    }
+}
+
+/// The status topic, followed: for a command that waits until members report something.
+pub struct StatusFollower {
+    topic: String,
+    follower: super::topic::Follower,
+    records: BTreeMap<String, Option<Vec<u8>>>,
+}
+
+impl StatusFollower {
+    /// The members alive now, after taking in what was written since the last call (waiting up
+    /// to `wait` for something new). Blocking.
+    pub fn live(&mut self, wait: std::time::Duration) -> Result<Vec<MemberStatus>> {
+        let records = &mut self.records;
+        self.follower.next(wait, |key, value| {
+            records.insert(key.to_string(), value.map(<[u8]>::to_vec));
+            Ok(())
+        })?;
+        Ok(live(&self.topic, &self.records))
+    }
+}
+
+/// The live members among the newest record of each key.
+fn live(topic: &str, records: &BTreeMap<String, Option<Vec<u8>>>) -> Vec<MemberStatus> {
+    let now = now_ms();
+    records
+        .iter()
+        .filter_map(|(member, value)| {
+            match serde_json::from_slice::<MemberStatus>(value.as_deref()?) {
+                Ok(status) => Some(status),
+                Err(e) => {
+                    tracing::warn!("{topic}: member {member}: unreadable status: {e}");
+                    None
+                }
+            }
+        })
+        .filter(|s| s.is_live_at(now))
+        .collect()
 }
 
 #[cfg(test)]

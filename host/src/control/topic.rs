@@ -242,10 +242,16 @@ impl ControlTopic {
     /// Reads the topic from its start to its end and hands each record (key, value; `None` for
     /// a deletion) to `record`, oldest first: the newest record of a key is the one that counts.
     /// Records without a text key are skipped. Blocking: run it off the async workers.
-    pub(crate) fn read(
+    pub(crate) fn read(&self, record: impl FnMut(&str, Option<&[u8]>) -> Result<()>) -> Result<()> {
+        self.follow(record).map(drop)
+    }
+
+    /// [`read`](Self::read), then stays at the end: the [`Follower`] hands over what is written
+    /// after. Blocking.
+    pub(crate) fn follow(
         &self,
         mut record: impl FnMut(&str, Option<&[u8]>) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<Follower> {
         let consumer: BaseConsumer<ReaderContext> = self
             .client_config()
             .set("enable.auto.commit", "false")
@@ -264,9 +270,6 @@ impl ControlTopic {
         let mut assignment = TopicPartitionList::new();
         assignment.add_partition_offset(&self.name, 0, Offset::Offset(low))?;
         consumer.assign(&assignment)?;
-        if low >= high {
-            return Ok(());
-        }
         let mut next = low;
         let mut last_progress = Instant::now();
         let mut last_error = None;
@@ -293,6 +296,34 @@ impl ControlTopic {
                 }
             }
         }
-        Ok(())
+        Ok(Follower { consumer })
+    }
+}
+
+/// A reader at the end of a control topic, for one who waits for what is written next.
+pub(crate) struct Follower {
+    consumer: BaseConsumer<ReaderContext>,
+}
+
+impl Follower {
+    /// Hands the records written since the last call to `record`, waiting up to `wait` for the
+    /// first. A fault is left to librdkafka, which retries; the caller calls again. Blocking.
+    pub(crate) fn next(
+        &self,
+        wait: Duration,
+        mut record: impl FnMut(&str, Option<&[u8]>) -> Result<()>,
+    ) -> Result<()> {
+        let mut timeout = wait;
+        loop {
+            match self.consumer.poll(timeout) {
+                None | Some(Err(_)) => return Ok(()),
+                Some(Ok(m)) => {
+                    if let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) {
+                        record(key, m.payload())?;
+                    }
+                    timeout = Duration::ZERO;
+                }
+            }
+        }
     }
 }
