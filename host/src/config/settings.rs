@@ -77,8 +77,8 @@ pub struct ControlSettings {
     /// Control topics are `<prefix>.<tenant>.pipelines`, `<prefix>.<tenant>.plugins` and
     /// `<prefix>.status`; an ACL on the prefixed name `<prefix>.<tenant>.` is one tenant's.
     pub prefix: String,
-    /// How often the tenants' desired pipelines are checked for a deploy, in ms: one request
-    /// for the end of each tenant's topic, which is read only when it moved.
+    /// How often the tenants' desired pipelines are looked at for a deploy, in ms: each tenant's
+    /// topic is followed, so a look asks the broker nothing.
     pub poll_interval_ms: u64,
     /// How often the member's status is published besides on every change, in ms. A status
     /// older than three intervals is a member that is gone.
@@ -92,7 +92,7 @@ impl Default for ControlSettings {
     fn default() -> Self {
         ControlSettings {
             prefix: "ackbar".into(),
-            poll_interval_ms: 250,
+            poll_interval_ms: 100,
             status_interval_ms: 5_000,
             max_deployed_pipelines: 4,
         }

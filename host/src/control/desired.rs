@@ -144,12 +144,6 @@ impl DesiredState {
         self.topic.write(&[(pipeline, None)]).await
     }
 
-    /// The offset after the topic's last record; unchanged, nothing new was deployed.
-    /// Blocking.
-    pub fn end(&self) -> Result<i64> {
-        self.topic.end()
-    }
-
     /// Every pipeline the tenant wants now, by name. A record that does not parse is an error
     /// naming the topic and the pipeline. Blocking: run it off the async workers.
     pub fn read(&self) -> Result<BTreeMap<String, DesiredPipeline>> {
@@ -163,32 +157,86 @@ impl DesiredState {
     /// does not parse is that pipeline's error (naming the topic and the pipeline), not the
     /// tenant's. Blocking: run it off the async workers.
     pub fn read_each(&self) -> Result<BTreeMap<String, Result<DesiredPipeline>>> {
-        let topic = self.topic.name();
         let mut records: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
         self.topic.read(|key, value| {
             records.insert(key.to_string(), value.map(<[u8]>::to_vec));
             Ok(())
         })?;
-        let mut desired = BTreeMap::new();
-        for (pipeline, value) in records {
-            let Some(value) = value else { continue };
-            let parsed = serde_json::from_slice::<Record>(&value)
-                .with_context(|| {
-                    format!("{topic}: pipeline '{pipeline}': the record is not a deployed pipeline")
-                })
-                .and_then(|record| {
-                    let plugin = PluginDigest::parse(&record.plugin)
-                        .with_context(|| format!("{topic}: pipeline '{pipeline}'"))?;
-                    Ok(DesiredPipeline {
-                        pipeline: pipeline.clone(),
-                        plugin,
-                        spec: record.spec,
-                        generation: record.generation,
-                        history: record.history,
-                    })
-                });
-            desired.insert(pipeline, parsed);
-        }
-        Ok(desired)
+        Ok(parse(self.topic.name(), &records))
     }
+
+    /// Reads the desired state once, then follows it: a member learns of a deploy as soon as
+    /// its record arrives, without asking the broker on every poll. Blocking.
+    pub fn follow(&self) -> Result<DesiredFollower> {
+        let mut records: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+        let follower = self.topic.follow(|key, value| {
+            records.insert(key.to_string(), value.map(<[u8]>::to_vec));
+            Ok(())
+        })?;
+        Ok(DesiredFollower {
+            topic: self.topic.name().to_string(),
+            follower,
+            records,
+            fresh: true,
+        })
+    }
+}
+
+/// A tenant's desired state, followed.
+pub struct DesiredFollower {
+    topic: String,
+    follower: super::topic::Follower,
+    records: BTreeMap<String, Option<Vec<u8>>>,
+    /// Nothing handed out yet.
+    fresh: bool,
+}
+
+impl DesiredFollower {
+    /// Every pipeline the tenant wants now, as [`DesiredState::read_each`] gives them, when
+    /// something was written since the last call (or on the first); `None` otherwise. Does not
+    /// wait. Blocking.
+    pub fn changed(&mut self) -> Result<Option<BTreeMap<String, Result<DesiredPipeline>>>> {
+        let mut new = std::mem::take(&mut self.fresh);
+        let records = &mut self.records;
+        self.follower
+            .next(std::time::Duration::ZERO, |key, value| {
+                records.insert(key.to_string(), value.map(<[u8]>::to_vec));
+                new = true;
+                Ok(())
+            })?;
+        Ok(new.then(|| parse(&self.topic, &self.records)))
+    }
+
+    /// Every pipeline the tenant wants now, whether or not something changed.
+    pub fn current(&self) -> BTreeMap<String, Result<DesiredPipeline>> {
+        parse(&self.topic, &self.records)
+    }
+}
+
+/// The newest record of each pipeline, parsed one by one.
+fn parse(
+    topic: &str,
+    records: &BTreeMap<String, Option<Vec<u8>>>,
+) -> BTreeMap<String, Result<DesiredPipeline>> {
+    let mut desired = BTreeMap::new();
+    for (pipeline, value) in records {
+        let Some(value) = value else { continue };
+        let parsed = serde_json::from_slice::<Record>(value)
+            .with_context(|| {
+                format!("{topic}: pipeline '{pipeline}': the record is not a deployed pipeline")
+            })
+            .and_then(|record| {
+                let plugin = PluginDigest::parse(&record.plugin)
+                    .with_context(|| format!("{topic}: pipeline '{pipeline}'"))?;
+                Ok(DesiredPipeline {
+                    pipeline: pipeline.clone(),
+                    plugin,
+                    spec: record.spec,
+                    generation: record.generation,
+                    history: record.history,
+                })
+            });
+        desired.insert(pipeline.clone(), parsed);
+    }
+    desired
 }

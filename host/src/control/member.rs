@@ -17,7 +17,9 @@
 //! A member applies the desired state before any deployed pipeline starts, so one that starts
 //! after a crash runs the current versions before it takes partitions.
 
-use super::desired::{pipelines_topic, plugins_topic, DesiredPipeline, DesiredState};
+use super::desired::{
+    pipelines_topic, plugins_topic, DesiredFollower, DesiredPipeline, DesiredState,
+};
 use super::plugin_store::{PluginDigest, PluginStore, PluginUnavailable};
 use super::status::{
     now_ms, status_topic, Deployed, MemberStatus, PipelineStatus, Refusal, StatusTopic,
@@ -86,9 +88,8 @@ struct TenantControl {
     name: String,
     desired: DesiredState,
     store: PluginStore,
-    /// The end of the desired-state topic when it was last read: unchanged, there is nothing
-    /// new to apply.
-    read_up_to: Option<i64>,
+    /// The desired state, followed once read (`None` until then, or after a failure).
+    follower: Option<DesiredFollower>,
 }
 
 struct Running {
@@ -146,7 +147,7 @@ impl Member {
                 name: name.to_string(),
                 desired,
                 store,
-                read_up_to: None,
+                follower: None,
             });
         }
         std::fs::create_dir_all(&launch.plugins_dir).with_context(|| {
@@ -211,23 +212,33 @@ impl Member {
                 (t.name.clone(), t.desired.clone())
             };
             let retrying = self.waiting.keys().any(|(t, _)| *t == tenant);
-            let seen = self.tenants[index].read_up_to.filter(|_| !retrying);
+            let follower = self.tenants[index].follower.take();
+            // Read once, then followed: a poll looks at records already fetched, and asks the
+            // broker nothing. Deploys waiting for the broker are tried again on every poll.
             let read = tokio::task::spawn_blocking(move || {
-                let end = desired.end()?;
-                if seen == Some(end) {
-                    return Ok(None);
-                }
-                desired.read_each().map(|wanted| Some((end, wanted)))
+                let mut follower = match follower {
+                    Some(follower) => follower,
+                    None => match desired.follow() {
+                        Ok(follower) => follower,
+                        Err(e) => return (None, Err(e)),
+                    },
+                };
+                let wanted = follower
+                    .changed()
+                    .map(|changed| changed.or_else(|| retrying.then(|| follower.current())));
+                (Some(follower), wanted)
             });
             let wanted = match read.await {
-                Ok(Ok(None)) => continue,
-                Ok(Ok(Some((end, wanted)))) => {
-                    self.tenants[index].read_up_to = Some(end);
-                    wanted
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(%tenant, "cannot read the desired pipelines, keeping what runs: {e:#}");
-                    continue;
+                Ok((follower, wanted)) => {
+                    self.tenants[index].follower = follower;
+                    match wanted {
+                        Ok(Some(wanted)) => wanted,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            tracing::warn!(%tenant, "cannot read the desired pipelines, keeping what runs: {e:#}");
+                            continue;
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::error!(%tenant, "the desired-state reader panicked: {e}");

@@ -18,7 +18,8 @@ mod topic;
 
 pub use clients::warm_up;
 pub use desired::{
-    pipelines_topic, plugins_topic, DesiredPipeline, DesiredState, PastDeploy, HISTORY,
+    pipelines_topic, plugins_topic, DesiredFollower, DesiredPipeline, DesiredState, PastDeploy,
+    HISTORY,
 };
 pub use member::{control_topics, Member, MemberLaunch};
 pub use plugin_store::{

@@ -206,12 +206,6 @@ impl ControlTopic {
         Ok(())
     }
 
-    /// The offset after the topic's last record: it grows with every write, so a reader that
-    /// saw it unchanged has nothing new to read. Blocking.
-    pub(crate) fn end(&self) -> Result<i64> {
-        Ok(self.watermarks(EXISTING)?.1)
-    }
-
     /// Writes `records` (key, value; `None` deletes the key) in order and waits until the broker
     /// has them all.
     pub(crate) async fn write(&self, records: &[(&str, Option<&[u8]>)]) -> Result<()> {
