@@ -445,49 +445,45 @@ impl Member {
         let refuse_plugin = |e: anyhow::Error| {
             NotApplied::Refused(format!("{deploy}: plugin {}: {e:#}", desired.plugin))
         };
-        if let Some(running) = self.deployed.get_mut(key) {
-            // A running pipeline swaps (compiling and smoke-testing first); one that is down
-            // takes the plugin at its next start, once it passed the same check here.
-            if running.desired.spec == desired.spec && running.supervised.running().await.is_some()
-            {
-                running
-                    .supervised
-                    .switch_plugin(path)
-                    .await
-                    .map_err(refuse_plugin)?;
-                running.desired = desired;
-                return Ok(());
-            }
+        let same_spec = self
+            .deployed
+            .get(key)
+            .is_some_and(|r| r.desired.spec == desired.spec);
+        let running_now = match self.deployed.get(key) {
+            Some(r) => r.supervised.running().await.is_some(),
+            None => false,
+        };
+        // A running pipeline with the same spec swaps, compiling and smoke-testing as it does.
+        // Anything else (a new pipeline, a new spec, a pipeline that is down and takes the plugin
+        // at its next start) loads the plugin here first, so one that does not load is refused
+        // instead of restarted forever.
+        if !(same_spec && running_now) {
+            let check = config.clone();
+            let runtime = self.launch.runtime.clone();
+            tokio::task::spawn_blocking(move || {
+                PluginSlot::load(
+                    &check.tenant,
+                    &check.name,
+                    &runtime,
+                    &check.plugin,
+                    check.limits,
+                    check.grants.clone(),
+                    check.smoke_payload.clone(),
+                )
+                .map(drop)
+            })
+            .await
+            .map_err(|e| NotApplied::Later(e.into()))?
+            .map_err(refuse_plugin)?;
         }
-        // A new pipeline, a new spec or a pipeline that is down: load the plugin here first, so
-        // one that does not load is refused instead of restarted forever.
-        let check = config.clone();
-        let runtime = self.launch.runtime.clone();
-        tokio::task::spawn_blocking(move || {
-            PluginSlot::load(
-                &check.tenant,
-                &check.name,
-                &runtime,
-                &check.plugin,
-                check.limits,
-                check.grants.clone(),
-                check.smoke_payload.clone(),
-            )
-            .map(drop)
-        })
-        .await
-        .map_err(|e| NotApplied::Later(e.into()))?
-        .map_err(refuse_plugin)?;
-        if let Some(running) = self.deployed.get_mut(key) {
-            if running.desired.spec == desired.spec {
-                running
-                    .supervised
-                    .switch_plugin(path)
-                    .await
-                    .map_err(refuse_plugin)?;
-                running.desired = desired;
-                return Ok(());
-            }
+        if let Some(running) = self.deployed.get_mut(key).filter(|_| same_spec) {
+            running
+                .supervised
+                .switch_plugin(path)
+                .await
+                .map_err(refuse_plugin)?;
+            running.desired = desired;
+            return Ok(());
         }
         if let Some(old) = self.deployed.remove(key) {
             tracing::info!(tenant = %key.0, pipeline = %key.1, "the deploy changes the spec: restarting the pipeline");
