@@ -33,6 +33,8 @@ pub struct DeadLetter<'a> {
     pub tenant: &'a str,
     /// The pipeline that gave up on the message (`ackbar-pipeline`).
     pub pipeline: &'a str,
+    /// The dead letter's own `traceparent` (and `tracestate`), in place of the message's.
+    pub trace_headers: &'a [crate::bindings::Header],
 }
 
 impl DeadLetter<'_> {
@@ -56,15 +58,25 @@ impl DeadLetter<'_> {
     /// The original headers, then `ackbar-*` headers describing the failure.
     fn headers(&self) -> OwnedHeaders {
         let m = self.message;
-        let original = m.headers.iter().fold(
-            OwnedHeaders::new_with_capacity(m.headers.len() + 10),
-            |headers, h| {
-                headers.insert(Header {
-                    key: &h.key,
-                    value: h.value.as_deref(),
-                })
-            },
-        );
+        let replaced = |key: &str| {
+            self.trace_headers
+                .iter()
+                .any(|t| t.key.eq_ignore_ascii_case(key))
+        };
+        let original = m
+            .headers
+            .iter()
+            .filter(|h| !replaced(&h.key))
+            .chain(self.trace_headers)
+            .fold(
+                OwnedHeaders::new_with_capacity(m.headers.len() + 10),
+                |headers, h| {
+                    headers.insert(Header {
+                        key: &h.key,
+                        value: h.value.as_deref(),
+                    })
+                },
+            );
         let partition = m.partition.to_string();
         let offset = m.offset.to_string();
         let timestamp = m.timestamp.map(|t| t.to_string());

@@ -68,6 +68,7 @@ pub mod reload;
 pub mod stats;
 mod stop;
 pub mod supervisor;
+pub mod telemetry;
 pub mod tenant;
 mod text;
 mod token_bucket;

@@ -18,21 +18,49 @@ const DURATION_BUCKETS: &[f64] = &[
     0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0,
 ];
 
-/// Installs the process-wide Prometheus recorder (once) and returns the handle that renders it.
-pub fn install() -> Result<PrometheusHandle> {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+/// Installs the process-wide recorders (once): Prometheus when `prometheus` (returning the
+/// handle that renders it), and `otel` (OpenTelemetry export) beside it. Series created before
+/// this go nowhere, so it runs before any pipeline starts.
+pub fn install(
+    prometheus: bool,
+    otel: Option<metrics_exporter_opentelemetry::Recorder>,
+) -> Result<Option<PrometheusHandle>> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     if let Some(handle) = HANDLE.get() {
         return Ok(handle.clone());
     }
-    let recorder = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full("ackbar_handler_duration_seconds".into()),
-            DURATION_BUCKETS,
+    let prometheus = match prometheus {
+        true => Some(
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(
+                        "ackbar_handler_duration_seconds".into(),
+                    ),
+                    DURATION_BUCKETS,
+                )
+                .context("configuring histogram buckets")?
+                .build_recorder(),
+        ),
+        false => None,
+    };
+    let handle = prometheus.as_ref().map(|p| p.handle());
+    let installed = match (prometheus, otel) {
+        (Some(prometheus), Some(otel)) => ::metrics::set_global_recorder(
+            metrics_util::layers::FanoutBuilder::default()
+                .add_recorder(prometheus)
+                .add_recorder(otel)
+                .build(),
         )
-        .context("configuring histogram buckets")?
-        .build_recorder();
-    let handle = recorder.handle();
-    ::metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
+        .map_err(|e| e.to_string()),
+        (Some(prometheus), None) => {
+            ::metrics::set_global_recorder(prometheus).map_err(|e| e.to_string())
+        }
+        (None, Some(otel)) => ::metrics::set_global_recorder(otel).map_err(|e| e.to_string()),
+        (None, None) => return Ok(None),
+    };
+    installed
+        .map_err(anyhow::Error::msg)
+        .context("installing the metrics recorder")?;
     describe();
     let _ = HANDLE.set(handle.clone());
     Ok(handle)

@@ -1,7 +1,7 @@
 //! The `ackbar` binary, as a user runs it.
 
 use crate::brokers::BrokerKind;
-use crate::support::{ackbar, guest, repo_root, text, Cluster};
+use crate::support::{ackbar, guest, repo_root, text, Cluster, RunningAckbar};
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -263,111 +263,6 @@ fn every_command_has_help() {
         let out = ackbar(&[cmd, "--help"]);
         assert!(out.status.success(), "{cmd}");
         assert!(text(&out.stdout).contains("Usage: ackbar"), "{cmd}");
-    }
-}
-
-/// `ackbar run` as a child process whose log lines can be awaited.
-struct RunningAckbar {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    log: Vec<String>,
-}
-
-impl RunningAckbar {
-    fn start(config_text: &str, dir: &std::path::Path) -> Self {
-        Self::start_with(config_text, dir, &[])
-    }
-
-    fn start_with(config_text: &str, dir: &std::path::Path, args: &[&str]) -> Self {
-        use std::io::{BufRead, BufReader};
-        let config = dir.join("ackbar.toml");
-        std::fs::write(&config, config_text).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ackbar-under-test"))
-            .args(["run", config.to_str().unwrap()])
-            .args(args)
-            .env("ACKBAR_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start ackbar run");
-        let (tx, lines) = std::sync::mpsc::channel::<String>();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        RunningAckbar {
-            child,
-            lines,
-            log: Vec::new(),
-        }
-    }
-
-    fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.log.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no line with {needle:?}; log:\n{}", self.log.join("\n")),
-            }
-        }
-    }
-
-    /// Like [`wait_for`](Self::wait_for), but also accepts a line already read.
-    fn seen_or_wait(&mut self, needle: &str) -> String {
-        match self.log.iter().find(|l| l.contains(needle)) {
-            Some(line) => line.clone(),
-            None => self.wait_for(needle),
-        }
-    }
-
-    /// The address of `/metrics`, `/healthz` and `/readyz`, from the line announcing them.
-    fn ops_address(&mut self) -> String {
-        let line = self.wait_for("serving /metrics");
-        let addr = line.split("http://").nth(1).expect("address");
-        addr.trim().to_string()
-    }
-
-    /// The embedded broker's address, from its startup line.
-    fn broker_address(&mut self) -> String {
-        let line = self.wait_for("embedded broker listening on ");
-        line.split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .expect("address")
-            .to_string()
-    }
-
-    fn signal(&self, name: &str) {
-        let sent = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(std::time::Instant::now() < deadline, "ackbar did not exit");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for RunningAckbar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
     }
 }
 

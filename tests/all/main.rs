@@ -27,4 +27,5 @@ mod reload;
 mod share_group;
 mod share_pipeline;
 mod supervisor;
+mod telemetry;
 mod tenants;

@@ -19,7 +19,18 @@ pub struct ProduceArgs {
     /// Message key.
     #[arg(long)]
     pub key: Option<String>,
+    /// A header on every message, as NAME=VALUE; repeat for more (kept in order), e.g.
+    /// `-H traceparent=00-<trace id>-<span id>-01` to produce a traced record.
+    #[arg(long = "header", short = 'H', value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
     pub payloads: Vec<String>,
+}
+
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("{text:?} is not NAME=VALUE")),
+    }
 }
 
 pub async fn run(args: ProduceArgs) -> Result<()> {
@@ -28,8 +39,13 @@ pub async fn run(args: ProduceArgs) -> Result<()> {
         topic,
         partition,
         key,
+        headers,
         payloads,
     } = args;
+    let headers: Vec<(String, Vec<u8>)> = headers
+        .into_iter()
+        .map(|(name, value)| (name, value.into_bytes()))
+        .collect();
     let payloads = if payloads.is_empty() {
         std::io::stdin()
             .lock()
@@ -44,7 +60,7 @@ pub async fn run(args: ProduceArgs) -> Result<()> {
             partition,
             key: key.clone().map(String::into_bytes),
             payload: p.into_bytes(),
-            headers: Vec::new(),
+            headers: headers.clone(),
         })
         .collect();
     let offsets = kafka::produce(&brokers, &topic, &records).await?;

@@ -51,14 +51,18 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
         PluginRuntime::with_engine(crate::plugin::default_cache_dir(), config.engine_options())
             .with_context(|| format!("{}: [engine]", config_path.display()))?;
     // Before any pipeline starts: metric handles made without a recorder stay no-ops.
-    let ops = match &config.run.metrics_addr {
+    let (telemetry, otel_metrics) =
+        crate::telemetry::Telemetry::start(config.telemetry.as_ref())
+            .with_context(|| format!("{}: [telemetry]", config_path.display()))?;
+    let listener = match &config.run.metrics_addr {
         Some(addr) => {
             let addr = addr.parse().context("[run] metrics_addr")?;
-            let listener = crate::ops_endpoint::bind(addr).await?;
-            Some((listener, crate::metrics::install()?))
+            Some(crate::ops_endpoint::bind(addr).await?)
         }
         None => None,
     };
+    let prometheus = crate::metrics::install(listener.is_some(), otel_metrics)?;
+    let ops = listener.zip(prometheus);
     // One budget per tenant, shared by its pipelines; each pipeline under its own supervisor.
     let budgets: HashMap<String, Arc<TenantBudget>> = config
         .tenants
@@ -207,6 +211,12 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
     // Gone from the fleet once its pipelines have committed and left their groups.
     if let Some(member) = &member {
         member.leave().await;
+    }
+    // The last spans and metrics, on a thread that may block on the collector.
+    let flushed =
+        tokio::task::spawn_blocking(move || telemetry.shutdown(Duration::from_secs(5))).await;
+    if let Err(e) = flushed {
+        tracing::warn!("OpenTelemetry shutdown: {e}");
     }
     first_error.map_or(Ok(()), Err)
 }

@@ -20,7 +20,9 @@ pub(crate) use pipeline::{
     DEFAULT_SHARE_MAX_ATTEMPTS, DEFAULT_TRANSACTION_MESSAGES, DEFAULT_TRANSACTION_MS,
     MAX_BATCH_LIMIT,
 };
-pub use settings::{ControlSettings, EmbeddedSettings, EngineSettings, RunSettings};
+pub use settings::{
+    ControlSettings, EmbeddedSettings, EngineSettings, RunSettings, TelemetrySettings,
+};
 pub use tenant::{TenantConfig, TenantLimits};
 
 use std::fmt;
@@ -60,6 +62,8 @@ pub struct Config {
     pub engine: EngineSettings,
     /// `[control]`: present when this process is a fleet member.
     pub control: Option<ControlSettings>,
+    /// `[telemetry]`: OpenTelemetry export, besides what `OTEL_*` variables say.
+    pub telemetry: Option<TelemetrySettings>,
     /// Every tenant: the declared ones, then those only named by a pipeline.
     pub tenants: Vec<TenantConfig>,
     /// Every pipeline: the top-level `[[pipeline]]`s, then those under `[[tenant.pipeline]]`.

@@ -2,7 +2,7 @@
 //! leave it out. [`super::validate`] turns it into [`super::Config`].
 
 use super::Backoff;
-use super::{ControlSettings, EmbeddedSettings, EngineSettings, RunSettings};
+use super::{ControlSettings, EmbeddedSettings, EngineSettings, RunSettings, TelemetrySettings};
 use super::{DeliveryGuarantee, GroupType, Ordering};
 use crate::policy::AckPolicy;
 use serde::Deserialize;
@@ -22,6 +22,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) engine: EngineSettings,
     pub(super) control: Option<ControlSettings>,
+    pub(super) telemetry: Option<TelemetrySettings>,
     #[serde(default, rename = "pipeline")]
     pub(super) pipelines: Vec<RawPipeline>,
     #[serde(default, rename = "tenant")]

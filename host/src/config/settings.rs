@@ -112,3 +112,38 @@ impl Default for EmbeddedSettings {
         EmbeddedSettings { partitions: 3 }
     }
 }
+
+/// OpenTelemetry export (`[telemetry]`). Without an `endpoint` here, the standard
+/// `OTEL_EXPORTER_OTLP_*` variables decide, and with neither nothing is exported.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// The collector's OTLP/HTTP address, e.g. "http://127.0.0.1:4318"; spans go to
+    /// `/v1/traces` and metrics to `/v1/metrics` under it.
+    pub endpoint: Option<String>,
+    /// Share of the traces that start here to record, 0 to 1; a message whose producer
+    /// recorded its trace is always recorded (parent-based). Unset: `OTEL_TRACES_SAMPLER`, else
+    /// every trace.
+    pub sample_ratio: Option<f64>,
+    /// Export spans.
+    pub traces: bool,
+    /// Export the metrics `/metrics` serves.
+    pub metrics: bool,
+    /// How often metrics are exported, in ms. Unset: `OTEL_METRIC_EXPORT_INTERVAL`, else 60 s.
+    pub metrics_interval_ms: Option<u64>,
+    /// `service.name` of the spans and metrics. Unset: `OTEL_SERVICE_NAME`, else "ackbar".
+    pub service_name: Option<String>,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        TelemetrySettings {
+            endpoint: None,
+            sample_ratio: None,
+            traces: true,
+            metrics: true,
+            metrics_interval_ms: None,
+            service_name: None,
+        }
+    }
+}

@@ -7,6 +7,7 @@ use super::handler_call::{message_span, Called, HandlerCall};
 use crate::bindings::Message;
 use crate::events::BatchCalled;
 use crate::plugin::{BatchCall, Finished, InstancePool};
+use crate::telemetry::spans::DeliveryTrace;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,6 +18,8 @@ pub(crate) struct BatchRun {
     pool: Arc<InstancePool>,
     messages: Arc<[Message]>,
     spans: Arc<[tracing::Span]>,
+    /// Each message's `process` span, taken when the message is given back.
+    traces: Vec<DeliveryTrace>,
     /// The next message to give back.
     next: usize,
     finished: mpsc::UnboundedReceiver<Finished>,
@@ -39,6 +42,11 @@ impl BatchRun {
             .iter()
             .map(|message| message_span(&shared, handler.tp, message, version))
             .collect();
+        let traces: Vec<DeliveryTrace> = messages
+            .iter()
+            .map(|message| DeliveryTrace::start(&handler.handler(version), message, None))
+            .collect();
+        let contexts: Arc<[_]> = traces.iter().map(|t| t.context().cloned()).collect();
         BatchCalled {
             taken: messages.len() as u64,
         }
@@ -47,6 +55,7 @@ impl BatchRun {
         let (sink, finished) = mpsc::unbounded_channel();
         let call = {
             let (pool, messages, spans) = (pool.clone(), messages.clone(), spans.clone());
+            let contexts = contexts.clone();
             let (context, rules, stop) =
                 (handler.context.clone(), handler.rules, handler.stop.clone());
             async move {
@@ -58,7 +67,8 @@ impl BatchRun {
                 let Some(_call_slot) = shared.budget.call_slot(&stop).await else {
                     return;
                 };
-                let batch = BatchCall::new(&messages, spans, rules, stop, sink);
+                let batch =
+                    BatchCall::new(&messages, spans, rules, stop, sink).with_traces(contexts);
                 pool.call_batch(&messages, batch, &context).await;
             }
         };
@@ -66,6 +76,7 @@ impl BatchRun {
             pool,
             messages,
             spans,
+            traces,
             next: 0,
             finished,
             call: Some(Box::pin(call)),
@@ -105,7 +116,8 @@ impl BatchRun {
         self.next += 1;
         let first = done.map(|done| {
             let version = self.pool.plugin().version_shared();
-            let called = handler.record(version, message, &self.spans[index], 1, done);
+            let trace = std::mem::take(&mut self.traces[index]);
+            let called = handler.record(version, message, &self.spans[index], trace, 1, done);
             (self.pool.clone(), called)
         });
         Some((message.clone(), first))

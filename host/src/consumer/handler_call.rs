@@ -12,6 +12,7 @@ use crate::outcome::CallEnd;
 use crate::outputs::Outputs;
 use crate::plugin::{CallContext, Finished, InstancePool};
 use crate::policy::{DeliveryRules, Settlement, Verdict};
+use crate::telemetry::spans::{DeliveryTrace, Handler};
 use crate::trace_context::parse_traceparent;
 use std::sync::atomic::{self, AtomicU32};
 use std::sync::Arc;
@@ -76,6 +77,9 @@ pub(crate) struct Called {
     pub publishes: bool,
     /// For a dead letter or a pause: why, and by which plugin version.
     pub reason: Option<SettleReason>,
+    /// The delivery's `process` span and the `send` spans of its outputs or dead letter; they
+    /// end when this is dropped, after those are written.
+    pub trace: DeliveryTrace,
 }
 
 /// Why a message is dead-lettered or paused.
@@ -104,6 +108,7 @@ impl Called {
             plugin_version: &reason.version,
             tenant: &shared.tenant,
             pipeline: &shared.name,
+            trace_headers: self.trace.dead_letter_headers(),
         })
     }
 }
@@ -118,6 +123,7 @@ impl HandlerCall<'_> {
         let tp = self.tp;
         let version = pool.plugin().version_shared();
         let span = message_span(shared, tp, message, version);
+        let trace = DeliveryTrace::start(&self.handler(version), message, None);
         if !self.cool_down_after_traps().await {
             return None;
         }
@@ -130,6 +136,13 @@ impl HandlerCall<'_> {
         let started = call_slot.started();
         // Guest log lines land inside the message's span.
         let call = pool.call_with_outputs(message, self.context);
+        // ... and become events of its `process` span.
+        let call = async {
+            match trace.context() {
+                Some(cx) => opentelemetry::context::FutureExt::with_context(call, cx.clone()).await,
+                None => call.await,
+            }
+        };
         let (outcome, outputs) = if span.is_disabled() {
             call.await
         } else {
@@ -143,7 +156,18 @@ impl HandlerCall<'_> {
             started,
             elapsed,
         };
-        Some(self.record(version, message, &span, tries, done))
+        Some(self.record(version, message, &span, trace, tries, done))
+    }
+
+    /// Who handles this worker's deliveries, as its spans name it.
+    pub fn handler<'v>(&'v self, version: &'v str) -> Handler<'v> {
+        let shared = &**self.shared;
+        Handler {
+            tenant: &shared.tenant,
+            pipeline: &shared.name,
+            group: shared.config.group_id.as_deref(),
+            plugin_version: version,
+        }
     }
 
     /// Settles a call's outcome with the pipeline's rules and emits its [`DeliveryEvent`].
@@ -152,6 +176,7 @@ impl HandlerCall<'_> {
         version: &Arc<str>,
         message: &Message,
         span: &tracing::Span,
+        mut trace: DeliveryTrace,
         tries: u32,
         done: Finished,
     ) -> Called {
@@ -164,7 +189,7 @@ impl HandlerCall<'_> {
         let SettledCall {
             settled,
             event,
-            outputs,
+            mut outputs,
             publishes,
         } = settle_call(
             &self.rules,
@@ -189,12 +214,27 @@ impl HandlerCall<'_> {
             outcome: event.outcome.label(),
             version: version.clone(),
         });
+        trace.settled(
+            &event.outcome.end,
+            &event.outcome.label(),
+            settled.verdict.name(),
+            || event.outcome.reason(),
+        );
+        let handler = self.handler(version);
+        match &shared.dead_letters {
+            _ if publishes => trace.sending(&mut outputs.records, &handler),
+            Some(writer) if settled.verdict == Verdict::DeadLetterThenCommit => {
+                trace.dead_letter(writer.topic(), &handler)
+            }
+            _ => {}
+        }
         event.emit(&self.observers(), span);
         Called {
             settled,
             outputs,
             publishes,
             reason,
+            trace,
         }
     }
 

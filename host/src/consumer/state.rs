@@ -81,7 +81,14 @@ impl PipelineState {
             bootstrap,
         } = writers;
         let share = config.group_type == GroupType::Share;
-        let recorder = Recorder::new(&config.tenant, &config.name, share, health, reports);
+        let recorder = Recorder::new(
+            &config.tenant,
+            &config.name,
+            config.group_id.as_deref(),
+            share,
+            health,
+            reports,
+        );
         let (name, tenant) = (
             Arc::from(config.name.as_str()),
             Arc::from(config.tenant.as_str()),
@@ -181,13 +188,18 @@ impl PipelineState {
                 );
             }
         }
+        let started = std::time::Instant::now();
         match consumer.commit(&tpl, CommitMode::Sync) {
             Ok(()) => {
                 let mut progress = self.partitions.progress();
                 for (tp, offset) in &due {
                     progress.confirm(tp, *offset);
                 }
-                OffsetsCommitted { offsets: &due }.emit(&self.recorder);
+                OffsetsCommitted {
+                    offsets: &due,
+                    took: started.elapsed(),
+                }
+                .emit(&self.recorder);
             }
             Err(e) => CommitFailed { error: &e }.emit(&self.recorder),
         }

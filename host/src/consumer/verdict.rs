@@ -17,6 +17,7 @@ use crate::output_writer::{to_kafka_record, QueuedWrite};
 use crate::outputs::{OutputRecord, Outputs};
 use crate::policy::Verdict;
 use crate::stop::{retry_until_stopped, Attempts};
+use crate::telemetry::spans::DeliveryTrace;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -54,6 +55,8 @@ pub(super) struct PendingWrite {
     /// Written again if the broker does not take them.
     pub(super) records: Vec<OutputRecord>,
     pub(super) attempt: u32,
+    /// The delivery's spans, ended once the broker has the records.
+    pub(super) trace: DeliveryTrace,
 }
 
 /// Why a message left the worker without being settled: it is abandoned to be read again.
@@ -112,6 +115,7 @@ impl Delivery<'_> {
                                 queued,
                                 records: std::mem::take(&mut called.outputs.records),
                                 attempt,
+                                trace: std::mem::take(&mut called.trace),
                             };
                             return Ok(Done {
                                 how,
@@ -367,6 +371,7 @@ pub(super) async fn confirm_write(
         queued,
         records,
         attempt,
+        trace,
     } = pending;
     let mut queued = Some(queued);
     let mut failed = false;
@@ -406,5 +411,6 @@ pub(super) async fn confirm_write(
     if written.is_some() {
         OutputsWritten { records: &records }.emit(&shared.recorder);
     }
+    drop(trace);
     written.is_some()
 }

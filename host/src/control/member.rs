@@ -700,7 +700,7 @@ pub fn control_topics(config: &Config) -> Result<Vec<String>> {
 }
 
 /// The machine's host name, for the status.
-fn host_name() -> String {
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())

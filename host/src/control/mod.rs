@@ -21,7 +21,7 @@ pub use desired::{
     pipelines_topic, plugins_topic, DesiredFollower, DesiredPipeline, DesiredState, PastDeploy,
     HISTORY,
 };
-pub use member::{control_topics, Member, MemberLaunch};
+pub use member::{control_topics, host_name, Member, MemberLaunch};
 pub use plugin_store::{
     chunk_key, PluginDigest, PluginStore, PluginUnavailable, CHUNK_BYTES, MAX_PLUGIN_BYTES,
 };

@@ -2,6 +2,7 @@
 
 use super::Recorder;
 use crate::offsets::TopicPartition;
+use crate::telemetry::spans;
 use crate::transactions::Committed;
 
 /// A partition's transactional producer is ready (its previous owner fenced).
@@ -31,11 +32,20 @@ impl TransactionsUnavailable<'_> {
 /// The broker confirmed an offset commit request.
 pub(crate) struct OffsetsCommitted<'a> {
     pub(crate) offsets: &'a [(TopicPartition, i64)],
+    /// How long the commit request took.
+    pub(crate) took: std::time::Duration,
 }
 
 impl OffsetsCommitted<'_> {
-    /// Counts the commit and ends an episode of failing commits.
+    /// Counts the commit, traces it, and ends an episode of failing commits.
     pub(crate) fn emit(self, to: &Recorder) {
+        spans::commit(
+            &to.tenant,
+            &to.pipeline,
+            to.group.as_deref(),
+            self.offsets,
+            self.took,
+        );
         to.metrics.commits.increment(1);
         to.commit_faults.recovered();
         to.in_span(|| tracing::debug!(offsets = ?self.offsets, "committed"));
@@ -63,9 +73,23 @@ pub(crate) struct TransactionCommitted<'a> {
 }
 
 impl TransactionCommitted<'_> {
-    /// Counts the transaction, its duration, the records it published, and the commit.
+    /// Counts the transaction, its duration, the records it published, and the commit, and
+    /// traces it.
     pub(crate) fn emit(self, to: &Recorder) {
         let committed = self.committed;
+        spans::transaction(
+            &to.tenant,
+            &to.pipeline,
+            to.group.as_deref(),
+            self.tp,
+            committed.messages as u64,
+            committed
+                .records
+                .values()
+                .map(|(records, _)| *records)
+                .sum(),
+            committed.took,
+        );
         to.outputs.transactions_committed.increment(1);
         to.outputs
             .transaction_commit

@@ -65,13 +65,19 @@ pub(crate) struct Recorder {
     sink: Option<EventSink>,
     /// The newest consumer lag of each partition, from librdkafka's statistics.
     lags: std::sync::Mutex<std::collections::HashMap<(String, i32), i64>>,
+    /// Names for the commit spans.
+    tenant: String,
+    pipeline: String,
+    group: Option<String>,
 }
 
 impl Recorder {
-    /// The recorder of `pipeline` of `tenant`, a share-group pipeline if `share`.
+    /// The recorder of `pipeline` of `tenant` in consumer group `group`, a share-group pipeline
+    /// if `share`.
     pub(crate) fn new(
         tenant: &str,
         pipeline: &str,
+        group: Option<&str>,
         share: bool,
         health: Arc<Health>,
         sink: Option<EventSink>,
@@ -92,6 +98,9 @@ impl Recorder {
             output_faults: fault_log("output write"),
             sink,
             lags: Default::default(),
+            tenant: tenant.to_string(),
+            pipeline: pipeline.to_string(),
+            group: group.map(str::to_string),
         }
     }
 

@@ -53,6 +53,8 @@ pub struct BatchCall {
     pub(super) messages: Vec<(i64, u32)>,
     /// The spans the messages' guest log lines belong to.
     pub(super) spans: Arc<[tracing::Span]>,
+    /// The messages' `process` spans (OpenTelemetry), where their guest log lines become events.
+    pub(super) traces: Arc<[Option<opentelemetry::Context>]>,
     pub(super) rules: DeliveryRules,
     /// Once the worker is told to stop, no further message of the batch starts.
     pub(super) stop: CancellationToken,
@@ -89,6 +91,7 @@ impl BatchCall {
         BatchCall {
             messages: messages.iter().map(|m| (m.offset, m.attempt)).collect(),
             spans,
+            traces: Arc::new([]),
             rules,
             stop,
             max_time: MAX_BATCH_TIME,
@@ -135,6 +138,20 @@ impl BatchCall {
             return None;
         }
         self.spans.get(self.finished)
+    }
+
+    /// With the messages' `process` spans, in order.
+    pub(crate) fn with_traces(mut self, traces: Arc<[Option<opentelemetry::Context>]>) -> Self {
+        self.traces = traces;
+        self
+    }
+
+    /// The current message's `process` span.
+    pub(crate) fn current_trace(&self) -> Option<&opentelemetry::Context> {
+        if self.stopped {
+            return None;
+        }
+        self.traces.get(self.finished)?.as_ref()
     }
 
     /// The current message's offset, if one is current.

@@ -316,6 +316,8 @@ impl log::Host for HostState {
             Some(span) => span.in_scope(write),
             None => write(),
         }
+        let trace = self.call.batch.as_ref().map(BatchCall::current_trace);
+        crate::telemetry::spans::guest_log(trace, level.as_str(), &text);
     }
 }
 
