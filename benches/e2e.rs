@@ -739,6 +739,60 @@ fn ackbar_run(
     }
 }
 
+/// What OpenTelemetry costs the Rust `orders` case under ACK: tracing off, traces sampled at
+/// 0.01 and at 1.0, and metrics exported every second, against a receiver in this process that
+/// decodes what it gets. `BENCH_ROUNDS` (2) rounds, the order rotated each round; prints each
+/// variant's summed rate and CPU seconds as a ratio of the off runs'. Only with
+/// `BENCH_CASES=tracing`.
+fn tracing_cost(bootstrap: &str, input: &Input) -> Vec<Row> {
+    let Some(plugin) = example("rust") else {
+        eprintln!("skipping tracing: the Rust orders example is not built (make guests)");
+        return Vec::new();
+    };
+    let receiver = ackbar_tests::otlp::OtlpReceiver::start_counting().expect("OTLP receiver");
+    let telemetry = |rest: &str| {
+        format!(
+            "\n[telemetry]\nendpoint = \"{}\"\n{rest}\n",
+            receiver.endpoint
+        )
+    };
+    let variants = [
+        ("off", String::new()),
+        ("traces 0.01", telemetry("sample_ratio = 0.01\nmetrics = false")),
+        ("traces 1.0", telemetry("sample_ratio = 1.0\nmetrics = false")),
+        ("metrics 1 s", telemetry("traces = false\nmetrics_interval_ms = 1000")),
+    ];
+    let rounds: usize = env_or("BENCH_ROUNDS", 2);
+    let mut rows = Vec::new();
+    for round in 0..rounds {
+        for i in 0..variants.len() {
+            let (label, extra) = &variants[(i + round) % variants.len()];
+            let before = receiver.span_count();
+            let case = format!("ackbar rust orders, {label}");
+            let row = ackbar_run(this_build(), &case, bootstrap, input, &plugin, "ACK", extra);
+            println!("{case}: {} spans received", receiver.span_count() - before);
+            rows.push(row);
+        }
+    }
+    let sums = |label: &str| {
+        rows.iter()
+            .filter(|r| r.case.ends_with(label))
+            .fold((0.0, 0.0), |(rate, cpu), r| {
+                (rate + r.rate(), cpu + r.cpu_seconds.unwrap_or(0.0))
+            })
+    };
+    let (off_rate, off_cpu) = sums("off");
+    for (label, _) in &variants[1..] {
+        let (rate, cpu) = sums(label);
+        println!(
+            "- tracing cost, {label} / off: msgs/s {:.3}×, CPU s {:.3}×",
+            rate / off_rate,
+            cpu / off_cpu
+        );
+    }
+    rows
+}
+
 /// One run of [`pipelines`].
 struct ManyPipelines {
     count: usize,
@@ -1091,6 +1145,9 @@ fn main() {
                 rows.extend(fail_rows);
             }
         }
+    }
+    if filters.iter().any(|f| f == "tracing") {
+        rows.extend(tracing_cost(&bootstrap, &all));
     }
     if wanted("enrich") {
         // Consume-transform-produce: every order forwarded, enriched, to `<topic>.enriched`.

@@ -43,6 +43,9 @@ pub struct ReceivedPoint {
 
 #[derive(Default)]
 struct Received {
+    /// Only count what arrives (a benchmark's receiver).
+    count_only: bool,
+    span_count: usize,
     spans: Vec<ReceivedSpan>,
     points: Vec<ReceivedPoint>,
     /// Requests that did not decode.
@@ -58,12 +61,25 @@ pub struct OtlpReceiver {
 }
 
 impl OtlpReceiver {
+    /// A receiver that keeps every span and data point.
     pub fn start() -> Result<Self> {
+        Self::start_keeping(true)
+    }
+
+    /// A receiver that decodes and counts spans, and keeps nothing.
+    pub fn start_counting() -> Result<Self> {
+        Self::start_keeping(false)
+    }
+
+    fn start_keeping(keep: bool) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()?;
-        let received = Arc::new(Mutex::new(Received::default()));
+        let received = Arc::new(Mutex::new(Received {
+            count_only: !keep,
+            ..Received::default()
+        }));
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .context("binding the OTLP receiver")?;
@@ -80,6 +96,11 @@ impl OtlpReceiver {
             received,
             _runtime: runtime,
         })
+    }
+
+    /// Spans received so far.
+    pub fn span_count(&self) -> usize {
+        self.received.lock().unwrap().span_count
     }
 
     /// Every span received so far.
@@ -120,6 +141,15 @@ async fn traces(State(received): State<Arc<Mutex<Received>>>, body: Bytes) -> &'
         return "";
     };
     let mut received = received.lock().unwrap();
+    if received.count_only {
+        received.span_count += request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum::<usize>();
+        return "";
+    }
     for resource_spans in request.resource_spans {
         let resource = resource_spans
             .resource
@@ -127,6 +157,7 @@ async fn traces(State(received): State<Arc<Mutex<Received>>>, body: Bytes) -> &'
             .unwrap_or_default();
         for scope in resource_spans.scope_spans {
             for span in scope.spans {
+                received.span_count += 1;
                 let kind = span.kind().as_str_name().to_string();
                 let status = span.status.clone().unwrap_or_default();
                 received.spans.push(ReceivedSpan {
