@@ -758,9 +758,18 @@ fn tracing_cost(bootstrap: &str, input: &Input) -> Vec<Row> {
     };
     let variants = [
         ("off", String::new()),
-        ("traces 0.01", telemetry("sample_ratio = 0.01\nmetrics = false")),
-        ("traces 1.0", telemetry("sample_ratio = 1.0\nmetrics = false")),
-        ("metrics 1 s", telemetry("traces = false\nmetrics_interval_ms = 1000")),
+        (
+            "traces 0.01",
+            telemetry("sample_ratio = 0.01\nmetrics = false"),
+        ),
+        (
+            "traces 1.0",
+            telemetry("sample_ratio = 1.0\nmetrics = false"),
+        ),
+        (
+            "metrics 1 s",
+            telemetry("traces = false\nmetrics_interval_ms = 1000"),
+        ),
     ];
     let rounds: usize = env_or("BENCH_ROUNDS", 2);
     let mut rows = Vec::new();

@@ -15,6 +15,19 @@ struct Stuck {
     paused: bool,
 }
 
+/// A partition stuck on one message, as the console shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StuckNow {
+    /// The message's offset.
+    pub offset: i64,
+    /// Deliveries of it so far.
+    pub attempts: u32,
+    /// Since when, in seconds.
+    pub seconds: u64,
+    /// Stopped after `max_attempts` with nowhere to go, rather than being redelivered.
+    pub paused: bool,
+}
+
 /// Readiness of one pipeline, for `/readyz`: updated by its supervisor and partition workers,
 /// read through [`problems`](Self::problems). One per pipeline, kept across restarts.
 #[derive(Debug, Default)]
@@ -23,6 +36,10 @@ pub struct Health {
     /// Why the pipeline is not running (the supervisor is restarting it).
     down: Mutex<Option<String>>,
     stuck: Mutex<HashMap<TopicPartition, Stuck>>,
+    /// What the operator holds (paused from the console); not a readiness problem.
+    pub holds: crate::holds::Holds,
+    /// The pipeline's last faults, guest log lines and plugin versions, for the console.
+    pub recent: std::sync::Arc<crate::recent::Recent>,
 }
 
 impl Health {
@@ -121,6 +138,16 @@ impl Health {
             }
         }
         problems
+    }
+
+    /// The message `tp` is stuck on, if it is.
+    pub fn stuck_on(&self, tp: &TopicPartition) -> Option<StuckNow> {
+        self.lock().get(tp).map(|s| StuckNow {
+            offset: s.offset,
+            attempts: s.attempts,
+            seconds: s.since.elapsed().as_secs(),
+            paused: s.paused,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TopicPartition, Stuck>> {

@@ -23,7 +23,7 @@ const DURATION_BUCKETS: &[f64] = &[
 /// this go nowhere, so it runs before any pipeline starts.
 pub fn install(
     prometheus: bool,
-    otel: Option<metrics_exporter_opentelemetry::Recorder>,
+    otel: Option<crate::telemetry::OtelMetrics>,
 ) -> Result<Option<PrometheusHandle>> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     if let Some(handle) = HANDLE.get() {
@@ -64,6 +64,11 @@ pub fn install(
     describe();
     let _ = HANDLE.set(handle.clone());
     Ok(handle)
+}
+
+/// Bucket boundaries of the histograms that have their own, by name.
+pub(crate) fn histogram_boundaries() -> std::collections::HashMap<&'static str, Vec<f64>> {
+    [("ackbar_handler_duration_seconds", DURATION_BUCKETS.to_vec())].into()
 }
 
 fn describe() {

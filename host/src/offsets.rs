@@ -100,6 +100,19 @@ impl PartitionProgress {
         }
     }
 
+    /// The last commit the broker confirmed.
+    pub fn committed(&self) -> Option<i64> {
+        self.committed
+    }
+
+    /// Messages handed to the handler and not settled yet.
+    pub fn in_flight(&self) -> usize {
+        self.pending
+            .values()
+            .filter(|s| matches!(s, State::InFlight))
+            .count()
+    }
+
     /// The broker confirmed a commit of `offset`.
     pub fn confirm(&mut self, offset: i64) {
         self.committed = Some(self.committed.map_or(offset, |c| c.max(offset)));
@@ -127,6 +140,11 @@ impl OffsetTracker {
     /// The progress of `tp`; `None` if it is not assigned (never was, or was revoked).
     pub(crate) fn get_mut(&mut self, tp: &TopicPartition) -> Option<&mut PartitionProgress> {
         self.partitions.get_mut(tp)
+    }
+
+    /// The progress of `tp`, if it is owned.
+    pub(crate) fn get(&self, tp: &TopicPartition) -> Option<&PartitionProgress> {
+        self.partitions.get(tp)
     }
 
     /// Partitions whose commit point moved since the last confirmed commit.

@@ -1,7 +1,8 @@
-//! The operations endpoint: `/metrics` (Prometheus text), `/healthz` (the process is alive) and
-//! `/readyz` (every pipeline is assigned partitions and none is stuck on a message).
+//! The operations endpoint: `/metrics` (Prometheus text), `/healthz` (the process is alive),
+//! `/readyz` (every pipeline is assigned partitions and none is stuck on a message), and the
+//! web console ([`crate::console`]) at `/`.
 
-use crate::health::Health;
+pub use crate::console::Watched;
 use anyhow::{Context, Result};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,20 +13,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// `(pipeline name, its health)` of the pipelines running now, replaced as they change.
-pub type Watched = Arc<std::sync::RwLock<Vec<(String, Arc<Health>)>>>;
-
 /// What the endpoint reports on.
 #[derive(Clone)]
 pub struct Observed {
     /// Renders `/metrics` from the process-wide recorder ([`crate::metrics::install`]).
     pub prometheus: PrometheusHandle,
-    /// `(pipeline name, its health)` of every pipeline running now; a fleet member adds and
-    /// removes deployed ones.
+    /// Every pipeline running now; a fleet member adds and removes deployed ones.
     pub pipelines: Watched,
     /// `/readyz` fails once a partition has been stuck on one message this long
     /// (`ready_stall_threshold_ms`); a paused partition fails it at once.
     pub stall_threshold: Duration,
+    /// The web console, unless `[run] console = "off"`.
+    pub console: Option<Arc<crate::console::Console>>,
 }
 
 /// Takes the endpoint's address. `ackbar run` does it before any pipeline starts, so a port
@@ -40,11 +39,15 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
 /// port 0).
 pub fn serve(listener: tokio::net::TcpListener, observed: Observed) -> Result<SocketAddr> {
     let bound = listener.local_addr()?;
-    let app = Router::new()
+    let console = observed.console.clone();
+    let mut app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(Arc::new(observed));
+    if let Some(console) = console {
+        app = app.merge(crate::console::routes(console));
+    }
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("metrics endpoint stopped: {e}");
@@ -63,7 +66,7 @@ async fn readyz(State(observed): State<Arc<Observed>>) -> (StatusCode, String) {
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
-        .flat_map(|(name, health)| health.problems(name, observed.stall_threshold))
+        .flat_map(|p| p.health().problems(p.name(), observed.stall_threshold))
         .collect();
     if problems.is_empty() {
         (StatusCode::OK, "ready\n".into())

@@ -31,18 +31,25 @@ pub fn producer_config(
     bootstrap: &str,
     timeout: Duration,
 ) -> ClientConfig {
+    let mut client = connection_config(config, bootstrap);
+    client
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", timeout.as_millis().to_string())
+        .set("linger.ms", "5");
+    client
+}
+
+/// A client config reaching `bootstrap` with the connection and security properties of
+/// `config`'s consumer, and nothing else.
+pub(crate) fn connection_config(config: &PipelineConfig, bootstrap: &str) -> ClientConfig {
     let mut client = ClientConfig::new();
     for (key, value) in &config.kafka {
         if SHARED_PROPERTY_PREFIXES.iter().any(|p| key.starts_with(p)) {
             client.set(key, value);
         }
     }
-    client
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("message.timeout.ms", timeout.as_millis().to_string())
-        .set("linger.ms", "5");
+    client.set("bootstrap.servers", bootstrap);
     client
 }
 

@@ -58,7 +58,7 @@ pub(crate) struct Stats {
 }
 
 /// A point-in-time copy of `Stats`.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct StatsSnapshot {
     /// Deliveries handled; each redelivery counts again.
     pub messages: u64,

@@ -99,6 +99,24 @@ impl Supervised {
         &self.tenant
     }
 
+    /// The configuration it runs with now.
+    pub fn config(&self) -> PipelineConfig {
+        self.config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Its partitions now; empty while it is down.
+    pub async fn partitions_now(&self) -> Vec<crate::consumer::PartitionNow> {
+        self.running
+            .lock()
+            .await
+            .as_ref()
+            .map(|handle| handle.partitions_now())
+            .unwrap_or_default()
+    }
+
     /// What the running incarnation is: its plugin's version and the partitions it consumes;
     /// `None` while the pipeline is down.
     pub async fn running(&self) -> Option<RunningNow> {

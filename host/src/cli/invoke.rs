@@ -237,6 +237,7 @@ impl Invoker {
                     partition: message.partition,
                     guest_log: self.guest_log.clone(),
                     outputs: self.outputs.clone(),
+                    recent: None,
                 })
             });
             let started = Instant::now();

@@ -61,6 +61,18 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
         }
         None => None,
     };
+    // Refused here, before any pipeline starts: actions open to anyone on the network.
+    let console_access = match &listener {
+        Some(listener) if config.run.console != crate::config::ConsoleMode::Off => Some(
+            crate::console::access(
+                config.run.console,
+                config.run.console_token.clone(),
+                listener.local_addr()?,
+            )
+            .with_context(|| format!("{}", config_path.display()))?,
+        ),
+        _ => None,
+    };
     let prometheus = crate::metrics::install(listener.is_some(), otel_metrics)?;
     let ops = listener.zip(prometheus);
     // One budget per tenant, shared by its pipelines; each pipeline under its own supervisor.
@@ -118,10 +130,7 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
     let observe = |all: &[Arc<Supervised>]| {
         *observed_pipelines
             .write()
-            .unwrap_or_else(|e| e.into_inner()) = all
-            .iter()
-            .map(|p| (p.name().to_string(), p.health()))
-            .collect();
+            .unwrap_or_else(|e| e.into_inner()) = all.to_vec();
     };
     observe(&everything(&member));
 
@@ -130,9 +139,24 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
             prometheus,
             pipelines: observed_pipelines.clone(),
             stall_threshold: Duration::from_millis(config.run.ready_stall_threshold_ms),
+            console: console_access.map(|access| {
+                Arc::new(crate::console::Console::new(
+                    observed_pipelines.clone(),
+                    access,
+                    bootstrap.clone(),
+                ))
+            }),
         };
+        let console = observed.console.as_ref().map(|c| match c.access {
+            crate::console::Access::ReadOnly => "read-only",
+            crate::console::Access::Local => "read-write from this machine",
+            crate::console::Access::Token(_) => "actions need the console token",
+        });
         let bound = crate::ops_endpoint::serve(listener, observed)?;
         tracing::info!("serving /metrics, /healthz and /readyz on http://{bound}");
+        if let Some(console) = console {
+            tracing::info!("console on http://{bound}/ ({console})");
+        }
     }
     if let Some(member) = &mut member {
         member.publish_status(&pipelines).await;

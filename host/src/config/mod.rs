@@ -21,7 +21,7 @@ pub(crate) use pipeline::{
     MAX_BATCH_LIMIT,
 };
 pub use settings::{
-    ControlSettings, EmbeddedSettings, EngineSettings, RunSettings, TelemetrySettings,
+    ConsoleMode, ControlSettings, EmbeddedSettings, EngineSettings, RunSettings, TelemetrySettings,
 };
 pub use tenant::{TenantConfig, TenantLimits};
 

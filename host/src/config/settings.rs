@@ -20,6 +20,25 @@ pub struct RunSettings {
     pub restart_initial_ms: u64,
     /// Longest wait between restarts, in ms; at least `restart_initial_ms`.
     pub restart_max_ms: u64,
+    /// The web console on `metrics_addr` (see [`ConsoleMode`]).
+    pub console: ConsoleMode,
+    /// The bearer token the console's actions need; `ACKBAR_CONSOLE_TOKEN` if unset.
+    pub console_token: Option<String>,
+}
+
+/// Whether the console is served, and who may act in it.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsoleMode {
+    /// Served; actions with the token if there is one, else read-only.
+    #[default]
+    Auto,
+    /// Not served.
+    Off,
+    /// Served without actions, token or not.
+    ReadOnly,
+    /// Served with actions: with the token if there is one, else only on a loopback address.
+    ReadWrite,
 }
 
 impl RunSettings {
@@ -42,6 +61,8 @@ impl Default for RunSettings {
             ready_stall_threshold_ms: 60_000,
             restart_initial_ms: 1_000,
             restart_max_ms: 60_000,
+            console: ConsoleMode::Auto,
+            console_token: None,
         }
     }
 }

@@ -65,6 +65,7 @@ pub(crate) fn call_context(shared: &PipelineState, tp: &TopicPartition) -> Arc<C
         partition: tp.partition,
         guest_log: shared.budget.guest_log.clone(),
         outputs: shared.output_rules.clone(),
+        recent: Some(shared.recorder.health().recent.clone()),
     })
 }
 
@@ -214,12 +215,7 @@ impl HandlerCall<'_> {
             outcome: event.outcome.label(),
             version: version.clone(),
         });
-        trace.settled(
-            &event.outcome.end,
-            &event.outcome.label(),
-            settled.verdict.name(),
-            || event.outcome.reason(),
-        );
+        trace.settled(&event.outcome, settled.verdict.name());
         let handler = self.handler(version);
         match &shared.dead_letters {
             _ if publishes => trace.sending(&mut outputs.records, &handler),

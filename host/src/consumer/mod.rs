@@ -34,4 +34,4 @@ mod share;
 mod state;
 mod verdict;
 pub(crate) use handler_call::{settle_call, SettledCall};
-pub use pipeline::{Pipeline, PipelineHandle};
+pub use pipeline::{PartitionNow, Pipeline, PipelineHandle};

@@ -94,10 +94,7 @@ pub(super) async fn next_message<C: ConsumerContext + 'static>(
     stop: &CancellationToken,
     commit_due: Option<Instant>,
 ) -> Next {
-    // The tenant's in-flight budget: while it is used up, this partition is not read.
-    if !shared.budget.admit_message(stop).await {
-        return Next::Stopped;
-    }
+    let holds = &shared.recorder.health().holds;
     let due = async {
         match commit_due {
             Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -105,32 +102,54 @@ pub(super) async fn next_message<C: ConsumerContext + 'static>(
         }
     };
     tokio::pin!(due);
-    loop {
-        let received = tokio::select! {
-            biased;
-            _ = stop.cancelled() => {
-                shared.budget.message_done();
-                return Next::Stopped;
+    'admitted: loop {
+        // An operator's hold: no new message until it is released (an open transaction still
+        // commits when due).
+        if holds.holds(tp) {
+            tokio::select! {
+                biased;
+                released = holds.until_released(tp, stop) => if !released {
+                    return Next::Stopped;
+                },
+                () = &mut due => return Next::CommitDue,
             }
-            _ = &mut due => {
-                shared.budget.message_done();
-                return Next::CommitDue;
-            }
-            received = queue.recv() => received,
-        };
-        match received {
-            Ok(m) => {
-                let Some(message) = begin(shared, tp, &m) else {
+        }
+        // The tenant's in-flight budget: while it is used up, this partition is not read.
+        if !shared.budget.admit_message(stop).await {
+            return Next::Stopped;
+        }
+        loop {
+            let received = tokio::select! {
+                biased;
+                _ = stop.cancelled() => {
                     shared.budget.message_done();
                     return Next::Stopped;
-                };
-                return Next::Message(message);
-            }
-            Err(e) => {
-                ConsumeFailed {
-                    error: &format_args!("{tp}: {e}"),
                 }
-                .emit(&shared.recorder);
+                _ = &mut due => {
+                    shared.budget.message_done();
+                    return Next::CommitDue;
+                }
+                // A hold that comes while waiting applies to the next message already.
+                () = holds.until_held(tp) => {
+                    shared.budget.message_done();
+                    continue 'admitted;
+                }
+                received = queue.recv() => received,
+            };
+            match received {
+                Ok(m) => {
+                    let Some(message) = begin(shared, tp, &m) else {
+                        shared.budget.message_done();
+                        return Next::Stopped;
+                    };
+                    return Next::Message(message);
+                }
+                Err(e) => {
+                    ConsumeFailed {
+                        error: &format_args!("{tp}: {e}"),
+                    }
+                    .emit(&shared.recorder);
+                }
             }
         }
     }

@@ -28,6 +28,26 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// Builds and starts pipelines.
 pub struct Pipeline;
 
+/// One partition of a running pipeline at one moment.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PartitionNow {
+    /// The partition's topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The last offset commit the broker confirmed (the next offset to read); `None` before
+    /// the first, and for a pipeline that commits in transactions or leaves it to librdkafka.
+    pub committed: Option<i64>,
+    /// Messages handed to the handler and not settled yet.
+    pub in_flight: usize,
+    /// From librdkafka's statistics; `None` before the first.
+    pub lag: Option<i64>,
+    /// Held by the operator (see [`crate::holds`]).
+    pub held: bool,
+    /// The message it is stuck on, being redelivered or paused.
+    pub stuck: Option<crate::health::StuckNow>,
+}
+
 /// A running pipeline. Call [`PipelineHandle::shutdown`] to stop it gracefully.
 pub struct PipelineHandle {
     shared: Arc<PipelineState>,
@@ -387,6 +407,30 @@ impl PipelineHandle {
     /// Partitions this pipeline currently consumes.
     pub fn assigned_partitions(&self) -> Vec<TopicPartition> {
         self.shared.partitions.consuming()
+    }
+
+    /// Every partition consumed now: its commit, messages in flight, lag, and whether it is
+    /// stuck or held.
+    pub fn partitions_now(&self) -> Vec<PartitionNow> {
+        let consuming = self.shared.partitions.consuming();
+        let health = self.shared.recorder.health();
+        let held = health.holds.now();
+        let progress = self.shared.partitions.progress();
+        consuming
+            .into_iter()
+            .map(|tp| {
+                let p = progress.get(&tp);
+                PartitionNow {
+                    committed: p.and_then(|p| p.committed()),
+                    in_flight: p.map_or(0, |p| p.in_flight()),
+                    lag: self.shared.recorder.lag_of(std::slice::from_ref(&tp)),
+                    held: held.holds(&tp),
+                    stuck: health.stuck_on(&tp),
+                    topic: tp.topic.to_string(),
+                    partition: tp.partition,
+                }
+            })
+            .collect()
     }
 
     /// The consumer lag of `partitions` summed, from librdkafka's statistics (every 5 s by

@@ -4,6 +4,7 @@ use super::Observers;
 use crate::offsets::TopicPartition;
 use crate::outcome::{CallEnd, Outcome};
 use crate::policy::{Action, Settlement, Verdict};
+use crate::recent::Fault;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,6 +80,11 @@ impl DeliveryEvent {
     /// then hands it to the sink if there is one.
     pub(crate) fn emit(self, to: &Observers<'_>, span: &tracing::Span) {
         to.topic.record(&self.outcome, self.action, self.elapsed);
+        let recent = &to.recorder.health().recent;
+        recent.handled_by(&self.plugin_version);
+        if let CallEnd::Trapped { .. } | CallEnd::Failed { .. } = &self.outcome.end {
+            recent.fault(self.fault());
+        }
         if self.exhausted {
             to.topic.exhausted.increment(1);
         }
@@ -102,6 +108,25 @@ impl DeliveryEvent {
         }
         if let Some(sink) = &to.recorder.sink {
             let _ = sink.send(self);
+        }
+    }
+
+    /// The delivery as a fault the console lists.
+    fn fault(&self) -> Fault {
+        let guest_output = match &self.outcome.end {
+            CallEnd::Trapped { stderr, .. } => stderr.clone(),
+            _ => String::new(),
+        };
+        Fault {
+            at: crate::recent::now_ms(),
+            topic: self.topic.to_string(),
+            partition: self.partition,
+            offset: self.offset,
+            attempt: self.attempt,
+            outcome: self.outcome.label(),
+            reason: self.outcome.reason(),
+            guest_output,
+            plugin_version: self.plugin_version.to_string(),
         }
     }
 

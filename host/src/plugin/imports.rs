@@ -53,6 +53,8 @@ pub struct CallContext {
     pub guest_log: Arc<GuestLogBudget>,
     /// Where the pipeline's handler may send records, and how much per call.
     pub outputs: SharedOutputRules,
+    /// Where the pipeline keeps its last guest log lines for the console.
+    pub recent: Option<Arc<crate::recent::Recent>>,
 }
 
 /// The tenant of a call made for no configured tenant, and of a pipeline configured without one.
@@ -315,6 +317,10 @@ impl log::Host for HostState {
         match self.call.batch.as_ref().and_then(BatchCall::current_span) {
             Some(span) => span.in_scope(write),
             None => write(),
+        }
+        if let Some(recent) = &c.recent {
+            let offset = self.call.batch.as_ref().and_then(BatchCall::current_offset);
+            recent.log(level.as_str(), offset.unwrap_or(self.call.offset), &text);
         }
         let trace = self.call.batch.as_ref().map(BatchCall::current_trace);
         crate::telemetry::spans::guest_log(trace, level.as_str(), &text);

@@ -9,10 +9,13 @@
 //!   `send {topic}` spans for outputs and dead letters, whose records carry the `traceparent`
 //!   on; a span per offset commit or transaction ([`spans`]).
 //! - Metrics: every Prometheus series of [`crate::metrics`], under the same names, through a
-//!   second `metrics` recorder beside the Prometheus one.
+//!   second `metrics` recorder beside the Prometheus one that the SDK reads when it exports.
 
+mod metrics_bridge;
 mod settings;
 pub(crate) mod spans;
+
+pub use metrics_bridge::OtelMetrics;
 
 pub use settings::{Endpoints, TelemetryPlan};
 
@@ -33,16 +36,14 @@ const SCOPE: &str = "ackbar";
 #[derive(Default)]
 pub struct Telemetry {
     traces: Option<SdkTracerProvider>,
-    metrics: Option<SdkMeterProvider>,
+    metrics: Option<(SdkMeterProvider, metrics_bridge::HistogramDrain)>,
 }
 
 impl Telemetry {
     /// Starts what `settings` and the environment turn on. Returns the running exporters and,
     /// when metrics are exported, the `metrics` recorder that feeds them (to install beside the
     /// Prometheus one, before any pipeline creates its series).
-    pub fn start(
-        settings: Option<&TelemetrySettings>,
-    ) -> Result<(Telemetry, Option<metrics_exporter_opentelemetry::Recorder>)> {
+    pub fn start(settings: Option<&TelemetrySettings>) -> Result<(Telemetry, Option<OtelMetrics>)> {
         let plan = TelemetryPlan::from_env(settings, |name| std::env::var(name).ok())?;
         let mut telemetry = Telemetry::default();
         let resource = resource(&plan);
@@ -80,10 +81,12 @@ impl Telemetry {
                 .with_resource(resource)
                 .build();
             use opentelemetry::metrics::MeterProvider as _;
-            recorder = Some(metrics_exporter_opentelemetry::Recorder::with_meter(
+            let (bridge, drain) = OtelMetrics::new(
                 provider.meter(SCOPE),
-            ));
-            telemetry.metrics = Some(provider);
+                crate::metrics::histogram_boundaries(),
+            );
+            recorder = Some(bridge);
+            telemetry.metrics = Some((provider, drain));
         }
         if telemetry.traces.is_some() || telemetry.metrics.is_some() {
             tracing::info!(
@@ -105,7 +108,9 @@ impl Telemetry {
                 tracing::warn!("OpenTelemetry traces: last export failed: {e}");
             }
         }
-        if let Some(metrics) = self.metrics {
+        if let Some((metrics, histograms)) = self.metrics {
+            // The last samples first.
+            drop(histograms);
             if let Err(e) = metrics.shutdown_with_timeout(timeout) {
                 tracing::warn!("OpenTelemetry metrics: last export failed: {e}");
             }

@@ -8,10 +8,12 @@
 //! spans that record.
 
 use crate::bindings::{Header, Message};
-use crate::outcome::{CallEnd, ErrorKind};
+use crate::outcome::{CallEnd, ErrorKind, Outcome};
 use crate::outputs::OutputRecord;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer as _};
+use opentelemetry::trace::{
+    Span as _, SpanContext, SpanKind, Status, TraceContextExt, Tracer as _,
+};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, Span};
@@ -43,8 +45,10 @@ pub(crate) struct Handler<'a> {
 /// end when this is dropped, once those records are written.
 #[derive(Default)]
 pub(crate) struct DeliveryTrace {
-    /// The `process` span; `None` with tracing off.
+    /// The recording `process` span; `None` with tracing off or when the sampler dropped it.
     cx: Option<Context>,
+    /// What a delivery the sampler dropped passes on to its outputs: the unrecorded span's ids.
+    unsampled: Option<SpanContext>,
     /// Recording `send` spans.
     sends: Vec<Context>,
     /// The dead letter's `traceparent` (and `tracestate`).
@@ -64,14 +68,20 @@ impl DeliveryTrace {
         };
         let parent = TraceContextPropagator::new()
             .extract_with_context(&Context::new(), &HeaderExtractor(&message.headers));
-        let mut builder = tracer
-            .span_builder(format!("process {}", message.topic))
-            .with_kind(SpanKind::Consumer);
+        // Named in full only once it records: most deliveries are not sampled.
+        let mut builder = tracer.span_builder("process").with_kind(SpanKind::Consumer);
         if let Some(started) = started {
             builder = builder.with_start_time(started);
         }
         let mut span = tracer.build_with_context(builder, &parent);
-        if span.is_recording() {
+        if !span.is_recording() {
+            return DeliveryTrace {
+                unsampled: Some(span.span_context().clone()),
+                ..DeliveryTrace::default()
+            };
+        }
+        span.update_name(format!("process {}", message.topic));
+        {
             let mut attributes = vec![
                 KeyValue::new("messaging.system", "kafka"),
                 KeyValue::new("messaging.operation.type", "process"),
@@ -123,21 +133,12 @@ impl DeliveryTrace {
 
     /// Records how the delivery ended: `ackbar.verdict`, `ackbar.outcome`, and for a returned
     /// error or a trap `error.type` and an error status.
-    pub(crate) fn settled(
-        &self,
-        end: &CallEnd,
-        outcome: &str,
-        verdict: &str,
-        reason: impl FnOnce() -> String,
-    ) {
+    pub(crate) fn settled(&self, outcome: &Outcome, verdict: &str) {
         let Some(cx) = &self.cx else { return };
         let span = cx.span();
-        if !span.is_recording() {
-            return;
-        }
         span.set_attribute(KeyValue::new("ackbar.verdict", verdict.to_string()));
-        span.set_attribute(KeyValue::new("ackbar.outcome", outcome.to_string()));
-        let error_type = match end {
+        span.set_attribute(KeyValue::new("ackbar.outcome", outcome.label()));
+        let error_type = match &outcome.end {
             CallEnd::Trapped { kind, .. } => Some(kind.to_string()),
             CallEnd::Failed {
                 kind: ErrorKind::Retry,
@@ -151,7 +152,7 @@ impl DeliveryTrace {
         };
         if let Some(error_type) = error_type {
             span.set_attribute(KeyValue::new("error.type", error_type));
-            span.set_status(Status::error(reason()));
+            span.set_status(Status::error(outcome.reason()));
         }
     }
 
@@ -160,21 +161,37 @@ impl DeliveryTrace {
     /// delivery the sampler dropped passes its own context on unrecorded, so the next pipeline
     /// does not start a trace of its own either.
     pub(crate) fn sending(&mut self, records: &mut [OutputRecord], handler: &Handler<'_>) {
+        if let Some(unsampled) = self.unsampled_context() {
+            for record in records {
+                inject(&unsampled, &mut record.headers);
+            }
+            return;
+        }
         let Some(cx) = &self.cx else { return };
         for record in records {
             let send = send_span(cx, &record.topic, record.partition, handler, false);
-            inject(send.as_ref().unwrap_or(cx), &mut record.headers);
-            self.sends.extend(send);
+            inject(&send, &mut record.headers);
+            self.sends.push(send);
         }
+    }
+
+    /// The context a delivery the sampler dropped passes on.
+    fn unsampled_context(&self) -> Option<Context> {
+        let unsampled = self.unsampled.clone()?;
+        Some(Context::new().with_remote_span_context(unsampled))
     }
 
     /// Starts the `send` span of a dead letter to `topic`; the headers that carry it on are
     /// [`dead_letter_headers`](Self::dead_letter_headers).
     pub(crate) fn dead_letter(&mut self, topic: &str, handler: &Handler<'_>) {
+        if let Some(unsampled) = self.unsampled_context() {
+            inject(&unsampled, &mut self.dead_letter_headers);
+            return;
+        }
         let Some(cx) = &self.cx else { return };
         let send = send_span(cx, topic, None, handler, true);
-        inject(send.as_ref().unwrap_or(cx), &mut self.dead_letter_headers);
-        self.sends.extend(send);
+        inject(&send, &mut self.dead_letter_headers);
+        self.sends.push(send);
     }
 
     /// The `traceparent` (and `tracestate`) a dead letter carries instead of its message's.
@@ -183,19 +200,14 @@ impl DeliveryTrace {
     }
 }
 
-/// A recording `send {topic}` span under `parent`, as a context; `None` when `parent` does not
-/// record (then the child would not either).
+/// A `send {topic}` span under `parent` (a recording `process` span), as a context.
 fn send_span(
     parent: &Context,
     topic: &str,
     partition: Option<i32>,
     handler: &Handler<'_>,
     dead_letter: bool,
-) -> Option<Context> {
-    let tracer = tracer()?;
-    if !parent.span().is_recording() {
-        return None;
-    }
+) -> Context {
     let mut attributes = vec![
         KeyValue::new("messaging.system", "kafka"),
         KeyValue::new("messaging.operation.type", "send"),
@@ -211,12 +223,15 @@ fn send_span(
             partition.to_string(),
         ));
     }
+    let Some(tracer) = tracer() else {
+        return parent.clone();
+    };
     let span = tracer
         .span_builder(format!("send {topic}"))
         .with_kind(SpanKind::Producer)
         .with_attributes(attributes)
         .start_with_context(tracer, parent);
-    Some(parent.with_span(span))
+    parent.with_span(span)
 }
 
 /// An offset commit of `pipeline` that took `took` and ended now: the `commit` span, the root
