@@ -5,6 +5,7 @@ mod support;
 
 mod batch;
 mod cli;
+mod console;
 mod control;
 mod crash;
 mod delivery;
