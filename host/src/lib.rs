@@ -40,7 +40,8 @@
 //!
 //! Around that path: [`embedded`] (an in-process Kafka-protocol broker for demos and tests),
 //! [`kafka`] (producing records, reading committed offsets), [`health`] and `ops_endpoint`
-//! (`/metrics`, `/healthz`, `/readyz`), `fault_log`, `trace_context` (`traceparent`), and
+//! (`/metrics`, `/healthz`, `/readyz`), [`console`] (the web console, with [`holds`] and
+//! [`recent`]), [`telemetry`] (OpenTelemetry), `fault_log`, `trace_context` (`traceparent`), and
 //! [`bindings`] (the guest contract generated from `wit/`).
 
 #![deny(missing_docs)]

@@ -129,7 +129,10 @@ async fn letter_with(client: &Client, reason: &str) -> String {
         if let Ok(serde_json::Value::String(letter)) = found {
             return letter;
         }
-        assert!(Instant::now() < deadline, "no dead letter listed with {reason:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no dead letter listed with {reason:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -147,7 +150,9 @@ fn metric(ops: &str, name: &str, pipeline: &str) -> u64 {
     let metrics = http(ops, "GET", "/metrics", None).1;
     metrics
         .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&format!("pipeline=\"{pipeline}\"")))
+        .filter(|l| {
+            l.starts_with(&format!("{name}{{")) && l.contains(&format!("pipeline=\"{pipeline}\""))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }
@@ -169,12 +174,24 @@ fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, Stri
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
     (status, body)
 }
 
 fn produce(broker: &str, partition: &str, payloads: &[&str]) {
-    let mut args = vec!["produce", "--brokers", broker, "--topic", "in", "--partition", partition];
+    let mut args = vec![
+        "produce",
+        "--brokers",
+        broker,
+        "--topic",
+        "in",
+        "--partition",
+        partition,
+    ];
     args.extend(payloads);
     let out = ackbar(&args);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -210,7 +227,12 @@ plugin = "{}"
     produce(
         &broker,
         "0",
-        &["ok", "log:hello from the console test", "trap", "fail-unless-replayed"],
+        &[
+            "ok",
+            "log:hello from the console test",
+            "trap",
+            "fail-unless-replayed",
+        ],
     );
 
     let client = browser(&driver).await;
@@ -231,20 +253,44 @@ plugin = "{}"
         .await;
     }
     // The trap with the guest's panic message, and the guest's log line.
-    click(&client, "section[data-pipeline='orders'] details[data-panel='faults'] summary").await;
-    click(&client, "section[data-pipeline='orders'] details[data-panel='logs'] summary").await;
+    click(
+        &client,
+        "section[data-pipeline='orders'] details[data-panel='faults'] summary",
+    )
+    .await;
+    click(
+        &client,
+        "section[data-pipeline='orders'] details[data-panel='logs'] summary",
+    )
+    .await;
     let page = client.source().await.unwrap();
-    assert!(page.contains("requested trap"), "no panic message on the page");
-    assert!(page.contains("hello from the console test"), "no guest log line on the page");
+    assert!(
+        page.contains("requested trap"),
+        "no panic message on the page"
+    );
+    assert!(
+        page.contains("hello from the console test"),
+        "no guest log line on the page"
+    );
     screenshot(&client, "console-pipeline.png").await;
 
     // Without the token, an action is refused, from the page and from anyone else.
     let held_path = "/api/pipelines/orders/hold?topic=in&partition=0";
     assert_eq!(http(&ops, "POST", held_path, None).0, 401);
     assert_eq!(http(&ops, "POST", held_path, Some("wrong")).0, 401);
-    click(&client, &format!("{} ~ td button[data-action='hold']", partition("orders", "in/0", "status"))).await;
+    click(
+        &client,
+        &format!(
+            "{} ~ td button[data-action='hold']",
+            partition("orders", "in/0", "status")
+        ),
+    )
+    .await;
     text_when(&client, "#notice", |t| t.starts_with("401")).await;
-    assert_eq!(text_when(&client, &partition("orders", "in/0", "status"), |_| true).await, "consuming");
+    assert_eq!(
+        text_when(&client, &partition("orders", "in/0", "status"), |_| true).await,
+        "consuming"
+    );
 
     // With it, pausing in/0 stops it while in/1 goes on; resuming handles what waited.
     client
@@ -255,26 +301,60 @@ plugin = "{}"
         .await
         .unwrap();
     client
-        .execute("document.getElementById('token').dispatchEvent(new Event('change'))", vec![])
+        .execute(
+            "document.getElementById('token').dispatchEvent(new Event('change'))",
+            vec![],
+        )
         .await
         .unwrap();
-    click(&client, &format!("{} ~ td button[data-action='hold']", partition("orders", "in/0", "status"))).await;
-    text_when(&client, &partition("orders", "in/0", "status"), |t| t == "held").await;
+    click(
+        &client,
+        &format!(
+            "{} ~ td button[data-action='hold']",
+            partition("orders", "in/0", "status")
+        ),
+    )
+    .await;
+    text_when(&client, &partition("orders", "in/0", "status"), |t| {
+        t == "held"
+    })
+    .await;
     produce(&broker, "0", &["ok"]);
     produce(&broker, "1", &["ok"]);
     text_when(&client, &stat("orders", "messages"), |t| t == "5").await;
     // The message on in/1 is handled; the one on in/0 waits (nothing could handle it sooner).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(text_when(&client, &stat("orders", "messages"), |_| true).await, "5");
+    assert_eq!(
+        text_when(&client, &stat("orders", "messages"), |_| true).await,
+        "5"
+    );
     assert_eq!(metric(&ops, "ackbar_messages_total", "orders"), 5);
     screenshot(&client, "console-held.png").await;
-    click(&client, &format!("{} ~ td button[data-action='release']", partition("orders", "in/0", "status"))).await;
+    click(
+        &client,
+        &format!(
+            "{} ~ td button[data-action='release']",
+            partition("orders", "in/0", "status")
+        ),
+    )
+    .await;
     text_when(&client, &stat("orders", "messages"), |t| t == "6").await;
-    text_when(&client, &partition("orders", "in/0", "status"), |t| t == "consuming").await;
+    text_when(&client, &partition("orders", "in/0", "status"), |t| {
+        t == "consuming"
+    })
+    .await;
 
     // The dead letters, browsed; the one that fails until replayed is replayed and handled.
-    click(&client, "section[data-pipeline='orders'] details[data-panel='dead'] summary").await;
-    click(&client, "section[data-pipeline='orders'] button[data-action='browse']").await;
+    click(
+        &client,
+        "section[data-pipeline='orders'] details[data-panel='dead'] summary",
+    )
+    .await;
+    click(
+        &client,
+        "section[data-pipeline='orders'] button[data-action='browse']",
+    )
+    .await;
     // Which partition a dead letter landed on is the producer's choice: find it by its reason.
     let letter = letter_with(&client, "not replayed yet").await;
     letter_with(&client, "requested trap").await;
@@ -285,14 +365,65 @@ plugin = "{}"
         &format!("section[data-pipeline='orders'] tr[data-letter='{letter}'] button[data-action='replay']"),
     )
     .await;
-    text_when(&client, "#notice", |t| t.contains("1 dead letters replayed")).await;
+    text_when(&client, "#notice", |t| {
+        t.contains("1 dead letters replayed")
+    })
+    .await;
     text_when(&client, &stat("orders", "messages"), |t| t == "7").await;
     text_when(&client, &stat("orders", "ok"), |t| t == "5").await;
-    assert_eq!(metric(&ops, "ackbar_dead_letters_replayed_total", "orders"), 1);
-    assert_eq!(metric(&ops, "ackbar_actions_total", "orders"), ok_before + 1);
+    assert_eq!(
+        metric(&ops, "ackbar_dead_letters_replayed_total", "orders"),
+        1
+    );
+    assert_eq!(
+        metric(&ops, "ackbar_actions_total", "orders"),
+        ok_before + 1
+    );
     // Still two dead letters: the replayed one was handled, not dead-lettered again.
     assert_eq!(metric(&ops, "ackbar_dead_letters_total", "orders"), 2);
 
+    client.close().await.unwrap();
+    run.signal("TERM");
+    assert!(run.wait_exit().success());
+}
+
+/// A fleet member's console shows every live member from the status topic: here itself, with
+/// the pipeline of its file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_console_shows_the_fleet() {
+    let driver = driver();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"brokers = "embedded"
+[run]
+summary_interval_secs = 0
+metrics_addr = "127.0.0.1:0"
+[embedded]
+partitions = 1
+[control]
+status_interval_ms = 1000
+[[tenant]]
+name = "shop"
+topics = ["orders"]
+[[tenant.pipeline]]
+name = "orders"
+topics = ["orders"]
+group_id = "shop.orders"
+ack_policy = "ACK"
+plugin = "{}"
+"#,
+        guest("fixture").display()
+    );
+    let mut run = RunningAckbar::start(&config, dir.path());
+    let ops = run.ops_address();
+    let client = browser(&driver).await;
+    client.goto(&format!("http://{ops}/")).await.unwrap();
+    let row = text_when(&client, "#fleet tr[data-fleet-pipeline='orders']", |t| {
+        t.contains("shop") && t.contains("orders/0")
+    })
+    .await;
+    assert!(row.contains("running"), "{row}");
+    screenshot(&client, "console-fleet.png").await;
     client.close().await.unwrap();
     run.signal("TERM");
     assert!(run.wait_exit().success());

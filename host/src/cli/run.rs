@@ -140,11 +140,18 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
             pipelines: observed_pipelines.clone(),
             stall_threshold: Duration::from_millis(config.run.ready_stall_threshold_ms),
             console: console_access.map(|access| {
-                Arc::new(crate::console::Console::new(
+                let console = crate::console::Console::new(
                     observed_pipelines.clone(),
                     access,
                     bootstrap.clone(),
-                ))
+                );
+                Arc::new(match &config.control {
+                    Some(control) => console.with_fleet(crate::control::StatusTopic::new(
+                        crate::control::status_topic(&control.prefix),
+                        config.control_properties(&bootstrap),
+                    )),
+                    None => console,
+                })
             }),
         };
         let console = observed.console.as_ref().map(|c| match c.access {

@@ -10,6 +10,7 @@
 mod dead_letters;
 
 use crate::consumer::PartitionNow;
+use crate::control::{MemberStatus, StatusTopic};
 use crate::offsets::TopicPartition;
 use crate::recent::{Fault, LogLine, VersionSeen};
 use crate::stats::StatsSnapshot;
@@ -44,6 +45,8 @@ pub struct Console {
     /// The cluster, for reading and replaying dead letters.
     pub(crate) bootstrap: String,
     pub(crate) started_ms: u64,
+    /// Every live member of the fleet, for a member; `None` otherwise.
+    pub(crate) fleet: Option<Arc<RwLock<Vec<MemberStatus>>>>,
 }
 
 impl Console {
@@ -54,7 +57,38 @@ impl Console {
             access,
             bootstrap,
             started_ms: crate::recent::now_ms(),
+            fleet: None,
         }
+    }
+
+    /// Shows the whole fleet too: every live member's record in `status`, followed on a
+    /// thread of its own (reading the topic blocks).
+    pub fn with_fleet(mut self, status: StatusTopic) -> Self {
+        let fleet = Arc::new(RwLock::new(Vec::new()));
+        let seen = Arc::downgrade(&fleet);
+        let follow = std::thread::Builder::new()
+            .name("ackbar-console-fleet".into())
+            .spawn(move || {
+                let mut follower = match status.follow() {
+                    Ok(follower) => follower,
+                    Err(e) => {
+                        tracing::warn!("console: cannot follow the fleet's status: {e:#}");
+                        return;
+                    }
+                };
+                // Until the console is gone.
+                while let Some(fleet) = seen.upgrade() {
+                    match follower.live(std::time::Duration::from_secs(1)) {
+                        Ok(live) => *fleet.write().unwrap_or_else(|e| e.into_inner()) = live,
+                        Err(e) => tracing::debug!("console: reading the fleet's status: {e:#}"),
+                    }
+                }
+            });
+        if let Err(e) = follow {
+            tracing::warn!("console: cannot follow the fleet's status: {e}");
+        }
+        self.fleet = Some(fleet);
+        self
     }
 }
 
@@ -88,6 +122,8 @@ struct ProcessView {
     /// Whether actions need the token.
     token_required: bool,
     pipelines: Vec<PipelineView>,
+    /// Every live member of the fleet (this one included), for a member.
+    fleet: Option<Vec<MemberStatus>>,
 }
 
 #[derive(Serialize)]
@@ -143,6 +179,11 @@ async fn state(State(console): State<Arc<Console>>) -> Json<ProcessView> {
         read_write: console.access != Access::ReadOnly,
         token_required: matches!(console.access, Access::Token(_)),
         pipelines: views,
+        fleet: console.fleet.as_ref().map(|fleet| {
+            let mut members = fleet.read().unwrap_or_else(|e| e.into_inner()).clone();
+            members.sort_by(|a, b| a.member.cmp(&b.member));
+            members
+        }),
     })
 }
 
