@@ -26,6 +26,8 @@ pub struct StuckNow {
     pub seconds: u64,
     /// Stopped after `max_attempts` with nowhere to go, rather than being redelivered.
     pub paused: bool,
+    /// Why its last delivery failed, when the pipeline's recent faults still hold it.
+    pub reason: Option<String>,
 }
 
 /// Readiness of one pipeline, for `/readyz`: updated by its supervisor and partition workers,
@@ -147,6 +149,7 @@ impl Health {
             attempts: s.attempts,
             seconds: s.since.elapsed().as_secs(),
             paused: s.paused,
+            reason: self.recent.last_reason(tp, s.offset),
         })
     }
 

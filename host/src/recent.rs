@@ -117,6 +117,15 @@ impl Recent {
         });
     }
 
+    /// Why the last delivery of `tp`'s message at `offset` failed, if it is among the faults.
+    pub fn last_reason(&self, tp: &crate::offsets::TopicPartition, offset: i64) -> Option<String> {
+        lock(&self.faults)
+            .iter()
+            .rev()
+            .find(|f| f.offset == offset && f.partition == tp.partition && *f.topic == *tp.topic)
+            .map(|f| f.reason.clone())
+    }
+
     /// The faults, oldest first.
     pub fn faults(&self) -> Vec<Fault> {
         lock(&self.faults).iter().cloned().collect()

@@ -428,3 +428,32 @@ plugin = "{}"
     run.signal("TERM");
     assert!(run.wait_exit().success());
 }
+
+/// Actions open to anyone on the network are refused before anything starts.
+#[test]
+fn read_write_on_a_network_address_without_a_token_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ackbar.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "brokers = \"embedded\"\n[run]\nmetrics_addr = \"0.0.0.0:0\"\nconsole = \"read-write\"\n\
+             [[pipeline]]\nname = \"orders\"\ntopics = [\"orders\"]\nplugin = \"{}\"\n",
+            guest("fixture").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ackbar-under-test"))
+        .args(["run", config.to_str().unwrap()])
+        .env("ACKBAR_LOG", "error")
+        .env_remove("ACKBAR_CONSOLE_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("console = \"read-write\" on 0.0.0.0:")
+            && stderr.contains("needs console_token"),
+        "{stderr}"
+    );
+}

@@ -66,7 +66,11 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
         Some(listener) if config.run.console != crate::config::ConsoleMode::Off => Some(
             crate::console::access(
                 config.run.console,
-                config.run.console_token.clone(),
+                config
+                    .run
+                    .console_token
+                    .clone()
+                    .or_else(|| std::env::var("ACKBAR_CONSOLE_TOKEN").ok()),
                 listener.local_addr()?,
             )
             .with_context(|| format!("{}", config_path.display()))?,

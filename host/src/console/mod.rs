@@ -387,17 +387,15 @@ fn find(console: &Console, pipeline: &str) -> Option<Arc<Supervised>> {
     watched(console).into_iter().find(|p| p.name() == pipeline)
 }
 
-/// Who may act, from `[run]` and the address: refuses read-write on a non-loopback address
-/// without a token.
+/// Who may act, from `[run] console`, the token (`console_token` or `ACKBAR_CONSOLE_TOKEN`) and
+/// the address: refuses read-write on a non-loopback address without a token.
 pub fn access(
     mode: crate::config::ConsoleMode,
     token: Option<String>,
     address: std::net::SocketAddr,
 ) -> anyhow::Result<Access> {
     use crate::config::ConsoleMode;
-    let token = token
-        .or_else(|| std::env::var("ACKBAR_CONSOLE_TOKEN").ok())
-        .filter(|t| !t.is_empty());
+    let token = token.filter(|t| !t.is_empty());
     match (mode, token) {
         (ConsoleMode::ReadOnly | ConsoleMode::Off, _) | (ConsoleMode::Auto, None) => {
             Ok(Access::ReadOnly)
@@ -410,5 +408,45 @@ pub fn access(
              ACKBAR_CONSOLE_TOKEN): anyone who reaches that address could pause pipelines and \
              replay dead letters"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConsoleMode;
+
+    #[test]
+    fn who_may_act_follows_the_mode_the_token_and_the_address() {
+        let local: std::net::SocketAddr = "127.0.0.1:9464".parse().unwrap();
+        let open: std::net::SocketAddr = "0.0.0.0:9464".parse().unwrap();
+        let token = || Some("t".to_string());
+        let access = |mode, token, address| access(mode, token, address).unwrap();
+        assert_eq!(access(ConsoleMode::Auto, None, open), Access::ReadOnly);
+        assert_eq!(
+            access(ConsoleMode::Auto, token(), open),
+            Access::Token("t".into())
+        );
+        assert_eq!(
+            access(ConsoleMode::ReadOnly, token(), local),
+            Access::ReadOnly
+        );
+        assert_eq!(access(ConsoleMode::ReadWrite, None, local), Access::Local);
+        assert_eq!(
+            access(ConsoleMode::ReadWrite, token(), open),
+            Access::Token("t".into())
+        );
+        let refused = super::access(ConsoleMode::ReadWrite, None, open).unwrap_err();
+        assert!(
+            refused.to_string().contains("needs console_token"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn only_the_exact_token_is_accepted() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret-and-more"));
     }
 }
