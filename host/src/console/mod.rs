@@ -133,6 +133,8 @@ struct PipelineView {
     group: Option<String>,
     topics: Vec<String>,
     ack_policy: String,
+    /// A share-group pipeline: no partitions of its own to hold.
+    share: bool,
     dead_letter_topic: Option<String>,
     up: bool,
     down_reason: Option<String>,
@@ -159,6 +161,7 @@ async fn state(State(console): State<Arc<Console>>) -> Json<ProcessView> {
             group: config.group_id.clone(),
             topics: config.topics.clone(),
             ack_policy: config.ack_policy.to_string(),
+            share: config.group_type == crate::config::GroupType::Share,
             dead_letter_topic: config.dead_letter_topic.clone(),
             up: running.is_some(),
             down_reason: running.is_none().then(|| p.last_failure()).flatten(),
@@ -239,6 +242,16 @@ fn hold_or_release(
         return refused(StatusCode::NOT_FOUND, &format!("no pipeline '{pipeline}'"))
             .into_response();
     };
+    if p.config().group_type == crate::config::GroupType::Share {
+        return refused(
+            StatusCode::CONFLICT,
+            &format!(
+                "pipeline '{pipeline}' reads a share group, which has no partitions of its own to \
+                 hold: the broker hands its records to other members; stop this member instead"
+            ),
+        )
+        .into_response();
+    }
     let partition = match query.partition() {
         Ok(partition) => partition,
         Err(refusal) => return refusal.into_response(),
