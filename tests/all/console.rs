@@ -387,8 +387,8 @@ plugin = "{}"
     assert!(run.wait_exit().success());
 }
 
-/// A fleet member's console shows every live member from the status topic: here itself, with
-/// the pipeline of its file.
+/// A fleet member's console shows every live member from the status topic (here itself, with
+/// the pipeline of its file and one deployed), and a deployed pipeline's deploys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_members_console_shows_the_fleet() {
     let driver = driver();
@@ -415,7 +415,28 @@ plugin = "{}"
         guest("fixture").display()
     );
     let mut run = RunningAckbar::start(&config, dir.path());
+    let broker = run.broker_address();
     let ops = run.ops_address();
+    let spec = dir.path().join("spec.toml");
+    std::fs::write(
+        &spec,
+        "topics = [\"orders\"]\ngroup_id = \"shop.deployed\"\nack_policy = \"ACK\"\n",
+    )
+    .unwrap();
+    let plugin = guest("fixture");
+    let deploy = ackbar(&[
+        "deploy",
+        "--brokers",
+        &broker,
+        "--tenant",
+        "shop",
+        "--pipeline",
+        "deployed",
+        "--spec",
+        spec.to_str().unwrap(),
+        plugin.to_str().unwrap(),
+    ]);
+    assert!(deploy.status.success(), "{}", text(&deploy.stderr));
     let client = browser(&driver).await;
     client.goto(&format!("http://{ops}/")).await.unwrap();
     let row = text_when(&client, "#fleet tr[data-fleet-pipeline='orders']", |t| {
@@ -423,6 +444,25 @@ plugin = "{}"
     })
     .await;
     assert!(row.contains("running"), "{row}");
+    text_when(&client, "#fleet tr[data-fleet-pipeline='deployed']", |t| {
+        t.contains("generation 1")
+    })
+    .await;
+    click(
+        &client,
+        "section[data-pipeline='deployed'] details[data-panel='versions'] summary",
+    )
+    .await;
+    let current = text_when(
+        &client,
+        "section[data-pipeline='deployed'] li[data-generation='1']",
+        |t| !t.is_empty(),
+    )
+    .await;
+    assert!(
+        current.contains("(current)") && current.contains("sha256:"),
+        "{current}"
+    );
     screenshot(&client, "console-fleet.png").await;
     client.close().await.unwrap();
     run.signal("TERM");

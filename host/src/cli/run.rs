@@ -131,12 +131,15 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
         pipelines.iter().cloned().chain(deployed).collect()
     };
     let observed_pipelines = Arc::new(std::sync::RwLock::new(Vec::new()));
-    let observe = |all: &[Arc<Supervised>]| {
+    let observed_deploys = crate::console::Deploys::default();
+    let observe = |member: &Option<Member>| {
         *observed_pipelines
             .write()
-            .unwrap_or_else(|e| e.into_inner()) = all.to_vec();
+            .unwrap_or_else(|e| e.into_inner()) = everything(member);
+        *observed_deploys.write().unwrap_or_else(|e| e.into_inner()) =
+            member.as_ref().map(Member::deploys).unwrap_or_default();
     };
-    observe(&everything(&member));
+    observe(&member);
 
     if let Some((listener, prometheus)) = ops {
         let observed = crate::ops_endpoint::Observed {
@@ -148,7 +151,8 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
                     observed_pipelines.clone(),
                     access,
                     bootstrap.clone(),
-                );
+                )
+                .with_deploys(observed_deploys.clone());
                 Arc::new(match &config.control {
                     Some(control) => console.with_fleet(crate::control::StatusTopic::new(
                         crate::control::status_topic(&control.prefix),
@@ -192,7 +196,7 @@ pub async fn run(config_path: PathBuf) -> Result<()> {
             _ = poll.tick(), if member.is_some() => {
                 let Some(m) = member.as_mut() else { continue };
                 if m.reconcile().await {
-                    observe(&everything(&member));
+                    observe(&member);
                     if let Some(m) = member.as_mut() {
                         m.publish_status(&pipelines).await;
                     }

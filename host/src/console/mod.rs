@@ -10,7 +10,7 @@
 mod dead_letters;
 
 use crate::consumer::PartitionNow;
-use crate::control::{MemberStatus, StatusTopic};
+use crate::control::{DesiredPipeline, MemberStatus, StatusTopic};
 use crate::offsets::TopicPartition;
 use crate::recent::{Fault, LogLine, VersionSeen};
 use crate::stats::StatsSnapshot;
@@ -47,6 +47,18 @@ pub struct Console {
     pub(crate) started_ms: u64,
     /// Every live member of the fleet, for a member; `None` otherwise.
     pub(crate) fleet: Option<Arc<RwLock<Vec<MemberStatus>>>>,
+    /// What each deployed pipeline runs and ran before, by pipeline name.
+    pub(crate) deploys: Deploys,
+}
+
+/// The deploy each deployed pipeline runs, by name; replaced as they change.
+pub type Deploys = Arc<RwLock<Vec<(String, DesiredPipeline)>>>;
+
+/// One deploy of a pipeline.
+#[derive(Serialize)]
+struct DeployView {
+    generation: u64,
+    plugin: String,
 }
 
 impl Console {
@@ -58,7 +70,14 @@ impl Console {
             bootstrap,
             started_ms: crate::recent::now_ms(),
             fleet: None,
+            deploys: Deploys::default(),
         }
+    }
+
+    /// Shows each deployed pipeline's deploy and the ones before it, from `deploys`.
+    pub fn with_deploys(mut self, deploys: Deploys) -> Self {
+        self.deploys = deploys;
+        self
     }
 
     /// Shows the whole fleet too: every live member's record in `status`, followed on a
@@ -144,6 +163,8 @@ struct PipelineView {
     held: bool,
     partitions: Vec<PartitionNow>,
     versions: Vec<VersionSeen>,
+    /// For a deployed pipeline: the deploy it runs, then the ones before it, newest first.
+    deploys: Vec<DeployView>,
     faults: Vec<Fault>,
     logs: Vec<LogLine>,
 }
@@ -171,6 +192,7 @@ async fn state(State(console): State<Arc<Console>>) -> Json<ProcessView> {
             held: health.holds.now().pipeline,
             partitions: p.partitions_now().await,
             versions: health.recent.versions(),
+            deploys: deploys_of(&console, p.name()),
             faults: health.recent.faults(),
             logs: health.recent.logs(),
         });
@@ -386,6 +408,25 @@ impl IntoResponse for Refusal {
 
 fn refused(status: StatusCode, why: &str) -> Refusal {
     Refusal(status, why.to_string())
+}
+
+fn deploys_of(console: &Console, pipeline: &str) -> Vec<DeployView> {
+    let deploys = console.deploys.read().unwrap_or_else(|e| e.into_inner());
+    let Some((_, desired)) = deploys.iter().find(|(name, _)| name == pipeline) else {
+        return Vec::new();
+    };
+    std::iter::once((desired.generation, &desired.plugin))
+        .chain(
+            desired
+                .history
+                .iter()
+                .map(|past| (past.generation, &past.plugin)),
+        )
+        .map(|(generation, plugin)| DeployView {
+            generation,
+            plugin: plugin.to_string(),
+        })
+        .collect()
 }
 
 fn watched(console: &Console) -> Vec<Arc<Supervised>> {

@@ -202,6 +202,14 @@ impl Member {
             .collect()
     }
 
+    /// The deploy each deployed pipeline runs, with the deploys before it, by pipeline name.
+    pub fn deploys(&self) -> Vec<(String, DesiredPipeline)> {
+        self.deployed
+            .values()
+            .map(|r| (r.supervised.name().to_string(), r.desired.clone()))
+            .collect()
+    }
+
     /// Reads every tenant's desired pipelines and makes them run: starts new ones, swaps new
     /// versions, stops removed ones. Returns whether anything changed (the status is then due).
     pub async fn reconcile(&mut self) -> bool {
