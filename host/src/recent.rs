@@ -2,11 +2,11 @@
 //! guest said, its last guest log lines, and the plugin versions it has run. Bounded, kept across
 //! restarts, and cheap on the message path: a delivery that went well costs one pointer compare.
 
+use crate::control::now_ms;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Faults kept per pipeline.
 const FAULTS: usize = 20;
@@ -140,13 +140,6 @@ impl Recent {
     pub fn versions(&self) -> Vec<VersionSeen> {
         lock(&self.versions).iter().cloned().collect()
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn push<T>(into: &Mutex<VecDeque<T>>, item: T, bound: usize) {

@@ -1,7 +1,7 @@
 //! The `ackbar` binary, as a user runs it.
 
 use crate::brokers::BrokerKind;
-use crate::support::{ackbar, guest, repo_root, text, Cluster, RunningAckbar};
+use crate::support::{ackbar, guest, http_get, repo_root, text, Cluster, RunningAckbar};
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -375,29 +375,6 @@ fn sighup_follows_a_plugin_path_changed_in_the_config() {
     assert!(line.contains(&format!("{new} → {newest} in ")), "{line}");
     ackbar_run.signal("TERM");
     assert!(ackbar_run.wait_exit().success());
-}
-
-/// A plain HTTP/1.1 GET: (status code, body).
-pub(crate) fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// The value of one series in Prometheus text, e.g. `ackbar_messages_total{...outcome="ok"}`.

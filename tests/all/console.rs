@@ -4,7 +4,7 @@
 //! resuming it handles what waited; a dead letter replayed from the page is handled.
 //! `ACKBAR_SCREENSHOTS=DIR` keeps a screenshot of each view there (the docs' images).
 
-use crate::support::{ackbar, guest, repo_root, text, RunningAckbar};
+use crate::support::{ackbar, guest, http_get, http_request, repo_root, text, RunningAckbar};
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -147,7 +147,7 @@ fn partition(pipeline: &str, partition: &str, field: &str) -> String {
 
 /// `/metrics`'s sum of `name` over the series of `pipeline`.
 fn metric(ops: &str, name: &str, pipeline: &str) -> u64 {
-    let metrics = http(ops, "GET", "/metrics", None).1;
+    let metrics = http_get(ops, "/metrics").1;
     metrics
         .lines()
         .filter(|l| {
@@ -155,31 +155,6 @@ fn metric(ops: &str, name: &str, pipeline: &str) -> u64 {
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
-}
-
-/// `(status, body)` of a request to `addr`.
-fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    (status, body)
 }
 
 fn produce(broker: &str, partition: &str, payloads: &[&str]) {
@@ -276,8 +251,8 @@ plugin = "{}"
 
     // Without the token, an action is refused, from the page and from anyone else.
     let held_path = "/api/pipelines/orders/hold?topic=in&partition=0";
-    assert_eq!(http(&ops, "POST", held_path, None).0, 401);
-    assert_eq!(http(&ops, "POST", held_path, Some("wrong")).0, 401);
+    assert_eq!(http_request(&ops, "POST", held_path, None).0, 401);
+    assert_eq!(http_request(&ops, "POST", held_path, Some("wrong")).0, 401);
     click(
         &client,
         &format!(

@@ -3,10 +3,11 @@
 //! a member killed with SIGKILL mid-stream.
 
 use crate::brokers::BrokerKind;
-use crate::cli::{http_get, series};
+use crate::cli::series;
 use crate::crash::{field, Ackbar};
 use crate::reload::{replace_atomically, variant, wait_for_version};
 use crate::share_group::{configure_group, produce_compressed, still_available, PATIENCE};
+use crate::support::http_get;
 use crate::support::{guest, Cluster};
 use crate::tenants::peak_concurrency;
 use ackbar::config::{GroupType, Ordering, PipelineConfig, TenantLimits};

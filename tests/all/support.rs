@@ -478,3 +478,37 @@ impl Drop for RunningAckbar {
         let _ = self.child.kill();
     }
 }
+
+/// A plain HTTP/1.1 GET: (status code, body).
+pub(crate) fn http_get(addr: &str, path: &str) -> (u16, String) {
+    http_request(addr, "GET", path, None)
+}
+
+/// A plain HTTP/1.1 request without a body, with a bearer `token` if given: (status code, body).
+pub(crate) fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the ops endpoint");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}

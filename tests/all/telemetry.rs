@@ -3,7 +3,7 @@
 //! and a dead letter, with the messaging attributes; sampling follows the producer's decision;
 //! the exported metrics are the ones `/metrics` serves.
 
-use crate::support::{ackbar, guest, text, RunningAckbar};
+use crate::support::{ackbar, guest, http_get, text, RunningAckbar};
 use ackbar_tests::otlp::{OtlpReceiver, ReceivedSpan};
 use rdkafka::message::Headers as _;
 use rdkafka::Message as _;
@@ -199,7 +199,7 @@ fn a_traced_record_is_one_trace_through_pipelines_outputs_and_dead_letters() {
     assert!(attr(commit, "ackbar.offsets").starts_with("in/0@"));
 
     // The exported metrics are the served ones: `first` handled one message ok, one trapped.
-    let served = http_get(&ops, "/metrics");
+    let served = http_get(&ops, "/metrics").1;
     for outcome in ["ok", "trap"] {
         let line = served
             .lines()
@@ -280,13 +280,4 @@ fn sampling_follows_the_producer_and_passes_the_decision_on() {
     let mut seen = names.clone();
     seen.sort_unstable();
     assert_eq!(seen, ["process in", "process mid", "send mid"]);
-}
-
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
 }

@@ -68,7 +68,7 @@ impl Console {
             pipelines,
             access,
             bootstrap,
-            started_ms: crate::recent::now_ms(),
+            started_ms: crate::control::now_ms(),
             fleet: None,
             deploys: Deploys::default(),
         }

@@ -118,7 +118,7 @@ impl DeliveryEvent {
             _ => String::new(),
         };
         Fault {
-            at: crate::recent::now_ms(),
+            at: crate::control::now_ms(),
             topic: self.topic.to_string(),
             partition: self.partition,
             offset: self.offset,

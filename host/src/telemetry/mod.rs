@@ -17,6 +17,7 @@ pub(crate) mod spans;
 
 pub use metrics_bridge::OtelMetrics;
 
+pub(crate) use settings::check_settings;
 pub use settings::{Endpoints, TelemetryPlan};
 
 use crate::config::TelemetrySettings;

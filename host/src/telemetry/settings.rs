@@ -78,7 +78,7 @@ impl TelemetryPlan {
                     .map(|b| format!("{}/{path}", b.trim_end_matches('/'))),
             };
             if let Some(url) = &endpoint {
-                check_url(url)?;
+                check_url(url).map_err(anyhow::Error::msg)?;
             }
             Ok(endpoint)
         };
@@ -86,15 +86,10 @@ impl TelemetryPlan {
             traces: signal(settings.traces, "traces", "v1/traces")?,
             metrics: signal(settings.metrics, "metrics", "v1/metrics")?,
         };
-        let sample_ratio = match settings.sample_ratio {
-            Some(r) if !(0.0..=1.0).contains(&r) => {
-                bail!("[telemetry] sample_ratio = {r}: must be between 0 and 1")
-            }
-            r => r,
-        };
+        check_settings(settings).map_err(|e| anyhow::anyhow!("[telemetry] {e}"))?;
         Ok(TelemetryPlan {
             endpoints,
-            sample_ratio,
+            sample_ratio: settings.sample_ratio,
             metrics_interval: settings.metrics_interval_ms.map(Duration::from_millis),
             service_name: settings
                 .service_name
@@ -107,14 +102,33 @@ impl TelemetryPlan {
 
 /// An endpoint the exporter can reach: `http://host:port/...`. TLS to the collector is not built
 /// in; a collector (or agent) next to the process forwards over TLS.
-fn check_url(url: &str) -> Result<()> {
+fn check_url(url: &str) -> Result<(), String> {
     match url.split_once("://") {
         Some(("http", rest)) if !rest.is_empty() => Ok(()),
-        Some(("https", _)) => bail!(
+        Some(("https", _)) => Err(format!(
             "OpenTelemetry endpoint {url}: https is not supported; export to a local collector over http"
-        ),
-        _ => bail!("OpenTelemetry endpoint {url}: not an http:// URL"),
+        )),
+        _ => Err(format!(
+            "OpenTelemetry endpoint {url}: expected http://host:port (the collector's OTLP/HTTP port, 4318)"
+        )),
     }
+}
+
+/// What `[telemetry]` itself may not say: an endpoint the exporter cannot reach, a ratio that
+/// is not one, an interval of 0. The config's validation and the plan share it.
+pub(crate) fn check_settings(settings: &TelemetrySettings) -> Result<(), String> {
+    if let Some(endpoint) = &settings.endpoint {
+        check_url(endpoint)?;
+    }
+    if let Some(ratio) = settings.sample_ratio.filter(|r| !(0.0..=1.0).contains(r)) {
+        return Err(format!(
+            "sample_ratio = {ratio}: it must be between 0 and 1"
+        ));
+    }
+    if settings.metrics_interval_ms == Some(0) {
+        return Err("metrics_interval_ms must be greater than 0".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

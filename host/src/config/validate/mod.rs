@@ -83,7 +83,8 @@ impl Config {
             validate_control(control).map_err(|m| err(format!("[control]: {m}")))?;
         }
         if let Some(telemetry) = &raw.telemetry {
-            validate_telemetry(telemetry).map_err(|m| err(format!("[telemetry]: {m}")))?;
+            crate::telemetry::check_settings(telemetry)
+                .map_err(|m| err(format!("[telemetry]: {m}")))?;
         }
         // Declared tenants first, then the ones pipelines only name.
         let mut tenants = Vec::new();
@@ -326,38 +327,6 @@ fn validate_control(control: &super::ControlSettings) -> Result<(), String> {
     }
     if control.max_deployed_pipelines > 64 {
         return Err("field `max_deployed_pipelines` must be at most 64".into());
-    }
-    Ok(())
-}
-
-/// `[telemetry]`: an endpoint the exporter can reach, a ratio that is one.
-fn validate_telemetry(telemetry: &super::TelemetrySettings) -> Result<(), String> {
-    if let Some(endpoint) = &telemetry.endpoint {
-        match endpoint.split_once("://") {
-            Some(("http", rest)) if !rest.is_empty() => {}
-            Some(("https", _)) => {
-                return Err(format!(
-                    "field `endpoint` is {endpoint:?}: https is not supported; export to a local \
-                     collector over http"
-                ))
-            }
-            _ => {
-                return Err(format!(
-                    "field `endpoint` is {endpoint:?}; expected http://host:port (the collector's \
-                     OTLP/HTTP port, 4318)"
-                ))
-            }
-        }
-    }
-    if let Some(ratio) = telemetry.sample_ratio {
-        if !(0.0..=1.0).contains(&ratio) {
-            return Err(format!(
-                "field `sample_ratio` is {ratio}; it must be between 0 and 1"
-            ));
-        }
-    }
-    if telemetry.metrics_interval_ms == Some(0) {
-        return Err("field `metrics_interval_ms` must be greater than 0".into());
     }
     Ok(())
 }
