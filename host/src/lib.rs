@@ -47,6 +47,7 @@
 #![deny(missing_docs)]
 
 pub mod bindings;
+pub mod canary;
 pub mod cli;
 pub mod config;
 pub mod console;

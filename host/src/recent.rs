@@ -97,7 +97,8 @@ impl Recent {
         );
     }
 
-    /// A message was handled by `version`: a version not seen last is recorded.
+    /// A message was handled by `version`: a version not among the last two seen is recorded
+    /// (two: a canary runs beside the version before it).
     pub fn handled_by(&self, version: &Arc<str>) {
         let at = Arc::as_ptr(version) as *const u8 as usize;
         if self.last_version.load(Ordering::Relaxed) == at {
@@ -105,7 +106,12 @@ impl Recent {
         }
         self.last_version.store(at, Ordering::Relaxed);
         let mut versions = lock(&self.versions);
-        if versions.back().is_some_and(|v| *v.version == **version) {
+        if versions
+            .iter()
+            .rev()
+            .take(2)
+            .any(|v| *v.version == **version)
+        {
             return;
         }
         if versions.len() == VERSIONS {
@@ -178,12 +184,12 @@ mod tests {
         let logs = recent.logs();
         assert_eq!(logs.len(), LOG_LINES);
         assert_eq!(logs[0].offset, 5);
-        let (a, b): (Arc<str>, Arc<str>) = ("v1".into(), "v2".into());
-        for v in [&a, &a, &b, &b, &a] {
+        let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) = ("v1".into(), "v2".into(), "v3".into());
+        for v in [&a, &a, &b, &a, &b, &c, &a] {
             recent.handled_by(v);
         }
         let seen: Vec<String> = recent.versions().into_iter().map(|v| v.version).collect();
-        assert_eq!(seen, ["v1", "v2", "v1"]);
+        assert_eq!(seen, ["v1", "v2", "v3", "v1"]);
         recent.fault(Fault {
             at: 0,
             topic: "t".into(),

@@ -8,10 +8,11 @@
 //! last reference to it. A file that does not load is refused and the old version keeps running.
 
 use crate::bindings::Message;
+use crate::canary::{runs_canary, Tally, TallyCounter};
 use crate::outcome::CallEnd;
 use crate::plugin::{Grants, InstancePool, PluginLimits, PluginRuntime};
 use anyhow::{bail, Context, Result};
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,6 +56,8 @@ pub struct PluginSlot {
     grants: Arc<Grants>,
     smoke_payload: Option<Vec<u8>>,
     current: ArcSwap<InstancePool>,
+    /// A canary deploy's version and the partitions it handles; `None` outside a canary.
+    canary: ArcSwapOption<CanaryArm>,
     /// Serialises reloads: a watcher event and a signal may arrive together.
     reloading: Mutex<()>,
     /// Versions swapped in so far.
@@ -96,6 +99,7 @@ impl PluginSlot {
             grants,
             smoke_payload,
             current: ArcSwap::from_pointee(pool),
+            canary: ArcSwapOption::empty(),
             reloading: Mutex::new(()),
             reloads: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
@@ -108,9 +112,96 @@ impl PluginSlot {
         self.current.load_full()
     }
 
+    /// The plugin that handles a message of `partition` starting now: the canary's on its
+    /// partitions, else the current one.
+    pub fn for_partition(&self, partition: i32) -> Arc<InstancePool> {
+        if let Some(arm) = &*self.canary.load() {
+            if runs_canary(partition, arm.every) {
+                return arm.pool.clone();
+            }
+        }
+        self.current()
+    }
+
+    /// Counts one delivery by `version` on its side of a running canary; nothing outside one.
+    pub fn count(&self, version: &str, trapped: bool, errored: bool, dead_lettered: bool) {
+        if let Some(arm) = &*self.canary.load() {
+            let side = match arm.pool.plugin().version() == version {
+                true => &arm.canary,
+                false => &arm.stable,
+            };
+            side.record(trapped, errored, dead_lettered);
+        }
+    }
+
+    /// The running canary: its version and what each side counted since it started.
+    pub fn canary(&self) -> Option<CanaryNow> {
+        self.canary.load().as_ref().map(|arm| CanaryNow {
+            version: arm.pool.plugin().version().to_string(),
+            path: arm.path.clone(),
+            every: arm.every,
+            canary: arm.canary.get(),
+            stable: arm.stable.get(),
+        })
+    }
+
+    /// Runs the plugin at `path` on the partitions `runs_canary(partition, every)` picks, the
+    /// current version on the others, and counts both from zero; `None` ends a canary. The
+    /// canary version is compiled and smoke-tested first, as a reload is: one that does not
+    /// load is refused and nothing changes. The same canary again is a no-op. Blocking.
+    pub fn set_canary(&self, canary: Option<(&Path, u32)>) -> Result<()> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((path, every)) = canary else {
+            if let Some(old) = self.canary.swap(None) {
+                self.retired_instances
+                    .fetch_add(old.pool.instances_created(), Ordering::Relaxed);
+            }
+            return Ok(());
+        };
+        if let Some(arm) = &*self.canary.load() {
+            if arm.path == path && arm.every == every {
+                return Ok(());
+            }
+        }
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("plugin {}: cannot read the file", path.display()))?;
+        let pool = prepare(
+            &self.runtime,
+            path,
+            &bytes,
+            self.limits,
+            &self.grants,
+            self.smoke_payload.as_deref(),
+        )?;
+        tracing::info!(
+            tenant = %self.tenant,
+            pipeline = %self.pipeline,
+            "canary {} on one partition in {every}, {} on the others",
+            pool.plugin().version(),
+            self.current().plugin().version()
+        );
+        let old = self.canary.swap(Some(Arc::new(CanaryArm {
+            pool: Arc::new(pool),
+            every,
+            path: path.to_path_buf(),
+            canary: TallyCounter::default(),
+            stable: TallyCounter::default(),
+        })));
+        if let Some(old) = old {
+            self.retired_instances
+                .fetch_add(old.pool.instances_created(), Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     /// Instances created by every version so far.
     pub fn instances_created(&self) -> u64 {
-        self.retired_instances.load(Ordering::Relaxed) + self.current().instances_created()
+        let canary = self
+            .canary
+            .load()
+            .as_ref()
+            .map_or(0, |arm| arm.pool.instances_created());
+        self.retired_instances.load(Ordering::Relaxed) + self.current().instances_created() + canary
     }
 
     /// The file [`reload`](Self::reload) reads; after a `switch_to` that
@@ -188,6 +279,30 @@ impl PluginSlot {
             took: started.elapsed(),
         })
     }
+}
+
+/// A canary's version beside a slot's current one.
+struct CanaryArm {
+    pool: Arc<InstancePool>,
+    every: u32,
+    path: PathBuf,
+    canary: TallyCounter,
+    stable: TallyCounter,
+}
+
+/// A running canary at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryNow {
+    /// The canary's version.
+    pub version: String,
+    /// Its file.
+    pub path: PathBuf,
+    /// Its partitions: see [`crate::canary::every_nth`].
+    pub every: u32,
+    /// Deliveries by the canary since it started.
+    pub canary: Tally,
+    /// Deliveries by the current version since the canary started.
+    pub stable: Tally,
 }
 
 /// Compiles, links, instantiates and (if configured) smoke-calls a plugin version.

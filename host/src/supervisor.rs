@@ -48,6 +48,8 @@ pub struct RunningNow {
     pub lag: Option<i64>,
     /// Its counters since it started.
     pub stats: StatsSnapshot,
+    /// A canary running beside the plugin.
+    pub canary: Option<crate::reload::CanaryNow>,
 }
 
 /// What a supervised pipeline is started with.
@@ -127,6 +129,7 @@ impl Supervised {
                 lag: handle.consumer_lag(&partitions),
                 partitions,
                 stats: handle.stats(),
+                canary: handle.canary(),
             }
         })
     }
@@ -149,6 +152,18 @@ impl Supervised {
             self.retry_now.notify_one();
         }
         Ok(reloaded)
+    }
+
+    /// Runs `canary` beside the plugin on its partitions, or ends the canary (`None`), and
+    /// keeps it for later restarts. A canary that does not load is refused with the reason and
+    /// nothing changes. While the pipeline is down, its next start takes it.
+    pub async fn set_canary(&self, canary: Option<crate::config::CanaryPlugin>) -> Result<()> {
+        let running = self.running.lock().await;
+        if let Some(handle) = running.as_ref() {
+            handle.set_canary(canary.clone()).await?;
+        }
+        self.config.lock().unwrap_or_else(|e| e.into_inner()).canary = canary;
+        Ok(())
     }
 
     /// Restarts so far (failed starts and crashes).

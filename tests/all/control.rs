@@ -157,6 +157,7 @@ async fn a_tenants_desired_pipelines_are_the_newest_record_of_each() {
         spec: spec.clone(),
         generation,
         history: vec![],
+        canary: None,
     };
     state.publish(&desired("orders", b"v1", 1)).await.unwrap();
     state.publish(&desired("returns", b"v1", 1)).await.unwrap();

@@ -116,18 +116,24 @@ impl Drop for Member {
 }
 
 /// A fleet of members sharing one control plane on the test's cluster.
-struct Fleet {
-    cluster: Cluster,
-    dir: tempfile::TempDir,
-    prefix: String,
-    config: PathBuf,
-    spec: PathBuf,
-    plugins: Vec<PathBuf>,
+pub(crate) struct Fleet {
+    pub(crate) cluster: Cluster,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) prefix: String,
+    pub(crate) config: PathBuf,
+    pub(crate) spec: PathBuf,
+    pub(crate) plugins: Vec<PathBuf>,
+    partitions: i32,
 }
 
 impl Fleet {
     async fn new() -> Fleet {
-        let mut cluster = Cluster::on(BrokerKind::Kafka, PARTITIONS).await;
+        Fleet::with_partitions(PARTITIONS).await
+    }
+
+    /// A fleet whose pipeline's topic has `partitions` partitions.
+    pub(crate) async fn with_partitions(partitions: i32) -> Fleet {
+        let mut cluster = Cluster::on(BrokerKind::Kafka, partitions).await;
         // A deployed pipeline's group must be its tenant's.
         cluster.group = format!("shop.{}", unique("g"));
         let dir = tempfile::tempdir().unwrap();
@@ -169,36 +175,36 @@ impl Fleet {
             config,
             spec,
             plugins,
+            partitions,
         }
     }
 
     /// Runs an `ackbar` fleet command against this fleet's control plane.
-    fn command(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn command(&self, args: &[&str]) -> std::process::Output {
+        run_ackbar(self.command_line(args))
+    }
+
+    /// The arguments of an `ackbar` fleet command against this fleet's control plane.
+    pub(crate) fn command_line(&self, args: &[&str]) -> Vec<String> {
         let mut full: Vec<&str> = vec![args[0], "--brokers", &self.cluster.bootstrap];
         full.extend(["--prefix", &self.prefix]);
         full.extend(&args[1..]);
-        let output = Command::new(env!("CARGO_BIN_EXE_ackbar-under-test"))
-            .args(&full)
-            .env("ACKBAR_LOG", "error")
-            .output()
-            .expect("run ackbar");
-        println!(
-            "$ ackbar {}\n{}{}",
-            full.join(" "),
-            text(&output.stdout),
-            text(&output.stderr)
-        );
-        output
+        full.into_iter().map(String::from).collect()
     }
 
-    fn deploy(&self, plugin: &Path, extra: &[&str]) -> std::process::Output {
+    pub(crate) fn deploy(&self, plugin: &Path, extra: &[&str]) -> std::process::Output {
+        self.command(&Self::deploy_args(plugin, extra))
+    }
+
+    /// `deploy` of `plugin` to the tenant's pipeline, with `extra` arguments.
+    pub(crate) fn deploy_args<'a>(plugin: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
         let mut args = vec!["deploy", "--tenant", "shop", "--pipeline", "orders"];
         args.extend(extra);
         args.push(plugin.to_str().unwrap());
-        self.command(&args)
+        args
     }
 
-    fn members(&self) -> Vec<MemberStatus> {
+    pub(crate) fn members(&self) -> Vec<MemberStatus> {
         let properties = BTreeMap::from([(
             "bootstrap.servers".to_string(),
             self.cluster.bootstrap.clone(),
@@ -209,7 +215,11 @@ impl Fleet {
     }
 
     /// Polls the status until `done` holds for the live members.
-    async fn until(&self, what: &str, done: impl Fn(&[MemberStatus]) -> bool) -> Vec<MemberStatus> {
+    pub(crate) async fn until(
+        &self,
+        what: &str,
+        done: impl Fn(&[MemberStatus]) -> bool,
+    ) -> Vec<MemberStatus> {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let members = self.members();
@@ -223,7 +233,7 @@ impl Fleet {
 
     /// Waits until `count` members run the pipeline and together consume every partition:
     /// the group is settled.
-    async fn until_assigned(&self, count: usize) -> Vec<MemberStatus> {
+    pub(crate) async fn until_assigned(&self, count: usize) -> Vec<MemberStatus> {
         self.until("every partition assigned", |members| {
             let assigned: Vec<usize> = members
                 .iter()
@@ -232,14 +242,20 @@ impl Fleet {
                 .collect();
             assigned.len() == count
                 && assigned.iter().all(|&n| n > 0)
-                && assigned.iter().sum::<usize>() == PARTITIONS as usize
+                && assigned.iter().sum::<usize>() == self.partitions as usize
         })
         .await
     }
 
     async fn produce(&self, from: i64, to: i64) {
+        self.produce_with(from, to, |_| "sleep:1".to_string()).await
+    }
+
+    /// Messages `from..to`, message `i` on partition `i % partitions` with `payload(i)`.
+    pub(crate) async fn produce_with(&self, from: i64, to: i64, payload: impl Fn(i64) -> String) {
+        let partitions = self.partitions as i64;
         let records: Vec<ackbar::kafka::Record> = (from..to)
-            .map(|i| ackbar::kafka::Record::new((i % PARTITIONS as i64) as i32, "sleep:1"))
+            .map(|i| ackbar::kafka::Record::new((i % partitions) as i32, payload(i)))
             .collect();
         ackbar::kafka::produce(&self.cluster.bootstrap, &self.cluster.topic, &records)
             .await
@@ -247,8 +263,24 @@ impl Fleet {
     }
 }
 
+/// Runs `ackbar` with `args` and prints what it said.
+pub(crate) fn run_ackbar(args: Vec<String>) -> std::process::Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_ackbar-under-test"))
+        .args(&args)
+        .env("ACKBAR_LOG", "error")
+        .output()
+        .expect("run ackbar");
+    println!(
+        "$ ackbar {}\n{}{}",
+        args.join(" "),
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    output
+}
+
 /// Every (partition, offset) handled by any member, with the versions that handled it.
-fn handled(members: &[&Member]) -> BTreeMap<(i32, i64), Vec<String>> {
+pub(crate) fn handled(members: &[&Member]) -> BTreeMap<(i32, i64), Vec<String>> {
     let mut all: BTreeMap<(i32, i64), Vec<String>> = BTreeMap::new();
     for m in members {
         for (p, o, v) in m.handled.lock().unwrap().iter() {
@@ -258,7 +290,7 @@ fn handled(members: &[&Member]) -> BTreeMap<(i32, i64), Vec<String>> {
     all
 }
 
-async fn until_handled(members: &[&Member], count: usize) {
+pub(crate) async fn until_handled(members: &[&Member], count: usize) {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let n = handled(members).len();
@@ -271,7 +303,7 @@ async fn until_handled(members: &[&Member], count: usize) {
 }
 
 /// The version each member's pipeline runs now, when they all agree.
-fn running_version(members: &[MemberStatus]) -> Option<String> {
+pub(crate) fn running_version(members: &[MemberStatus]) -> Option<String> {
     let versions: BTreeSet<Option<String>> = members
         .iter()
         .map(|m| {

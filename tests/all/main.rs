@@ -4,6 +4,7 @@ mod brokers;
 mod support;
 
 mod batch;
+mod canary;
 mod cli;
 mod console;
 mod control;

@@ -15,6 +15,19 @@ pub fn tag_component(component: &[u8], tag: u32) -> Vec<u8> {
     bytes
 }
 
+/// The fixture component with its variant byte set to `variant` (an ASCII digit): it traps on
+/// `trap-in-variant:<variant>` where the unpatched build (`0`) does not.
+pub fn variant_component(component: &[u8], variant: u8) -> Vec<u8> {
+    const MARKER: &[u8] = b"ackbar-fixture-variant:";
+    let at = component
+        .windows(MARKER.len() + 1)
+        .position(|w| w.starts_with(MARKER))
+        .expect("the fixture carries its variant marker");
+    let mut bytes = component.to_vec();
+    bytes[at + MARKER.len()] = variant;
+    bytes
+}
+
 /// The same component grown to at least `size` bytes by a custom section of filler: identical
 /// behaviour, another version id, the size of a larger component.
 pub fn pad_component(component: &[u8], size: usize) -> Vec<u8> {

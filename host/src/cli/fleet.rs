@@ -2,9 +2,11 @@
 //! by writing its own control topics, then reads the members' status until every live member
 //! that serves the tenant applied (or refused) the change.
 
+use crate::canary::{Rates, Tally, Verdict, MAX_PERCENT};
 use crate::control::{
-    now_ms, pipelines_topic, plugins_topic, status_topic, DesiredPipeline, DesiredState,
-    MemberStatus, PluginDigest, PluginStore, StatusTopic,
+    decisions_topic, now_ms, pipelines_topic, plugins_topic, status_topic, CanaryDeploy, Decision,
+    DecisionLog, Decisions, DesiredPipeline, DesiredState, MemberStatus, PipelineStatus,
+    PluginDigest, PluginStore, StatusTopic,
 };
 use crate::plugin::{inspect, PluginRuntime};
 use anyhow::{bail, Context, Result};
@@ -90,8 +92,30 @@ pub struct DeployArgs {
     /// stays.
     #[arg(long)]
     pub spec: Option<PathBuf>,
+    /// Run the new version on this share of the pipeline's partitions first (`10%`: one
+    /// partition in ten, partition 0 among them; at most 50%), the deployed version on the
+    /// others, until the fleet promotes it or rolls it back. The command waits for the
+    /// decision and fails on a rollback.
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+    pub canary: Option<u32>,
+    /// Deliveries on the canary after which the decision is taken.
+    #[arg(long, default_value_t = 1000, requires = "canary")]
+    pub canary_messages: u64,
+    /// Minutes after which the decision is taken with fewer deliveries.
+    #[arg(long, default_value_t = 10, requires = "canary")]
+    pub canary_max_minutes: u64,
     /// The handler component.
     pub plugin: PathBuf,
+}
+
+fn parse_percent(text: &str) -> Result<u32, String> {
+    let number = text.trim().trim_end_matches('%');
+    match number.parse::<u32>() {
+        Ok(p) if (1..=MAX_PERCENT).contains(&p) => Ok(p),
+        _ => Err(format!(
+            "{text:?} is not a share of 1% to {MAX_PERCENT}% (a canary on more is a deploy)"
+        )),
+    }
 }
 
 /// `ackbar rollback`.
@@ -117,6 +141,7 @@ struct TenantControl {
     desired: DesiredState,
     store: PluginStore,
     status: StatusTopic,
+    decisions: Decisions,
 }
 
 impl TenantControl {
@@ -130,7 +155,8 @@ impl TenantControl {
                 properties.clone(),
             ),
             store: PluginStore::new(plugins_topic(&control.prefix, tenant)?, properties.clone()),
-            status: StatusTopic::new(status_topic(&control.prefix), properties),
+            status: StatusTopic::new(status_topic(&control.prefix), properties.clone()),
+            decisions: Decisions::new(decisions_topic(&control.prefix), properties),
         })
     }
 
@@ -139,12 +165,28 @@ impl TenantControl {
         let mut all = tokio::task::spawn_blocking(move || desired.read()).await??;
         Ok(all.remove(pipeline))
     }
+
+    /// The plugin `current` came to run: a canary's once promoted, else its plugin. Reads the
+    /// decisions only for a canary deploy.
+    async fn ran(&self, tenant: &str, current: &DesiredPipeline) -> Result<PluginDigest> {
+        if current.canary.is_none() {
+            return Ok(current.plugin.clone());
+        }
+        let decisions = self.decisions.clone();
+        let log = tokio::task::spawn_blocking(move || decisions.read()).await??;
+        Ok(current
+            .plan(log.get(tenant, &current.pipeline, current.generation))
+            .plugin)
+    }
 }
 
 pub async fn deploy(args: DeployArgs) -> Result<()> {
     let DeployArgs {
         target,
         spec,
+        canary,
+        canary_messages,
+        canary_max_minutes,
         plugin,
     } = args;
     let control = TenantControl::new(&target.control, &target.tenant)?;
@@ -177,26 +219,122 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
             target.tenant
         ),
     };
-    let digest = control.store.put(&bytes).await?;
-    let desired = match &current {
-        Some(current) => current.next(digest.clone(), spec),
-        None => DesiredPipeline {
+    let ran = match &current {
+        Some(current) => Some(control.ran(&target.tenant, current).await?),
+        None => None,
+    };
+    let digest = PluginDigest::of(&bytes);
+    let desired = match (&current, ran, canary) {
+        (Some(current), Some(ran), Some(percent)) => {
+            if spec != current.spec {
+                bail!("a canary tries a new version of the running spec: deploy a new spec without --canary");
+            }
+            if digest == ran {
+                bail!(
+                    "pipeline '{}' runs plugin {digest} already: nothing to try",
+                    target.pipeline
+                );
+            }
+            let mut desired = current.next(ran.clone(), ran, spec);
+            desired.canary = Some(CanaryDeploy {
+                plugin: digest.clone(),
+                percent,
+                messages: canary_messages,
+                max_ms: canary_max_minutes.saturating_mul(60_000),
+                started_ms: now_ms(),
+            });
+            desired
+        }
+        (None, _, Some(_)) | (_, None, Some(_)) => bail!(
+            "pipeline '{}' of tenant '{}' is not deployed yet: a canary runs beside a deployed \
+             version; deploy it without --canary first",
+            target.pipeline,
+            target.tenant
+        ),
+        (Some(current), Some(ran), None) => current.next(ran, digest.clone(), spec),
+        (_, _, None) => DesiredPipeline {
             pipeline: target.pipeline.clone(),
             plugin: digest.clone(),
             spec,
             generation: 1,
             history: vec![],
+            canary: None,
         },
     };
+    control.store.put(&bytes).await?;
     control.desired.publish(&desired).await?;
     eprintln!(
-        "deploy {} of tenant '{}' pipeline '{}': plugin {digest} ({} bytes)",
+        "deploy {} of tenant '{}' pipeline '{}': plugin {digest} ({} bytes){}",
         desired.generation,
         target.tenant,
         target.pipeline,
-        bytes.len()
+        bytes.len(),
+        match &desired.canary {
+            Some(c) => format!(
+                ", a canary on {}% of the partitions beside plugin {} until {} deliveries or {} min",
+                c.percent, desired.plugin, c.messages, canary_max_minutes
+            ),
+            None => String::new(),
+        }
     );
-    wait_for(&control, &target, Some(desired.generation)).await
+    wait_for(&control, &target, Some(desired.generation), None).await?;
+    match &desired.canary {
+        Some(plan) => wait_for_decision(&control, &target, &desired, plan).await,
+        None => Ok(()),
+    }
+}
+
+/// Waits for the fleet's decision on the canary of `desired`, prints it, and waits until every
+/// member carried it out. Fails when the canary was rolled back.
+async fn wait_for_decision(
+    control: &TenantControl,
+    target: &TargetArgs,
+    desired: &DesiredPipeline,
+    plan: &CanaryDeploy,
+) -> Result<()> {
+    eprintln!("waiting for the canary's decision");
+    let decisions = control.decisions.clone();
+    let mut follower = tokio::task::spawn_blocking(move || decisions.follow()).await??;
+    // The deploy's own window, and the usual wait for the members after it.
+    let deadline = Instant::now()
+        + Duration::from_millis(
+            plan.max_ms
+                .saturating_sub(now_ms().saturating_sub(plan.started_ms)),
+        )
+        + Duration::from_secs(target.timeout);
+    let decision = loop {
+        if let Some(d) = follower
+            .log()
+            .get(&target.tenant, &target.pipeline, desired.generation)
+        {
+            break d.clone();
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "no decision on the canary of deploy {} yet; `ackbar status` shows it when taken",
+                desired.generation
+            );
+        }
+        follower = tokio::task::spawn_blocking(move || {
+            follower
+                .update(Duration::from_millis(500))
+                .map(|_| follower)
+        })
+        .await??;
+    };
+    print!("{}", render_decision(&decision));
+    let runs = match decision.verdict {
+        Verdict::Promote => &plan.plugin,
+        Verdict::RollBack => &desired.plugin,
+    };
+    wait_for(control, target, Some(desired.generation), Some(runs)).await?;
+    match decision.verdict {
+        Verdict::Promote => Ok(()),
+        Verdict::RollBack => bail!(
+            "the canary was rolled back: every member runs plugin {} again",
+            desired.plugin
+        ),
+    }
 }
 
 pub async fn rollback(args: RollbackArgs) -> Result<()> {
@@ -234,13 +372,14 @@ pub async fn rollback(args: RollbackArgs) -> Result<()> {
             }
         );
     };
-    let desired = current.next(past.plugin.clone(), past.spec.clone());
+    let ran = control.ran(&target.tenant, &current).await?;
+    let desired = current.next(ran, past.plugin.clone(), past.spec.clone());
     control.desired.publish(&desired).await?;
     eprintln!(
         "deploy {} of tenant '{}' pipeline '{}': back to deploy {} (plugin {})",
         desired.generation, target.tenant, target.pipeline, past.generation, past.plugin
     );
-    wait_for(&control, &target, Some(desired.generation)).await
+    wait_for(&control, &target, Some(desired.generation), None).await
 }
 
 pub async fn undeploy(target: TargetArgs) -> Result<()> {
@@ -260,7 +399,7 @@ pub async fn undeploy(target: TargetArgs) -> Result<()> {
         "removed tenant '{}' pipeline '{}'",
         target.tenant, target.pipeline
     );
-    wait_for(&control, &target, None).await
+    wait_for(&control, &target, None, None).await
 }
 
 pub async fn status(args: StatusArgs) -> Result<()> {
@@ -270,7 +409,66 @@ pub async fn status(args: StatusArgs) -> Result<()> {
     );
     let members = tokio::task::spawn_blocking(move || status.read_live()).await??;
     print!("{}", render_fleet(&members, None));
+    // Tenants may read the decisions, not need to: without access, the rest still shows.
+    let decisions = Decisions::new(
+        decisions_topic(&args.control.prefix),
+        args.control.properties()?,
+    );
+    match tokio::task::spawn_blocking(move || decisions.read()).await? {
+        Ok(log) => print!("{}", render_decisions(&log)),
+        Err(e) => println!("canary decisions: cannot read them: {e:#}"),
+    }
     Ok(())
+}
+
+/// The newest canary decisions, oldest first.
+fn render_decisions(log: &DecisionLog) -> String {
+    let mut all: Vec<&Decision> = log.all().collect();
+    all.sort_by_key(|d| d.decided_ms);
+    let shown = &all[all.len().saturating_sub(DECISIONS_SHOWN)..];
+    if shown.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("canary decisions:\n");
+    for d in shown {
+        out.push_str(&render_decision(d));
+    }
+    out
+}
+
+/// Canary decisions `ackbar status` shows, at most.
+const DECISIONS_SHOWN: usize = 10;
+
+fn render_decision(d: &Decision) -> String {
+    format!(
+        "  {}/{} deploy {}: {} canary {} (by member {}, {} s ago)\n    canary: {}\n    stable: {}\n    {}\n",
+        d.tenant,
+        d.pipeline,
+        d.generation,
+        match d.verdict {
+            Verdict::Promote => "promoted",
+            Verdict::RollBack => "rolled back",
+        },
+        short(&d.canary),
+        d.by,
+        now_ms().saturating_sub(d.decided_ms) / 1000,
+        render_side(&d.canary_tally, &d.canary_rates),
+        render_side(&d.stable_tally, &d.stable_rates),
+        d.reason
+    )
+}
+
+fn render_side(tally: &Tally, rates: &Rates) -> String {
+    format!(
+        "{} deliveries: {} traps ({:.3}%), {} errors ({:.3}%), {} dead letters ({:.3}%)",
+        tally.deliveries,
+        tally.traps,
+        rates.trap * 100.0,
+        tally.errors,
+        rates.error * 100.0,
+        tally.dead_letters,
+        rates.dead_letter * 100.0
+    )
 }
 
 fn read_spec(path: &Path) -> Result<String> {
@@ -288,8 +486,23 @@ enum Applied {
     Not,
 }
 
-fn applied(member: &MemberStatus, target: &TargetArgs, generation: Option<u64>) -> Applied {
+/// Where `member` is with `generation` of the target (`None`: its removal); with `runs`, the
+/// deploy's canary is decided and the member runs that plugin alone.
+fn applied(
+    member: &MemberStatus,
+    target: &TargetArgs,
+    generation: Option<u64>,
+    runs: Option<&PluginDigest>,
+) -> Applied {
     let pipeline = member.pipeline(&target.tenant, &target.pipeline);
+    let runs_version = |p: &PipelineStatus, digest: &str| {
+        // A version is the start of the digest's hex.
+        p.plugin_version.as_deref().is_some_and(|v| {
+            digest
+                .strip_prefix(PluginDigest::PREFIX)
+                .is_some_and(|hex| hex.starts_with(v))
+        })
+    };
     match (generation, pipeline) {
         (None, None) => Applied::Yes,
         (None, Some(_)) => Applied::Not,
@@ -298,15 +511,14 @@ fn applied(member: &MemberStatus, target: &TargetArgs, generation: Option<u64>) 
             if let Some(refused) = p.refused.as_ref().filter(|r| r.generation >= g) {
                 Applied::Refused(refused.reason.clone())
             } else if p.deployed.as_ref().is_some_and(|d| {
-                // A newer deploy replaced it; or it runs, started with this plugin (a
-                // version is the start of the digest's hex) and not one before it.
+                // A newer deploy replaced it; or it runs, started with this plugin and not one
+                // before it.
                 d.generation > g
                     || (d.generation == g
-                        && p.plugin_version.as_deref().is_some_and(|v| {
-                            d.plugin
-                                .strip_prefix(PluginDigest::PREFIX)
-                                .is_some_and(|hex| hex.starts_with(v))
-                        }))
+                        && match runs {
+                            None => runs_version(p, &d.plugin),
+                            Some(digest) => p.canary.is_none() && runs_version(p, digest.as_str()),
+                        })
             }) {
                 Applied::Yes
             } else {
@@ -323,6 +535,7 @@ async fn wait_for(
     control: &TenantControl,
     target: &TargetArgs,
     generation: Option<u64>,
+    runs: Option<&PluginDigest>,
 ) -> Result<()> {
     if target.timeout == 0 {
         return Ok(());
@@ -349,7 +562,7 @@ async fn wait_for(
             .collect();
         let states: Vec<(&MemberStatus, Applied)> = members
             .iter()
-            .map(|m| (m, applied(m, target, generation)))
+            .map(|m| (m, applied(m, target, generation, runs)))
             .collect();
         let pending: Vec<&str> = states
             .iter()
@@ -440,6 +653,20 @@ fn render_fleet(members: &[MemberStatus], only: Option<(&str, &str)>) -> String 
             ));
             if let Some(down) = &p.down {
                 out.push_str(&format!("    down: {down}\n"));
+            }
+            if let Some(c) = &p.canary {
+                out.push_str(&format!(
+                    "    canary of deploy {} on {}%: plugin {} (version {}): {}; stable: {}\n",
+                    c.generation,
+                    c.percent,
+                    short(&c.plugin),
+                    c.version,
+                    render_side(&c.canary, &c.canary.rates()),
+                    render_side(&c.stable, &c.stable.rates())
+                ));
+            }
+            if let Some(w) = &p.waiting {
+                out.push_str(&format!("    waiting: {w}\n"));
             }
             if let Some(r) = &p.refused {
                 out.push_str(&format!(

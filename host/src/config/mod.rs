@@ -13,7 +13,7 @@ mod validate;
 pub(crate) use crate::plugin::DEFAULT_TENANT;
 pub use crate::policy::Backoff;
 pub use pipeline::{
-    DeliveryGuarantee, GroupType, Ordering, PipelineConfig, TransactionSizing,
+    CanaryPlugin, DeliveryGuarantee, GroupType, Ordering, PipelineConfig, TransactionSizing,
     DEFAULT_MAX_IN_FLIGHT,
 };
 pub(crate) use pipeline::{

@@ -108,6 +108,15 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
 /// Highest `max_batch` accepted.
 pub const MAX_BATCH_LIMIT: usize = 1024;
 
+/// A canary's plugin and the partitions it runs on, beside the pipeline's `plugin`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryPlugin {
+    /// The canary's component.
+    pub path: PathBuf,
+    /// Partition `p` runs it when `p % every == 0` (see [`crate::canary::every_nth`]).
+    pub every: u32,
+}
+
 /// One validated pipeline: topics → group → plugin → policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PipelineConfig {
@@ -131,6 +140,8 @@ pub struct PipelineConfig {
     pub plugin: PathBuf,
     /// Reload the plugin when its file changes.
     pub watch_plugin: bool,
+    /// A canary deploy's version on some partitions: set by a fleet member, never by the file.
+    pub canary: Option<CanaryPlugin>,
     /// Which messages of a partition must be handled one after the other.
     pub ordering: Ordering,
     /// Messages of one partition handled at the same time (`ordering` other than `partition`).
@@ -189,6 +200,7 @@ impl PipelineConfig {
             ack_policy: AckPolicy::default(),
             plugin: plugin.into(),
             watch_plugin: true,
+            canary: None,
             ordering: Ordering::Partition,
             max_in_flight: 1,
             max_batch: DEFAULT_MAX_BATCH,

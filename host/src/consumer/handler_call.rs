@@ -205,6 +205,12 @@ impl HandlerCall<'_> {
             refused: &outputs.refused,
         }
         .emit(&shared.recorder);
+        shared.plugin.count(
+            version,
+            matches!(event.outcome.end, CallEnd::Trapped { .. }),
+            matches!(event.outcome.end, CallEnd::Failed { .. }),
+            settled.verdict == Verdict::DeadLetterThenCommit,
+        );
         // Only a dead letter or a pause needs the reason spelled out: no allocation otherwise.
         let reason = matches!(
             settled.verdict,

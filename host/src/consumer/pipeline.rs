@@ -95,6 +95,11 @@ impl Pipeline {
             )
             .with_context(|| format!("pipeline '{}'", config.name))?,
         );
+        if let Some(canary) = &config.canary {
+            plugin
+                .set_canary(Some((&canary.path, canary.every)))
+                .with_context(|| format!("pipeline '{}': the canary", config.name))?;
+        }
         let watcher = if config.watch_plugin {
             Some(
                 PluginWatcher::start(plugin.clone())
@@ -376,6 +381,21 @@ impl PipelineHandle {
     pub async fn reload(&self) -> Result<Reloaded> {
         let slot = self.shared.plugin.clone();
         tokio::task::spawn_blocking(move || slot.reload()).await?
+    }
+
+    /// Runs `canary` beside the current version, or ends the canary (`None`); see
+    /// [`PluginSlot::set_canary`](crate::reload::PluginSlot::set_canary).
+    pub async fn set_canary(&self, canary: Option<crate::config::CanaryPlugin>) -> Result<()> {
+        let slot = self.shared.plugin.clone();
+        tokio::task::spawn_blocking(move || {
+            slot.set_canary(canary.as_ref().map(|c| (c.path.as_path(), c.every)))
+        })
+        .await?
+    }
+
+    /// The running canary, if there is one.
+    pub fn canary(&self) -> Option<crate::reload::CanaryNow> {
+        self.shared.plugin.canary()
     }
 
     /// Points the pipeline at another plugin file (a config reload changed `plugin`) and swaps

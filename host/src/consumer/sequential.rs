@@ -96,7 +96,7 @@ pub(super) async fn run<C: ConsumerContext + 'static>(
                     }
                     Next::Stopped => break,
                 };
-                let pool = shared.plugin.current();
+                let pool = shared.plugin.for_partition(tp.partition);
                 if !pool.batches() || shared.config.max_batch == 1 {
                     (message, None)
                 } else {

@@ -429,7 +429,7 @@ async fn settle(call: &HandlerCall<'_>, record: AcquiredRecord) -> Option<AckKin
     let shared = call.shared;
     let message = to_guest_message(record);
     // The broker counts deliveries; they are what `max_attempts` counts too.
-    let pool = shared.plugin.current();
+    let pool = shared.plugin.for_partition(message.partition);
     let called = call.once(&pool, &message, message.attempt).await?;
     let (offset, attempt) = (message.offset, message.attempt);
     let settled = called.settled;

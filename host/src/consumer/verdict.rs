@@ -92,8 +92,8 @@ impl Delivery<'_> {
                 Some(done) => done,
                 None => {
                     // The version current when an attempt starts handles it, even if a reload
-                    // lands.
-                    let pool = shared.plugin.current();
+                    // lands (a canary's on its partitions).
+                    let pool = shared.plugin.for_partition(tp.partition);
                     let called = self
                         .call
                         .once(&pool, &message, tries)
@@ -251,7 +251,7 @@ impl Delivery<'_> {
             if !self.sleep(PAUSE_POLL).await {
                 break false;
             }
-            if shared.plugin.current().plugin().version() != &**version {
+            if shared.plugin.for_partition(tp.partition).plugin().version() != &**version {
                 break true;
             }
         };

@@ -59,6 +59,34 @@ pub struct DesiredPipeline {
     /// The deploys before this one, newest first, at most [`HISTORY`]: what a rollback
     /// returns to.
     pub history: Vec<PastDeploy>,
+    /// A canary deploy: `plugin` keeps running, this version runs beside it on some
+    /// partitions until the fleet's decision.
+    pub canary: Option<CanaryDeploy>,
+}
+
+/// A new version tried on a share of a pipeline's partitions before it runs everywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryDeploy {
+    /// The new version, in the plugin store.
+    pub plugin: PluginDigest,
+    /// The share of partitions it runs on, in percent (see [`crate::canary::every_nth`]).
+    pub percent: u32,
+    /// Deliveries on the canary after which the decision is taken.
+    pub messages: u64,
+    /// Milliseconds after `started_ms` when the decision is taken with fewer deliveries.
+    pub max_ms: u64,
+    /// When the deploy was written, in milliseconds since the Unix epoch.
+    pub started_ms: u64,
+}
+
+/// The versions a member runs for one deploy, once its decision (if any) is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The version on every partition a canary does not take.
+    pub plugin: PluginDigest,
+    /// The canary and its partitions (`every_nth`), while it waits for its decision.
+    pub canary: Option<(PluginDigest, u32)>,
 }
 
 /// Deploys a pipeline's record remembers besides the current one.
@@ -76,12 +104,48 @@ pub struct PastDeploy {
 }
 
 impl DesiredPipeline {
+    /// What runs for this deploy given its `decision` (a canary's, for this generation): the
+    /// canary's version everywhere once promoted, the old one everywhere once rolled back,
+    /// both until then. A decision naming other versions than this deploy's is ignored.
+    pub fn plan(&self, decision: Option<&super::Decision>) -> Plan {
+        let Some(canary) = &self.canary else {
+            return Plan {
+                plugin: self.plugin.clone(),
+                canary: None,
+            };
+        };
+        let verdict = decision
+            .filter(|d| {
+                d.generation == self.generation
+                    && d.canary == canary.plugin.as_str()
+                    && d.stable == self.plugin.as_str()
+            })
+            .map(|d| d.verdict);
+        match verdict {
+            Some(crate::canary::Verdict::Promote) => Plan {
+                plugin: canary.plugin.clone(),
+                canary: None,
+            },
+            Some(crate::canary::Verdict::RollBack) => Plan {
+                plugin: self.plugin.clone(),
+                canary: None,
+            },
+            None => Plan {
+                plugin: self.plugin.clone(),
+                canary: Some((
+                    canary.plugin.clone(),
+                    crate::canary::every_nth(canary.percent),
+                )),
+            },
+        }
+    }
+
     /// The deploy after this one: `plugin` with `spec`, one generation on, this one first in
-    /// its history.
-    pub fn next(&self, plugin: PluginDigest, spec: String) -> DesiredPipeline {
+    /// its history as `ran` (what it came to run: a canary's version once promoted).
+    pub fn next(&self, ran: PluginDigest, plugin: PluginDigest, spec: String) -> DesiredPipeline {
         let mut history = vec![PastDeploy {
             generation: self.generation,
-            plugin: self.plugin.clone(),
+            plugin: ran,
             spec: self.spec.clone(),
         }];
         history.extend(self.history.iter().take(HISTORY - 1).cloned());
@@ -91,6 +155,7 @@ impl DesiredPipeline {
             spec,
             generation: self.generation + 1,
             history,
+            canary: None,
         }
     }
 }
@@ -104,6 +169,8 @@ struct Record {
     generation: u64,
     #[serde(default)]
     history: Vec<PastDeploy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    canary: Option<CanaryDeploy>,
 }
 
 /// One tenant's desired pipelines in its control topic.
@@ -132,6 +199,7 @@ impl DesiredState {
             spec: desired.spec.clone(),
             generation: desired.generation,
             history: desired.history.clone(),
+            canary: desired.canary.clone(),
         })
         .expect("a record serializes");
         self.topic
@@ -234,6 +302,7 @@ fn parse(
                     spec: record.spec,
                     generation: record.generation,
                     history: record.history,
+                    canary: record.canary,
                 })
             });
         desired.insert(pipeline.clone(), parsed);

@@ -17,14 +17,18 @@
 //! A member applies the desired state before any deployed pipeline starts, so one that starts
 //! after a crash runs the current versions before it takes partitions.
 
+use super::decisions::{decisions_topic, Decision, Decisions, DecisionsFollower};
 use super::desired::{
-    pipelines_topic, plugins_topic, DesiredFollower, DesiredPipeline, DesiredState,
+    pipelines_topic, plugins_topic, DesiredFollower, DesiredPipeline, DesiredState, Plan,
 };
+use super::leader::Leadership;
 use super::plugin_store::{PluginDigest, PluginStore, PluginUnavailable};
 use super::status::{
-    now_ms, status_topic, Deployed, MemberStatus, PipelineStatus, Refusal, StatusTopic,
+    now_ms, status_topic, CanaryStatus, Deployed, MemberStatus, PipelineStatus, Refusal,
+    StatusFollower, StatusTopic,
 };
-use crate::config::{Backoff, Config, ControlSettings};
+use crate::canary::{self, Tally};
+use crate::config::{Backoff, CanaryPlugin, Config, ControlSettings};
 use crate::plugin::PluginRuntime;
 use crate::reload::PluginSlot;
 use crate::supervisor::{Launch, Supervised};
@@ -69,6 +73,14 @@ pub struct Member {
     /// the reason, logged once per generation.
     waiting: BTreeMap<Key, (u64, String)>,
     status: StatusTopic,
+    /// Canary verdicts, followed.
+    decisions: Decisions,
+    decisions_follower: Option<DecisionsFollower>,
+    /// Whether this member takes the fleet's decisions; `None` until it joined the group.
+    leadership: Option<Leadership>,
+    /// The fleet's statuses, followed while this member leads: a verdict sums every member's
+    /// counts.
+    statuses: Option<StatusFollower>,
     identity: Identity,
     /// Messages counted at the previous status, for the rate.
     counted: HashMap<Key, (Instant, u64)>,
@@ -95,6 +107,8 @@ struct TenantControl {
 struct Running {
     supervised: Arc<Supervised>,
     desired: DesiredPipeline,
+    /// The versions it runs for `desired`.
+    plan: Plan,
 }
 
 struct Identity {
@@ -129,9 +143,11 @@ impl Member {
             .context("the config has no [control] section")?;
         let properties = config.control_properties(&launch.bootstrap);
         let status = StatusTopic::new(status_topic(&settings.prefix), properties.clone());
+        let decisions = Decisions::new(decisions_topic(&settings.prefix), properties.clone());
         let ensure = !launch.control_topics_exist;
         if ensure {
             status.ensure_topic().await?;
+            decisions.ensure_topic().await?;
         }
         let mut tenants = Vec::new();
         for name in config.declared_tenants() {
@@ -159,6 +175,8 @@ impl Member {
         let host = host_name();
         let pid = std::process::id();
         let started_ms = now_ms();
+        let decisions_group = decisions_topic(&settings.prefix);
+        let leadership = Leadership::join(&properties, &decisions_group, &decisions_group)?;
         Ok(Member {
             config,
             settings,
@@ -168,6 +186,10 @@ impl Member {
             refused: BTreeMap::new(),
             waiting: BTreeMap::new(),
             status,
+            decisions,
+            decisions_follower: None,
+            leadership: Some(leadership),
+            statuses: None,
             identity: Identity {
                 member: format!("{host}:{pid}:{started_ms}"),
                 host,
@@ -214,12 +236,14 @@ impl Member {
     /// versions, stops removed ones. Returns whether anything changed (the status is then due).
     pub async fn reconcile(&mut self) -> bool {
         let mut changed = false;
+        // A new decision changes what runs without a new deploy record.
+        let decided = self.follow_decisions().await;
         for index in 0..self.tenants.len() {
             let (tenant, desired) = {
                 let t = &self.tenants[index];
                 (t.name.clone(), t.desired.clone())
             };
-            let retrying = self.waiting.keys().any(|(t, _)| *t == tenant);
+            let retrying = decided || self.waiting.keys().any(|(t, _)| *t == tenant);
             let follower = self.tenants[index].follower.take();
             // Read once, then followed: a poll looks at records already fetched, and asks the
             // broker nothing. Deploys waiting for the broker are tried again on every poll.
@@ -261,7 +285,162 @@ impl Member {
                 }
             }
         }
+        if self.leadership.as_ref().is_some_and(Leadership::leads) {
+            self.decide().await;
+        } else {
+            self.statuses = None;
+        }
         changed || self.started_or_stopped().await
+    }
+
+    /// Takes the decisions written since the last look; whether there were any.
+    async fn follow_decisions(&mut self) -> bool {
+        let follower = self.decisions_follower.take();
+        let decisions = self.decisions.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let (mut follower, fresh) = match follower {
+                Some(follower) => (follower, false),
+                None => (decisions.follow()?, true),
+            };
+            let new = follower.update(Duration::ZERO)?;
+            anyhow::Ok((follower, fresh || new))
+        })
+        .await;
+        match read {
+            Ok(Ok((follower, new))) => {
+                self.decisions_follower = Some(follower);
+                new
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("cannot read the fleet's decisions, retrying: {e:#}");
+                false
+            }
+            Err(e) => {
+                tracing::error!("the decisions reader panicked: {e}");
+                false
+            }
+        }
+    }
+
+    /// The decision on `key`'s deploy `generation`, if it was taken.
+    fn decision(&self, key: &Key, generation: u64) -> Option<&Decision> {
+        self.decisions_follower
+            .as_ref()?
+            .log()
+            .get(&key.0, &key.1, generation)
+    }
+
+    /// As the fleet's leader: takes the verdict of each canary that is due one, from every live
+    /// member's counts, and records it. A failure is logged; the next poll tries again.
+    async fn decide(&mut self) {
+        let mut due = Vec::new();
+        for tenant in &self.tenants {
+            let Some(follower) = &tenant.follower else {
+                continue;
+            };
+            for desired in follower.current().into_values().flatten() {
+                let key = (tenant.name.clone(), desired.pipeline.clone());
+                if desired.canary.is_some() && self.decision(&key, desired.generation).is_none() {
+                    due.push((tenant.name.clone(), desired));
+                }
+            }
+        }
+        if due.is_empty() {
+            self.statuses = None;
+            return;
+        }
+        let follower = self.statuses.take();
+        let status = self.status.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut follower = match follower {
+                Some(follower) => follower,
+                None => status.follow()?,
+            };
+            let live = follower.live(Duration::ZERO)?;
+            anyhow::Ok((follower, live))
+        })
+        .await;
+        let members = match read {
+            Ok(Ok((follower, live))) => {
+                self.statuses = Some(follower);
+                live
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("cannot read the fleet's status for a canary's decision: {e:#}");
+                return;
+            }
+            Err(e) => {
+                tracing::error!("the status reader panicked: {e}");
+                return;
+            }
+        };
+        for (tenant, desired) in due {
+            let Some(plan) = &desired.canary else {
+                continue;
+            };
+            let (mut on_canary, mut on_stable) = (Tally::default(), Tally::default());
+            for member in &members {
+                let counted = member
+                    .pipeline(&tenant, &desired.pipeline)
+                    .and_then(|p| p.canary.as_ref())
+                    .filter(|c| {
+                        c.generation == desired.generation && c.plugin == plan.plugin.as_str()
+                    });
+                if let Some(c) = counted {
+                    on_canary = on_canary.plus(c.canary);
+                    on_stable = on_stable.plus(c.stable);
+                }
+            }
+            let now = now_ms();
+            if !canary::due(
+                on_canary.deliveries,
+                plan.messages,
+                plan.started_ms,
+                plan.max_ms,
+                now,
+            ) {
+                continue;
+            }
+            let judgement = canary::judge(on_canary, on_stable);
+            let decision = Decision {
+                tenant: tenant.clone(),
+                pipeline: desired.pipeline.clone(),
+                generation: desired.generation,
+                canary: plan.plugin.to_string(),
+                stable: desired.plugin.to_string(),
+                verdict: judgement.verdict,
+                reason: judgement.reason,
+                canary_tally: on_canary,
+                stable_tally: on_stable,
+                canary_rates: on_canary.rates(),
+                stable_rates: on_stable.rates(),
+                decided_ms: now,
+                by: self.identity.member.clone(),
+            };
+            match self.decisions.publish(&decision).await {
+                Ok(()) => {
+                    if let Some(follower) = &mut self.decisions_follower {
+                        follower.remember(decision.clone());
+                    }
+                    metrics::counter!(
+                        "ackbar_canary_decisions_total",
+                        "tenant" => tenant.clone(),
+                        "pipeline" => desired.pipeline.clone(),
+                        "verdict" => decision.verdict.name()
+                    )
+                    .increment(1);
+                    tracing::info!(
+                        tenant = %tenant, pipeline = %desired.pipeline,
+                        "canary of deploy {}: {}: {}",
+                        desired.generation, decision.verdict.name(), decision.reason
+                    );
+                }
+                Err(e) => tracing::warn!(
+                    tenant = %tenant, pipeline = %desired.pipeline,
+                    "recording the canary's decision failed, retrying: {e:#}"
+                ),
+            }
+        }
     }
 
     /// Whether a deployed pipeline started, went down, changed version or partitions since the
@@ -334,11 +513,12 @@ impl Member {
         let tenant = self.tenants[tenant_index].name.clone();
         let key = (tenant.clone(), desired.pipeline.clone());
         let generation = desired.generation;
+        let plan = desired.plan(self.decision(&key, generation));
         // A deploy is its generation, plugin and spec: two deploys racing may both write the
         // same generation, and the newest record of the two is the one to run.
         if let Some(running) = self.deployed.get_mut(&key) {
-            if running.desired.plugin == desired.plugin && running.desired.spec == desired.spec {
-                if running.desired.generation == generation {
+            if running.plan == plan && running.desired.spec == desired.spec {
+                if running.desired == desired {
                     return false;
                 }
                 // A deploy of what runs already (a rollback to it): nothing to swap.
@@ -354,12 +534,22 @@ impl Member {
         }) {
             return false;
         }
-        match self.try_apply(tenant_index, &key, desired.clone()).await {
+        match self
+            .try_apply(tenant_index, &key, desired.clone(), plan.clone())
+            .await
+        {
             Ok(()) => {
-                tracing::info!(
-                    tenant = %key.0, pipeline = %key.1,
-                    "running deploy {generation} (plugin {})", desired.plugin
-                );
+                match &plan.canary {
+                    None => tracing::info!(
+                        tenant = %key.0, pipeline = %key.1,
+                        "running deploy {generation} (plugin {})", plan.plugin
+                    ),
+                    Some((canary, every)) => tracing::info!(
+                        tenant = %key.0, pipeline = %key.1,
+                        "running deploy {generation}: canary {canary} on one partition in {every}, \
+                         plugin {} on the others", plan.plugin
+                    ),
+                }
                 self.refused.remove(&key);
                 self.waiting.remove(&key);
                 true
@@ -406,6 +596,7 @@ impl Member {
         tenant_index: usize,
         key: &Key,
         desired: DesiredPipeline,
+        plan: Plan,
     ) -> Result<(), NotApplied> {
         let deploy = format!("deploy to tenant '{}': pipeline '{}'", key.0, key.1);
         if !fits_a_name(&key.1) {
@@ -422,13 +613,21 @@ impl Member {
                 )));
             }
         }
+        let in_deploy = |e: NotApplied| match e {
+            NotApplied::Refused(why) => NotApplied::Refused(format!("{deploy}: {why}")),
+            later => later,
+        };
         let path = self
-            .fetch(tenant_index, &desired.plugin)
+            .fetch(tenant_index, &plan.plugin)
             .await
-            .map_err(|e| match e {
-                NotApplied::Refused(why) => NotApplied::Refused(format!("{deploy}: {why}")),
-                later => later,
-            })?;
+            .map_err(in_deploy)?;
+        let canary = match &plan.canary {
+            Some((digest, every)) => Some(CanaryPlugin {
+                path: self.fetch(tenant_index, digest).await.map_err(in_deploy)?,
+                every: *every,
+            }),
+            None => None,
+        };
         let others: Vec<(&str, &str)> = self
             .deployed
             .keys()
@@ -443,6 +642,7 @@ impl Member {
         )?;
         // The file is named by its digest and never changes; deploys replace it.
         config.watch_plugin = false;
+        config.canary = canary.clone();
         if config.limits.fuel.is_some() && !self.launch.runtime.metered() {
             return Err(NotApplied::Refused(format!(
                 "{deploy}: field `limits.fuel` needs an engine that counts fuel: give tenant '{}' a \
@@ -478,7 +678,12 @@ impl Member {
                     check.grants.clone(),
                     check.smoke_payload.clone(),
                 )
-                .map(drop)
+                .and_then(|slot| match &check.canary {
+                    Some(c) => slot
+                        .set_canary(Some((&c.path, c.every)))
+                        .context("the canary's plugin"),
+                    None => Ok(()),
+                })
             })
             .await
             .map_err(|e| NotApplied::Later(e.into()))?
@@ -490,7 +695,13 @@ impl Member {
                 .switch_plugin(path)
                 .await
                 .map_err(refuse_plugin)?;
+            // The plugin first, then the canary: a promotion runs the canary's version on the
+            // canary's partitions throughout.
+            running.supervised.set_canary(canary).await.map_err(|e| {
+                NotApplied::Refused(format!("{deploy}: the canary's plugin: {e:#}"))
+            })?;
             running.desired = desired;
+            running.plan = plan;
             return Ok(());
         }
         if let Some(old) = self.deployed.remove(key) {
@@ -516,6 +727,7 @@ impl Member {
             Running {
                 supervised,
                 desired,
+                plan,
             },
         );
         Ok(())
@@ -595,7 +807,7 @@ impl Member {
                 pipeline: key.1.clone(),
                 deployed: self.deployed.get(&key).map(|r| Deployed {
                     generation: r.desired.generation,
-                    plugin: r.desired.plugin.to_string(),
+                    plugin: r.plan.plugin.to_string(),
                 }),
                 refused: self.refused.get(&key).map(|(r, _)| Refusal {
                     reason: crate::text::truncate(&r.reason, MAX_REASON).to_string(),
@@ -621,6 +833,11 @@ impl Member {
                 traps: running.as_ref().map_or(0, |r| r.stats.traps),
                 errors: running.as_ref().map_or(0, |r| r.stats.errors),
                 rate,
+                canary: self.canary_status(&key, running.as_ref()),
+                waiting: self.waiting.get(&key).map(|(generation, reason)| {
+                    let reason = crate::text::truncate(reason, MAX_REASON);
+                    format!("deploy {generation}: {reason}")
+                }),
             });
         }
         // Refused deploys of pipelines that never started, so many and no more: the record
@@ -648,6 +865,8 @@ impl Member {
                     traps: 0,
                     errors: 0,
                     rate: 0.0,
+                    canary: None,
+                    waiting: None,
                 });
             }
         }
@@ -666,6 +885,26 @@ impl Member {
         if let Err(e) = self.status.publish(&status).await {
             tracing::warn!("publishing this member's status failed: {e:#}");
         }
+    }
+
+    /// The canary `key` runs here, with its counts, while it waits for its decision.
+    fn canary_status(
+        &self,
+        key: &Key,
+        running: Option<&crate::supervisor::RunningNow>,
+    ) -> Option<CanaryStatus> {
+        let deployed = self.deployed.get(key)?;
+        let (digest, _) = deployed.plan.canary.as_ref()?;
+        let plan = deployed.desired.canary.as_ref()?;
+        let now = running?.canary.as_ref()?;
+        Some(CanaryStatus {
+            generation: deployed.desired.generation,
+            plugin: digest.to_string(),
+            version: now.version.clone(),
+            percent: plan.percent,
+            canary: now.canary,
+            stable: now.stable,
+        })
     }
 
     /// Deletes this member's status: it is stopping.
@@ -699,7 +938,10 @@ pub fn control_topics(config: &Config) -> Result<Vec<String>> {
     let Some(control) = &config.control else {
         return Ok(vec![]);
     };
-    let mut topics = vec![status_topic(&control.prefix)];
+    let mut topics = vec![
+        status_topic(&control.prefix),
+        decisions_topic(&control.prefix),
+    ];
     for tenant in config.declared_tenants() {
         topics.push(pipelines_topic(&control.prefix, tenant)?);
         topics.push(plugins_topic(&control.prefix, tenant)?);

@@ -67,6 +67,30 @@ pub struct PipelineStatus {
     pub errors: u64,
     /// Messages per second over the last status interval.
     pub rate: f64,
+    /// A canary deploy running here, with what each side counted on this member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStatus>,
+    /// Why the newest deploy is not applied yet (its plugin cannot be fetched now): it is
+    /// retried, and the version before it keeps running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
+}
+
+/// A canary on one member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CanaryStatus {
+    /// The canary deploy's generation.
+    pub generation: u64,
+    /// The canary's plugin digest.
+    pub plugin: String,
+    /// Its version id, as `plugin_version` shows versions.
+    pub version: String,
+    /// Its share of the partitions, in percent.
+    pub percent: u32,
+    /// The canary's deliveries on this member since it started here.
+    pub canary: crate::canary::Tally,
+    /// The stable version's deliveries on this member over the same time.
+    pub stable: crate::canary::Tally,
 }
 
 /// The deploy a member runs for a pipeline.

@@ -214,6 +214,7 @@ pub(super) fn validate_pipeline(
         ack_policy: p.ack_policy,
         plugin,
         watch_plugin: p.watch_plugin,
+        canary: None,
         ordering,
         max_in_flight,
         max_batch: p.max_batch as usize,
