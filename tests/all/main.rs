@@ -18,6 +18,7 @@ mod grants;
 mod hostile;
 mod languages;
 mod new_project;
+mod oci;
 mod operations;
 mod ordering;
 mod outputs;
