@@ -3,7 +3,7 @@ SHELL := bash
 CARGO ?= cargo
 LANGUAGES := rust go js python
 
-.PHONY: demo test guests brokers kafka lint fmt setup clean docs bench bench-tenants bench-reload bench-handler bench-deploy browser
+.PHONY: demo test guests brokers kafka lint fmt setup clean docs bench bench-tenants bench-reload bench-handler bench-deploy browser registry
 
 ## Install the tools the build needs (the wasm32-wasip2 target; a C toolchain for librdkafka).
 setup:
@@ -39,6 +39,11 @@ brokers:
 browser:
 	@bash scripts/install-browser.sh >/dev/null
 
+## The OCI registry (Distribution v2) from the distribution's package, for the tests that push and
+## pull Wasm components.
+registry:
+	@bash scripts/install-registry.sh >/dev/null
+
 ## Start Apache Kafka on 127.0.0.1:9092 (or PORT=...) to try Ackbar against it by hand.
 kafka:
 	bash scripts/kafka.sh $(PORT)
@@ -47,7 +52,7 @@ kafka:
 ## they run more threads than the machine has cores.
 test:
 	@# Side by side: building the guests and installing the brokers is mostly downloading.
-	@$(MAKE) --no-print-directory -j3 --output-sync=target guests brokers browser lint
+	@$(MAKE) --no-print-directory -j3 --output-sync=target guests brokers browser registry lint
 	cd guest-examples/rust && $(CARGO) test --quiet --locked --workspace
 	bash guest-examples/go/test.sh
 	bash guest-examples/python/test.sh

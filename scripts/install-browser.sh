@@ -10,8 +10,9 @@ if [ -x "$chromium" ] && [ -x "$driver" ]; then
   exit 0
 fi
 
-# Tests may ask at once: one installs, the others wait.
-exec 9>"${TMPDIR:-/tmp}/ackbar-install-browser.lock"
+# Tests may ask at once, and `make test` installs the browser and the registry side by side:
+# one apt-get at a time (a second one would fail on dpkg's lock), the others wait.
+exec 9>"${TMPDIR:-/tmp}/ackbar-apt-install.lock"
 flock 9
 if [ -x "$chromium" ] && [ -x "$driver" ]; then
   echo "$chromium $driver"

@@ -41,8 +41,9 @@
 //! Around that path: [`embedded`] (an in-process Kafka-protocol broker for demos and tests),
 //! [`kafka`] (producing records, reading committed offsets), [`health`] and `ops_endpoint`
 //! (`/metrics`, `/healthz`, `/readyz`), [`console`] (the web console, with [`holds`] and
-//! [`recent`]), [`telemetry`] (OpenTelemetry), `fault_log`, `trace_context` (`traceparent`), and
-//! [`bindings`] (the guest contract generated from `wit/`).
+//! [`recent`]), [`telemetry`] (OpenTelemetry), `fault_log`, `trace_context` (`traceparent`),
+//! [`oci`] (components in OCI registries), and [`bindings`] (the guest contract generated from
+//! `wit/`).
 
 #![deny(missing_docs)]
 
@@ -61,6 +62,7 @@ pub mod health;
 pub mod holds;
 pub mod kafka;
 mod metrics;
+pub mod oci;
 pub mod offsets;
 mod ops_endpoint;
 pub mod outcome;

@@ -19,6 +19,7 @@ mod grants;
 mod hostile;
 mod languages;
 mod new_project;
+mod oci;
 mod operations;
 mod ordering;
 mod outputs;

@@ -15,12 +15,17 @@ pub struct BrokerProcess {
     _data: tempfile::TempDir,
 }
 
-/// A port pair (PORT, PORT+1: the controller) that is free now, below the kernel's ephemeral
-/// range so that the many clients and embedded brokers of a test run, which bind ephemeral
-/// ports, do not take it while the broker starts.
+/// A port pair (PORT, PORT+1: the controller) that is free now.
 fn free_port(attempt: u32) -> Result<u16> {
-    // Each call of the process starts elsewhere: brokers of two kinds started at the same
-    // moment would otherwise both find the same pair free, and one would lose it.
+    free_ports(attempt, 2)
+}
+
+/// `count` consecutive ports from PORT that are free now, below the kernel's ephemeral range so
+/// that the many clients and embedded brokers of a test run, which bind ephemeral ports, do not
+/// take them while the server that gets them starts.
+pub(crate) fn free_ports(attempt: u32, count: u16) -> Result<u16> {
+    // Each call of the process starts elsewhere: servers started at the same moment would
+    // otherwise all find the same ports free, and one would lose them.
     static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let seed = std::process::id()
@@ -29,11 +34,8 @@ fn free_port(attempt: u32) -> Result<u16> {
         .wrapping_add(call.wrapping_mul(2_654_435_761));
     (0..1000u32)
         .map(|i| 20_000 + ((seed.wrapping_add(i * 2)) % 10_000) as u16)
-        .find(|&port| {
-            TcpListener::bind(("127.0.0.1", port)).is_ok()
-                && TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
-        })
-        .ok_or_else(|| anyhow!("no free port pair between 20000 and 30000"))
+        .find(|&port| (0..count).all(|i| TcpListener::bind(("127.0.0.1", port + i)).is_ok()))
+        .ok_or_else(|| anyhow!("no {count} free ports in a row between 20000 and 30000"))
 }
 
 impl BrokerProcess {

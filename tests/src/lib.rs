@@ -1,9 +1,11 @@
 //! What Ackbar's integration tests and benchmarks share and the `ackbar` library does not offer
-//! its users: real broker processes, reading a topic back, an OTLP receiver, a Wasm byte patcher.
+//! its users: real broker processes, reading a topic back, an OTLP receiver, an OCI registry
+//! process, a Wasm byte patcher.
 
 pub mod broker_process;
 pub mod kafka;
 pub mod otlp;
+pub mod registry;
 pub mod wasm;
 
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@ mod fleet;
 mod invoke;
 mod new;
 mod produce;
+mod push;
 mod run;
 
 pub use entry::main_with_args;
@@ -64,6 +65,9 @@ pub(crate) enum Command {
     /// Write a new handler project (handler, unit test, manifest, Makefile, ackbar.toml) into a
     /// new directory, for Rust, Go, JavaScript or Python.
     New(new::NewArgs),
+    /// Publish a handler component to an OCI registry (the Wasm artifact layout `wkg` uses) and
+    /// print the reference pinned to it, `oci://HOST[:PORT]/REPOSITORY:TAG@sha256:…`.
+    Push(push::PushArgs),
     /// Deploy a handler to every fleet member serving the tenant (`ackbar run` with
     /// `[control]`), and wait until each runs it or refuses it.
     Deploy(fleet::DeployArgs),
@@ -87,6 +91,7 @@ pub(crate) async fn main(cli: Cli) -> Result<()> {
         Command::Invoke(args) => tokio::task::spawn_blocking(move || invoke::run(args)).await?,
         Command::Produce(args) => produce::run(args).await,
         Command::New(args) => new::run(args),
+        Command::Push(args) => push::run(args).await,
         Command::Deploy(args) => fleet::deploy(args).await,
         Command::Rollback(args) => fleet::rollback(args).await,
         Command::Undeploy(args) => fleet::undeploy(args).await,

@@ -2,6 +2,7 @@
 
 use super::Backoff;
 use serde::Deserialize;
+use std::path::PathBuf;
 
 /// Process-wide settings (`[run]`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -107,6 +108,14 @@ pub struct ControlSettings {
     /// Pipelines one tenant may deploy to this member; more are refused. Sizes the instance
     /// pool with room for them.
     pub max_deployed_pipelines: usize,
+    /// Credentials for the OCI registries deployed components come from, in the Docker
+    /// `config.json` format (`auths`), relative to the config file. Unset: where `docker` and
+    /// `podman` keep them (`$REGISTRY_AUTH_FILE`, `$DOCKER_CONFIG/config.json`,
+    /// `~/.docker/config.json`).
+    pub registry_auth_file: Option<PathBuf>,
+    /// Registries (`HOST` for any port, or `HOST:PORT`) reached over plain HTTP although not on
+    /// loopback; loopback registries always are, every other one over HTTPS.
+    pub insecure_registries: Vec<String>,
 }
 
 impl Default for ControlSettings {
@@ -116,6 +125,8 @@ impl Default for ControlSettings {
             poll_interval_ms: 100,
             status_interval_ms: 5_000,
             max_deployed_pipelines: 4,
+            registry_auth_file: None,
+            insecure_registries: Vec::new(),
         }
     }
 }

@@ -20,8 +20,9 @@ fn toml_blocks(markdown: &str) -> Vec<(usize, String)> {
     blocks
 }
 
-/// `example` made loadable in `dir`: the plugins and directories it names exist there, and the
-/// environment variables it grants are replaced with PATH, which every environment has.
+/// `example` made loadable in `dir`: the plugins, directories and credentials files it names exist
+/// there, and the environment variables it grants are replaced with PATH, which every environment
+/// has.
 fn loadable(example: &str, dir: &Path) -> String {
     fn walk(value: &toml::Value, dir: &Path, unset: &mut Vec<String>) {
         match value {
@@ -32,6 +33,9 @@ fn loadable(example: &str, dir: &Path) -> String {
                             let path = dir.join(path);
                             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
                             std::fs::write(path, b"\0asm").unwrap();
+                        }
+                        ("registry_auth_file", toml::Value::String(path)) => {
+                            std::fs::write(dir.join(path), r#"{"auths": {}}"#).unwrap();
                         }
                         ("read_only_dir", toml::Value::Table(grant)) => {
                             let host = grant["host"].as_str().unwrap();

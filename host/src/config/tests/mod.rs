@@ -222,6 +222,53 @@ fn operations_settings_are_validated_with_their_field() {
 }
 
 #[test]
+fn control_registry_settings_are_resolved_and_validated_with_their_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = |extra: &str| format!("{MINIMAL}[control]\n{extra}");
+    let c = parse_in(dir.path(), &control("")).unwrap();
+    let settings = c.control.unwrap();
+    assert_eq!(settings.registry_auth_file, None);
+    assert!(settings.insecure_registries.is_empty());
+
+    std::fs::write(dir.path().join("auth.json"), r#"{"auths": {}}"#).unwrap();
+    let c = parse_in(
+        dir.path(),
+        &control(
+            "registry_auth_file = \"auth.json\"\ninsecure_registries = [\"build.internal:5000\", \"10.0.0.7\"]\n",
+        ),
+    )
+    .unwrap();
+    let settings = c.control.unwrap();
+    assert_eq!(
+        settings.registry_auth_file,
+        Some(dir.path().join("auth.json"))
+    );
+    assert_eq!(
+        settings.insecure_registries,
+        ["build.internal:5000", "10.0.0.7"]
+    );
+
+    let err = |extra: &str| {
+        parse_in(dir.path(), &control(extra))
+            .unwrap_err()
+            .to_string()
+    };
+    let missing = err("registry_auth_file = \"none.json\"\n");
+    assert!(
+        missing.contains("[control]: field `registry_auth_file`:")
+            && missing.contains("none.json: cannot read"),
+        "{missing}"
+    );
+    std::fs::write(dir.path().join("bad.json"), "{").unwrap();
+    assert!(err("registry_auth_file = \"bad.json\"\n").contains("not a Docker config file"));
+    let scheme = err("insecure_registries = [\"http://build.internal:5000\"]\n");
+    assert!(
+        scheme.contains("[control]: field `insecure_registries`: registry \"http://build.internal:5000\" is not HOST[:PORT]"),
+        "{scheme}"
+    );
+}
+
+#[test]
 fn share_group_pipelines_get_their_defaults_and_refuse_what_cannot_hold() {
     let p = |extra: &str| parse(&format!("{MINIMAL}group_type = \"share\"\n{extra}"));
     let share = p("").unwrap();

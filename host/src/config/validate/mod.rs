@@ -79,7 +79,9 @@ impl Config {
                 )));
             }
         }
-        if let Some(control) = &raw.control {
+        let mut control = raw.control;
+        if let Some(control) = &mut control {
+            control.registry_auth_file = control.registry_auth_file.take().map(|f| base.join(f));
             validate_control(control).map_err(|m| err(format!("[control]: {m}")))?;
         }
         if let Some(telemetry) = &raw.telemetry {
@@ -121,7 +123,7 @@ impl Config {
                 raw_pipelines.push((p, true));
             }
         }
-        if raw_pipelines.is_empty() && raw.control.is_none() {
+        if raw_pipelines.is_empty() && control.is_none() {
             return Err(err(
                 "no [[pipeline]] defined; a config needs at least one pipeline, or [control] \
                  to run what tenants deploy"
@@ -159,7 +161,7 @@ impl Config {
             run: raw.run,
             embedded: raw.embedded,
             engine: raw.engine,
-            control: raw.control,
+            control,
             telemetry: raw.telemetry,
             tenants,
             pipelines,
@@ -307,7 +309,8 @@ pub(super) struct DeployBounds {
     global_kafka: BTreeMap<String, String>,
 }
 
-/// `[control]`: names that fit a topic, intervals a member can keep.
+/// `[control]`: names that fit a topic, intervals a member can keep, a credentials file that
+/// parses and registry names without a scheme or path.
 fn validate_control(control: &super::ControlSettings) -> Result<(), String> {
     let prefix = &control.prefix;
     if prefix.is_empty()
@@ -327,6 +330,14 @@ fn validate_control(control: &super::ControlSettings) -> Result<(), String> {
     }
     if control.max_deployed_pipelines > 64 {
         return Err("field `max_deployed_pipelines` must be at most 64".into());
+    }
+    if let Some(file) = &control.registry_auth_file {
+        crate::oci::check_auth_file(file)
+            .map_err(|e| format!("field `registry_auth_file`: {e}"))?;
+    }
+    for registry in &control.insecure_registries {
+        crate::oci::check_registry_name(registry)
+            .map_err(|e| format!("field `insecure_registries`: {e}"))?;
     }
     Ok(())
 }
