@@ -154,6 +154,7 @@ async fn a_tenants_desired_pipelines_are_the_newest_record_of_each() {
     let desired = |pipeline: &str, plugin: &[u8], generation| DesiredPipeline {
         pipeline: pipeline.to_string(),
         plugin: PluginDigest::of(plugin),
+        source: None,
         spec: spec.clone(),
         generation,
         history: vec![],

@@ -29,8 +29,14 @@ pub(crate) struct Member {
 
 impl Member {
     pub(crate) fn start(config: &Path) -> Member {
+        Member::start_with_env(config, &[])
+    }
+
+    /// A member with these environment variables besides the inherited ones.
+    pub(crate) fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Member {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ackbar-under-test"))
             .args(["--log-format", "json", "run", config.to_str().unwrap()])
+            .envs(env.iter().copied())
             .env(
                 "ACKBAR_LOG",
                 "warn,ackbar::events=debug,ackbar::consumer::handler_call=info,ackbar::control=info",
@@ -77,7 +83,7 @@ impl Member {
         }
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 

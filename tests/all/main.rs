@@ -15,6 +15,7 @@ mod exactly_once;
 mod faults;
 mod fleet;
 mod fleet_acl;
+mod fleet_oci;
 mod grants;
 mod hostile;
 mod languages;

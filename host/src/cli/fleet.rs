@@ -8,6 +8,7 @@ use crate::control::{
     DecisionLog, Decisions, DesiredPipeline, DesiredState, MemberStatus, PipelineStatus,
     PluginDigest, PluginStore, StatusTopic,
 };
+use crate::oci::{self, OciReference, Registries};
 use crate::plugin::{inspect, PluginRuntime};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -104,7 +105,13 @@ pub struct DeployArgs {
     /// Minutes after which the decision is taken with fewer deliveries.
     #[arg(long, default_value_t = 10, requires = "canary")]
     pub canary_max_minutes: u64,
-    /// The handler component.
+    /// A registry (`HOST` or `HOST:PORT`) spoken to over plain HTTP although not on loopback
+    /// (repeatable); the members need it in `[control] insecure_registries` too.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+    /// The handler component: a file, or `oci://HOST[:PORT]/REPO[:TAG][@sha256:…]` in a
+    /// registry (pinned to the manifest's digest when deployed; credentials from the Docker
+    /// config file).
     pub plugin: PathBuf,
 }
 
@@ -187,20 +194,46 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
         canary,
         canary_messages,
         canary_max_minutes,
+        insecure_registry,
         plugin,
     } = args;
     let control = TenantControl::new(&target.control, &target.tenant)?;
-    let bytes = std::fs::read(&plugin)
-        .with_context(|| format!("plugin {}: cannot read the file", plugin.display()))?;
     let spec = match &spec {
         Some(path) => Some(read_spec(path)?),
         None => None,
     };
+    let (bytes, source) = match plugin.to_str().filter(|p| p.starts_with(oci::SCHEME)) {
+        Some(text) => {
+            let reference = OciReference::parse(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let registries = Registries::from_env().with_insecure(insecure_registry);
+            // Pinned now: a tag moved later changes nothing that runs.
+            let pinned = oci::resolve(&registries, &reference).await?;
+            let bytes = oci::pull(&registries, &pinned).await?;
+            eprintln!("{text}: {}", pinned.reference);
+            (bytes, Some(pinned.reference.to_string()))
+        }
+        None => {
+            let bytes = std::fs::read(&plugin)
+                .with_context(|| format!("plugin {}: cannot read the file", plugin.display()))?;
+            (bytes, None)
+        }
+    };
     // The local check and the read of what runs now are independent: both at once.
-    let checked = plugin.clone();
+    let pulled = source
+        .as_ref()
+        .map(|reference| (reference.clone(), bytes.clone()));
+    let local = plugin.clone();
     let check = tokio::task::spawn_blocking(move || {
         let runtime = PluginRuntime::new()?;
-        inspect(&runtime, &checked)
+        match pulled {
+            None => inspect(&runtime, &local),
+            // Checked as a file, as a member will load it.
+            Some((reference, bytes)) => {
+                let file = tempfile::Builder::new().suffix(".wasm").tempfile()?;
+                std::fs::write(file.path(), &bytes)?;
+                inspect(&runtime, file.path()).with_context(|| format!("plugin {reference}"))
+            }
+        }
     });
     let (report, current) = tokio::join!(check, control.current(&target.pipeline));
     let report = report??;
@@ -235,9 +268,11 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
                     target.pipeline
                 );
             }
-            let mut desired = current.next(ran.clone(), ran, spec);
+            let mut desired = current.next(ran.clone(), ran.clone(), None, spec);
+            desired.source = current.source_of(&ran).map(str::to_string);
             desired.canary = Some(CanaryDeploy {
                 plugin: digest.clone(),
+                source: source.clone(),
                 percent,
                 messages: canary_messages,
                 max_ms: canary_max_minutes.saturating_mul(60_000),
@@ -251,17 +286,20 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
             target.pipeline,
             target.tenant
         ),
-        (Some(current), Some(ran), None) => current.next(ran, digest.clone(), spec),
+        (Some(current), Some(ran), None) => current.next(ran, digest.clone(), source.clone(), spec),
         (_, _, None) => DesiredPipeline {
             pipeline: target.pipeline.clone(),
             plugin: digest.clone(),
+            source: source.clone(),
             spec,
             generation: 1,
             history: vec![],
             canary: None,
         },
     };
-    control.store.put(&bytes).await?;
+    if source.is_none() {
+        control.store.put(&bytes).await?;
+    }
     control.desired.publish(&desired).await?;
     eprintln!(
         "deploy {} of tenant '{}' pipeline '{}': plugin {digest} ({} bytes){}",
@@ -373,7 +411,12 @@ pub async fn rollback(args: RollbackArgs) -> Result<()> {
         );
     };
     let ran = control.ran(&target.tenant, &current).await?;
-    let desired = current.next(ran, past.plugin.clone(), past.spec.clone());
+    let desired = current.next(
+        ran,
+        past.plugin.clone(),
+        past.source.clone(),
+        past.spec.clone(),
+    );
     control.desired.publish(&desired).await?;
     eprintln!(
         "deploy {} of tenant '{}' pipeline '{}': back to deploy {} (plugin {})",

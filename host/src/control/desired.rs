@@ -50,8 +50,11 @@ fn tenant_topic(prefix: &str, tenant: &str, kind: &str) -> Result<String> {
 pub struct DesiredPipeline {
     /// The pipeline's name, unique among the member's pipelines.
     pub pipeline: String,
-    /// The component that handles it, in the plugin store.
+    /// The component that handles it.
     pub plugin: PluginDigest,
+    /// Where members fetch `plugin` from: an `oci://` reference pinned to its manifest's
+    /// digest; `None` for the tenant's plugin store.
+    pub source: Option<String>,
     /// Its `[[tenant.pipeline]]` table as TOML, without `name` and `plugin`.
     pub spec: String,
     /// 1 for the first deploy of the pipeline, one more for each deploy after it.
@@ -68,8 +71,11 @@ pub struct DesiredPipeline {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CanaryDeploy {
-    /// The new version, in the plugin store.
+    /// The new version.
     pub plugin: PluginDigest,
+    /// Where it is fetched from, as [`DesiredPipeline::source`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// The share of partitions it runs on, in percent (see [`crate::canary::every_nth`]).
     pub percent: u32,
     /// Deliveries on the canary after which the decision is taken.
@@ -101,6 +107,9 @@ pub struct PastDeploy {
     pub plugin: PluginDigest,
     /// Its spec.
     pub spec: String,
+    /// Where its plugin is fetched from, as [`DesiredPipeline::source`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl DesiredPipeline {
@@ -140,11 +149,29 @@ impl DesiredPipeline {
         }
     }
 
-    /// The deploy after this one: `plugin` with `spec`, one generation on, this one first in
-    /// its history as `ran` (what it came to run: a canary's version once promoted).
-    pub fn next(&self, ran: PluginDigest, plugin: PluginDigest, spec: String) -> DesiredPipeline {
+    /// Where this deploy's `digest` (its plugin's or its canary's) is fetched from; `None`:
+    /// the tenant's plugin store.
+    pub fn source_of(&self, digest: &PluginDigest) -> Option<&str> {
+        match &self.canary {
+            Some(canary) if canary.plugin == *digest => canary.source.as_deref(),
+            _ if self.plugin == *digest => self.source.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The deploy after this one: `plugin` from `source` with `spec`, one generation on, this
+    /// one first in its history as `ran` (what it came to run: a canary's version once
+    /// promoted).
+    pub fn next(
+        &self,
+        ran: PluginDigest,
+        plugin: PluginDigest,
+        source: Option<String>,
+        spec: String,
+    ) -> DesiredPipeline {
         let mut history = vec![PastDeploy {
             generation: self.generation,
+            source: self.source_of(&ran).map(str::to_string),
             plugin: ran,
             spec: self.spec.clone(),
         }];
@@ -152,6 +179,7 @@ impl DesiredPipeline {
         DesiredPipeline {
             pipeline: self.pipeline.clone(),
             plugin,
+            source,
             spec,
             generation: self.generation + 1,
             history,
@@ -165,6 +193,8 @@ impl DesiredPipeline {
 #[serde(deny_unknown_fields)]
 struct Record {
     plugin: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
     spec: String,
     generation: u64,
     #[serde(default)]
@@ -196,6 +226,7 @@ impl DesiredState {
     pub async fn publish(&self, desired: &DesiredPipeline) -> Result<()> {
         let value = serde_json::to_vec(&Record {
             plugin: desired.plugin.to_string(),
+            source: desired.source.clone(),
             spec: desired.spec.clone(),
             generation: desired.generation,
             history: desired.history.clone(),
@@ -299,6 +330,7 @@ fn parse(
                 Ok(DesiredPipeline {
                     pipeline: pipeline.clone(),
                     plugin,
+                    source: record.source,
                     spec: record.spec,
                     generation: record.generation,
                     history: record.history,

@@ -29,6 +29,7 @@ use super::status::{
 };
 use crate::canary::{self, Tally};
 use crate::config::{Backoff, CanaryPlugin, Config, ControlSettings};
+use crate::oci::{self, OciReference, PinnedComponent, Registries};
 use crate::plugin::PluginRuntime;
 use crate::reload::PluginSlot;
 use crate::supervisor::{Launch, Supervised};
@@ -73,6 +74,8 @@ pub struct Member {
     /// the reason, logged once per generation.
     waiting: BTreeMap<Key, (u64, String)>,
     status: StatusTopic,
+    /// How deployed components are pulled from OCI registries.
+    registries: Registries,
     /// Canary verdicts, followed.
     decisions: Decisions,
     decisions_follower: Option<DecisionsFollower>,
@@ -177,6 +180,10 @@ impl Member {
         let started_ms = now_ms();
         let decisions_group = decisions_topic(&settings.prefix);
         let leadership = Leadership::join(&properties, &decisions_group, &decisions_group)?;
+        let registries = Registries::new(
+            settings.registry_auth_file.clone(),
+            settings.insecure_registries.clone(),
+        );
         Ok(Member {
             config,
             settings,
@@ -186,6 +193,7 @@ impl Member {
             refused: BTreeMap::new(),
             waiting: BTreeMap::new(),
             status,
+            registries,
             decisions,
             decisions_follower: None,
             leadership: Some(leadership),
@@ -618,12 +626,15 @@ impl Member {
             later => later,
         };
         let path = self
-            .fetch(tenant_index, &plan.plugin)
+            .fetch(tenant_index, &plan.plugin, desired.source_of(&plan.plugin))
             .await
             .map_err(in_deploy)?;
         let canary = match &plan.canary {
             Some((digest, every)) => Some(CanaryPlugin {
-                path: self.fetch(tenant_index, digest).await.map_err(in_deploy)?,
+                path: self
+                    .fetch(tenant_index, digest, desired.source_of(digest))
+                    .await
+                    .map_err(in_deploy)?,
                 every: *every,
             }),
             None => None,
@@ -734,26 +745,53 @@ impl Member {
     }
 
     /// The component `digest` as a local file: from the cache when it is there and intact,
-    /// else from the tenant's plugin store.
+    /// else from `source` (an `oci://` reference pinned to its manifest) or, without one, the
+    /// tenant's plugin store. A registry that cannot be reached is tried again on the next
+    /// poll; one whose answer does not match the digest is refused.
     async fn fetch(
         &self,
         tenant_index: usize,
         digest: &PluginDigest,
+        source: Option<&str>,
     ) -> Result<PathBuf, NotApplied> {
         // Per tenant: a digest another tenant deployed (statuses show them) is not this one's
         // until its own store has it.
         let tenant = &self.tenants[tenant_index].name;
         let file_name = format!("{}.wasm", digest.as_str().replace(':', "-"));
         let path = self.launch.plugins_dir.join(tenant).join(file_name);
+        let (wanted, target) = (digest.clone(), path.clone());
+        let cached = tokio::task::spawn_blocking(move || {
+            std::fs::read(&target).is_ok_and(|bytes| PluginDigest::of(&bytes) == wanted)
+        })
+        .await
+        .map_err(|e| NotApplied::Later(e.into()))?;
+        if cached {
+            return Ok(path);
+        }
+        let pulled = match source {
+            None => None,
+            Some(source) => {
+                let reference = OciReference::parse(source).map_err(|e| {
+                    NotApplied::Refused(format!("plugin {digest}: source {source:?}: {e}"))
+                })?;
+                let pinned = PinnedComponent {
+                    reference,
+                    component: digest.clone(),
+                };
+                match oci::pull(&self.registries, &pinned).await {
+                    Ok(bytes) => Some(bytes),
+                    Err(e) if e.is_unreachable() => return Err(NotApplied::Later(e.into())),
+                    Err(e) => return Err(NotApplied::Refused(format!("plugin {digest}: {e}"))),
+                }
+            }
+        };
         let store = self.tenants[tenant_index].store.clone();
         let (wanted, target) = (digest.clone(), path.clone());
         let fetched = tokio::task::spawn_blocking(move || -> Result<()> {
-            if let Ok(bytes) = std::fs::read(&target) {
-                if PluginDigest::of(&bytes) == wanted {
-                    return Ok(());
-                }
-            }
-            let bytes = store.get(&wanted)?;
+            let bytes = match pulled {
+                Some(bytes) => bytes,
+                None => store.get(&wanted)?,
+            };
             if let Some(dir) = target.parent() {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
