@@ -78,6 +78,7 @@ pub mod supervisor;
 pub mod telemetry;
 pub mod tenant;
 mod text;
+mod tls;
 mod token_bucket;
 mod trace_context;
 mod transactions;

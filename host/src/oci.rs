@@ -511,7 +511,7 @@ impl Registries {
 
     /// A client for `reference`'s registry, and what it authenticates with.
     fn client(&self, reference: &OciReference) -> Result<(Client, RegistryAuth), OciError> {
-        install_crypto_provider();
+        crate::tls::install_provider();
         let protocol = if self.plain_http(reference.registry()) {
             ClientProtocol::Http
         } else {
@@ -608,15 +608,6 @@ fn same_registry(key: &str, registry: &str) -> bool {
         )
     };
     key.eq_ignore_ascii_case(registry) || (hub(key) && hub(registry))
-}
-
-/// reqwest is built without a TLS provider of its own (see Cargo.toml): rustls' ring is it.
-fn install_crypto_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // Another part of the process may have installed one first; that one serves.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }
 
 /// Publishes `bytes` (a component) at `reference`'s tag in the Wasm OCI artifact layout, and

@@ -165,14 +165,7 @@ impl PluginSlot {
         }
         let bytes = std::fs::read(path)
             .with_context(|| format!("plugin {}: cannot read the file", path.display()))?;
-        let pool = prepare(
-            &self.runtime,
-            path,
-            &bytes,
-            self.limits,
-            &self.grants,
-            self.smoke_payload.as_deref(),
-        )?;
+        let pool = self.prepare(path, &bytes)?;
         tracing::info!(
             tenant = %self.tenant,
             pipeline = %self.pipeline,
@@ -255,20 +248,25 @@ impl PluginSlot {
         result
     }
 
+    /// A version of this slot's plugin, ready to swap in (see [`prepare`]).
+    fn prepare(&self, path: &Path, bytes: &[u8]) -> Result<InstancePool> {
+        prepare(
+            &self.runtime,
+            path,
+            bytes,
+            self.limits,
+            &self.grants,
+            self.smoke_payload.as_deref(),
+        )
+    }
+
     fn try_reload(&self, path: &Path, started: Instant) -> Result<Reloaded> {
         let bytes = read_when_stable(path)?;
         let from = self.current().plugin().version().to_string();
         if crate::plugin::version_id(&bytes) == from {
             return Ok(Reloaded::Unchanged { version: from });
         }
-        let pool = prepare(
-            &self.runtime,
-            path,
-            &bytes,
-            self.limits,
-            &self.grants,
-            self.smoke_payload.as_deref(),
-        )?;
+        let pool = self.prepare(path, &bytes)?;
         let to = pool.plugin().version().to_string();
         let old = self.current.swap(Arc::new(pool));
         self.retired_instances

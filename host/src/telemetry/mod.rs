@@ -46,6 +46,8 @@ impl Telemetry {
     /// Prometheus one, before any pipeline creates its series).
     pub fn start(settings: Option<&TelemetrySettings>) -> Result<(Telemetry, Option<OtelMetrics>)> {
         let plan = TelemetryPlan::from_env(settings, |name| std::env::var(name).ok())?;
+        // The exporters' HTTP clients need it even for plain HTTP.
+        crate::tls::install_provider();
         let mut telemetry = Telemetry::default();
         let resource = resource(&plan);
         if let Some(endpoint) = &plan.endpoints.traces {
