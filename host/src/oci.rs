@@ -176,6 +176,11 @@ impl From<OciReference> for String {
 /// Checks `HOST[:PORT]` (a bracketed IPv6 address as `[::1]:5000`), as a reference or an
 /// insecure-registry entry names a registry: no scheme, no path.
 pub fn check_registry_name(registry: &str) -> Result<(), String> {
+    if registry.contains("://") {
+        return Err(format!(
+            "registry {registry:?} is not HOST[:PORT]: give it without a scheme"
+        ));
+    }
     let (host, port) = split_host_port(registry);
     let host_ok = if let Some(inner) = host.strip_prefix('[') {
         inner
@@ -421,6 +426,16 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// Whether `registry` (`HOST[:PORT]`) is among `entries`, each `HOST:PORT`, or `HOST` for any
+/// port.
+pub fn listed(entries: &[String], registry: &str) -> bool {
+    let (host, _) = split_host_port(registry);
+    entries.iter().any(|entry| {
+        entry.eq_ignore_ascii_case(registry)
+            || (split_host_port(entry).1.is_none() && entry.eq_ignore_ascii_case(host))
+    })
+}
+
 /// How to reach registries: the credentials file(s), and which registries are spoken to over
 /// plain HTTP. Loopback registries (`127.0.0.0/8`, `::1`, `localhost`) always are, the
 /// insecure registries listed here too, every other one over HTTPS.
@@ -481,11 +496,7 @@ impl Registries {
             || bare
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback());
-        loopback
-            || self.insecure.iter().any(|entry| {
-                entry.eq_ignore_ascii_case(registry)
-                    || (split_host_port(entry).1.is_none() && entry.eq_ignore_ascii_case(host))
-            })
+        loopback || listed(&self.insecure, registry)
     }
 
     /// The credentials for `registry` (`HOST[:PORT]`) in the first file that has them; `None`:

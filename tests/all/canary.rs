@@ -11,13 +11,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 const PARTITIONS: i32 = 8;
-/// Messages per round: 1 in 20 says `trap-in-variant:1`.
+/// Messages per round: 1 in 20 of each partition's says `trap-in-variant:1`.
 const ROUND: i64 = 4_000;
 
+/// Message `i` goes to partition `i % 8` at offset `i / 8`.
+fn traps(i: i64) -> bool {
+    (i / PARTITIONS as i64) % 20 == 0
+}
+
 fn payload(i: i64) -> String {
-    match i % 20 {
-        0 => "trap-in-variant:1".into(),
-        _ => "ok".into(),
+    match traps(i) {
+        true => "trap-in-variant:1".into(),
+        false => "ok".into(),
     }
 }
 
@@ -29,7 +34,7 @@ async fn canary_round(fleet: &Fleet, plugin: &Path, from: i64) -> std::process::
         "--canary",
         "25%",
         "--canary-messages",
-        "200",
+        "300",
         "--canary-max-minutes",
         "30",
     ];
@@ -51,9 +56,10 @@ async fn canary_round(fleet: &Fleet, plugin: &Path, from: i64) -> std::process::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_that_traps_on_5_percent_is_rolled_back_and_a_good_one_is_promoted() {
     let fleet = Fleet::with_partitions(PARTITIONS).await;
-    // A trapped message is redelivered (soon) until a version handles it.
+    // A trapped message is redelivered until a version handles it, while the messages after
+    // it go on: the canary sees its 5%, not one message delivered again and again.
     let spec = format!(
-        "{}[backoff]\ninitial_ms = 20\nmax_ms = 100\n",
+        "{}ordering = \"unordered\"\nmax_in_flight = 64\n[backoff]\ninitial_ms = 500\nmax_ms = 2000\n",
         std::fs::read_to_string(&fleet.spec)
             .unwrap()
             .replace("\"ACK\"", "\"NACK_ON_ERROR\"")
@@ -118,9 +124,9 @@ async fn a_canary_that_traps_on_5_percent_is_rolled_back_and_a_good_one_is_promo
         "the canary ran on {canary_partitions:?}"
     );
     // The messages it trapped on were handled by v1 after the rollback: 1 in 20 of the round,
-    // so 200, of which the 100 on partitions 0 and 4 trapped first.
+    // so 200, of which the 50 on partitions 0 and 4 reached the canary first.
     let offsets_of_traps: Vec<(i32, i64)> = (ROUND..2 * ROUND)
-        .filter(|i| i % 20 == 0)
+        .filter(|&i| traps(i))
         .map(|i| ((i % PARTITIONS as i64) as i32, i / PARTITIONS as i64))
         .collect();
     assert_eq!(offsets_of_traps.len(), 200);
@@ -156,15 +162,16 @@ async fn a_canary_that_traps_on_5_percent_is_rolled_back_and_a_good_one_is_promo
         .get("shop", "orders", 2)
         .expect("deploy 2's decision");
     assert_eq!(rollback.verdict, Verdict::RollBack);
-    assert!(rollback.canary_tally.deliveries >= 200, "{rollback:?}");
-    assert!(rollback.canary_rates.trap >= 0.05, "{rollback:?}");
-    assert!(rollback.stable_tally.deliveries > 0, "{rollback:?}");
+    assert!(rollback.canary_tally.deliveries >= 300, "{rollback:?}");
+    // About the 5% of its messages, and redeliveries of them: not one message stuck.
+    let rate = rollback.canary_rates.trap;
+    assert!((0.03..0.9).contains(&rate), "{rollback:?}");
     assert_eq!(rollback.stable_rates.trap, 0.0, "{rollback:?}");
     let promotion = decisions
         .get("shop", "orders", 3)
         .expect("deploy 3's decision");
     assert_eq!(promotion.verdict, Verdict::Promote);
-    assert!(promotion.canary_tally.deliveries >= 200, "{promotion:?}");
+    assert!(promotion.canary_tally.deliveries >= 300, "{promotion:?}");
     assert_eq!(promotion.canary_rates.trap, 0.0, "{promotion:?}");
     let status = fleet.command(&["status"]);
     let shown = text(&status.stdout);

@@ -31,6 +31,13 @@ async fn a_deploy_from_a_registry_is_pinned_pulled_by_every_member_and_survives_
 {
     let mut registry = Registry::start().expect("start the registry");
     let fleet = Fleet::with_partitions(6).await;
+    // The member's file names the registries the tenant may pull from.
+    let member = std::fs::read_to_string(&fleet.config).unwrap();
+    std::fs::write(
+        &fleet.config,
+        format!("{member}registries = [\"{}\"]\n", registry.address()),
+    )
+    .unwrap();
     let fixture = std::fs::read(guest("fixture")).unwrap();
     let version = |tag: u32| {
         let path = fleet.dir.path().join(format!("v{tag}.wasm"));

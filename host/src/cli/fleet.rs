@@ -78,7 +78,8 @@ pub struct TargetArgs {
     /// The pipeline's name.
     #[arg(long)]
     pub pipeline: String,
-    /// Seconds to wait for every live member to apply the change; 0 does not wait.
+    /// Seconds to wait for every live member to apply the change (after a canary's decision,
+    /// besides its minutes); 0 does not wait.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
 }
@@ -317,8 +318,10 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
     );
     wait_for(&control, &target, Some(desired.generation), None).await?;
     match &desired.canary {
-        Some(plan) => wait_for_decision(&control, &target, &desired, plan).await,
-        None => Ok(()),
+        Some(plan) if target.timeout > 0 => {
+            wait_for_decision(&control, &target, &desired, plan).await
+        }
+        _ => Ok(()),
     }
 }
 
@@ -344,6 +347,7 @@ async fn wait_for_decision(
         if let Some(d) = follower
             .log()
             .get(&target.tenant, &target.pipeline, desired.generation)
+            .filter(|d| d.decides(desired))
         {
             break d.clone();
         }

@@ -140,6 +140,9 @@ pub(super) struct RawTenant {
     /// names.
     #[serde(default)]
     pub share_write: BTreeMap<String, Vec<String>>,
+    /// OCI registries (`HOST` or `HOST:PORT`) the tenant's deploys may pull components from.
+    #[serde(default)]
+    pub registries: Vec<String>,
     #[serde(default)]
     pub limits: RawTenantLimits,
     #[serde(default)]

@@ -60,6 +60,10 @@ pub struct TenantConfig {
     /// Owned topics (or patterns) other tenants may write outputs and dead letters to: topic →
     /// the tenants that may.
     pub share_write: BTreeMap<String, Vec<String>>,
+    /// OCI registries (`HOST` for any port, or `HOST:PORT`) the tenant's deploys may pull
+    /// components from; none by default. A deploy names its registry, and it is the platform's
+    /// file that decides which hosts members connect to for a tenant.
+    pub registries: Vec<String>,
     /// Limits shared by all of the tenant's pipelines.
     pub limits: TenantLimits,
     /// What the tenant's guests may reach, the same for all of its pipelines.
@@ -74,9 +78,15 @@ impl TenantConfig {
             topics: Vec::new(),
             share: BTreeMap::new(),
             share_write: BTreeMap::new(),
+            registries: Vec::new(),
             limits: TenantLimits::default(),
             grants: Arc::default(),
         }
+    }
+
+    /// Whether the tenant's deploys may pull from `registry` (`HOST[:PORT]`).
+    pub fn may_pull_from(&self, registry: &str) -> bool {
+        crate::oci::listed(&self.registries, registry)
     }
 
     /// The owned pattern `topic` falls under, if any.
@@ -135,6 +145,10 @@ pub(super) fn validate_tenant(
                 format!("lists {a:?} and {b:?}, which overlap"),
             ));
         }
+    }
+    for registry in &raw.registries {
+        crate::oci::check_registry_name(registry)
+            .map_err(|e| tenant_err("registries", format!("lists {registry:?}: {e}")))?;
     }
     for (field, shares) in [("share", &raw.share), ("share_write", &raw.share_write)] {
         for shared in shares.keys() {
@@ -252,6 +266,7 @@ pub(super) fn validate_tenant(
         topics: raw.topics.clone(),
         share: raw.share.clone(),
         share_write: raw.share_write.clone(),
+        registries: raw.registries.clone(),
         limits,
         grants: Arc::new(Grants {
             read_only_dir,

@@ -32,6 +32,10 @@ pub struct Decision {
     pub canary: String,
     /// The version it ran beside.
     pub stable: String,
+    /// The canary deploy's `started_ms`: with the generation and the two digests, what tells
+    /// this canary from another one of the same generation (a pipeline deployed again after
+    /// `undeploy` starts its generations over).
+    pub started_ms: u64,
     /// Promote or roll back.
     pub verdict: Verdict,
     /// The comparison in words.
@@ -51,6 +55,16 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// Whether this is the decision on `desired`'s canary.
+    pub fn decides(&self, desired: &super::DesiredPipeline) -> bool {
+        desired.canary.as_ref().is_some_and(|canary| {
+            self.generation == desired.generation
+                && self.canary == canary.plugin.as_str()
+                && self.stable == desired.plugin.as_str()
+                && self.started_ms == canary.started_ms
+        })
+    }
+
     fn key(&self) -> String {
         key(&self.tenant, &self.pipeline, self.generation)
     }

@@ -123,13 +123,7 @@ impl DesiredPipeline {
                 canary: None,
             };
         };
-        let verdict = decision
-            .filter(|d| {
-                d.generation == self.generation
-                    && d.canary == canary.plugin.as_str()
-                    && d.stable == self.plugin.as_str()
-            })
-            .map(|d| d.verdict);
+        let verdict = decision.filter(|d| d.decides(self)).map(|d| d.verdict);
         match verdict {
             Some(crate::canary::Verdict::Promote) => Plan {
                 plugin: canary.plugin.clone(),

@@ -84,6 +84,9 @@ pub struct Member {
     /// The fleet's statuses, followed while this member leads: a verdict sums every member's
     /// counts.
     statuses: Option<StatusFollower>,
+    /// When this member, as leader, first saw each undecided canary (tenant, pipeline,
+    /// generation), in ms since the epoch.
+    canaries_seen: HashMap<(String, String, u64), u64>,
     identity: Identity,
     /// Messages counted at the previous status, for the rate.
     counted: HashMap<Key, (Instant, u64)>,
@@ -198,6 +201,7 @@ impl Member {
             decisions_follower: None,
             leadership: Some(leadership),
             statuses: None,
+            canaries_seen: HashMap::new(),
             identity: Identity {
                 member: format!("{host}:{pid}:{started_ms}"),
                 host,
@@ -244,8 +248,12 @@ impl Member {
     /// versions, stops removed ones. Returns whether anything changed (the status is then due).
     pub async fn reconcile(&mut self) -> bool {
         let mut changed = false;
-        // A new decision changes what runs without a new deploy record.
+        // A new decision changes what runs without a new deploy record; and until the
+        // decisions were read, a canary's plan is not known: nothing is applied.
         let decided = self.follow_decisions().await;
+        if self.decisions_follower.is_none() {
+            return self.started_or_stopped().await;
+        }
         for index in 0..self.tenants.len() {
             let (tenant, desired) = {
                 let t = &self.tenants[index];
@@ -297,6 +305,7 @@ impl Member {
             self.decide().await;
         } else {
             self.statuses = None;
+            self.canaries_seen.clear();
         }
         changed || self.started_or_stopped().await
     }
@@ -348,10 +357,25 @@ impl Member {
             };
             for desired in follower.current().into_values().flatten() {
                 let key = (tenant.name.clone(), desired.pipeline.clone());
-                if desired.canary.is_some() && self.decision(&key, desired.generation).is_none() {
+                let decided = self
+                    .decision(&key, desired.generation)
+                    .is_some_and(|d| d.decides(&desired));
+                if desired.canary.is_some() && !decided {
                     due.push((tenant.name.clone(), desired));
                 }
             }
+        }
+        let now = now_ms();
+        // A canary's time runs from when this member, as leader, first saw it: the deploying
+        // machine's clock is not the leader's.
+        self.canaries_seen.retain(|seen, _| {
+            due.iter()
+                .any(|(t, d)| (t, &d.pipeline, d.generation) == (&seen.0, &seen.1, seen.2))
+        });
+        for (tenant, desired) in &due {
+            self.canaries_seen
+                .entry((tenant.clone(), desired.pipeline.clone(), desired.generation))
+                .or_insert(now);
         }
         if due.is_empty() {
             self.statuses = None;
@@ -399,15 +423,35 @@ impl Member {
                     on_stable = on_stable.plus(c.stable);
                 }
             }
-            let now = now_ms();
-            if !canary::due(
-                on_canary.deliveries,
-                plan.messages,
-                plan.started_ms,
-                plan.max_ms,
-                now,
-            ) {
+            let seen =
+                self.canaries_seen[&(tenant.clone(), desired.pipeline.clone(), desired.generation)];
+            if !canary::due(on_canary.deliveries, plan.messages, seen, plan.max_ms, now) {
                 continue;
+            }
+            // A leader that took over a moment ago may not have read its predecessor's last
+            // decision yet: the topic is read to its end before one is taken.
+            let decisions = self.decisions.clone();
+            match tokio::task::spawn_blocking(move || decisions.read()).await {
+                Ok(Ok(log)) => {
+                    let taken = log
+                        .get(&tenant, &desired.pipeline, desired.generation)
+                        .filter(|d| d.decides(&desired))
+                        .cloned();
+                    if let Some(taken) = taken {
+                        if let Some(follower) = &mut self.decisions_follower {
+                            follower.remember(taken);
+                        }
+                        continue;
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!("cannot read the fleet's decisions before taking one: {e:#}");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!("the decisions reader panicked: {e}");
+                    continue;
+                }
             }
             let judgement = canary::judge(on_canary, on_stable);
             let decision = Decision {
@@ -416,6 +460,7 @@ impl Member {
                 generation: desired.generation,
                 canary: plan.plugin.to_string(),
                 stable: desired.plugin.to_string(),
+                started_ms: plan.started_ms,
                 verdict: judgement.verdict,
                 reason: judgement.reason,
                 canary_tally: on_canary,
@@ -774,14 +819,35 @@ impl Member {
                 let reference = OciReference::parse(source).map_err(|e| {
                     NotApplied::Refused(format!("plugin {digest}: source {source:?}: {e}"))
                 })?;
+                let allowed = self
+                    .config
+                    .tenants
+                    .iter()
+                    .find(|t| t.name == *tenant)
+                    .is_some_and(|t| t.may_pull_from(reference.registry()));
+                if !allowed {
+                    return Err(NotApplied::Refused(format!(
+                        "plugin {digest}: tenant '{tenant}' may not pull from registry {}: the \
+                         member's file lists the registries a tenant may use in its `registries`",
+                        reference.registry()
+                    )));
+                }
                 let pinned = PinnedComponent {
                     reference,
                     component: digest.clone(),
                 };
-                match oci::pull(&self.registries, &pinned).await {
-                    Ok(bytes) => Some(bytes),
-                    Err(e) if e.is_unreachable() => return Err(NotApplied::Later(e.into())),
-                    Err(e) => return Err(NotApplied::Refused(format!("plugin {digest}: {e}"))),
+                // A registry that trickles its answer must not hold the member's loop forever.
+                match tokio::time::timeout(PULL_TIMEOUT, oci::pull(&self.registries, &pinned)).await
+                {
+                    Ok(Ok(bytes)) => Some(bytes),
+                    Ok(Err(e)) if e.is_unreachable() => return Err(NotApplied::Later(e.into())),
+                    Ok(Err(e)) => return Err(NotApplied::Refused(format!("plugin {digest}: {e}"))),
+                    Err(_) => {
+                        return Err(NotApplied::Later(anyhow::anyhow!(
+                            "{source}: the pull took longer than {} s",
+                            PULL_TIMEOUT.as_secs()
+                        )))
+                    }
                 }
             }
         };
@@ -952,6 +1018,9 @@ impl Member {
         }
     }
 }
+
+/// The longest one pull from a registry may take before it is tried again later.
+const PULL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Refusals of pipelines that never started shown in the status, at most.
 const MAX_REFUSALS_SHOWN: usize = 32;

@@ -269,6 +269,30 @@ fn control_registry_settings_are_resolved_and_validated_with_their_field() {
 }
 
 #[test]
+fn a_tenant_pulls_only_from_the_registries_its_file_lists() {
+    let tenant = |registries: &str| {
+        format!(
+            "brokers = \"k:9092\"\n[control]\n[[tenant]]\nname = \"shop\"\nregistries = {registries}\n"
+        )
+    };
+    let c = parse(&tenant(r#"["registry.example.com", "127.0.0.1:5000"]"#)).unwrap();
+    let shop = c.tenants.iter().find(|t| t.name == "shop").unwrap();
+    assert!(shop.may_pull_from("registry.example.com:443"));
+    assert!(shop.may_pull_from("127.0.0.1:5000"));
+    assert!(!shop.may_pull_from("127.0.0.1:5001"));
+    assert!(!shop.may_pull_from("evil.example.com"));
+    let e = parse(&tenant(r#"["https://registry.example.com"]"#))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("tenant 'shop'")
+            && e.contains("`registries`")
+            && e.contains("is not HOST[:PORT]"),
+        "{e}"
+    );
+}
+
+#[test]
 fn share_group_pipelines_get_their_defaults_and_refuse_what_cannot_hold() {
     let p = |extra: &str| parse(&format!("{MINIMAL}group_type = \"share\"\n{extra}"));
     let share = p("").unwrap();
