@@ -17,6 +17,25 @@ pub enum BrokerKind {
     Tansu,
 }
 
+impl BrokerKind {
+    /// The `[kafka]` lines a test's config file gives a pipeline's group on this broker: short
+    /// sessions for the classic protocol (the consumer protocol's are the broker's).
+    pub fn kafka_toml(self) -> &'static str {
+        match self {
+            BrokerKind::KafkaConsumerProtocol => "",
+            _ => "\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n",
+        }
+    }
+
+    /// The `[[pipeline]]` line that chooses this broker's group protocol.
+    pub fn pipeline_toml(self) -> &'static str {
+        match self {
+            BrokerKind::KafkaConsumerProtocol => "group_protocol = \"consumer\"\n",
+            _ => "",
+        }
+    }
+}
+
 /// The shared broker of `kind`, started on first use. Embedded brokers are per test instead.
 pub fn external(kind: BrokerKind) -> &'static BrokerProcess {
     static KAFKA: OnceLock<BrokerProcess> = OnceLock::new();
@@ -40,3 +59,25 @@ pub fn sasl_kafka() -> &'static BrokerProcess {
 fn start(kind: &str) -> BrokerProcess {
     BrokerProcess::start(&repo_root(), kind).unwrap_or_else(|e| panic!("{e:#}"))
 }
+
+/// Each test (`name => |broker| future`) on Apache Kafka with each group protocol: a module per
+/// test with `classic` and `kip_848` in it, so the two share every line but the broker.
+macro_rules! on_both_protocols {
+    ($($name:ident => $body:expr;)*) => {$(
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn classic() {
+                ($body)(BrokerKind::Kafka).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn kip_848() {
+                ($body)(BrokerKind::KafkaConsumerProtocol).await;
+            }
+        }
+    )*};
+}
+
+pub(crate) use on_both_protocols;

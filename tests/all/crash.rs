@@ -91,8 +91,12 @@ pub(crate) fn random_delay(seed: &mut u64, min: u64, max: u64) -> Duration {
     Duration::from_millis(min + *seed % (max - min))
 }
 
-async fn survive_kill_nine(policy: &str, payload_for: impl Fn(i64) -> &'static str) {
-    let cluster = Cluster::on(BrokerKind::Kafka, PARTITIONS).await;
+async fn survive_kill_nine(
+    broker: BrokerKind,
+    policy: &str,
+    payload_for: impl Fn(i64) -> &'static str,
+) {
+    let cluster = Cluster::on(broker, PARTITIONS).await;
     let records: Vec<ackbar::kafka::Record> = (0..MESSAGES)
         .map(|i| ackbar::kafka::Record::new((i % PARTITIONS as i64) as i32, payload_for(i)))
         .collect();
@@ -104,14 +108,16 @@ async fn survive_kill_nine(policy: &str, payload_for: impl Fn(i64) -> &'static s
     std::fs::write(
         &config,
         format!(
-            "brokers = \"{}\"\n[run]\nsummary_interval_secs = 0\n[kafka]\n\"session.timeout.ms\" = 6000\n\
+            "brokers = \"{}\"\n[run]\nsummary_interval_secs = 0\n[kafka]\n{}\
              \"max.poll.interval.ms\" = 10000\n\
              [[pipeline]]\nname = \"crash\"\ntopics = [\"{}\"]\ngroup_id = \"{}\"\nack_policy = \"{policy}\"\n\
-             plugin = \"{}\"\ncommit_interval_ms = {COMMIT_INTERVAL_MS}\n[pipeline.backoff]\ninitial_ms = 10\n",
+             plugin = \"{}\"\ncommit_interval_ms = {COMMIT_INTERVAL_MS}\n{}[pipeline.backoff]\ninitial_ms = 10\n",
             cluster.bootstrap,
+            broker.kafka_toml(),
             cluster.topic,
             cluster.group,
-            guest("fixture").display()
+            guest("fixture").display(),
+            broker.pipeline_toml()
         ),
     )
     .unwrap();
@@ -210,19 +216,12 @@ async fn survive_kill_nine(policy: &str, payload_for: impl Fn(i64) -> &'static s
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_nine_under_ack_loses_nothing() {
-    survive_kill_nine("ACK", |_| "sleep:2").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_nine_under_nack_on_error_with_ten_percent_failures_loses_nothing() {
-    survive_kill_nine("NACK_ON_ERROR", |i| {
-        if i % 10 == 3 {
-            "fail-until:2"
-        } else {
-            "sleep:2"
-        }
-    })
-    .await;
+crate::brokers::on_both_protocols! {
+    kill_nine_under_ack_loses_nothing => |broker| survive_kill_nine(broker, "ACK", |_| "sleep:2");
+    kill_nine_under_nack_on_error_with_ten_percent_failures_loses_nothing => |broker| {
+        survive_kill_nine(broker, "NACK_ON_ERROR", |i| match i % 10 {
+            3 => "fail-until:2",
+            _ => "sleep:2",
+        })
+    };
 }

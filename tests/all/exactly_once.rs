@@ -17,8 +17,11 @@ const PARTITIONS: i32 = 4;
 const KILLS: usize = 5;
 
 /// How many times the output of each input (`PARTITION/OFFSET`) is visible.
-async fn outputs_after_kills_and_a_rebalance(delivery: &str) -> BTreeMap<String, usize> {
-    let cluster = Cluster::on(BrokerKind::Kafka, PARTITIONS).await;
+async fn outputs_after_kills_and_a_rebalance(
+    broker: BrokerKind,
+    delivery: &str,
+) -> BTreeMap<String, usize> {
+    let cluster = Cluster::on(broker, PARTITIONS).await;
     let out = unique("enriched");
     cluster.add_topic(&out, PARTITIONS).await;
     let payload = format!("send:{out}/sleep:1");
@@ -33,14 +36,15 @@ async fn outputs_after_kills_and_a_rebalance(delivery: &str) -> BTreeMap<String,
     std::fs::write(
         &config,
         format!(
-            "brokers = \"{}\"\n[run]\nsummary_interval_secs = 0\n[kafka]\n\"session.timeout.ms\" = 6000\n\
-             \"heartbeat.interval.ms\" = 500\n\
+            "brokers = \"{}\"\n[run]\nsummary_interval_secs = 0\n[kafka]\n{}\
              [[pipeline]]\nname = \"ctp\"\ntopics = [\"{}\"]\ngroup_id = \"{}\"\nack_policy = \"ACK\"\n\
-             plugin = \"{}\"\ncommit_interval_ms = 200\noutputs = [\"{out}\"]\ndelivery = \"{delivery}\"\n",
+             plugin = \"{}\"\ncommit_interval_ms = 200\noutputs = [\"{out}\"]\ndelivery = \"{delivery}\"\n{}",
             cluster.bootstrap,
+            broker.kafka_toml(),
             cluster.topic,
             cluster.group,
-            guest("fixture").display()
+            guest("fixture").display(),
+            broker.pipeline_toml()
         ),
     )
     .unwrap();
@@ -113,9 +117,10 @@ async fn outputs_after_kills_and_a_rebalance(delivery: &str) -> BTreeMap<String,
     times
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exactly_once_outputs_survive_kill_nine_and_a_rebalance() {
-    let times = outputs_after_kills_and_a_rebalance("exactly-once").await;
+/// No output twice for a `read_committed` reader: the transactions' fencing holds across kills
+/// and rebalances (with the consumer protocol, across member epochs).
+async fn exactly_once(broker: BrokerKind) {
+    let times = outputs_after_kills_and_a_rebalance(broker, "exactly-once").await;
     let duplicated: Vec<(&String, &usize)> = times.iter().filter(|(_, n)| **n > 1).collect();
     assert!(
         duplicated.is_empty(),
@@ -125,7 +130,9 @@ async fn exactly_once_outputs_survive_kill_nine_and_a_rebalance() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn at_least_once_outputs_survive_kill_nine_and_a_rebalance() {
-    outputs_after_kills_and_a_rebalance("at-least-once").await;
+crate::brokers::on_both_protocols! {
+    exactly_once_outputs_survive_kill_nine_and_a_rebalance => exactly_once;
+    at_least_once_outputs_survive_kill_nine_and_a_rebalance => |broker| async move {
+        outputs_after_kills_and_a_rebalance(broker, "at-least-once").await;
+    };
 }

@@ -163,12 +163,15 @@ fn owned(members: &[crate::support::Running]) -> Vec<BTreeSet<i32>> {
         .collect()
 }
 
+crate::brokers::on_both_protocols! {
+    three_members_split_partitions_and_one_leaving_loses_nothing_on_kafka => three_members;
+}
+
 /// Scale-out on Apache Kafka: three members split six partitions; one leaves mid-stream (a
 /// graceful stop commits what it settled) and the other two take over its partitions.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_members_split_partitions_and_one_leaving_loses_nothing_on_kafka() {
+async fn three_members(broker: BrokerKind) {
     const TOTAL: usize = 1200;
-    let cluster = Cluster::on(BrokerKind::Kafka, 6).await;
+    let cluster = Cluster::on(broker, 6).await;
     let messages: Vec<(i32, &str)> = (0..TOTAL).map(|i| ((i % 6) as i32, "sleep:40")).collect();
     cluster.produce(&messages).await;
     let config = cluster.config(AckPolicy::Ack);

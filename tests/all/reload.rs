@@ -1,5 +1,6 @@
 //! Hot reload: plugin versions swapped under a running stream.
 
+use crate::brokers::BrokerKind;
 use crate::support::{guest, runtime, Cluster};
 use ackbar::plugin::{version_id, PluginLimits};
 use ackbar::policy::AckPolicy;
@@ -38,7 +39,16 @@ pub(crate) async fn wait_for_version(run: &crate::support::Running, version: &st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_swaps_under_a_stream_lose_and_duplicate_nothing_and_refuse_a_bad_version() {
-    let cluster = Cluster::new(2);
+    ten_swaps(Cluster::new(2)).await;
+}
+
+crate::brokers::on_both_protocols! {
+    ten_swaps_on_kafka_lose_and_duplicate_nothing_and_refuse_a_bad_version => |broker| async move {
+        ten_swaps(Cluster::on(broker, 2).await).await;
+    };
+}
+
+async fn ten_swaps(cluster: Cluster) {
     let dir = tempfile::tempdir().unwrap();
     let plugin = dir.path().join("handler.wasm");
     let versions: Vec<Vec<u8>> = (0..=10).map(variant).collect();

@@ -2,7 +2,7 @@
 //! per-message reports can be awaited.
 
 use crate::brokers::{external, BrokerKind};
-use ackbar::config::{Backoff, PipelineConfig};
+use ackbar::config::{Backoff, GroupProtocol, PipelineConfig};
 use ackbar::consumer::{Pipeline, PipelineHandle};
 use ackbar::embedded::EmbeddedBroker;
 use ackbar::events::DeliveryEvent;
@@ -251,7 +251,7 @@ impl Cluster {
         c.limits.deadline = Duration::from_secs(2);
         if self.kind == BrokerKind::KafkaConsumerProtocol {
             // KIP-848: the broker drives assignment; session settings belong to the broker.
-            c.kafka.insert("group.protocol".into(), "consumer".into());
+            c.group_protocol = GroupProtocol::Consumer;
         } else {
             c.kafka.insert("session.timeout.ms".into(), "6000".into());
             c.kafka.insert("heartbeat.interval.ms".into(), "500".into());

@@ -1,5 +1,6 @@
 //! A tenant's budget is shared by all its pipelines and by nobody else.
 
+use crate::brokers::BrokerKind;
 use crate::support::{unique, Cluster, Running};
 use ackbar::config::{Ordering, TenantLimits};
 use ackbar::events::DeliveryEvent;
@@ -83,7 +84,16 @@ async fn run_both(first: &mut Running, second: &mut Running) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tenants_pipelines_share_its_call_and_in_flight_limits() {
-    let cluster = Cluster::new(1);
+    tenant_limits(Cluster::new(1)).await;
+}
+
+crate::brokers::on_both_protocols! {
+    a_tenants_pipelines_share_its_call_and_in_flight_limits_on_kafka => |broker| async move {
+        tenant_limits(Cluster::on(broker, 1).await).await;
+    };
+}
+
+async fn tenant_limits(cluster: Cluster) {
     for limits in [
         TenantLimits {
             max_instances: 1,

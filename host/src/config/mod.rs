@@ -13,8 +13,8 @@ mod validate;
 pub(crate) use crate::plugin::DEFAULT_TENANT;
 pub use crate::policy::Backoff;
 pub use pipeline::{
-    CanaryPlugin, DeliveryGuarantee, GroupType, Ordering, PipelineConfig, TransactionSizing,
-    DEFAULT_MAX_IN_FLIGHT,
+    CanaryPlugin, DeliveryGuarantee, GroupProtocol, GroupType, Ordering, PipelineConfig,
+    TransactionSizing, DEFAULT_MAX_IN_FLIGHT,
 };
 pub(crate) use pipeline::{
     DEFAULT_SHARE_MAX_ATTEMPTS, DEFAULT_TRANSACTION_MESSAGES, DEFAULT_TRANSACTION_MS,

@@ -28,6 +28,47 @@ pub enum Ordering {
     Unordered,
 }
 
+/// The protocol a consumer group's members speak with the broker's group coordinator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupProtocol {
+    /// The classic protocol: the members rebalance together (JoinGroup/SyncGroup), one of
+    /// them computes the assignment. Every Kafka broker speaks it.
+    #[default]
+    Classic,
+    /// KIP-848 (Kafka 4.0+): the broker computes the assignment and hands it out through
+    /// heartbeats, partition by partition; a member joining or leaving stops no other member.
+    /// Session and heartbeat timing are the broker's (`group.consumer.*`).
+    Consumer,
+}
+
+impl GroupProtocol {
+    /// The name in configs, logs and librdkafka's `group.protocol`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupProtocol::Classic => "classic",
+            GroupProtocol::Consumer => "consumer",
+        }
+    }
+}
+
+/// librdkafka properties the consumer protocol does not take, and what replaces each.
+pub(crate) const CLASSIC_ONLY_PROPERTIES: [(&str, &str); 4] = [
+    (
+        "session.timeout.ms",
+        "the broker's `group.consumer.session.timeout.ms` sets it",
+    ),
+    (
+        "heartbeat.interval.ms",
+        "the broker's `group.consumer.heartbeat.interval.ms` sets it",
+    ),
+    (
+        "partition.assignment.strategy",
+        "the broker assigns; `group.remote.assignor` names its assignor (uniform or range)",
+    ),
+    ("group.protocol.type", "the consumer protocol has none"),
+];
+
 /// The kind of Kafka group a pipeline consumes in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -130,6 +171,12 @@ pub struct PipelineConfig {
     pub topics: Vec<String>,
     /// A consumer group (the default) or a share group.
     pub group_type: GroupType,
+    /// The consumer group's protocol (a consumer group's only).
+    pub group_protocol: GroupProtocol,
+    /// The member's static identity in its consumer group (KIP-345), expanded from the
+    /// `group_instance_id` template: a member that restarts within the session timeout gets its
+    /// partitions back without a rebalance.
+    pub group_instance_id: Option<String>,
     /// The consumer group offsets are committed to (the share group, for `group_type = "share"`). `None` only under `ACK_FIRST`: the pipeline
     /// then assigns itself every partition of its topics instead of joining a group, and nothing is
     /// committed.
@@ -196,6 +243,8 @@ impl PipelineConfig {
             tenant: DEFAULT_TENANT.to_string(),
             topics: topics.iter().map(|t| t.to_string()).collect(),
             group_type: GroupType::Classic,
+            group_protocol: GroupProtocol::Classic,
+            group_instance_id: None,
             group_id: None,
             ack_policy: AckPolicy::default(),
             plugin: plugin.into(),

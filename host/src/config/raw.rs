@@ -3,7 +3,7 @@
 
 use super::Backoff;
 use super::{ControlSettings, EmbeddedSettings, EngineSettings, RunSettings, TelemetrySettings};
-use super::{DeliveryGuarantee, GroupType, Ordering};
+use super::{DeliveryGuarantee, GroupProtocol, GroupType, Ordering};
 use crate::policy::AckPolicy;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -38,6 +38,9 @@ pub(super) struct RawPipeline {
     pub(super) group_id: Option<String>,
     #[serde(default)]
     pub(super) group_type: GroupType,
+    #[serde(default)]
+    pub(super) group_protocol: GroupProtocol,
+    pub(super) group_instance_id: Option<String>,
     #[serde(default)]
     pub(super) ack_policy: AckPolicy,
     pub(super) plugin: PathBuf,

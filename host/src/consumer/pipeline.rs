@@ -224,6 +224,10 @@ fn client_config(config: &PipelineConfig, bootstrap_servers: &str) -> ClientConf
     match &config.group_id {
         Some(group) => {
             c.set("group.id", group);
+            c.set("group.protocol", config.group_protocol.name());
+            if let Some(id) = &config.group_instance_id {
+                c.set("group.instance.id", id);
+            }
             c.set("enable.auto.commit", auto_commit);
             c.set("enable.auto.offset.store", auto_commit);
             c.set(

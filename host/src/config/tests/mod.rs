@@ -478,3 +478,82 @@ fn exactly_once_needs_a_settling_policy_in_partition_order() {
         .to_string()
         .contains("unknown variant `twice`, expected `at-least-once` or `exactly-once`"));
 }
+
+#[test]
+fn the_group_protocol_is_chosen_per_pipeline_and_classic_settings_are_refused_under_consumer() {
+    let classic = parse(MINIMAL).unwrap();
+    assert_eq!(classic.pipelines[0].group_protocol, GroupProtocol::Classic);
+    let consumer = parse(&format!("{MINIMAL}group_protocol = \"consumer\"\n")).unwrap();
+    assert_eq!(
+        consumer.pipelines[0].group_protocol,
+        GroupProtocol::Consumer
+    );
+
+    let own = parse(&format!(
+        "{MINIMAL}group_protocol = \"consumer\"\n[pipeline.kafka]\n\"session.timeout.ms\" = 6000\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        own.contains("field `group_protocol`")
+            && own.contains("does not take `session.timeout.ms` (set in its `kafka` table)")
+            && own.contains("group.consumer.session.timeout.ms"),
+        "{own}"
+    );
+    let global = parse(&format!(
+        "[kafka]\n\"partition.assignment.strategy\" = \"range\"\n{MINIMAL}group_protocol = \"consumer\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        global.contains("`partition.assignment.strategy` (set in [kafka])")
+            && global.contains("group.remote.assignor"),
+        "{global}"
+    );
+    let raw = parse(&format!(
+        "[kafka]\n\"group.protocol\" = \"consumer\"\n{MINIMAL}"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(raw.contains("use the pipeline's `group_protocol`"), "{raw}");
+    let share = parse(&format!(
+        "{MINIMAL}group_type = \"share\"\ngroup_protocol = \"consumer\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        share.contains("field `group_protocol` applies to a consumer group only"),
+        "{share}"
+    );
+}
+
+#[test]
+fn a_static_member_id_is_expanded_from_its_template_and_unique_in_its_group() {
+    let with = |template: &str| parse(&format!("{MINIMAL}group_instance_id = \"{template}\"\n"));
+    let host = crate::control::host_name();
+    let c = with("{pipeline}-{hostname}").unwrap();
+    assert_eq!(
+        c.pipelines[0].group_instance_id.as_deref(),
+        Some(format!("orders-{host}").as_str())
+    );
+    let unknown = with("{pod}").unwrap_err().to_string();
+    assert!(
+        unknown.contains("field `group_instance_id`") && unknown.contains("names {pod}"),
+        "{unknown}"
+    );
+    let bad = with("a b").unwrap_err().to_string();
+    assert!(bad.contains("is 1 to 249 letters"), "{bad}");
+    let twins = parse(&format!(
+        "{MINIMAL}group_instance_id = \"static-{{hostname}}\"\n\
+         [[pipeline]]\nname = \"orders-2\"\ntopics = [\"orders\"]\ngroup_id = \"g\"\n\
+         plugin = \"plugin.wasm\"\ngroup_instance_id = \"static-{{hostname}}\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        twins.contains(
+            "pipelines 'orders' and 'orders-2' join group \"g\" with one group_instance_id"
+        ),
+        "{twins}"
+    );
+}

@@ -13,10 +13,15 @@ use std::path::Path;
 
 /// librdkafka properties Ackbar sets itself from the ack policy; configuring them would break
 /// the policy's guarantees.
-const MANAGED_PROPERTIES: [(&str, &str); 4] = [
+const MANAGED_PROPERTIES: [(&str, &str); 6] = [
     ("enable.auto.commit", "it follows from ack_policy"),
     ("enable.auto.offset.store", "it follows from ack_policy"),
     ("group.id", "use the pipeline's `group_id`"),
+    ("group.protocol", "use the pipeline's `group_protocol`"),
+    (
+        "group.instance.id",
+        "use the pipeline's `group_instance_id` (a template such as \"{pipeline}-{hostname}\")",
+    ),
     (
         "transactional.id",
         "each input partition has its own; set `[pipeline.transaction] id_prefix`",
@@ -156,6 +161,24 @@ impl Config {
             .into_iter()
             .map(|(p, nested)| validate_pipeline(p, nested, &mut names, &cx))
             .collect::<Result<Vec<_>, _>>()?;
+        // Two members of one group with one static id would fence each other.
+        for (i, a) in pipelines.iter().enumerate() {
+            let twin = pipelines[i + 1..].iter().find(|b| {
+                a.group_instance_id.is_some()
+                    && a.group_instance_id == b.group_instance_id
+                    && a.group_id == b.group_id
+            });
+            if let Some(b) = twin {
+                return Err(err(format!(
+                    "pipelines '{}' and '{}' join group {:?} with one group_instance_id {:?}: \
+                     each member of a group needs its own (put {{pipeline}} in the template)",
+                    a.name,
+                    b.name,
+                    a.group_id.as_deref().unwrap_or_default(),
+                    a.group_instance_id.as_deref().unwrap_or_default()
+                )));
+            }
+        }
         Ok(Config {
             brokers,
             run: raw.run,

@@ -1,6 +1,7 @@
 //! One pipeline's checks: its fields, its tenant's bounds and topics, its outputs, group type
 //! and transactions, each error naming the pipeline and the field.
 
+use super::super::pipeline::CLASSIC_ONLY_PROPERTIES;
 use super::super::raw::{RawLimits, RawPipeline, RawTenant, RawTenantLimits};
 use super::super::tenant;
 use super::super::*;
@@ -186,6 +187,8 @@ pub(super) fn validate_pipeline(
         ));
     }
 
+    let group_instance_id = group_membership(&p, &tenant.name, cx.global_kafka, &kafka)
+        .map_err(|(field, m)| perr(field, m))?;
     if p.group_type == GroupType::Share {
         if let Some(protocol) = kafka
             .get("security.protocol")
@@ -210,6 +213,8 @@ pub(super) fn validate_pipeline(
         tenant: tenant.name.clone(),
         topics: p.topics.clone(),
         group_type: p.group_type,
+        group_protocol: p.group_protocol,
+        group_instance_id,
         group_id,
         ack_policy: p.ack_policy,
         plugin,
@@ -443,4 +448,89 @@ fn pipeline_limits(
         memory_bytes: (memory_mib as usize) << 20,
         fuel,
     })
+}
+
+/// Checks `group_protocol` against the pipeline's librdkafka properties (`own` its
+/// `[pipeline.kafka]`, `kafka` with the global ones) and expands `group_instance_id`; an error
+/// names its field.
+fn group_membership(
+    p: &RawPipeline,
+    tenant: &str,
+    global: &BTreeMap<String, String>,
+    kafka: &BTreeMap<String, String>,
+) -> Result<Option<String>, (&'static str, String)> {
+    let in_group = p.group_type == GroupType::Classic && p.group_id.is_some();
+    if !in_group && (p.group_protocol != GroupProtocol::Classic || p.group_instance_id.is_some()) {
+        let field = match p.group_instance_id {
+            Some(_) => "group_instance_id",
+            None => "group_protocol",
+        };
+        return Err((
+            field,
+            "applies to a consumer group only (`group_id`, and `group_type = \"classic\"`)".into(),
+        ));
+    }
+    if p.group_protocol == GroupProtocol::Consumer {
+        for (key, instead) in CLASSIC_ONLY_PROPERTIES {
+            if kafka.contains_key(key) {
+                let set_in = match global.contains_key(key) {
+                    true => "[kafka]",
+                    false => "its `kafka` table",
+                };
+                return Err((
+                    "group_protocol",
+                    format!(
+                        "is \"consumer\", which does not take `{key}` (set in {set_in}): {instead}"
+                    ),
+                ));
+            }
+        }
+    }
+    p.group_instance_id
+        .as_deref()
+        .map(|template| {
+            expand_instance_id(template, &p.name, tenant, &crate::control::host_name())
+                .map_err(|m| ("group_instance_id", m))
+        })
+        .transpose()
+}
+
+/// `template` with `{pipeline}`, `{tenant}` and `{hostname}` replaced: a static member's id,
+/// the same each time the process starts on that host (a StatefulSet pod keeps its name).
+pub(crate) fn expand_instance_id(
+    template: &str,
+    pipeline: &str,
+    tenant: &str,
+    hostname: &str,
+) -> Result<String, String> {
+    let mut id = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        id.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else {
+            return Err(format!("{template:?} has a `{{` without its `}}`"));
+        };
+        match &rest[open + 1..open + close] {
+            "pipeline" => id.push_str(pipeline),
+            "tenant" => id.push_str(tenant),
+            "hostname" => id.push_str(hostname),
+            other => {
+                return Err(format!(
+                    "{template:?} names {{{other}}}; the template knows {{pipeline}}, {{tenant}} and {{hostname}}"
+                ))
+            }
+        }
+        rest = &rest[open + close + 1..];
+    }
+    id.push_str(rest);
+    let fits = (1..=249).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !fits {
+        return Err(format!(
+            "{template:?} becomes {id:?}: an instance id is 1 to 249 letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(id)
 }
