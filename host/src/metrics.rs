@@ -462,6 +462,11 @@ pub struct PipelineMetrics {
     /// `ackbar_instances_created_total`: instances created by every plugin version, copied from
     /// the plugin slot.
     pub instances_created: Counter,
+    /// `ackbar_partitions_assigned_total`: partitions the group gave the pipeline; how often
+    /// its partitions move shows in it and the next one.
+    pub partitions_assigned: Counter,
+    /// `ackbar_partitions_revoked_total`: partitions a rebalance took away.
+    pub partitions_revoked: Counter,
 }
 
 impl PipelineMetrics {
@@ -479,6 +484,14 @@ impl PipelineMetrics {
             commit_errors: tallied(
                 counter!("ackbar_commit_errors_total", &labels),
                 &stats.commit_errors,
+            ),
+            partitions_assigned: tallied(
+                counter!("ackbar_partitions_assigned_total", &labels),
+                &stats.partitions_assigned,
+            ),
+            partitions_revoked: tallied(
+                counter!("ackbar_partitions_revoked_total", &labels),
+                &stats.partitions_revoked,
             ),
             stats,
             in_flight: gauge!("ackbar_in_flight", &labels),

@@ -55,6 +55,8 @@ pub(crate) struct Stats {
     pub(crate) dead_letter_errors: Total,
     pub(crate) batch_calls: Total,
     pub(crate) batched_messages: Total,
+    pub(crate) partitions_assigned: Total,
+    pub(crate) partitions_revoked: Total,
 }
 
 /// A point-in-time copy of `Stats`.
@@ -90,6 +92,10 @@ pub struct StatsSnapshot {
     pub batch_calls: u64,
     /// Messages those calls took, handled or not.
     pub batched_messages: u64,
+    /// Partitions the group gave the pipeline, one per partition per rebalance.
+    pub partitions_assigned: u64,
+    /// Partitions a rebalance took away.
+    pub partitions_revoked: u64,
 }
 
 impl Stats {
@@ -119,6 +125,8 @@ impl Stats {
             dead_letter_errors: get(&self.dead_letter_errors),
             batch_calls: get(&self.batch_calls),
             batched_messages: get(&self.batched_messages),
+            partitions_assigned: get(&self.partitions_assigned),
+            partitions_revoked: get(&self.partitions_revoked),
         }
     }
 }

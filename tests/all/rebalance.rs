@@ -239,3 +239,102 @@ async fn three_members(broker: BrokerKind) {
     assert_eq!(deliveries, TOTAL, "{} duplicates", deliveries - TOTAL);
     assert_eq!(cluster.committed(), vec![Some(200); 6]);
 }
+
+crate::brokers::on_both_protocols! {
+    a_restarted_static_member_gets_its_partitions_back_without_moving_the_others => static_restart;
+}
+
+/// Static membership (KIP-345): member B restarts; with a `group_instance_id` it gets its
+/// partitions back and member A sees no revocation and no new partition. The control: without
+/// one, B's partitions go to A while B is away and come back through a revocation in A, so the
+/// check can fail.
+async fn static_restart(broker: BrokerKind) {
+    let cluster = Cluster::on(broker, 4).await;
+    let mut config = cluster.config(AckPolicy::Ack);
+    if broker == BrokerKind::Kafka {
+        // Far longer than a restart takes, however loaded the machine (the consumer
+        // protocol's session is the broker's).
+        config
+            .kafka
+            .insert("session.timeout.ms".into(), "45000".into());
+    }
+    let (mut a, mut b) = (config.clone(), config);
+    a.group_instance_id = Some(format!("a-{}", cluster.group));
+    b.group_instance_id = Some(format!("b-{}", cluster.group));
+    let moved = restart_second(&cluster, a, b, Restart::Static).await;
+    assert_eq!(
+        moved,
+        (0, 0),
+        "A saw (revoked, assigned) partitions beyond its first"
+    );
+
+    let cluster = Cluster::on(broker, 4).await;
+    let config = cluster.config(AckPolicy::Ack);
+    let (revoked, assigned) =
+        restart_second(&cluster, config.clone(), config, Restart::Dynamic).await;
+    assert!(
+        revoked >= 2 && assigned >= 2,
+        "a dynamic restart: A saw {revoked} revoked, {assigned} assigned"
+    );
+}
+
+#[derive(PartialEq)]
+enum Restart {
+    /// B comes back at once and must get its own partitions back.
+    Static,
+    /// B comes back once A owns every partition, and gets some.
+    Dynamic,
+}
+
+/// Starts A, then B; once they split the partitions, restarts B as `restart` says and waits
+/// until the two split them again. Returns what A saw meanwhile: partitions revoked, and
+/// assigned beyond its first assignment.
+async fn restart_second(
+    cluster: &Cluster,
+    a: ackbar::config::PipelineConfig,
+    b: ackbar::config::PipelineConfig,
+    restart: Restart,
+) -> (u64, u64) {
+    let first = cluster.start(a);
+    let mut second = cluster.start(b.clone());
+    let assigned =
+        |run: &crate::support::Running| run.handle.as_ref().unwrap().assigned_partitions();
+    let split = |x: &crate::support::Running, y: &crate::support::Running| {
+        let (x, y) = (assigned(x), assigned(y));
+        (!x.is_empty() && !y.is_empty() && x.len() + y.len() == 4).then_some(y)
+    };
+    let until = |what: &'static str| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        move || assert!(tokio::time::Instant::now() < deadline, "{what}")
+    };
+    let in_time = until("no split");
+    let before = loop {
+        if let Some(b_owns) = split(&first, &second) {
+            break b_owns;
+        }
+        in_time();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let at_split = first.handle.as_ref().unwrap().stats();
+    second.stop().await;
+    let in_time = until("A did not take over");
+    while restart == Restart::Dynamic && assigned(&first).len() < 4 {
+        in_time();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let second = cluster.start(b);
+    let in_time = until("B did not get partitions back");
+    loop {
+        match split(&first, &second) {
+            Some(after) if restart == Restart::Dynamic || after == before => break,
+            _ => {}
+        }
+        in_time();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let now = first.handle.as_ref().unwrap().stats();
+    (
+        now.partitions_revoked - at_split.partitions_revoked,
+        now.partitions_assigned - at_split.partitions_assigned,
+    )
+}

@@ -158,6 +158,9 @@ pub(crate) struct PartitionsAssigned<'a> {
 impl PartitionsAssigned<'_> {
     pub(crate) fn emit(self, to: &Recorder) {
         to.health.joined();
+        to.metrics
+            .partitions_assigned
+            .increment(self.partitions.len() as u64);
         let partitions: Vec<String> = self.partitions.iter().map(ToString::to_string).collect();
         to.in_span(|| tracing::info!(?partitions, "partitions assigned"));
     }
@@ -171,6 +174,9 @@ pub(crate) struct PartitionsRevoked<'a> {
 impl PartitionsRevoked<'_> {
     /// A revoked partition is no longer stuck on anything here.
     pub(crate) fn emit(self, to: &Recorder) {
+        to.metrics
+            .partitions_revoked
+            .increment(self.partitions.len() as u64);
         for tp in self.partitions {
             to.health.moving(tp);
         }
