@@ -3,7 +3,7 @@ SHELL := bash
 CARGO ?= cargo
 LANGUAGES := rust go js python
 
-.PHONY: demo test guests brokers kafka lint fmt setup clean docs bench bench-tenants bench-reload bench-handler bench-deploy browser registry
+.PHONY: demo test guests brokers kafka lint fmt setup clean docs bench bench-tenants bench-reload bench-handler bench-deploy bench-rebalance browser registry
 
 ## Install the tools the build needs (the wasm32-wasip2 target; a C toolchain for librdkafka).
 setup:
@@ -77,6 +77,12 @@ bench-deploy: guests brokers
 ## optimised there already (opt-level 2), so no separate release build of wasmtime is needed.
 bench-reload: guests
 	$(CARGO) bench --locked -p ackbar-benches --bench reload --profile dev
+
+## A member joining a busy group, classic against KIP-848's consumer protocol on Apache Kafka:
+## time until every partition is consumed again, pauses, messages handled twice (test build,
+## like bench-reload: the broker's protocol, not the CPU, is what it measures).
+bench-rebalance: guests brokers
+	$(CARGO) bench --locked -p ackbar-benches --bench rebalance --profile dev
 
 ## Micro-benchmarks: policy, offset tracker, handle call (Wasm vs native), instantiation.
 bench-handler: guests
