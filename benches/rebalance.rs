@@ -3,7 +3,8 @@
 //! every delivery of both. Per round it reports the time from B's start until every partition
 //! was consumed again (the end of each partition's longest pause after the join), the longest
 //! pause, how many partitions paused over 100 ms, and the messages handled twice. Rounds
-//! alternate the protocols; medians and the ratio are printed. Run with `make bench-rebalance`.
+//! alternate the protocols; medians and the ratio are printed (`BENCH_DETAIL=1`: each
+//! partition's pause too). Run with `make bench-rebalance`.
 
 mod common;
 
@@ -144,6 +145,13 @@ async fn round(
                 (pause, resumed) = (t - last, t);
             }
             last = t;
+        }
+        if std::env::var_os("BENCH_DETAIL").is_some() {
+            println!(
+                "  partition {p}: longest pause {:.0} ms, ending {:.0} ms after the join",
+                pause.as_secs_f64() * 1e3,
+                (resumed - joined).as_secs_f64() * 1e3
+            );
         }
         resumed_all = resumed_all.max(resumed - joined);
         longest_pause = longest_pause.max(pause);
