@@ -131,12 +131,13 @@ impl ConsumerContext for PipelineContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let assigned = partitions_of(tpl);
-            // librdkafka's assign() resets partition queues, so they are split after it.
-            self.start_consuming(&assigned);
+            // Recorded first: whoever sees the partitions consumed sees them counted.
             PartitionsAssigned {
                 partitions: &assigned,
             }
             .emit(&self.shared.recorder);
+            // librdkafka's assign() resets partition queues, so they are split after it.
+            self.start_consuming(&assigned);
         }
     }
 }

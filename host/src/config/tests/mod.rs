@@ -557,3 +557,26 @@ fn a_static_member_id_is_expanded_from_its_template_and_unique_in_its_group() {
         "{twins}"
     );
 }
+
+#[test]
+fn a_deployed_pipelines_static_id_names_the_host() {
+    let member = parse(
+        "brokers = \"k:9092\"\n[control]\n[[tenant]]\nname = \"shop\"\ntopics = [\"orders\"]\n",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("p.wasm");
+    std::fs::write(&plugin, b"\0asm").unwrap();
+    let spec = |id: &str| {
+        format!("topics = [\"orders\"]\ngroup_id = \"shop.g\"\nack_policy = \"ACK\"\ngroup_instance_id = \"{id}\"\n")
+    };
+    let shared = member
+        .deployed_pipeline("shop", "p", &spec("{pipeline}"), &plugin, [])
+        .unwrap_err()
+        .to_string();
+    assert!(shared.contains("must contain {hostname}"), "{shared}");
+    let own = member
+        .deployed_pipeline("shop", "p", &spec("{pipeline}-{hostname}"), &plugin, [])
+        .unwrap();
+    assert!(own.group_instance_id.unwrap().starts_with("p-"));
+}

@@ -238,6 +238,18 @@ impl Config {
                 ));
             }
         }
+        // Every member runs a deploy: an id without the host in it would be one static member
+        // on many hosts, fencing each other.
+        let shared_instance_id = table
+            .get("group_instance_id")
+            .and_then(toml::Value::as_str)
+            .is_some_and(|id| !id.contains("{hostname}"));
+        if shared_instance_id {
+            return refuse(format!(
+                "pipeline '{name}': field `group_instance_id` of a deployed pipeline must contain \
+                 {{hostname}}: every member runs the deploy, and each needs its own id"
+            ));
+        }
         let sets_id_prefix = table
             .get("transaction")
             .and_then(toml::Value::as_table)
