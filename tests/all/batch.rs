@@ -292,12 +292,18 @@ async fn waiting_messages_are_handled_in_batches_in_order_and_a_redelivery_still
     assert_eq!(trap.len(), 1, "acked before it trapped");
     assert_eq!(trap[0].outcome.label(), "ack+trap:panic");
     assert_eq!(run.deliveries(0, 121)[0].outcome.label(), "interrupt:ack");
-    let returned = run.deliveries(0, 150);
-    assert_eq!(returned[0].outcome.label(), "trap:other");
-    assert_eq!(
-        returned[1].outcome.label(),
-        "ok",
-        "redelivered alone, through `handle`"
+    // In a batch, a call that returns without finishing it traps it, and it is redelivered
+    // alone through `handle`; when a fetch happened to bring it alone, it went through `handle`
+    // at once. Which of the two depends on how the broker's fetches fell (the batch-level
+    // behaviour is tested on its own above).
+    let returned: Vec<String> = run
+        .deliveries(0, 150)
+        .iter()
+        .map(|r| r.outcome.label())
+        .collect();
+    assert!(
+        returned == ["trap:other", "ok"] || returned == ["ok"],
+        "{returned:?}"
     );
     assert_eq!(run.deliveries(0, 199).len(), 1);
 }
