@@ -89,6 +89,108 @@ async fn a_rejected_message_is_dead_lettered_with_its_key_headers_and_what_happe
     assert_eq!(cluster.committed(), vec![Some(3)]);
 }
 
+/// A dead letter carries the message as the guest got it, so it shows what the host copied out
+/// of the broker's records: here 60 records already waiting, taken in batches (and, after each
+/// reject ends a batch, alone), with keys absent, empty and set, headers absent, repeated,
+/// empty and without a value, and their own timestamps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_field_of_a_message_taken_in_a_batch_reaches_the_guest_as_produced() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let cluster = Cluster::new(1);
+    let dlq = dead_letter_topic(&cluster).await;
+    type Produced = (
+        Option<Vec<u8>>,
+        Vec<u8>,
+        Vec<(String, Option<Vec<u8>>)>,
+        i64,
+    );
+    let produced: Vec<Produced> = (0..60i64)
+        .map(|i| {
+            let key = match i % 3 {
+                0 => None,
+                1 => Some(Vec::new()),
+                _ => Some(format!("key-{i}").into_bytes()),
+            };
+            let payload = if i % 2 == 0 { "reject" } else { "ok" };
+            let headers = match i % 4 {
+                0 => vec![],
+                1 => vec![("h".to_string(), Some(format!("v{i}").into_bytes()))],
+                2 => vec![
+                    ("dup".to_string(), Some(b"first".to_vec())),
+                    ("none".to_string(), None),
+                    ("dup".to_string(), Some(b"second".to_vec())),
+                    ("empty".to_string(), Some(Vec::new())),
+                ],
+                _ => vec![("none".to_string(), None)],
+            };
+            (
+                key,
+                payload.as_bytes().to_vec(),
+                headers,
+                1_700_000_000_000 + i,
+            )
+        })
+        .collect();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &cluster.bootstrap)
+        .create()
+        .unwrap();
+    for (key, payload, headers, timestamp) in &produced {
+        let headers = headers.iter().fold(OwnedHeaders::new(), |all, (k, v)| {
+            all.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            })
+        });
+        let mut record = FutureRecord::<[u8], [u8]>::to(&cluster.topic)
+            .partition(0)
+            .payload(payload)
+            .headers(headers)
+            .timestamp(*timestamp);
+        if let Some(key) = key {
+            record = record.key(key.as_slice());
+        }
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    let mut config = cluster.config(AckPolicy::Ack);
+    config.dead_letter_topic = Some(dlq.clone());
+    config.backoff.initial_ms = 1;
+    let mut run = cluster.start(config);
+    run.until(Duration::from_secs(120), |seen| seen.len() >= 60)
+        .await;
+    cluster
+        .until_committed(&[Some(60)], Duration::from_secs(120))
+        .await;
+    run.stop().await;
+    let stats = run.final_stats.expect("stopped");
+    assert!(stats.batch_calls > 0, "no batch was taken: {stats:?}");
+
+    let letters =
+        ackbar_tests::kafka::read_topic(&cluster.bootstrap, &dlq, Duration::from_secs(10)).unwrap();
+    let rejected: Vec<&Produced> = produced.iter().step_by(2).collect();
+    assert_eq!(letters.len(), rejected.len());
+    for (letter, (key, payload, headers, timestamp)) in letters.iter().zip(rejected) {
+        assert_eq!(letter.key(), key.as_deref());
+        assert_eq!(letter.payload(), Some(payload.as_slice()));
+        assert_eq!(letter.timestamp().to_millis(), Some(*timestamp));
+        let own: Vec<(String, Option<Vec<u8>>)> = letter
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .filter(|h| !h.key.starts_with("ackbar-"))
+                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(&own, headers, "offset {:?}", letter.offset());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_offset_waits_for_a_failing_dead_letter_write_and_nothing_is_lost() {
     let cluster = Cluster::new(1);

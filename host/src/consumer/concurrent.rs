@@ -3,13 +3,12 @@
 use super::handler_call::call_context;
 use super::handler_call::HandlerCall;
 use super::partition::{finished, next_message, Next};
+use super::partition_queue::PartitionQueue;
 use super::state::PipelineState;
 use super::verdict::Delivery;
 use crate::config::Ordering;
 use crate::metrics::MessageMetrics;
 use crate::offsets::TopicPartition;
-use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
-use rdkafka::consumer::ConsumerContext;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
@@ -20,10 +19,10 @@ use tokio_util::sync::CancellationToken;
 /// `ordering = "key"` or `"unordered"`: up to `max_in_flight` messages of the partition at once,
 /// each on its own task. Under `key`, a message waits until the previous message with the same
 /// key has settled. Offsets are still committed only up to the first unfinished message.
-pub(super) async fn run<C: ConsumerContext + 'static>(
+pub(super) async fn run(
     shared: &Arc<PipelineState>,
     tp: &TopicPartition,
-    queue: StreamPartitionQueue<C>,
+    mut queue: PartitionQueue,
     stop: &CancellationToken,
     metrics: Arc<MessageMetrics>,
 ) {
@@ -42,7 +41,7 @@ pub(super) async fn run<C: ConsumerContext + 'static>(
             _ = stop.cancelled() => break,
             permit = permits.clone().acquire_owned() => permit.expect("never closed"),
         };
-        let Next::Message(message) = next_message(shared, tp, &queue, stop, None).await else {
+        let Next::Message(message) = next_message(shared, tp, &mut queue, stop, None).await else {
             break;
         };
         let offset = message.offset;

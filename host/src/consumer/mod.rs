@@ -7,6 +7,7 @@
 //! - `rebalance`: librdkafka's callbacks; assigns and revokes go to `assignment`.
 //! - `assignment`: the life of an owned partition (consuming, draining, revoked) and the
 //!   protocol of assign, revoke, lost and shutdown.
+//! - `partition_queue`: a partition's librdkafka queue, popped one message or a batch at a time.
 //! - `partition`: one partition's worker: takes messages from the partition's queue, hands
 //!   them to the worker of the pipeline's ordering, `sequential` or `concurrent`, and gives
 //!   them back settled or not, moving the commit point.
@@ -27,6 +28,7 @@ mod commits;
 mod concurrent;
 mod handler_call;
 mod partition;
+mod partition_queue;
 mod pipeline;
 mod rebalance;
 mod sequential;

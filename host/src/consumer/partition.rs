@@ -3,16 +3,13 @@
 //! the plugin and the policy ([`verdict`]) and gives it back here, settled or not, to move the
 //! partition's commit point.
 
+use super::partition_queue::PartitionQueue;
 use super::state::PipelineState;
 use super::{concurrent, sequential};
-use crate::bindings::{Header, Message};
+use crate::bindings::Message;
 use crate::config::Ordering;
 use crate::events::{ConsumeFailed, Consumed, MessageDone, MessageTaken};
 use crate::offsets::{Completion, TopicPartition};
-use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
-use rdkafka::consumer::ConsumerContext;
-use rdkafka::message::{BorrowedMessage, Headers};
-use rdkafka::Message as _;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -26,36 +23,11 @@ pub(crate) trait GroupMember: Send + Sync + 'static {
     fn rewind(&self, tp: &TopicPartition, offset: i64) -> anyhow::Result<()>;
 }
 
-/// Copies a Kafka message into the guest's `message` record.
-pub(crate) fn to_guest_message(msg: &BorrowedMessage<'_>, attempt: u32) -> Message {
-    let headers = msg
-        .headers()
-        .map(|hs| {
-            hs.iter()
-                .map(|h| Header {
-                    key: h.key.to_string(),
-                    value: h.value.map(<[u8]>::to_vec),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Message {
-        topic: msg.topic().to_string(),
-        partition: msg.partition(),
-        offset: msg.offset(),
-        timestamp: msg.timestamp().to_millis(),
-        key: msg.key().map(<[u8]>::to_vec),
-        payload: msg.payload().map(<[u8]>::to_vec),
-        headers,
-        attempt,
-    }
-}
-
 /// Runs the partition's worker for the pipeline's ordering until it is stopped or revoked.
-pub(crate) async fn run<C: ConsumerContext + 'static>(
+pub(crate) async fn run(
     shared: Arc<PipelineState>,
     tp: TopicPartition,
-    queue: StreamPartitionQueue<C>,
+    queue: PartitionQueue,
     member: Arc<dyn GroupMember>,
     stop: CancellationToken,
 ) {
@@ -87,10 +59,10 @@ pub(super) enum Next {
 }
 
 /// Waits for the partition's next message and marks it in flight, or until `commit_due`.
-pub(super) async fn next_message<C: ConsumerContext + 'static>(
+pub(super) async fn next_message(
     shared: &PipelineState,
     tp: &TopicPartition,
-    queue: &StreamPartitionQueue<C>,
+    queue: &mut PartitionQueue,
     stop: &CancellationToken,
     commit_due: Option<Instant>,
 ) -> Next {
@@ -134,11 +106,11 @@ pub(super) async fn next_message<C: ConsumerContext + 'static>(
                     shared.budget.message_done();
                     continue 'admitted;
                 }
-                received = queue.recv() => received,
+                received = queue.recv(tp) => received,
             };
             match received {
-                Ok(m) => {
-                    let Some(message) = begin(shared, tp, &m) else {
+                Ok(message) => {
+                    let Some(message) = begin(shared, tp, message) else {
                         shared.budget.message_done();
                         return Next::Stopped;
                     };
@@ -155,15 +127,14 @@ pub(super) async fn next_message<C: ConsumerContext + 'static>(
     }
 }
 
-/// A message received: copied for the guest and marked in flight in the partition's progress.
-/// `None` if the partition was revoked under the worker: the message is not ours to handle.
+/// A message received, marked in flight in the partition's progress. `None` if the partition
+/// was revoked under the worker: the message is not ours to handle.
 pub(super) fn begin(
     shared: &PipelineState,
     tp: &TopicPartition,
-    m: &BorrowedMessage<'_>,
+    message: Message,
 ) -> Option<Message> {
     Consumed.emit(&shared.recorder);
-    let message = to_guest_message(m, 1);
     shared
         .partitions
         .with_progress(tp, |progress| progress.begin(message.offset))?;

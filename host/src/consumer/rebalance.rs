@@ -4,6 +4,7 @@
 
 use super::assignment::Release;
 use super::partition::{self, GroupMember};
+use super::partition_queue::PartitionQueue;
 use super::state::PipelineState;
 use crate::events::{PartitionsAssigned, PartitionsRevoked};
 use crate::offsets::TopicPartition;
@@ -54,7 +55,7 @@ impl PipelineContext {
         let shared = &self.shared;
         for tp in assigned {
             shared.partitions.assign(tp, |stop, done| {
-                let Some(queue) = consumer.split_partition_queue(&tp.topic, tp.partition) else {
+                let Some(queue) = PartitionQueue::split(&consumer, tp) else {
                     shared.recorder.in_span(
                         || tracing::error!(partition = %tp, "cannot split the partition queue"),
                     );

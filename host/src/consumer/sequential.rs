@@ -5,6 +5,7 @@ use super::commits::{start_transactions, Flow, TransactionCommitter};
 use super::handler_call::call_context;
 use super::handler_call::HandlerCall;
 use super::partition::{begin, finished, next_message, GroupMember, Next};
+use super::partition_queue::PartitionQueue;
 use super::state::PipelineState;
 use super::verdict::{confirm_write, Abandoned, Delivery, Done};
 use crate::bindings::Message;
@@ -12,9 +13,6 @@ use crate::config::DeliveryGuarantee;
 use crate::events::ConsumeFailed;
 use crate::metrics::MessageMetrics;
 use crate::offsets::TopicPartition;
-use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
-use rdkafka::consumer::ConsumerContext;
-use std::future::Future;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -24,10 +22,10 @@ use tokio_util::sync::CancellationToken;
 /// `ordering = "partition"`: one message at a time, in offset order. A batch call takes the
 /// messages already waiting, and the worker sees them through one by one as the guest finishes
 /// each; exactly once, settled messages commit in the partition's transactions.
-pub(super) async fn run<C: ConsumerContext + 'static>(
+pub(super) async fn run(
     shared: Arc<PipelineState>,
     tp: TopicPartition,
-    queue: StreamPartitionQueue<C>,
+    mut queue: PartitionQueue,
     member: Arc<dyn GroupMember>,
     stop: CancellationToken,
     metrics: Arc<MessageMetrics>,
@@ -84,7 +82,8 @@ pub(super) async fn run<C: ConsumerContext + 'static>(
             None if batch.take().is_some() => continue,
             None => {
                 let commit_due = transactions.as_ref().and_then(|t| t.due_at());
-                let message = match next_message(&shared, &tp, &queue, &stop, commit_due).await {
+                let message = match next_message(&shared, &tp, &mut queue, &stop, commit_due).await
+                {
                     Next::Message(message) => message,
                     Next::CommitDue => {
                         if let Some(c) = &committer {
@@ -101,7 +100,7 @@ pub(super) async fn run<C: ConsumerContext + 'static>(
                     (message, None)
                 } else {
                     let mut messages = vec![message];
-                    take_waiting(&shared, &tp, &queue, &mut messages);
+                    take_waiting(&shared, &tp, &mut queue, &mut messages);
                     if messages.len() == 1 {
                         (messages.pop().expect("one message"), None)
                     } else {
@@ -140,6 +139,7 @@ pub(super) async fn run<C: ConsumerContext + 'static>(
         let rewound = matches!(settled, Err(Abandoned::Rewound));
         if rewound {
             release(&shared, &tp, batch.take());
+            queue.forget_popped();
         }
         if !finished(&shared, &tp, offset, settled.ok().map(|d| d.how)) && !rewound {
             break;
@@ -148,7 +148,10 @@ pub(super) async fn run<C: ConsumerContext + 'static>(
             if c.transactions.full() {
                 match c.commit().await {
                     Flow::Stop => break,
-                    Flow::Rewound => release(&shared, &tp, batch.take()),
+                    Flow::Rewound => {
+                        release(&shared, &tp, batch.take());
+                        queue.forget_popped();
+                    }
                     Flow::Committed => {}
                 }
             }
@@ -177,21 +180,27 @@ pub(super) const MAX_BATCH_BYTES: usize = 64 * 1024;
 
 /// Adds to `batch` the messages already waiting in the partition's queue, without waiting,
 /// while the batch and the tenant's budget have room. Each is marked in flight.
-pub(super) fn take_waiting<C: ConsumerContext + 'static>(
+pub(super) fn take_waiting(
     shared: &PipelineState,
     tp: &TopicPartition,
-    queue: &StreamPartitionQueue<C>,
+    queue: &mut PartitionQueue,
     batch: &mut Vec<Message>,
 ) {
+    let max_batch = shared.config.max_batch;
     let mut bytes: usize = batch.iter().map(message_bytes).sum();
-    while batch.len() < shared.config.max_batch && bytes < MAX_BATCH_BYTES {
+    while batch.len() < max_batch && bytes < MAX_BATCH_BYTES {
         let Some(admission) = shared.budget.try_admit_message() else {
             return;
         };
-        let mut recv = std::pin::pin!(queue.recv());
-        let mut waiting = std::task::Context::from_waker(std::task::Waker::noop());
-        let std::task::Poll::Ready(received) = recv.as_mut().poll(&mut waiting) else {
-            return;
+        let received = match queue.take_popped(tp) {
+            Some(received) => received,
+            None => {
+                queue.pop_waiting(max_batch - batch.len());
+                match queue.take_popped(tp) {
+                    Some(received) => received,
+                    None => return,
+                }
+            }
         };
         let m = match received {
             Ok(m) => m,
@@ -203,7 +212,7 @@ pub(super) fn take_waiting<C: ConsumerContext + 'static>(
                 return;
             }
         };
-        let Some(message) = begin(shared, tp, &m) else {
+        let Some(message) = begin(shared, tp, m) else {
             return;
         };
         admission.taken();

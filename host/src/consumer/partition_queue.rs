@@ -1,0 +1,384 @@
+//! A partition's queue in librdkafka as its worker reads it: one message at a time while the
+//! worker waits (the stream wakes it), and every message a batch has room for at once when they
+//! are already waiting: one `rd_kafka_consume_batch_queue` call, where the stream would build an
+//! event and register a waker for each message. Each message is copied out of librdkafka once,
+//! into the record the guest gets; its headers are read only when it has some.
+
+use crate::bindings::{Header, Message};
+use crate::offsets::TopicPartition;
+use rdkafka::bindings as rd;
+use rdkafka::consumer::stream_consumer::{StreamConsumer, StreamPartitionQueue};
+use rdkafka::consumer::{Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use std::collections::VecDeque;
+use std::ffi::{CStr, CString};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+/// One partition's queue.
+pub(crate) struct PartitionQueue<C: ConsumerContext + 'static = super::rebalance::PipelineContext> {
+    /// Popped from librdkafka and not taken yet, in offset order. Declared first so that it is
+    /// dropped first: its messages belong to the consumer `stream` keeps alive.
+    popped: VecDeque<PoppedMessage>,
+    /// Where a pop writes its message pointers; kept to pop without allocating.
+    slots: PopSlots,
+    /// A second handle on the queue `stream` reads, for popping many messages at once.
+    native: NativeQueue,
+    stream: StreamPartitionQueue<C>,
+}
+
+/// Scratch space for one pop's message pointers: empty between pops.
+#[derive(Default)]
+struct PopSlots(Vec<*mut rd::rd_kafka_message_t>);
+
+// SAFETY: it holds no pointer outside `pop_waiting` (drained there), so nothing is shared.
+unsafe impl Send for PopSlots {}
+// SAFETY: as above.
+unsafe impl Sync for PopSlots {}
+
+impl<C: ConsumerContext + 'static> PartitionQueue<C> {
+    /// Splits `tp`'s queue off `consumer`'s, so that it is read only here. `None` if the
+    /// consumer does not have the partition.
+    pub(crate) fn split(consumer: &Arc<StreamConsumer<C>>, tp: &TopicPartition) -> Option<Self> {
+        let stream = consumer.split_partition_queue(&tp.topic, tp.partition)?;
+        let topic = CString::new(tp.topic.as_bytes()).ok()?;
+        // SAFETY: the client pointer is live while `consumer` is (and `stream` keeps it alive
+        // as long as this queue exists); `topic` is a NUL-terminated string that outlives the
+        // call. The handle returned is ours to destroy (`NativeQueue`'s drop).
+        let native = unsafe {
+            rd::rd_kafka_queue_get_partition(
+                consumer.client().native_ptr(),
+                topic.as_ptr(),
+                tp.partition,
+            )
+        };
+        let native = NativeQueue(NonNull::new(native)?);
+        Some(PartitionQueue {
+            popped: VecDeque::new(),
+            slots: PopSlots::default(),
+            native,
+            stream,
+        })
+    }
+
+    /// Waits for the next message (a popped one first), copied for the guest at `attempt` 1.
+    /// Cancellation safe: a message is either returned or left in the queue.
+    pub(crate) async fn recv(&mut self, tp: &TopicPartition) -> KafkaResult<Message> {
+        if let Some(popped) = self.popped.pop_front() {
+            return popped.to_guest(tp);
+        }
+        let received = self.stream.recv().await?;
+        // SAFETY: `received` borrows a live message from the queue until it is dropped, after
+        // the copy.
+        Ok(unsafe { copy_message(&*received.ptr(), tp) })
+    }
+
+    /// Pops messages already waiting, without waiting, until `room` are popped. They are taken
+    /// by [`take_popped`](Self::take_popped) or [`recv`](Self::recv).
+    pub(crate) fn pop_waiting(&mut self, room: usize) {
+        let room = room.saturating_sub(self.popped.len());
+        if room == 0 {
+            return;
+        }
+        let slots = &mut self.slots.0;
+        slots.clear();
+        slots.reserve(room);
+        // SAFETY: `native` is a live queue handle; librdkafka writes at most `room` message
+        // pointers into `slots`, which has room for them, and returns how many it wrote (or -1
+        // and writes none). Each message written is ours to destroy.
+        let n = unsafe {
+            rd::rd_kafka_consume_batch_queue(self.native.0.as_ptr(), 0, slots.as_mut_ptr(), room)
+        };
+        let n = usize::try_from(n).unwrap_or(0).min(room);
+        // SAFETY: librdkafka initialised the first `n` slots.
+        unsafe { slots.set_len(n) };
+        self.popped
+            .extend(slots.drain(..).filter_map(NonNull::new).map(PoppedMessage));
+    }
+
+    /// The next popped message, copied for the guest.
+    pub(crate) fn take_popped(&mut self, tp: &TopicPartition) -> Option<KafkaResult<Message>> {
+        self.popped.pop_front().map(|popped| popped.to_guest(tp))
+    }
+
+    /// Drops the popped messages: the partition was rewound, and the queue delivers them
+    /// again from the rewind point.
+    pub(crate) fn forget_popped(&mut self) {
+        self.popped.clear();
+    }
+}
+
+/// Our handle on a librdkafka queue.
+struct NativeQueue(NonNull<rd::rd_kafka_queue_t>);
+
+// SAFETY: librdkafka's queue operations are thread-safe.
+unsafe impl Send for NativeQueue {}
+// SAFETY: as above.
+unsafe impl Sync for NativeQueue {}
+
+impl Drop for NativeQueue {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from `rd_kafka_queue_get_partition` and is destroyed once.
+        unsafe { rd::rd_kafka_queue_destroy(self.0.as_ptr()) }
+    }
+}
+
+/// A message popped from librdkafka, owned until dropped.
+struct PoppedMessage(NonNull<rd::rd_kafka_message_t>);
+
+// SAFETY: the message is owned by this value alone; librdkafka lets any thread destroy it.
+unsafe impl Send for PoppedMessage {}
+// SAFETY: it is only read through `&self`.
+unsafe impl Sync for PoppedMessage {}
+
+impl PoppedMessage {
+    fn raw(&self) -> &rd::rd_kafka_message_t {
+        // SAFETY: a live message owned by `self`.
+        unsafe { self.0.as_ref() }
+    }
+
+    fn to_guest(&self, tp: &TopicPartition) -> KafkaResult<Message> {
+        let raw = self.raw();
+        if raw.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return Err(KafkaError::MessageConsumption(RDKafkaErrorCode::from(
+                raw.err,
+            )));
+        }
+        // SAFETY: a live message with no error.
+        Ok(unsafe { copy_message(raw, tp) })
+    }
+}
+
+impl Drop for PoppedMessage {
+    fn drop(&mut self) {
+        // SAFETY: popped by `rd_kafka_consume_batch_queue`, destroyed once.
+        unsafe { rd::rd_kafka_message_destroy(self.0.as_ptr()) }
+    }
+}
+
+/// Copies a consumed message into the guest's `message` record (on its first delivery).
+///
+/// # Safety
+/// `raw` is a live message without error, consumed from `tp`.
+pub(crate) unsafe fn copy_message(raw: &rd::rd_kafka_message_t, tp: &TopicPartition) -> Message {
+    let mut ts_type = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+    let timestamp = rd::rd_kafka_message_timestamp(raw, &mut ts_type);
+    let timestamp = (ts_type != rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE)
+        .then_some(timestamp);
+    let mut headers = Vec::new();
+    if let Some(h) = headers_of(raw) {
+        headers.reserve_exact(rd::rd_kafka_header_cnt(h));
+        for_each_header(h, |key, value| {
+            headers.push(Header {
+                // Kafka does not promise UTF-8 header names; the WIT's are strings.
+                key: String::from_utf8_lossy(key).into_owned(),
+                value: value.map(<[u8]>::to_vec),
+            })
+        });
+    }
+    Message {
+        topic: tp.topic.to_string(),
+        partition: raw.partition,
+        offset: raw.offset,
+        timestamp,
+        key: slice(raw.key, raw.key_len).map(<[u8]>::to_vec),
+        payload: slice(raw.payload, raw.len).map(<[u8]>::to_vec),
+        headers,
+        attempt: 1,
+    }
+}
+
+/// The message's headers, `None` when it has none.
+///
+/// # Safety
+/// `raw` is a live consumed message; the headers live as long as it does.
+unsafe fn headers_of(raw: &rd::rd_kafka_message_t) -> Option<*const rd::rd_kafka_headers_t> {
+    let mut headers = std::ptr::null_mut();
+    let err = rd::rd_kafka_message_headers(raw, &mut headers);
+    (err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && !headers.is_null())
+        .then_some(headers.cast_const())
+}
+
+/// Calls `each` with every header's name and value (`None` for a header without one).
+///
+/// # Safety
+/// `headers` is live (owned by a live message).
+unsafe fn for_each_header(
+    headers: *const rd::rd_kafka_headers_t,
+    mut each: impl FnMut(&[u8], Option<&[u8]>),
+) {
+    for index in 0..rd::rd_kafka_header_cnt(headers) {
+        let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0);
+        if rd::rd_kafka_header_get_all(headers, index, &mut name, &mut value, &mut size)
+            != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+            || name.is_null()
+        {
+            continue;
+        }
+        each(CStr::from_ptr(name).to_bytes(), slice(value, size));
+    }
+}
+
+/// `len` bytes at `ptr`, `None` for a null pointer.
+///
+/// # Safety
+/// A non-null `ptr` points to `len` bytes that outlive the returned slice's use.
+unsafe fn slice<'a>(ptr: *const std::ffi::c_void, len: usize) -> Option<&'a [u8]> {
+    (!ptr.is_null()).then(|| std::slice::from_raw_parts(ptr.cast::<u8>(), len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedded::EmbeddedBroker;
+    use crate::kafka::Record;
+    use rdkafka::consumer::{DefaultConsumerContext, StreamConsumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    use std::time::{Duration, Instant};
+
+    /// Generous: only a broken queue waits this long.
+    const WAIT: Duration = Duration::from_secs(60);
+
+    fn record(i: i64) -> Record {
+        Record {
+            partition: Some(0),
+            key: (i % 2 == 1).then(|| format!("k{i}").into_bytes()),
+            payload: format!("m{i}").into_bytes(),
+            headers: match i % 3 {
+                0 => vec![],
+                _ => vec![
+                    ("a".into(), vec![]),
+                    ("a".into(), format!("{i}").into_bytes()),
+                ],
+            },
+        }
+    }
+
+    fn assert_copied(message: &Message, i: i64, topic: &str) {
+        let expected = record(i);
+        assert_eq!(message.offset, i);
+        assert_eq!((message.topic.as_str(), message.partition), (topic, 0));
+        assert_eq!(message.key, expected.key, "offset {i}");
+        assert_eq!(message.payload, Some(expected.payload), "offset {i}");
+        let headers: Vec<(String, Option<Vec<u8>>)> = message
+            .headers
+            .iter()
+            .map(|h| (h.key.clone(), h.value.clone()))
+            .collect();
+        let expected: Vec<(String, Option<Vec<u8>>)> = expected
+            .headers
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect();
+        assert_eq!(headers, expected, "offset {i}");
+        assert!(message.timestamp.is_some_and(|t| t > 0));
+        assert_eq!(message.attempt, 1);
+    }
+
+    /// A consumer assigned `topic`'s partition 0 from the start, its queue split off, and the
+    /// task that serves the consumer's own queue (which a split queue needs to be fed).
+    async fn queue_of(
+        broker: &EmbeddedBroker,
+        topic: &str,
+    ) -> (PartitionQueue<DefaultConsumerContext>, Arc<StreamConsumer>) {
+        let consumer: Arc<StreamConsumer> = Arc::new(
+            ClientConfig::new()
+                .set("bootstrap.servers", broker.bootstrap_servers())
+                .set("group.id", "partition-queue-test")
+                .set("enable.auto.commit", "false")
+                .create()
+                .unwrap(),
+        );
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(topic, 0, Offset::Beginning)
+            .unwrap();
+        consumer.assign(&assignment).unwrap();
+        let tp = TopicPartition::new(topic, 0);
+        let queue = PartitionQueue::split(&consumer, &tp).expect("assigned");
+        let main = consumer.clone();
+        tokio::spawn(async move {
+            loop {
+                let _ = main.recv().await;
+            }
+        });
+        (queue, consumer)
+    }
+
+    /// Takes `n` messages: the first by waiting, the rest by popping what is waiting.
+    async fn take(
+        queue: &mut PartitionQueue<DefaultConsumerContext>,
+        tp: &TopicPartition,
+        n: usize,
+    ) -> (Vec<Message>, usize) {
+        let deadline = Instant::now() + WAIT;
+        let mut taken = vec![queue.recv(tp).await.unwrap()];
+        let mut pops = 0;
+        while taken.len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} came",
+                taken.len()
+            );
+            queue.pop_waiting(n - taken.len());
+            pops += 1;
+            while let Some(message) = queue.take_popped(tp) {
+                taken.push(message.unwrap());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (taken, pops)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_messages_are_popped_at_once_in_order_and_copied_whole() {
+        let broker = EmbeddedBroker::start().unwrap();
+        broker.create_topic("popped", 1).unwrap();
+        let records: Vec<Record> = (0..50).map(record).collect();
+        crate::kafka::produce(broker.bootstrap_servers(), "popped", &records)
+            .await
+            .unwrap();
+        let (mut queue, _consumer) = queue_of(&broker, "popped").await;
+        let tp = TopicPartition::new("popped", 0);
+        let (taken, _) = take(&mut queue, &tp, 50).await;
+        for (i, message) in taken.iter().enumerate() {
+            assert_copied(message, i as i64, "popped");
+        }
+    }
+
+    /// After a rewind (an aborted transaction seeks the partition back), the popped messages
+    /// are dropped and the queue delivers again from the rewind point, not from where the pop
+    /// stopped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rewound_queue_delivers_from_the_rewind_point() {
+        let broker = EmbeddedBroker::start().unwrap();
+        broker.create_topic("rewound", 1).unwrap();
+        let records: Vec<Record> = (0..20).map(record).collect();
+        crate::kafka::produce(broker.bootstrap_servers(), "rewound", &records)
+            .await
+            .unwrap();
+        let (mut queue, consumer) = queue_of(&broker, "rewound").await;
+        let tp = TopicPartition::new("rewound", 0);
+        let (taken, _) = take(&mut queue, &tp, 20).await;
+        assert_eq!(taken.len(), 20);
+        // After a rewind to 5: take 5 and 6, and rewind to 3 with 7 and more still popped.
+        consumer
+            .seek("rewound", 0, Offset::Offset(5), Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(queue.recv(&tp).await.unwrap().offset, 5);
+        let deadline = Instant::now() + WAIT;
+        while queue.popped.len() < 2 {
+            assert!(Instant::now() < deadline, "nothing came after the rewind");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            queue.pop_waiting(10);
+        }
+        assert_eq!(queue.take_popped(&tp).unwrap().unwrap().offset, 6);
+        consumer
+            .seek("rewound", 0, Offset::Offset(3), Duration::from_secs(10))
+            .unwrap();
+        assert!(!queue.popped.is_empty());
+        queue.forget_popped();
+        let next = queue.recv(&tp).await.unwrap();
+        assert_copied(&next, 3, "rewound");
+    }
+}
