@@ -1,5 +1,6 @@
 // Runs a built handler component in Node (via `jco transpile`) against the cases of
-// guest-examples/README.md and checks every outcome. Used by ../test.sh.
+// guest-examples/README.md and checks every outcome, through `handle` and through
+// `handleBatch`. Used by ../test.sh.
 //
 //   [BENCH=n] node --experimental-wasm-extended-const test/run-component.mjs <orders|manual|enrich> <component.wasm> <toolchain node_modules> <work dir>
 import { execFileSync } from 'node:child_process';
@@ -51,8 +52,23 @@ const ackbar = {
       seen.sent.push(`${r.topic} ${text(r.key)} ${text(r.payload)}`);
     },
   },
+  'ackbar:plugin/batch': {
+    // What `handle` returned for the current message; the answer says whether to go on.
+    finish: (returned) => {
+      seen.finished.push(returned);
+      return seen.finished.length < seen.goOnFor;
+    },
+  },
   'ackbar:plugin/types': {},
 };
+
+// A returned result the way the outcomes of cases.js spell it.
+const spelled = (r) =>
+  r.tag === 'ok'
+    ? r.val == null
+      ? 'ok(none)'
+      : `ok(some(${r.val}))`
+    : `err(${r.val.tag}(${r.val.val}))`;
 
 async function fresh() {
   const wasi = new WASIShim().getImportObject();
@@ -63,9 +79,9 @@ async function fresh() {
 }
 
 let instance = await fresh();
-async function call(payload, attempt = 1) {
-  seen = { settled: [], logs: [], sent: [] };
-  const msg = {
+
+function message(payload, attempt) {
+  return {
     topic: 'orders',
     partition: 0,
     offset: 7n,
@@ -75,10 +91,22 @@ async function call(payload, attempt = 1) {
     headers: [{ key: 'h', value: new Uint8Array([1]) }, { key: 'empty', value: undefined }],
     attempt,
   };
+}
+
+// One message through `handle`, or (batch) through `handleBatch` as a batch of one.
+async function call(payload, attempt = 1, batch = false) {
+  seen = { settled: [], logs: [], sent: [], finished: [], goOnFor: 1 };
+  const msg = message(payload, attempt);
   let outcome;
   try {
-    const r = instance.handle(msg);
-    outcome = r === undefined ? 'ok(none)' : `ok(some(${r}))`;
+    if (batch) {
+      instance.handleBatch([msg]);
+      if (seen.finished.length !== 1) throw new Error(`finished ${seen.finished.length} times`);
+      outcome = spelled(seen.finished[0]);
+    } else {
+      const r = instance.handle(msg);
+      outcome = r === undefined ? 'ok(none)' : `ok(some(${r}))`;
+    }
   } catch (e) {
     if (e instanceof Interrupt) {
       outcome = `interrupt(${e.decision})`;
@@ -97,16 +125,32 @@ const cases = allCases[kind];
 const matches = (want, got) => (want instanceof RegExp ? want.test(got) : want === got);
 let failed = 0;
 for (const [payload, attempt, outcome, settled, logs, sent = []] of cases) {
-  const got = await call(payload, attempt);
-  const ok =
-    matches(outcome, got.outcome) &&
-    JSON.stringify(sent) === JSON.stringify(got.sent) &&
-    settled === got.settled &&
-    logs.length === got.logs.length &&
-    logs.every((l, i) => matches(l, got.logs[i]));
-  if (!ok) {
+  for (const batch of [false, true]) {
+    const got = await call(payload, attempt, batch);
+    const ok =
+      matches(outcome, got.outcome) &&
+      JSON.stringify(sent) === JSON.stringify(got.sent) &&
+      settled === got.settled &&
+      logs.length === got.logs.length &&
+      logs.every((l, i) => matches(l, got.logs[i]));
+    if (!ok) {
+      failed++;
+      console.error(`FAIL ${kind} ${payload} attempt ${attempt}${batch ? ' (batch)' : ''}: ${JSON.stringify(got)}`);
+    }
+  }
+}
+
+// Every case that does not end its call, in one `handleBatch` call: each finished in order with
+// what `handle` returned; then the same batch where the host says stop after the second.
+const calm = cases.filter(([, , outcome]) => typeof outcome === 'string' && outcome.startsWith('ok'));
+for (const goOnFor of [calm.length, 2]) {
+  seen = { settled: [], logs: [], sent: [], finished: [], goOnFor };
+  instance.handleBatch(calm.map(([payload, attempt]) => message(payload, attempt)));
+  const want = calm.slice(0, goOnFor).map(([, , outcome]) => outcome);
+  const got = seen.finished.map(spelled);
+  if (JSON.stringify(got) !== JSON.stringify(want)) {
     failed++;
-    console.error(`FAIL ${kind} ${payload} attempt ${attempt}: ${JSON.stringify(got)}`);
+    console.error(`FAIL ${kind}: a batch of ${calm.length}, stopped after ${goOnFor}: ${JSON.stringify(got)}`);
   }
 }
 if (failed) {

@@ -158,19 +158,56 @@ function moduleRoot(entry) {
   return commonAncestor(roots);
 }
 
+// The module the component is built from: the handler's `handle`, and `handleBatch` (world
+// `batch-handler`), which runs `handle` on each message of the batch
+// and reports each result through `batch.finish` as `handle`'s export would return it, so that
+// a batch costs one call into the sandbox instead of one per message. A thrown Error (or
+// anything that is not a handler error) is a trap, as from `handle`; the host then settles the
+// message under way and delivers the rest again.
+function batchEntry(handlerPath) {
+  return `import * as handler from ${JSON.stringify(handlerPath)};
+import * as batch from 'ackbar:plugin/batch@0.1.0';
+if (typeof handler.handle !== 'function') {
+  throw new TypeError(${JSON.stringify(`${basename(handlerPath)} does not export a function \`handle\``)});
+}
+export const handle = handler.handle;
+export function handleBatch(msgs) {
+  for (const msg of msgs) {
+    let returned;
+    try {
+      returned = { tag: 'ok', val: handler.handle(msg) ?? null };
+    } catch (e) {
+      if (e === null || typeof e !== 'object' || e instanceof Error) throw e;
+      returned = { tag: 'err', val: e };
+    }
+    if (!batch.finish(returned)) return;
+  }
+}
+`;
+}
+
 async function buildQuickJs(opts) {
   const qjs = await load('componentize-qjs', opts);
   const componentize = qjs.componentize ?? qjs.default.componentize;
-  const { component } = await componentize({
-    witPath: wit,
-    world: 'handler',
-    jsSource: readFileSync(opts.entry, 'utf8'),
-    jsPath: opts.entry,
-    moduleRoot: opts.moduleRoot ?? moduleRoot(opts.entry),
-    // Ackbar runs components without the component-model async ABI.
-    sync: true,
-  });
-  return component;
+  // componentize-qjs resolves relative imports from the entry file, which must exist: the
+  // entry stands beside the handler while the build runs.
+  const entry = join(dirname(opts.entry), `.ackbar-entry-${process.pid}-${basename(opts.entry)}`);
+  const source = batchEntry(`./${basename(opts.entry)}`);
+  writeFileSync(entry, source);
+  try {
+    const { component } = await componentize({
+      witPath: wit,
+      world: 'batch-handler',
+      jsSource: source,
+      jsPath: entry,
+      moduleRoot: opts.moduleRoot ?? moduleRoot(opts.entry),
+      // Ackbar runs components without the component-model async ABI.
+      sync: true,
+    });
+    return component;
+  } finally {
+    rmSync(entry, { force: true });
+  }
 }
 
 async function buildStarlingMonkey(opts) {
@@ -183,7 +220,11 @@ async function buildStarlingMonkey(opts) {
   try {
     const bundle = join(work, 'handler.js');
     await esbuild.build({
-      entryPoints: [opts.entry],
+      stdin: {
+        contents: batchEntry(opts.entry),
+        resolveDir: dirname(opts.entry),
+        sourcefile: 'ackbar-batch-entry.js',
+      },
       bundle: true,
       format: 'esm',
       // No "node" condition: the package entry points that call the host, not the recorders.
@@ -196,7 +237,7 @@ async function buildStarlingMonkey(opts) {
     const { component } = await componentize({
       sourcePath: bundle,
       witPath: wit,
-      worldName: 'handler',
+      worldName: 'batch-handler',
       // Ackbar does not provide wasi:http.
       disableFeatures: ['http', 'fetch-event'],
     });
