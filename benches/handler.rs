@@ -120,28 +120,36 @@ fn handler_calls(c: &mut Criterion) {
     let mut group = c.benchmark_group("handle-batch of 64 1 KiB orders");
     group.throughput(Throughput::Elements(batch.len() as u64));
     for (name, pool) in [("orders", &pool), ("no-op", &no_op)] {
-        let call = || {
-            let (sink, mut finished) = tokio::sync::mpsc::unbounded_channel();
-            let spans = vec![tracing::Span::none(); batch.len()].into();
-            let stop = CancellationToken::new();
-            let rules = DeliveryRules {
-                policy: AckPolicy::Ack,
-                max_attempts: None,
-                dead_letters: false,
-                backoff: Default::default(),
-            };
-            let call = BatchCall::new(&batch, spans, rules, stop, sink);
-            rt.block_on(pool.call_batch(black_box(&batch), call, &context));
-            let mut handled = 0;
-            while finished.try_recv().is_ok() {
-                handled += 1;
-            }
-            handled
-        };
+        let call = || call_batch(&rt, pool, &batch, &context);
         assert_eq!(call(), batch.len(), "{name}: every message handled");
         group.bench_function(format!("{name}: wasm, reused instance"), |b| b.iter(call));
     }
     group.finish();
+}
+
+/// One `handle-batch` call of `pool` on `batch` under ACK; how many messages it finished.
+fn call_batch(
+    rt: &tokio::runtime::Runtime,
+    pool: &InstancePool,
+    batch: &[Message],
+    context: &Arc<CallContext>,
+) -> usize {
+    let (sink, mut finished) = tokio::sync::mpsc::unbounded_channel();
+    let spans = vec![tracing::Span::none(); batch.len()].into();
+    let stop = CancellationToken::new();
+    let rules = DeliveryRules {
+        policy: AckPolicy::Ack,
+        max_attempts: None,
+        dead_letters: false,
+        backoff: Default::default(),
+    };
+    let call = BatchCall::new(batch, spans, rules, stop, sink);
+    rt.block_on(pool.call_batch(black_box(batch), call, context));
+    let mut handled = 0;
+    while finished.try_recv().is_ok() {
+        handled += 1;
+    }
+    handled
 }
 
 const LANGUAGES: [&str; 4] = ["rust", "go", "js", "python"];
@@ -198,6 +206,19 @@ fn languages(c: &mut Criterion) {
         group.bench_function("orders handle, not JSON, reused instance", |b| {
             b.iter(|| rt.block_on(pool.call(black_box(&not_json), &context)))
         });
+        // The same order 64 times in one `handle-batch` call, per message, for the languages
+        // whose SDK builds world `batch-handler`.
+        if pool.batches() {
+            let batch: Vec<Message> = (0..64).map(|_| big.clone()).collect();
+            let call = || call_batch(&rt, &pool, &batch, &context);
+            assert_eq!(call(), batch.len(), "{language}: every message handled");
+            group.throughput(Throughput::Elements(batch.len() as u64));
+            group.bench_function(
+                "orders handle-batch of 64 1 KiB orders, reused instance",
+                |b| b.iter(call),
+            );
+            group.throughput(Throughput::Elements(1));
+        }
         group.sample_size(10);
         group.bench_function("instantiate from InstancePre", |b| {
             b.iter(|| rt.block_on(PluginInstance::new(&plugin)).unwrap())
