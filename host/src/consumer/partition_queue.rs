@@ -2,7 +2,7 @@
 //! worker waits (the stream wakes it), and every message a batch has room for at once when they
 //! are already waiting: one `rd_kafka_consume_batch_queue` call, where the stream would build an
 //! event and register a waker for each message. Each message is copied out of librdkafka once,
-//! into the record the guest gets; its headers are read only when it has some.
+//! into the record the guest gets.
 
 use crate::bindings::{Header, Message};
 use crate::offsets::TopicPartition;
@@ -33,8 +33,6 @@ struct PopSlots(Vec<*mut rd::rd_kafka_message_t>);
 
 // SAFETY: it holds no pointer outside `pop_waiting` (drained there), so nothing is shared.
 unsafe impl Send for PopSlots {}
-// SAFETY: as above.
-unsafe impl Sync for PopSlots {}
 
 impl<C: ConsumerContext + 'static> PartitionQueue<C> {
     /// Splits `tp`'s queue off `consumer`'s, so that it is read only here. `None` if the
@@ -64,8 +62,8 @@ impl<C: ConsumerContext + 'static> PartitionQueue<C> {
     /// Waits for the next message (a popped one first), copied for the guest at `attempt` 1.
     /// Cancellation safe: a message is either returned or left in the queue.
     pub(crate) async fn recv(&mut self, tp: &TopicPartition) -> KafkaResult<Message> {
-        if let Some(popped) = self.popped.pop_front() {
-            return popped.to_guest(tp);
+        if let Some(popped) = self.take_popped(tp) {
+            return popped;
         }
         let received = self.stream.recv().await?;
         // SAFETY: `received` borrows a live message from the queue until it is dropped, after
@@ -73,9 +71,21 @@ impl<C: ConsumerContext + 'static> PartitionQueue<C> {
         Ok(unsafe { copy_message(&*received.ptr(), tp) })
     }
 
-    /// Pops messages already waiting, without waiting, until `room` are popped. They are taken
-    /// by [`take_popped`](Self::take_popped) or [`recv`](Self::recv).
-    pub(crate) fn pop_waiting(&mut self, room: usize) {
+    /// The next message already waiting, without waiting, copied for the guest: a popped one,
+    /// else one of up to `room` popped now in one call.
+    pub(crate) fn next_waiting(
+        &mut self,
+        tp: &TopicPartition,
+        room: usize,
+    ) -> Option<KafkaResult<Message>> {
+        if self.popped.is_empty() {
+            self.pop_waiting(room);
+        }
+        self.take_popped(tp)
+    }
+
+    /// Pops messages already waiting, without waiting, until `room` are popped.
+    fn pop_waiting(&mut self, room: usize) {
         let room = room.saturating_sub(self.popped.len());
         if room == 0 {
             return;
@@ -97,7 +107,7 @@ impl<C: ConsumerContext + 'static> PartitionQueue<C> {
     }
 
     /// The next popped message, copied for the guest.
-    pub(crate) fn take_popped(&mut self, tp: &TopicPartition) -> Option<KafkaResult<Message>> {
+    fn take_popped(&mut self, tp: &TopicPartition) -> Option<KafkaResult<Message>> {
         self.popped.pop_front().map(|popped| popped.to_guest(tp))
     }
 
@@ -113,8 +123,6 @@ struct NativeQueue(NonNull<rd::rd_kafka_queue_t>);
 
 // SAFETY: librdkafka's queue operations are thread-safe.
 unsafe impl Send for NativeQueue {}
-// SAFETY: as above.
-unsafe impl Sync for NativeQueue {}
 
 impl Drop for NativeQueue {
     fn drop(&mut self) {
@@ -128,8 +136,6 @@ struct PoppedMessage(NonNull<rd::rd_kafka_message_t>);
 
 // SAFETY: the message is owned by this value alone; librdkafka lets any thread destroy it.
 unsafe impl Send for PoppedMessage {}
-// SAFETY: it is only read through `&self`.
-unsafe impl Sync for PoppedMessage {}
 
 impl PoppedMessage {
     fn raw(&self) -> &rd::rd_kafka_message_t {
@@ -160,7 +166,7 @@ impl Drop for PoppedMessage {
 ///
 /// # Safety
 /// `raw` is a live message without error, consumed from `tp`.
-pub(crate) unsafe fn copy_message(raw: &rd::rd_kafka_message_t, tp: &TopicPartition) -> Message {
+unsafe fn copy_message(raw: &rd::rd_kafka_message_t, tp: &TopicPartition) -> Message {
     let mut ts_type = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
     let timestamp = rd::rd_kafka_message_timestamp(raw, &mut ts_type);
     let timestamp = (ts_type != rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE)
@@ -305,42 +311,45 @@ mod tests {
         (queue, consumer)
     }
 
-    /// Takes `n` messages: the first by waiting, the rest by popping what is waiting.
+    /// Takes `n` messages: the first by waiting, the rest as a batch takes what is waiting.
     async fn take(
         queue: &mut PartitionQueue<DefaultConsumerContext>,
         tp: &TopicPartition,
         n: usize,
-    ) -> (Vec<Message>, usize) {
+    ) -> Vec<Message> {
         let deadline = Instant::now() + WAIT;
         let mut taken = vec![queue.recv(tp).await.unwrap()];
-        let mut pops = 0;
         while taken.len() < n {
             assert!(
                 Instant::now() < deadline,
                 "only {} of {n} came",
                 taken.len()
             );
-            queue.pop_waiting(n - taken.len());
-            pops += 1;
-            while let Some(message) = queue.take_popped(tp) {
-                taken.push(message.unwrap());
+            match queue.next_waiting(tp, n - taken.len()) {
+                Some(message) => taken.push(message.unwrap()),
+                None => tokio::time::sleep(Duration::from_millis(5)).await,
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        (taken, pops)
+        taken
+    }
+
+    /// A broker whose `topic` holds `n` records, made by [`record`].
+    async fn broker_with(topic: &str, n: i64) -> EmbeddedBroker {
+        let broker = EmbeddedBroker::start().unwrap();
+        broker.create_topic(topic, 1).unwrap();
+        let records: Vec<Record> = (0..n).map(record).collect();
+        crate::kafka::produce(broker.bootstrap_servers(), topic, &records)
+            .await
+            .unwrap();
+        broker
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn waiting_messages_are_popped_at_once_in_order_and_copied_whole() {
-        let broker = EmbeddedBroker::start().unwrap();
-        broker.create_topic("popped", 1).unwrap();
-        let records: Vec<Record> = (0..50).map(record).collect();
-        crate::kafka::produce(broker.bootstrap_servers(), "popped", &records)
-            .await
-            .unwrap();
+        let broker = broker_with("popped", 50).await;
         let (mut queue, _consumer) = queue_of(&broker, "popped").await;
         let tp = TopicPartition::new("popped", 0);
-        let (taken, _) = take(&mut queue, &tp, 50).await;
+        let taken = take(&mut queue, &tp, 50).await;
         for (i, message) in taken.iter().enumerate() {
             assert_copied(message, i as i64, "popped");
         }
@@ -351,15 +360,10 @@ mod tests {
     /// stopped.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_rewound_queue_delivers_from_the_rewind_point() {
-        let broker = EmbeddedBroker::start().unwrap();
-        broker.create_topic("rewound", 1).unwrap();
-        let records: Vec<Record> = (0..20).map(record).collect();
-        crate::kafka::produce(broker.bootstrap_servers(), "rewound", &records)
-            .await
-            .unwrap();
+        let broker = broker_with("rewound", 20).await;
         let (mut queue, consumer) = queue_of(&broker, "rewound").await;
         let tp = TopicPartition::new("rewound", 0);
-        let (taken, _) = take(&mut queue, &tp, 20).await;
+        let taken = take(&mut queue, &tp, 20).await;
         assert_eq!(taken.len(), 20);
         // After a rewind to 5: take 5 and 6, and rewind to 3 with 7 and more still popped.
         consumer

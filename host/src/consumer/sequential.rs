@@ -192,15 +192,8 @@ pub(super) fn take_waiting(
         let Some(admission) = shared.budget.try_admit_message() else {
             return;
         };
-        let received = match queue.take_popped(tp) {
-            Some(received) => received,
-            None => {
-                queue.pop_waiting(max_batch - batch.len());
-                match queue.take_popped(tp) {
-                    Some(received) => received,
-                    None => return,
-                }
-            }
+        let Some(received) = queue.next_waiting(tp, max_batch - batch.len()) else {
+            return;
         };
         let m = match received {
             Ok(m) => m,
