@@ -314,29 +314,22 @@ impl Member {
     async fn follow_decisions(&mut self) -> bool {
         let follower = self.decisions_follower.take();
         let decisions = self.decisions.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            let (mut follower, fresh) = match follower {
-                Some(follower) => (follower, false),
-                None => (decisions.follow()?, true),
-            };
-            let new = follower.update(Duration::ZERO)?;
-            anyhow::Ok((follower, fresh || new))
-        })
-        .await;
-        match read {
-            Ok(Ok((follower, new))) => {
-                self.decisions_follower = Some(follower);
-                new
-            }
-            Ok(Err(e)) => {
-                tracing::warn!("cannot read the fleet's decisions, retrying: {e:#}");
-                false
-            }
-            Err(e) => {
-                tracing::error!("the decisions reader panicked: {e}");
-                false
-            }
-        }
+        let read = read_off_thread(
+            "the fleet's decisions (retried at the next poll)",
+            move || {
+                let (mut follower, fresh) = match follower {
+                    Some(follower) => (follower, false),
+                    None => (decisions.follow()?, true),
+                };
+                let new = follower.update(Duration::ZERO)?;
+                Ok((follower, fresh || new))
+            },
+        );
+        let Some((follower, new)) = read.await else {
+            return false;
+        };
+        self.decisions_follower = Some(follower);
+        new
     }
 
     /// The decision on `key`'s deploy `generation`, if it was taken.
@@ -383,29 +376,18 @@ impl Member {
         }
         let follower = self.statuses.take();
         let status = self.status.clone();
-        let read = tokio::task::spawn_blocking(move || {
+        let read = read_off_thread("the fleet's status for a canary's decision", move || {
             let mut follower = match follower {
                 Some(follower) => follower,
                 None => status.follow()?,
             };
             let live = follower.live(Duration::ZERO)?;
-            anyhow::Ok((follower, live))
-        })
-        .await;
-        let members = match read {
-            Ok(Ok((follower, live))) => {
-                self.statuses = Some(follower);
-                live
-            }
-            Ok(Err(e)) => {
-                tracing::warn!("cannot read the fleet's status for a canary's decision: {e:#}");
-                return;
-            }
-            Err(e) => {
-                tracing::error!("the status reader panicked: {e}");
-                return;
-            }
+            Ok((follower, live))
+        });
+        let Some((follower, members)) = read.await else {
+            return;
         };
+        self.statuses = Some(follower);
         for (tenant, desired) in due {
             let Some(plan) = &desired.canary else {
                 continue;
@@ -431,27 +413,21 @@ impl Member {
             // A leader that took over a moment ago may not have read its predecessor's last
             // decision yet: the topic is read to its end before one is taken.
             let decisions = self.decisions.clone();
-            match tokio::task::spawn_blocking(move || decisions.read()).await {
-                Ok(Ok(log)) => {
-                    let taken = log
-                        .get(&tenant, &desired.pipeline, desired.generation)
-                        .filter(|d| d.decides(&desired))
-                        .cloned();
-                    if let Some(taken) = taken {
-                        if let Some(follower) = &mut self.decisions_follower {
-                            follower.remember(taken);
-                        }
-                        continue;
-                    }
+            let read = read_off_thread("the fleet's decisions before taking one", move || {
+                decisions.read()
+            });
+            let Some(log) = read.await else {
+                continue;
+            };
+            let taken = log
+                .get(&tenant, &desired.pipeline, desired.generation)
+                .filter(|d| d.decides(&desired))
+                .cloned();
+            if let Some(taken) = taken {
+                if let Some(follower) = &mut self.decisions_follower {
+                    follower.remember(taken);
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!("cannot read the fleet's decisions before taking one: {e:#}");
-                    continue;
-                }
-                Err(e) => {
-                    tracing::error!("the decisions reader panicked: {e}");
-                    continue;
-                }
+                continue;
             }
             let judgement = canary::judge(on_canary, on_stable);
             let decision = Decision {
@@ -1064,4 +1040,23 @@ pub fn host_name() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// Runs `read`, a blocking read of a control topic, off the async threads; `None` once the
+/// failure (or a panic) is logged, naming `what` was read. The caller tries again later.
+async fn read_off_thread<T: Send + 'static>(
+    what: &'static str,
+    read: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Option<T> {
+    match tokio::task::spawn_blocking(read).await {
+        Ok(Ok(value)) => Some(value),
+        Ok(Err(e)) => {
+            tracing::warn!("cannot read {what}: {e:#}");
+            None
+        }
+        Err(e) => {
+            tracing::error!("reading {what} panicked: {e}");
+            None
+        }
+    }
 }
