@@ -9,7 +9,8 @@
 
 use super::batch::{self, BatchCall};
 use super::imports::{CallContext, HostState, Interrupt, MemoryLimitExceeded};
-use super::runtime::Plugin;
+use super::packed::{self, BatchMessages, PackedBatch};
+use super::runtime::{BatchExport, Plugin};
 use crate::bindings::{Handler, Message};
 use crate::outcome::{CallEnd, Decision, Outcome, TrapKind};
 use crate::outputs::Outputs;
@@ -27,8 +28,8 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 pub struct PluginInstance {
     store: Store<HostState>,
     handler: Handler,
-    /// `handle-batch`, when the plugin exports it (its type checked at instantiation).
-    handle_batch: Option<Func>,
+    /// The batch export, when the plugin has one (its type checked at instantiation).
+    handle_batch: Option<BatchFunc>,
     fuel: Option<u64>,
     deadline: Duration,
 }
@@ -82,25 +83,9 @@ impl PluginInstance {
             .load(&mut store, &instance)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("plugin {shown}: its `handle` export"))?;
-        let handle_batch = match &plugin.batch_export {
+        let handle_batch = match plugin.batch_export {
             None => None,
-            Some(index) => {
-                let func = instance.get_func(&mut store, index).with_context(|| {
-                    format!(
-                        "plugin {shown}: `{}` is not a function",
-                        batch::BATCH_EXPORT
-                    )
-                })?;
-                func.typed::<(&[Message],), ()>(&store)
-                    .map_err(anyhow::Error::from)
-                    .with_context(|| {
-                        format!(
-                            "plugin {shown}: `{}` does not have the type of world `batch-handler`",
-                            batch::BATCH_EXPORT
-                        )
-                    })?;
-                Some(func)
-            }
+            Some(export) => Some(BatchFunc::load(export, &mut store, &instance, &shown)?),
         };
         Ok(PluginInstance {
             store,
@@ -160,24 +145,44 @@ impl PluginInstance {
     /// a trap. Returns whether this instance may be used again.
     pub async fn call_batch(
         &mut self,
-        messages: &[Message],
+        messages: BatchMessages<'_>,
         mut batch: BatchCall,
         context: &Arc<CallContext>,
     ) -> bool {
-        let Some(func) = self.handle_batch else {
+        let (Some(func), Some(first_offset)) = (self.handle_batch, messages.first_offset()) else {
             return true;
         };
         batch.begin(self.deadline, self.fuel);
         let current_deadline = batch.deadline_watch();
         let mut deadline = current_deadline.get();
-        let first_offset = messages.first().map_or(0, |m| m.offset);
         self.start_call(context, first_offset, deadline, Some(batch));
         let result = {
-            let typed = func.typed::<(&[Message],), ()>(&self.store);
-            let call = async {
-                match typed {
-                    Ok(typed) => typed.call_async(&mut self.store, (messages,)).await,
-                    Err(err) => Err(err),
+            let store = &mut self.store;
+            let call = async move {
+                match (func, messages) {
+                    (BatchFunc::Packed(func), BatchMessages::Packed(packed)) => {
+                        let PackedBatch {
+                            topic,
+                            partition,
+                            count,
+                            records,
+                            ..
+                        } = packed;
+                        let args = (topic.as_str(), *partition, *count, records.as_slice());
+                        func.typed::<(&str, i32, u32, &[u8]), ()>(&*store)?
+                            .call_async(&mut *store, args)
+                            .await
+                    }
+                    (BatchFunc::Listed(func), BatchMessages::Listed(messages)) => {
+                        func.typed::<(&[Message],), ()>(&*store)?
+                            .call_async(&mut *store, (messages,))
+                            .await
+                    }
+                    // The pool prepares each batch for its plugin's export.
+                    (func, _) => Err(wasmtime::format_err!(
+                        "host error: a batch was prepared for another export than `{}`",
+                        func.name()
+                    )),
                 }
             };
             let mut call = std::pin::pin!(call);
@@ -208,7 +213,7 @@ impl PluginInstance {
                     kind: TrapKind::Other,
                     detail: format!(
                         "`{}` returned without calling `batch.finish` for this message",
-                        batch::BATCH_EXPORT
+                        func.name()
                     ),
                     stderr: String::new(),
                 };
@@ -266,6 +271,49 @@ impl PluginInstance {
         call.active = false;
         let outputs = std::mem::take(&mut call.outputs);
         (call.explicit.take(), outputs, call.batch.take())
+    }
+}
+
+/// A plugin's batch export, its type checked.
+#[derive(Clone, Copy)]
+enum BatchFunc {
+    Packed(Func),
+    Listed(Func),
+}
+
+impl BatchFunc {
+    fn name(self) -> &'static str {
+        match self {
+            BatchFunc::Packed(_) => packed::PACKED_EXPORT,
+            BatchFunc::Listed(_) => batch::BATCH_EXPORT,
+        }
+    }
+
+    /// The batch export of `instance`, refused when it does not have its world's type.
+    fn load(
+        export: BatchExport,
+        store: &mut Store<HostState>,
+        instance: &wasmtime::component::Instance,
+        shown: &dyn std::fmt::Display,
+    ) -> Result<Self> {
+        let (index, name, world) = match export {
+            BatchExport::Packed(index) => (index, packed::PACKED_EXPORT, "packed-batch-handler"),
+            BatchExport::Listed(index) => (index, batch::BATCH_EXPORT, "batch-handler"),
+        };
+        let func = instance
+            .get_func(&mut *store, index)
+            .with_context(|| format!("plugin {shown}: `{name}` is not a function"))?;
+        let typed = match export {
+            BatchExport::Packed(_) => func
+                .typed::<(&str, i32, u32, &[u8]), ()>(&*store)
+                .map(|_| BatchFunc::Packed(func)),
+            BatchExport::Listed(_) => func
+                .typed::<(&[Message],), ()>(&*store)
+                .map(|_| BatchFunc::Listed(func)),
+        };
+        typed.map_err(anyhow::Error::from).with_context(|| {
+            format!("plugin {shown}: `{name}` does not have the type of world `{world}`")
+        })
     }
 }
 

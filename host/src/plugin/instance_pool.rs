@@ -3,6 +3,7 @@
 use super::batch::BatchCall;
 use super::imports::CallContext;
 use super::instance::PluginInstance;
+use super::packed::{BatchMessages, PackedBatch};
 use super::runtime::{IdlePool, Plugin};
 use crate::bindings::Message;
 use crate::outcome::{CallEnd, Outcome, TrapKind};
@@ -107,12 +108,36 @@ impl InstancePool {
         self.plugin.batches()
     }
 
-    /// Calls `handle-batch` on `messages` as `batch` says (see
-    /// [`PluginInstance::call_batch`]), each message handled going to the batch's sink as soon
-    /// as it is. Only for a plugin that [`batches`](Self::batches).
+    /// Whether this pool's plugin takes a batch packed into one buffer
+    /// ([`PackedBatch`]); otherwise as a list.
+    pub fn packs(&self) -> bool {
+        self.plugin.packs()
+    }
+
+    /// Calls the plugin's batch export on `messages` as `batch` says (see
+    /// [`PluginInstance::call_batch`]), packing them first when the plugin takes them packed.
+    /// Only for a plugin that [`batches`](Self::batches).
     pub async fn call_batch(
         &self,
         messages: &[Message],
+        batch: BatchCall,
+        context: &Arc<CallContext>,
+    ) {
+        if self.packs() {
+            let packed = PackedBatch::of(messages);
+            self.call_prepared_batch(BatchMessages::Packed(&packed), batch, context)
+                .await
+        } else {
+            self.call_prepared_batch(BatchMessages::Listed(messages), batch, context)
+                .await
+        }
+    }
+
+    /// Calls the plugin's batch export on `messages`, prepared in the form it
+    /// [`packs`](Self::packs), each message handled going to the batch's sink as soon as it is.
+    pub async fn call_prepared_batch(
+        &self,
+        messages: BatchMessages<'_>,
         batch: BatchCall,
         context: &Arc<CallContext>,
     ) {

@@ -15,6 +15,26 @@ use std::time::Duration;
 use wasmtime::component::{Component, ComponentExportIndex, HasSelf, InstancePre, Linker};
 use wasmtime::{Config, Engine};
 
+/// How a plugin takes several messages in one call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum BatchExport {
+    /// `handle-packed-batch` (world `packed-batch-handler`): the batch as one buffer.
+    Packed(ComponentExportIndex),
+    /// `handle-batch` (world `batch-handler`): the batch as a list of messages.
+    Listed(ComponentExportIndex),
+}
+
+impl BatchExport {
+    /// The batch export of `component`, the packed one when it has both. Its type is checked at
+    /// instantiation.
+    fn of(component: &Component) -> Option<Self> {
+        let export = |name| component.get_export_index(None, name);
+        export(super::packed::PACKED_EXPORT)
+            .map(BatchExport::Packed)
+            .or_else(|| export(super::batch::BATCH_EXPORT).map(BatchExport::Listed))
+    }
+}
+
 /// Resolution of per-call deadlines: the epoch advances this often, and guest code yields to the
 /// executor at each tick.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -309,7 +329,7 @@ impl PluginRuntime {
                     crate::bindings::WIT_PACKAGE
                 )
             })?;
-        let batch_export = component.get_export_index(None, super::batch::BATCH_EXPORT);
+        let batch_export = BatchExport::of(&component);
         Ok(Plugin {
             runtime: self.clone(),
             path: path.to_path_buf(),
@@ -404,8 +424,8 @@ pub struct Plugin {
     pub(crate) pre: InstancePre<HostState>,
     /// Where `handle` is in an instance.
     pub(crate) exports: HandlerIndices,
-    /// Where `handle-batch` is, when the plugin exports it (world `batch-handler`).
-    pub(crate) batch_export: Option<ComponentExportIndex>,
+    /// Where the plugin's batch export is, when it has one.
+    pub(crate) batch_export: Option<BatchExport>,
     limits: PluginLimits,
     grants: Arc<Grants>,
     cached: CacheOutcome,
@@ -443,9 +463,15 @@ impl Plugin {
         &self.component
     }
 
-    /// Whether the plugin takes several messages in one call (it exports `handle-batch`).
+    /// Whether the plugin takes several messages in one call (it exports `handle-packed-batch`
+    /// or `handle-batch`).
     pub fn batches(&self) -> bool {
         self.batch_export.is_some()
+    }
+
+    /// Whether the plugin takes a batch packed into one buffer (`handle-packed-batch`).
+    pub fn packs(&self) -> bool {
+        matches!(self.batch_export, Some(BatchExport::Packed(_)))
     }
 
     /// Whether the compiled code came from the on-disk cache.
