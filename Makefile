@@ -54,6 +54,7 @@ test:
 	@# Side by side: building the guests and installing the brokers is mostly downloading.
 	@$(MAKE) --no-print-directory -j3 --output-sync=target guests brokers browser registry lint
 	cd guest-examples/rust && $(CARGO) test --quiet --locked --workspace
+	cd sdk/rust && $(CARGO) test --quiet --locked --target-dir ../../guest-examples/rust/target
 	bash guest-examples/go/test.sh
 	bash guest-examples/python/test.sh
 	bash guest-examples/js/test.sh

@@ -1,14 +1,17 @@
-//! `handle-batch`: several messages in one sandbox call, each bounded and settled as if it had a
-//! call of its own. The fixture is of world `batch-handler`.
+//! Batches: several messages in one sandbox call, each bounded and settled as if it had a call
+//! of its own. Each test runs on the fixture of world `packed-batch-handler` (the batch as one
+//! buffer) and on the same fixture as it was built for world `batch-handler` (the batch as a
+//! list of messages), kept in `tests/fixtures`.
 
 use crate::support::{guest, runtime, Cluster};
-use ackbar::bindings::Message;
+use ackbar::bindings::{Header, Message};
 use ackbar::config::Backoff;
 use ackbar::outcome::{CallEnd, TrapKind};
 use ackbar::plugin::{
     BatchCall, CallContext, Finished, InstancePool, PluginLimits, MAX_BATCH_TIME,
 };
 use ackbar::policy::{AckPolicy, Action, DeliveryRules};
+use ackbar_tests::repo_root;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -18,11 +21,21 @@ const WAIT: Duration = Duration::from_secs(120);
 /// A batch time no test reaches.
 const LONG: Duration = Duration::from_secs(600);
 
-fn pool(limits: PluginLimits) -> InstancePool {
-    let plugin = runtime()
-        .load(&guest("fixture"), limits)
-        .expect("fixture loads");
-    InstancePool::new(Arc::new(plugin))
+/// The fixture built for world `batch-handler`, before world `packed-batch-handler` existed.
+fn kept_fixture() -> std::path::PathBuf {
+    repo_root().join("tests/fixtures/fixture-batch-handler-0.1.0.wasm")
+}
+
+/// A pool of each fixture, named by its batch export.
+fn pools(limits: PluginLimits) -> [(&'static str, InstancePool); 2] {
+    let pool = |path: &std::path::Path| {
+        let plugin = runtime().load(path, limits).expect("fixture loads");
+        InstancePool::new(Arc::new(plugin))
+    };
+    [
+        ("handle-packed-batch", pool(&guest("fixture"))),
+        ("handle-batch", pool(&kept_fixture())),
+    ]
 }
 
 fn rules(policy: AckPolicy) -> DeliveryRules {
@@ -96,88 +109,205 @@ pub(crate) fn labels(finished: &[Finished]) -> Vec<String> {
 
 #[test]
 fn a_batch_hands_back_every_message_in_order_from_one_instance() {
-    let pool = pool(PluginLimits::default());
-    assert!(pool.batches());
-    let got = batch(
-        &pool,
-        &["ok", "return-reject", "ack", "error"],
-        AckPolicy::Ack,
+    for (export, pool) in pools(PluginLimits::default()) {
+        eprintln!("through `{export}`");
+        assert!(pool.batches());
+        let got = batch(
+            &pool,
+            &["ok", "return-reject", "ack", "error"],
+            AckPolicy::Ack,
+        );
+        assert_eq!(labels(&got), ["ok", "returned:reject", "ack+ok", "error"]);
+        // The next batch runs on the same instance.
+        assert_eq!(
+            labels(&batch(&pool, &["ok", "ok"], AckPolicy::Ack)),
+            ["ok", "ok"]
+        );
+        assert_eq!(pool.instances_created(), 1);
+    }
+}
+
+#[test]
+fn each_fixture_is_of_the_world_it_is_kept_for() {
+    let exports =
+        |path: &std::path::Path| ackbar::plugin::inspect(&runtime(), path).unwrap().exports;
+    assert!(exports(&guest("fixture")).contains(&"handle-packed-batch".to_string()));
+    let kept = exports(&kept_fixture());
+    assert!(kept.contains(&"handle-batch".to_string()), "{kept:?}");
+    assert!(
+        !kept.contains(&"handle-packed-batch".to_string()),
+        "{kept:?}"
     );
-    assert_eq!(labels(&got), ["ok", "returned:reject", "ack+ok", "error"]);
-    // The next batch runs on the same instance.
-    assert_eq!(
-        labels(&batch(&pool, &["ok", "ok"], AckPolicy::Ack)),
-        ["ok", "ok"]
-    );
-    assert_eq!(pool.instances_created(), 1);
+}
+
+/// What the guest sees of each message of a packed batch is what the host had: every field,
+/// with keys, payloads and header values absent, empty and set, repeated header names, names
+/// that are not ASCII, binary values, and a payload larger than the rest of the batch.
+#[test]
+fn every_field_of_a_packed_batch_reaches_the_guest() {
+    let message = |offset: i64, timestamp, key, payload: Vec<u8>, headers, attempt| Message {
+        topic: "orders".into(),
+        partition: 3,
+        offset,
+        timestamp,
+        key,
+        payload: Some(payload),
+        headers,
+        attempt,
+    };
+    let header = |key: &str, value: Option<&[u8]>| Header {
+        key: key.into(),
+        value: value.map(<[u8]>::to_vec),
+    };
+    let mut large = b"mirror:".to_vec();
+    large.extend((0..40_000u32).map(|i| (i % 251) as u8));
+    let messages = vec![
+        message(
+            5,
+            Some(1_700_000_000_000),
+            None,
+            b"mirror".to_vec(),
+            vec![],
+            1,
+        ),
+        message(
+            6,
+            None,
+            Some(vec![]),
+            "mirror:ü\0".as_bytes().to_vec(),
+            vec![
+                header("dup", Some(b"first")),
+                header("none", None),
+                header("dup", Some(b"second")),
+                header("empty", Some(b"")),
+            ],
+            2,
+        ),
+        message(
+            7,
+            Some(0),
+            Some((0..=255).collect()),
+            large,
+            vec![header("é", Some(&[0xff, 0]))],
+            1,
+        ),
+    ];
+    let plugin = runtime()
+        .load(&guest("fixture"), PluginLimits::default())
+        .unwrap();
+    let pool = InstancePool::new(Arc::new(plugin));
+    let context = Arc::new(CallContext {
+        outputs: Arc::new(ackbar::outputs::OutputRules {
+            topics: vec!["mirror".into()],
+            ..Default::default()
+        }),
+        ..CallContext::default()
+    });
+    let spans = vec![tracing::Span::none(); messages.len()].into();
+    let (sink, mut finished) = tokio::sync::mpsc::unbounded_channel();
+    let rules = rules(AckPolicy::Ack);
+    let batch = BatchCall::new(&messages, spans, rules, CancellationToken::new(), sink);
+    ackbar::plugin::block_on(pool.call_batch(&messages, batch, &context));
+    for message in &messages {
+        let done = finished.try_recv().expect("every message finished");
+        assert_eq!(done.outcome.label(), "ok");
+        let [mirrored] = &done.outputs.records[..] else {
+            panic!("one record: {:?}", done.outputs);
+        };
+        let seen = format!(
+            "orders/3/{}/{}/{}",
+            message.offset,
+            message.attempt,
+            message.timestamp.map_or("none".into(), |t| t.to_string())
+        );
+        let mut headers = message.headers.clone();
+        headers.push(header("mirrored", Some(seen.as_bytes())));
+        assert_eq!(mirrored.key, message.key, "offset {}", message.offset);
+        assert_eq!(
+            mirrored.payload, message.payload,
+            "offset {}",
+            message.offset
+        );
+        assert_eq!(mirrored.headers, headers, "offset {}", message.offset);
+    }
 }
 
 #[test]
 fn a_batch_stops_after_the_first_message_that_does_not_commit() {
-    let pool = pool(PluginLimits::default());
-    // Under NACK_ON_ERROR the error is redelivered: what follows it must wait for it.
-    let got = batch(&pool, &["ok", "error", "ok"], AckPolicy::NackOnError);
-    assert_eq!(labels(&got), ["ok", "error"]);
-    let got = batch(&pool, &["ok", "nack", "ok"], AckPolicy::Ack);
-    assert_eq!(labels(&got), ["ok", "nack+ok"]);
-    // A reject is dead-lettered before what follows it is handled; without a dead-letter
-    // topic it just commits.
-    let (dead_letters, stop) = (with_dead_letters(AckPolicy::Ack), CancellationToken::new());
-    let got = batch_with(&pool, &["reject", "ok"], dead_letters, stop, LONG);
-    assert_eq!(labels(&got), ["reject+ok"]);
-    let got = batch(&pool, &["reject", "ok"], AckPolicy::Ack);
-    assert_eq!(labels(&got), ["reject+ok", "ok"]);
-    // Under ACK an error commits: the batch goes on.
-    let got = batch(&pool, &["ok", "error", "ok"], AckPolicy::Ack);
-    assert_eq!(labels(&got), ["ok", "error", "ok"]);
-    assert_eq!(pool.instances_created(), 1, "stopping is not a trap");
+    for (export, pool) in pools(PluginLimits::default()) {
+        eprintln!("through `{export}`");
+        // Under NACK_ON_ERROR the error is redelivered: what follows it must wait for it.
+        let got = batch(&pool, &["ok", "error", "ok"], AckPolicy::NackOnError);
+        assert_eq!(labels(&got), ["ok", "error"]);
+        let got = batch(&pool, &["ok", "nack", "ok"], AckPolicy::Ack);
+        assert_eq!(labels(&got), ["ok", "nack+ok"]);
+        // A reject is dead-lettered before what follows it is handled; without a dead-letter
+        // topic it just commits.
+        let (dead_letters, stop) = (with_dead_letters(AckPolicy::Ack), CancellationToken::new());
+        let got = batch_with(&pool, &["reject", "ok"], dead_letters, stop, LONG);
+        assert_eq!(labels(&got), ["reject+ok"]);
+        let got = batch(&pool, &["reject", "ok"], AckPolicy::Ack);
+        assert_eq!(labels(&got), ["reject+ok", "ok"]);
+        // Under ACK an error commits: the batch goes on.
+        let got = batch(&pool, &["ok", "error", "ok"], AckPolicy::Ack);
+        assert_eq!(labels(&got), ["ok", "error", "ok"]);
+        assert_eq!(pool.instances_created(), 1, "stopping is not a trap");
+    }
 }
 
 #[test]
 fn a_trap_or_an_interrupt_ends_only_the_message_it_hit() {
-    let pool = pool(PluginLimits::default());
-    let got = batch(&pool, &["ok", "trap", "ok"], AckPolicy::Ack);
-    assert_eq!(labels(&got), ["ok", "trap:panic"]);
-    let got = batch(&pool, &["ok", "interrupt-ack", "ok"], AckPolicy::Ack);
-    assert_eq!(labels(&got), ["ok", "interrupt:ack"]);
-    assert_eq!(pool.instances_created(), 2, "each ended its instance");
-    assert_eq!(pool.idle_instances(), 0);
+    for (export, pool) in pools(PluginLimits::default()) {
+        eprintln!("through `{export}`");
+        let got = batch(&pool, &["ok", "trap", "ok"], AckPolicy::Ack);
+        assert_eq!(labels(&got), ["ok", "trap:panic"]);
+        let got = batch(&pool, &["ok", "interrupt-ack", "ok"], AckPolicy::Ack);
+        assert_eq!(labels(&got), ["ok", "interrupt:ack"]);
+        assert_eq!(pool.instances_created(), 2, "each ended its instance");
+        assert_eq!(pool.idle_instances(), 0);
+    }
 }
 
 #[test]
 fn a_batch_that_returns_without_finishing_a_message_traps_on_it() {
-    let pool = pool(PluginLimits::default());
-    let got = batch(&pool, &["ok", "batch-return", "ok"], AckPolicy::Ack);
-    assert_eq!(labels(&got), ["ok", "trap:other"]);
-    match &got[1].outcome.end {
-        CallEnd::Trapped { detail, .. } => assert!(
-            detail.contains("`handle-batch` returned without calling `batch.finish`"),
-            "{detail}"
-        ),
-        end => panic!("{end:?}"),
+    for (export, pool) in pools(PluginLimits::default()) {
+        eprintln!("through `{export}`");
+        let got = batch(&pool, &["ok", "batch-return", "ok"], AckPolicy::Ack);
+        assert_eq!(labels(&got), ["ok", "trap:other"]);
+        match &got[1].outcome.end {
+            CallEnd::Trapped { detail, .. } => assert!(
+                detail.contains(&format!(
+                    "`{export}` returned without calling `batch.finish`"
+                )),
+                "{detail}"
+            ),
+            end => panic!("{end:?}"),
+        }
     }
 }
 
 #[test]
 fn each_message_of_a_batch_has_its_own_deadline() {
-    let pool = pool(PluginLimits {
+    for (export, pool) in pools(PluginLimits {
         deadline: Duration::from_millis(2000),
         ..PluginLimits::default()
-    });
-    // 2.4 s in all, 0.6 s each: none reaches its deadline.
-    let got = batch(&pool, &["sleep:600"; 4], AckPolicy::Ack);
-    assert_eq!(labels(&got), ["ok"; 4]);
-    // Spinning in guest code, and waiting in a host call: each cut at its own deadline.
-    let got = batch(&pool, &["sleep:600", "loop", "ok"], AckPolicy::Ack);
-    assert_eq!(labels(&got), ["ok", "trap:deadline"]);
-    let got = batch(&pool, &["sleep:600", "sleep:60000", "ok"], AckPolicy::Ack);
-    assert_eq!(labels(&got), ["ok", "trap:deadline"]);
-    match &got[1].outcome.end {
-        CallEnd::Trapped { kind, detail, .. } => {
-            assert_eq!(*kind, TrapKind::Deadline);
-            assert!(detail.contains("waited in a host call"), "{detail}");
+    }) {
+        eprintln!("through `{export}`");
+        // 2.4 s in all, 0.6 s each: none reaches its deadline.
+        let got = batch(&pool, &["sleep:600"; 4], AckPolicy::Ack);
+        assert_eq!(labels(&got), ["ok"; 4]);
+        // Spinning in guest code, and waiting in a host call: each cut at its own deadline.
+        let got = batch(&pool, &["sleep:600", "loop", "ok"], AckPolicy::Ack);
+        assert_eq!(labels(&got), ["ok", "trap:deadline"]);
+        let got = batch(&pool, &["sleep:600", "sleep:60000", "ok"], AckPolicy::Ack);
+        assert_eq!(labels(&got), ["ok", "trap:deadline"]);
+        match &got[1].outcome.end {
+            CallEnd::Trapped { kind, detail, .. } => {
+                assert_eq!(*kind, TrapKind::Deadline);
+                assert!(detail.contains("waited in a host call"), "{detail}");
+            }
+            end => panic!("{end:?}"),
         }
-        end => panic!("{end:?}"),
     }
 }
 
@@ -220,32 +350,36 @@ fn each_message_of_a_batch_has_its_own_fuel() {
 
 #[test]
 fn a_batch_starts_no_message_after_its_time() {
-    let pool = pool(PluginLimits::default());
-    let (rules, stop) = (rules(AckPolicy::Ack), CancellationToken::new());
-    assert!(MAX_BATCH_TIME < Duration::from_millis(30));
-    let got = batch_with(
-        &pool,
-        &["sleep:30", "ok", "ok"],
-        rules,
-        stop,
-        MAX_BATCH_TIME,
-    );
-    assert_eq!(labels(&got), ["ok"]);
+    for (export, pool) in pools(PluginLimits::default()) {
+        eprintln!("through `{export}`");
+        let (rules, stop) = (rules(AckPolicy::Ack), CancellationToken::new());
+        assert!(MAX_BATCH_TIME < Duration::from_millis(30));
+        let got = batch_with(
+            &pool,
+            &["sleep:30", "ok", "ok"],
+            rules,
+            stop,
+            MAX_BATCH_TIME,
+        );
+        assert_eq!(labels(&got), ["ok"]);
+    }
 }
 
 #[test]
 fn a_stopped_worker_starts_no_further_message_of_a_batch() {
-    let pool = pool(PluginLimits::default());
-    let stop = CancellationToken::new();
-    stop.cancel();
-    let got = batch_with(
-        &pool,
-        &["ok", "ok", "ok"],
-        rules(AckPolicy::Ack),
-        stop,
-        LONG,
-    );
-    assert_eq!(labels(&got), ["ok"], "the message under way finishes");
+    for (export, pool) in pools(PluginLimits::default()) {
+        eprintln!("through `{export}`");
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let got = batch_with(
+            &pool,
+            &["ok", "ok", "ok"],
+            rules(AckPolicy::Ack),
+            stop,
+            LONG,
+        );
+        assert_eq!(labels(&got), ["ok"], "the message under way finishes");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,7 +26,7 @@
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "batch-handler",
+        world: "packed-batch-handler",
         path: "wit",
         pub_export_macro: true,
         default_bindings_module: "ackbar_guest::bindings",
@@ -46,9 +46,10 @@ pub trait Guest {
     fn handle(msg: Message) -> Result<Option<Decision>, HandlerError>;
 }
 
-/// Exports a [`Guest`] as the component's handler (WIT world `batch-handler`): the host calls
-/// `handle` for single messages and `handle-batch` for several waiting messages at once, which
-/// calls the same `handle` for each, so the sandbox is entered once per batch.
+/// Exports a [`Guest`] as the component's handler (WIT world `packed-batch-handler`): the host
+/// calls `handle` for single messages and `handle-packed-batch` for several waiting messages at
+/// once, packed into one buffer; each is decoded when the batch reaches it and goes through the
+/// same `handle`, so the sandbox is entered, and the batch copied into it, once per batch.
 #[macro_export]
 macro_rules! export {
     ($handler:ty) => {
@@ -63,8 +64,15 @@ macro_rules! export {
                 <$handler as $crate::Guest>::handle(msg)
             }
 
-            fn handle_batch(msgs: ::std::vec::Vec<$crate::Message>) {
-                $crate::handle_batch::<$handler>(msgs)
+            fn handle_packed_batch(
+                topic: ::std::string::String,
+                partition: i32,
+                count: u32,
+                records: ::std::vec::Vec<u8>,
+            ) {
+                $crate::handle_batch::<$handler>($crate::packed::PackedMessages::new(
+                    &topic, partition, count, &records,
+                ))
             }
         }
 
@@ -72,10 +80,10 @@ macro_rules! export {
     };
 }
 
-/// `handle-batch`: each message through `H::handle`, its result reported to the host, until the
-/// host says stop (the rest come again later).
+/// A batch: each message through `H::handle`, its result reported to the host, until the host
+/// says stop (the rest come again later).
 #[doc(hidden)]
-pub fn handle_batch<H: Guest>(msgs: Vec<Message>) {
+pub fn handle_batch<H: Guest>(msgs: impl IntoIterator<Item = Message>) {
     for msg in msgs {
         let returned = H::handle(msg);
         if !bindings::ackbar::plugin::batch::finish(returned.as_ref().map(Option::as_ref)) {
@@ -83,6 +91,8 @@ pub fn handle_batch<H: Guest>(msgs: Vec<Message>) {
         }
     }
 }
+
+pub mod packed;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
