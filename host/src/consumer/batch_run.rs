@@ -6,7 +6,7 @@
 use super::handler_call::{message_span, Called, HandlerCall};
 use crate::bindings::Message;
 use crate::events::BatchCalled;
-use crate::plugin::{BatchCall, Finished, InstancePool};
+use crate::plugin::{BatchCall, BatchMessages, Finished, InstancePool, PackedBatch};
 use crate::telemetry::spans::DeliveryTrace;
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 /// A batch call under way, and the messages it took.
 pub(crate) struct BatchRun {
     pool: Arc<InstancePool>,
-    messages: Arc<[Message]>,
+    messages: Held,
     spans: Arc<[tracing::Span]>,
     /// Each message's `process` span, taken when the message is given back.
     traces: Vec<DeliveryTrace>,
@@ -51,13 +51,29 @@ impl BatchRun {
             taken: messages.len() as u64,
         }
         .emit(&handler.observers());
-        let messages: Arc<[Message]> = messages.into();
         let (sink, finished) = mpsc::unbounded_channel();
+        let batch = BatchCall::new(
+            &messages,
+            spans.clone(),
+            handler.rules,
+            handler.stop.clone(),
+            sink,
+        )
+        .with_traces(contexts);
+        // A packed batch is all the call needs: the worker keeps the messages themselves.
+        let (messages, prepared) = if pool.packs() {
+            let packed = PackedBatch::of(&messages);
+            (
+                Held::Owned(messages.into_iter().map(Some).collect()),
+                Prepared::Packed(packed),
+            )
+        } else {
+            let messages: Arc<[Message]> = messages.into();
+            (Held::Shared(messages.clone()), Prepared::Listed(messages))
+        };
         let call = {
-            let (pool, messages, spans) = (pool.clone(), messages.clone(), spans.clone());
-            let contexts = contexts.clone();
-            let (context, rules, stop) =
-                (handler.context.clone(), handler.rules, handler.stop.clone());
+            let pool = pool.clone();
+            let (context, stop) = (handler.context.clone(), handler.stop.clone());
             async move {
                 if !shared.budget.wait_for_guest_time(&stop).await {
                     return;
@@ -67,9 +83,11 @@ impl BatchRun {
                 let Some(_call_slot) = shared.budget.call_slot(&stop).await else {
                     return;
                 };
-                let batch =
-                    BatchCall::new(&messages, spans, rules, stop, sink).with_traces(contexts);
-                pool.call_batch(&messages, batch, &context).await;
+                let messages = match &prepared {
+                    Prepared::Packed(packed) => BatchMessages::Packed(packed),
+                    Prepared::Listed(messages) => BatchMessages::Listed(messages),
+                };
+                pool.call_prepared_batch(messages, batch, &context).await;
             }
         };
         BatchRun {
@@ -120,14 +138,54 @@ impl BatchRun {
             let called = handler.record(version, message, &self.spans[index], trace, 1, done);
             (self.pool.clone(), called)
         });
-        Some((message.clone(), first))
+        Some((self.messages.take(index), first))
     }
 
     /// Ends the call where it is (an aborted transaction rewound the partition): the offsets of
     /// the messages not given back yet, which stay unsettled.
     pub fn abandon(self) -> impl Iterator<Item = i64> {
         let BatchRun { messages, next, .. } = self;
-        (next..messages.len()).map(move |i| messages[i].offset)
+        (next..messages.len()).filter_map(move |i| messages.get(i).map(|m| m.offset))
+    }
+}
+
+/// What the call is given.
+enum Prepared {
+    Packed(PackedBatch),
+    Listed(Arc<[Message]>),
+}
+
+/// The messages of a batch, as the worker holds them until they are given back.
+enum Held {
+    /// The call has them packed: each is given back as it is.
+    Owned(Vec<Option<Message>>),
+    /// Shared with the call, which hands them to the guest as a list: each is given back as a
+    /// copy.
+    Shared(Arc<[Message]>),
+}
+
+impl Held {
+    fn len(&self) -> usize {
+        match self {
+            Held::Owned(messages) => messages.len(),
+            Held::Shared(messages) => messages.len(),
+        }
+    }
+
+    /// The message at `index`, if it has not been given back.
+    fn get(&self, index: usize) -> Option<&Message> {
+        match self {
+            Held::Owned(messages) => messages.get(index)?.as_ref(),
+            Held::Shared(messages) => messages.get(index),
+        }
+    }
+
+    /// Gives back the message at `index`, which [`get`](Self::get) found.
+    fn take(&mut self, index: usize) -> Message {
+        match self {
+            Held::Owned(messages) => messages[index].take().expect("given back once"),
+            Held::Shared(messages) => messages[index].clone(),
+        }
     }
 }
 
