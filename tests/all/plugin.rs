@@ -336,8 +336,9 @@ fn check_reports_world_version_and_imports() {
         "{:?}",
         report.imports
     );
-    // The fixture is of world `batch-handler`: it also takes several messages in one call.
-    assert_eq!(report.exports, ["handle", "handle-batch"]);
+    // The fixture is of world `packed-batch-handler`: it also takes several messages in one
+    // call, packed into one buffer.
+    assert_eq!(report.exports, ["handle", "handle-packed-batch"]);
     assert!(
         report
             .imports
