@@ -159,5 +159,5 @@ else
 fi
 
 componentizer="$(find_componentizer)"
-"$componentizer" component "$sdk/wit" batch-handler "$core" "$out.tmp"
+"$componentizer" component "$sdk/wit" packed-batch-handler "$core" "$out.tmp"
 mv "$out.tmp" "$out"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the committed Go bindings from wit/ackbar.wit (run it after scripts/sync-wit.sh):
 #   internal/wit/imports/, internal/wit/exports/wit_exports/
-#       the `handler` world's bindings, by wit-bindgen 0.63's Go generator (./componentize)
+#       the `packed-batch-handler` world's bindings, by wit-bindgen 0.63's Go generator (./componentize)
 #   internal/gopkg/wit/
 #       the go.bytecodealliance.org/pkg runtime those bindings use, copied from the
 #       wit-bindgen-go crate that generates them (so the two always match), with its import paths
@@ -24,7 +24,7 @@ crate="$(dirname "$crate")"
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-"$tool" bindings "$sdk/wit" batch-handler "$module/internal/wit" "$tmp/wit"
+"$tool" bindings "$sdk/wit" packed-batch-handler "$module/internal/wit" "$tmp/wit"
 mkdir -p "$tmp/gopkg"
 cp -R "$crate/src/pkg/wit" "$crate/src/pkg/LICENSE" "$tmp/gopkg/"
 cat >"$tmp/gopkg/README.md" <<EOF

@@ -1,8 +1,8 @@
 //go:build wasip1
 
 // Package export_wit_world is where the generated glue (../wit_exports) delivers the world's
-// exported `handle` and `handle-batch` calls. Package ackbar sets Handler and BatchHandler in its init, since the glue cannot import
-// it (ackbar imports the glue).
+// exported `handle` and `handle-packed-batch` calls. Package ackbar sets Handler and
+// PackedBatchHandler in its init, since the glue cannot import it (ackbar imports the glue).
 package export_wit_world
 
 import (
@@ -21,10 +21,11 @@ func Handle(msg Message) Result {
 	return Handler(msg)
 }
 
-// BatchHandler handles the messages of one `handle-batch` call.
-var BatchHandler func([]Message)
+// PackedBatchHandler handles the count messages of partition of topic packed in records (one
+// `handle-packed-batch` call).
+var PackedBatchHandler func(topic string, partition int32, count uint32, records []uint8)
 
-// HandleBatch is called by the generated glue for each `handle-batch` call.
-func HandleBatch(msgs []Message) {
-	BatchHandler(msgs)
+// HandlePackedBatch is called by the generated glue for each `handle-packed-batch` call.
+func HandlePackedBatch(topic string, partition int32, count uint32, records []uint8) {
+	PackedBatchHandler(topic, partition, count, records)
 }

@@ -138,72 +138,12 @@ func wasm_export_post_return_wit_world_handle(result uintptr) {
 	syncExportPinner.Unpin()
 }
 
-//go:wasmexport handle-batch
-func wasm_export_wit_world_handle_batch(arg0 uintptr, arg1 uint32) {
+//go:wasmexport handle-packed-batch
+func wasm_export_wit_world_handle_packed_batch(arg0 uintptr, arg1 uint32, arg2 int32, arg3 int32, arg4 uintptr, arg5 uint32) {
 
-	result7 := make([]ackbar_plugin_types.Message, 0, arg1)
-	for index := 0; index < int(arg1); index++ {
-		base := unsafe.Add(unsafe.Pointer(arg0), index*(40+10*4))
-		value := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(base), 0))))), *(*uint32)(unsafe.Add(unsafe.Pointer(base), 4)))
-		var option witTypes.Option[int64]
-		switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(base), (16 + 2*4)))) {
-		case 0:
-
-			option = witTypes.None[int64]()
-		case 1:
-
-			option = witTypes.Some[int64](*(*int64)(unsafe.Add(unsafe.Pointer(base), (24 + 2*4))))
-		default:
-			panic("unreachable")
-		}
-		var option1 witTypes.Option[[]uint8]
-		switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(base), (32 + 2*4)))) {
-		case 0:
-
-			option1 = witTypes.None[[]uint8]()
-		case 1:
-			value0 := unsafe.Slice((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(base), (32 + 3*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(base), (32 + 4*4))))
-
-			option1 = witTypes.Some[[]uint8](value0)
-		default:
-			panic("unreachable")
-		}
-		var option3 witTypes.Option[[]uint8]
-		switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(base), (32 + 5*4)))) {
-		case 0:
-
-			option3 = witTypes.None[[]uint8]()
-		case 1:
-			value2 := unsafe.Slice((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(base), (32 + 6*4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(base), (32 + 7*4))))
-
-			option3 = witTypes.Some[[]uint8](value2)
-		default:
-			panic("unreachable")
-		}
-		result := make([]ackbar_plugin_types.Header, 0, *(*uint32)(unsafe.Add(unsafe.Pointer(base), (32 + 9*4))))
-		for index := 0; index < int(*(*uint32)(unsafe.Add(unsafe.Pointer(base), (32 + 9*4)))); index++ {
-			base := unsafe.Add(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(base), (32 + 8*4))))), index*(5*4))
-			value4 := unsafe.String((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(base), 0))))), *(*uint32)(unsafe.Add(unsafe.Pointer(base), 4)))
-			var option6 witTypes.Option[[]uint8]
-			switch uint8(*(*uint32)(unsafe.Add(unsafe.Pointer(base), (2 * 4)))) {
-			case 0:
-
-				option6 = witTypes.None[[]uint8]()
-			case 1:
-				value5 := unsafe.Slice((*uint8)(unsafe.Pointer(uintptr(*(*uint32)(unsafe.Add(unsafe.Pointer(base), (3 * 4)))))), *(*uint32)(unsafe.Add(unsafe.Pointer(base), (4 * 4))))
-
-				option6 = witTypes.Some[[]uint8](value5)
-			default:
-				panic("unreachable")
-			}
-
-			result = append(result, ackbar_plugin_types.Header{Key: value4, Value: option6})
-		}
-
-		result7 = append(result7, ackbar_plugin_types.Message{Topic: value, Partition: *(*int32)(unsafe.Add(unsafe.Pointer(base), (2 * 4))), Offset: *(*int64)(unsafe.Add(unsafe.Pointer(base), (8 + 2*4))), Timestamp: option, Key: option1, Payload: option3, Headers: result, Attempt: uint32(*(*int32)(unsafe.Add(unsafe.Pointer(base), (32 + 10*4))))})
-	}
-
+	value := unsafe.String((*uint8)(unsafe.Pointer(arg0)), arg1)
+	value0 := unsafe.Slice((*uint8)(unsafe.Pointer(arg4)), arg5)
 	witRuntime.Unpin()
-	export_wit_world.HandleBatch(result7)
+	export_wit_world.HandlePackedBatch(value, arg2, uint32(arg3), value0)
 
 }
