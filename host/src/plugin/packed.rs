@@ -9,10 +9,10 @@ use crate::bindings::Message;
 pub const PACKED_EXPORT: &str = "handle-packed-batch";
 
 /// A length that stands for "absent": no key, no payload, a header without a value.
-pub const ABSENT: u32 = u32::MAX;
+const ABSENT: u32 = u32::MAX;
 
 /// The timestamp of a record without one.
-pub const NO_TIMESTAMP: i64 = i64::MIN;
+const NO_TIMESTAMP: i64 = i64::MIN;
 
 /// Bytes of a message's fixed fields: offset, timestamp, attempt, key and payload lengths and
 /// the header count.
@@ -51,35 +51,33 @@ pub struct PackedBatch {
 impl PackedBatch {
     /// `messages` (all of one partition) packed.
     pub fn of(messages: &[Message]) -> Self {
-        let mut records = Vec::new();
-        pack(messages, &mut records);
         let first = messages.first();
         PackedBatch {
             topic: first.map(|m| m.topic.clone()).unwrap_or_default(),
             partition: first.map_or(0, |m| m.partition),
             count: u32::try_from(messages.len()).expect("a batch is bounded"),
-            records,
+            records: pack(messages),
             first_offset: first.map(|m| m.offset),
         }
     }
 }
 
-/// Writes `messages` into `into` (cleared first) in the layout of `handle-packed-batch`.
-fn pack(messages: &[Message], into: &mut Vec<u8>) {
-    into.clear();
-    into.reserve(messages.iter().map(packed_len).sum());
+/// `messages` in the layout of `handle-packed-batch`.
+fn pack(messages: &[Message]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(messages.iter().map(packed_len).sum());
     for message in messages {
-        into.extend_from_slice(&message.offset.to_le_bytes());
-        into.extend_from_slice(&message.timestamp.unwrap_or(NO_TIMESTAMP).to_le_bytes());
-        into.extend_from_slice(&message.attempt.to_le_bytes());
-        put_optional(into, message.key.as_deref());
-        put_optional(into, message.payload.as_deref());
-        into.extend_from_slice(&length(message.headers.len()).to_le_bytes());
+        out.extend_from_slice(&message.offset.to_le_bytes());
+        out.extend_from_slice(&message.timestamp.unwrap_or(NO_TIMESTAMP).to_le_bytes());
+        out.extend_from_slice(&message.attempt.to_le_bytes());
+        put_optional(&mut out, message.key.as_deref());
+        put_optional(&mut out, message.payload.as_deref());
+        out.extend_from_slice(&length(message.headers.len()).to_le_bytes());
         for header in &message.headers {
-            put_optional(into, Some(header.key.as_bytes()));
-            put_optional(into, header.value.as_deref());
+            put_optional(&mut out, Some(header.key.as_bytes()));
+            put_optional(&mut out, header.value.as_deref());
         }
     }
+    out
 }
 
 /// How many bytes `message` takes in the layout.
@@ -152,8 +150,7 @@ mod tests {
             ..message(-1)
         };
         let messages = [message(7), absent];
-        let mut packed = vec![0xAA; 3];
-        pack(&messages, &mut packed);
+        let packed = pack(&messages);
         let mut expected = Vec::new();
         expected.extend_from_slice(&7i64.to_le_bytes());
         expected.extend_from_slice(&1_700_000_000_123i64.to_le_bytes());
