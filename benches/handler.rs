@@ -114,8 +114,6 @@ fn handler_calls(c: &mut Criterion) {
             b.iter(|| rt.block_on(no_op.call(black_box(msg), &context)))
         });
     }
-    // The same 1 KiB order 64 times in one `handle-batch` call: the price per message when the
-    // sandbox is entered once per batch.
     // The fixture as built for world `batch-handler` takes the batch as a list of messages;
     // today's SDK builds take it packed into one buffer (world `packed-batch-handler`).
     let no_op_listed = InstancePool::new(Arc::new(
@@ -127,6 +125,8 @@ fn handler_calls(c: &mut Criterion) {
             )
             .unwrap(),
     ));
+    // The same 1 KiB order 64 times in one batch call: the price per message when the sandbox
+    // is entered once per batch.
     let batch: Vec<Message> = (0..64).map(|_| big.clone()).collect();
     let mut group = c.benchmark_group("handle-batch of 64 1 KiB orders");
     group.throughput(Throughput::Elements(batch.len() as u64));
@@ -142,7 +142,7 @@ fn handler_calls(c: &mut Criterion) {
     group.finish();
 }
 
-/// One `handle-batch` call of `pool` on `batch` under ACK; how many messages it finished.
+/// One batch call of `pool` on `batch` under ACK; how many messages it finished.
 fn call_batch(
     rt: &tokio::runtime::Runtime,
     pool: &InstancePool,
@@ -221,8 +221,8 @@ fn languages(c: &mut Criterion) {
         group.bench_function("orders handle, not JSON, reused instance", |b| {
             b.iter(|| rt.block_on(pool.call(black_box(&not_json), &context)))
         });
-        // The same order 64 times in one `handle-batch` call, per message, for the languages
-        // whose SDK builds world `batch-handler`.
+        // The same order 64 times in one batch call, per message, for the languages whose SDK
+        // batches (worlds `batch-handler` and `packed-batch-handler`).
         if pool.batches() {
             let batch: Vec<Message> = (0..64).map(|_| big.clone()).collect();
             let call = || call_batch(&rt, &pool, &batch, &context);
