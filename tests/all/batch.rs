@@ -80,11 +80,23 @@ fn batch_with(
     stop: CancellationToken,
     max_time: Duration,
 ) -> Vec<Finished> {
-    let messages = messages(payloads);
+    let context = Arc::new(CallContext::default());
+    call_batch(pool, &messages(payloads), rules, stop, max_time, &context)
+}
+
+/// One batch call of `pool` on `messages` from `context`: what the guest finished, in order.
+fn call_batch(
+    pool: &InstancePool,
+    messages: &[Message],
+    rules: DeliveryRules,
+    stop: CancellationToken,
+    max_time: Duration,
+    context: &Arc<CallContext>,
+) -> Vec<Finished> {
     let spans = vec![tracing::Span::none(); messages.len()].into();
     let (sink, mut finished) = tokio::sync::mpsc::unbounded_channel();
-    let batch = BatchCall::new(&messages, spans, rules, stop, sink).with_max_time(max_time);
-    ackbar::plugin::block_on(pool.call_batch(&messages, batch, &Arc::new(CallContext::default())));
+    let batch = BatchCall::new(messages, spans, rules, stop, sink).with_max_time(max_time);
+    ackbar::plugin::block_on(pool.call_batch(messages, batch, context));
     let mut got = Vec::new();
     while let Ok(done) = finished.try_recv() {
         got.push(done);
@@ -203,13 +215,17 @@ fn every_field_of_a_packed_batch_reaches_the_guest() {
         }),
         ..CallContext::default()
     });
-    let spans = vec![tracing::Span::none(); messages.len()].into();
-    let (sink, mut finished) = tokio::sync::mpsc::unbounded_channel();
-    let rules = rules(AckPolicy::Ack);
-    let batch = BatchCall::new(&messages, spans, rules, CancellationToken::new(), sink);
-    ackbar::plugin::block_on(pool.call_batch(&messages, batch, &context));
-    for message in &messages {
-        let done = finished.try_recv().expect("every message finished");
+    let stop = CancellationToken::new();
+    let finished = call_batch(
+        &pool,
+        &messages,
+        rules(AckPolicy::Ack),
+        stop,
+        LONG,
+        &context,
+    );
+    assert_eq!(finished.len(), messages.len(), "every message finished");
+    for (message, done) in messages.iter().zip(&finished) {
         assert_eq!(done.outcome.label(), "ok");
         let [mirrored] = &done.outputs.records[..] else {
             panic!("one record: {:?}", done.outputs);
