@@ -189,6 +189,9 @@ impl Pipeline {
     }
 }
 
+/// Ackbar's `fetch.queue.backoff.ms` unless the pipeline sets it (see `client_config`).
+const FETCH_QUEUE_BACKOFF_MS: &str = "20";
+
 /// librdkafka settings: the user's properties, then what the ack policy requires.
 fn client_config(config: &PipelineConfig, bootstrap_servers: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -210,6 +213,12 @@ fn client_config(config: &PipelineConfig, bootstrap_servers: &str) -> ClientConf
             "queued.max.messages.kbytes",
             config.tenant_limits.max_queued_kib.to_string(),
         );
+    }
+    // A full prefetch queue stops fetching for this long. librdkafka's 1,000 ms lets a fast
+    // handler empty a full queue and then wait for the rest of the second; 20 ms refills it
+    // first, and re-checking a full queue is local (no request to the broker).
+    if !config.kafka.contains_key("fetch.queue.backoff.ms") {
+        c.set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
     }
     // Consumer lag for the metrics comes from librdkafka's statistics.
     if !config.kafka.contains_key("statistics.interval.ms") {
@@ -501,5 +510,32 @@ impl Drop for PipelineHandle {
         // A handle dropped without `shutdown` still stops its threads and tasks.
         self.shared.shutdown.cancel();
         self.driver_stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with(kafka: &[(&str, &str)]) -> ClientConfig {
+        let mut config = PipelineConfig::new("p", &["t"], "p.wasm");
+        for (key, value) in kafka {
+            config.kafka.insert(key.to_string(), value.to_string());
+        }
+        client_config(&config, "127.0.0.1:9092")
+    }
+
+    #[test]
+    fn prefetch_defaults_are_ackbars_unless_the_pipeline_sets_them() {
+        let defaults = config_with(&[]);
+        assert_eq!(defaults.get("fetch.queue.backoff.ms"), Some("20"));
+        assert_eq!(defaults.get("queued.max.messages.kbytes"), Some("16384"));
+
+        let set = config_with(&[
+            ("fetch.queue.backoff.ms", "1000"),
+            ("queued.max.messages.kbytes", "1024"),
+        ]);
+        assert_eq!(set.get("fetch.queue.backoff.ms"), Some("1000"));
+        assert_eq!(set.get("queued.max.messages.kbytes"), Some("1024"));
     }
 }
