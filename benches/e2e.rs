@@ -32,7 +32,7 @@ mod common;
 use ackbar::embedded::EmbeddedBroker;
 use ackbar::kafka::{self, Record};
 use ackbar_tests::broker_process::BrokerProcess;
-use common::{env_or, order, repo_root, PAYLOAD_BYTES};
+use common::{env_or, order, repo_root, BENCH_FETCH_WAIT_MAX_MS, PAYLOAD_BYTES};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
@@ -148,6 +148,7 @@ fn consumer_loop(
         .set("group.id", &group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", BENCH_FETCH_WAIT_MAX_MS)
         .create()
         .unwrap();
     consumer.subscribe(&[topic]).unwrap();
@@ -343,10 +344,16 @@ impl RunningAckbar {
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let metrics_addr = format!("127.0.0.1:{}", free_port());
+        // An `extra` with a `kafka` table of its own replaces the bench's.
+        let kafka = if extra.contains("kafka =") {
+            String::new()
+        } else {
+            format!("kafka = {{ \"fetch.wait.max.ms\" = \"{BENCH_FETCH_WAIT_MAX_MS}\" }}")
+        };
         let config = format!(
             "brokers = \"{bootstrap}\"\n[run]\nsummary_interval_secs = 0\nmetrics_addr = \"{metrics_addr}\"\n\
              [[pipeline]]\nname = \"bench\"\ntopics = [\"{topic}\"]\ngroup_id = \"{group}\"\n\
-             ack_policy = \"{policy}\"\nplugin = \"{}\"\nwatch_plugin = false\ncommit_interval_ms = 200\n{extra}\n\
+             ack_policy = \"{policy}\"\nplugin = \"{}\"\nwatch_plugin = false\ncommit_interval_ms = 200\n{kafka}\n{extra}\n\
              [pipeline.backoff]\ninitial_ms = 1\nmax_ms = 10\nmultiplier = 2.0\n",
             plugin.display()
         );

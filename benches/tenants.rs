@@ -25,7 +25,7 @@ use ackbar::plugin::{EngineOptions, PluginRuntime, PoolSizing};
 use ackbar::policy::AckPolicy;
 use ackbar::tenant::TenantBudget;
 use ackbar_tests::broker_process::BrokerProcess;
-use common::{env_or, repo_root};
+use common::{env_or, repo_root, BENCH_FETCH_WAIT_MAX_MS};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -128,6 +128,9 @@ impl Bench {
         config.group_id = Some(unique("good-group"));
         config.ack_policy = AckPolicy::Ack;
         config.commit_interval = Duration::from_millis(200);
+        config
+            .kafka
+            .insert("fetch.wait.max.ms".into(), BENCH_FETCH_WAIT_MAX_MS.into());
         let mut run = self.start(config, self.good_budget.clone());
         let mut seen = Vec::with_capacity(count);
         while seen.len() < count {

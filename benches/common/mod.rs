@@ -13,6 +13,14 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 pub use ackbar_tests::repo_root;
 
+/// `fetch.wait.max.ms` for the consumers whose rate a benchmark measures. A run drains a backlog
+/// and ends at its last message: the first partition to reach its end long-polls the broker for
+/// this long in librdkafka's one fetch to that broker, which holds back refetching the partitions
+/// still being read. At librdkafka's 500 ms that adds up to half a second to some runs and not
+/// others. Lowered for the benchmarks only: in Ackbar it would make every idle consumer fetch
+/// 50 times as often.
+pub const BENCH_FETCH_WAIT_MAX_MS: &str = "10";
+
 /// The size of the end-to-end benchmark's orders.
 pub const PAYLOAD_BYTES: usize = 1024;
 
