@@ -5,7 +5,9 @@
 //! ~1 KiB on 4 partitions, in a fresh consumer group each run; its rate is measured from its
 //! first call to its last. For each attack, `BENCH_REPEATS` (5) pairs of runs alternate alone and
 //! beside the hostile tenant (restarted from the first attack each time), and the medians are
-//! compared: single runs on a small machine shared with the broker vary by ±30%. The hostile tenant reads `BENCH_HOSTILE_MESSAGES` (100000) copies of one
+//! compared: single runs on a small machine shared with the broker vary by about ±15%. The
+//! tenant fetches with `fetch.wait.max.ms` 10, as the end-to-end benchmark's consumers do (see
+//! `BENCH_FETCH_WAIT_MAX_MS`). The hostile tenant reads `BENCH_HOSTILE_MESSAGES` (100000) copies of one
 //! attack from its own topic (ACK, 300 ms deadline, 16 MiB), started before the measurement, with
 //! quotas of `BENCH_GUEST_MS` (250) ms of guest time and `BENCH_HOSTILE_RATE` (1000) messages per
 //! second (0 turns one off). Attacks that burn CPU without trapping also run without quotas, to
