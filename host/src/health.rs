@@ -106,6 +106,17 @@ impl Health {
         }
     }
 
+    /// [`settled`](Self::settled) for each of `offsets`, under one lock.
+    pub fn settled_any(&self, tp: &TopicPartition, mut offsets: impl Iterator<Item = i64>) {
+        let mut stuck = self.lock();
+        if stuck
+            .get(tp)
+            .is_some_and(|s| offsets.any(|o| o == s.offset))
+        {
+            stuck.remove(tp);
+        }
+    }
+
     /// The partition is no longer ours.
     pub fn moving(&self, tp: &TopicPartition) {
         let mut stuck = self.lock();

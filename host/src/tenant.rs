@@ -128,8 +128,13 @@ impl TenantBudget {
     /// Gives back the place of one message admitted by [`admit_message`](Self::admit_message):
     /// exactly once per admitted message, settled or not.
     pub(crate) fn message_done(&self) {
-        self.in_flight.add_permits(1);
-        self.in_flight_gauge.decrement(1);
+        self.messages_done(1);
+    }
+
+    /// [`message_done`](Self::message_done) for `count` messages at once.
+    pub(crate) fn messages_done(&self, count: usize) {
+        self.in_flight.add_permits(count);
+        self.in_flight_gauge.decrement(count as f64);
     }
 
     /// Room for one more message in flight right now, without waiting: `None` when the tenant's

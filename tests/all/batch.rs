@@ -478,3 +478,27 @@ async fn a_batch_that_runs_on_after_its_last_message_keeps_its_instance() {
     assert!(stats.batch_calls > 0, "{stats:?}");
     assert_eq!(instances, 1, "one instance for every call: {stats:?}");
 }
+
+/// At least once, the messages a batch settled move the commit point before a later message
+/// waits for its redelivery: the worker finishes its run of settled messages before anything
+/// that waits, instead of holding them until the batch is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_commits_what_it_settled_while_a_later_message_waits_for_its_redelivery() {
+    let cluster = Cluster::new(1);
+    let mut payloads = vec!["ok"; 20];
+    // Returned from the batch without being finished: a trap, redelivered after the backoff.
+    payloads[10] = "batch-return";
+    let messages: Vec<(i32, &str)> = payloads.iter().map(|p| (0, *p)).collect();
+    cluster.produce(&messages).await;
+    let mut config = cluster.config(AckPolicy::NackOnError);
+    // The redelivery waits longer than the test runs.
+    config.backoff.initial_ms = 3_600_000;
+    config.backoff.max_ms = 3_600_000;
+    let mut run = cluster.start(config);
+    run.until(WAIT, |seen| seen.iter().any(|r| r.offset == 10))
+        .await;
+    cluster.until_committed(&[Some(10)], WAIT).await;
+    let first = run.deliveries(0, 10)[0].outcome.label();
+    run.stop().await;
+    assert_eq!(first, "trap:other", "message 10 came in a batch");
+}

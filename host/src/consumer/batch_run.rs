@@ -101,6 +101,12 @@ impl BatchRun {
         }
     }
 
+    /// Whether [`next`](Self::next) would wait for the guest: it has not finished the next
+    /// message yet.
+    pub fn would_wait(&self) -> bool {
+        self.call.is_some() && self.finished.is_empty()
+    }
+
     /// The next message in order, with its first call, settled, when the batch handled it, or
     /// without one when the batch stopped before it (the worker calls the handler for it
     /// alone). Waits while the call is still on it. `None` when every message was given back.

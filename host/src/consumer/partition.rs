@@ -8,7 +8,9 @@ use super::state::PipelineState;
 use super::{concurrent, sequential};
 use crate::bindings::Message;
 use crate::config::Ordering;
-use crate::events::{ConsumeFailed, Consumed, MessageDone, MessageTaken};
+use crate::events::{
+    ConsumeFailed, Consumed, MessageDone, MessageTaken, MessagesTaken, SettledRun,
+};
 use crate::offsets::{Completion, TopicPartition};
 use std::sync::Arc;
 use std::time::Instant;
@@ -140,6 +142,47 @@ pub(super) fn begin(
         .with_progress(tp, |progress| progress.begin(message.offset))?;
     MessageTaken.emit(&shared.recorder);
     Some(message)
+}
+
+/// [`begin`] for messages taken together, under one lock of the pipeline's progress. `false` if
+/// the partition was revoked under the worker: none of them is ours to handle.
+pub(super) fn begin_all(shared: &PipelineState, tp: &TopicPartition, messages: &[Message]) -> bool {
+    Consumed.emit(&shared.recorder);
+    let begun = shared
+        .partitions
+        .with_progress(tp, |progress| {
+            for message in messages {
+                progress.begin(message.offset);
+            }
+        })
+        .is_some();
+    if begun {
+        MessagesTaken {
+            count: messages.len(),
+        }
+        .emit(&shared.recorder);
+    }
+    begun
+}
+
+/// [`finished`] for messages that settled one after another: the commit point moves once for
+/// the run, under one lock. Empties `run`.
+pub(super) fn finished_run(
+    shared: &PipelineState,
+    tp: &TopicPartition,
+    run: &mut Vec<(i64, Completion)>,
+) {
+    if run.is_empty() {
+        return;
+    }
+    shared.budget.messages_done(run.len());
+    shared.partitions.with_progress(tp, |progress| {
+        for &(offset, how) in run.iter() {
+            progress.complete(offset, how);
+        }
+    });
+    SettledRun { tp, offsets: run }.emit(&shared.recorder);
+    run.clear();
 }
 
 /// A message left the worker: settled (or handled) messages may move the commit point; one

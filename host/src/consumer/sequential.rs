@@ -4,7 +4,7 @@ use super::batch_run::BatchRun;
 use super::commits::{start_transactions, Flow, TransactionCommitter};
 use super::handler_call::call_context;
 use super::handler_call::HandlerCall;
-use super::partition::{begin, finished, next_message, GroupMember, Next};
+use super::partition::{begin_all, finished, finished_run, next_message, GroupMember, Next};
 use super::partition_queue::PartitionQueue;
 use super::state::PipelineState;
 use super::verdict::{confirm_write, Abandoned, Delivery, Done};
@@ -12,7 +12,8 @@ use crate::bindings::Message;
 use crate::config::DeliveryGuarantee;
 use crate::events::ConsumeFailed;
 use crate::metrics::MessageMetrics;
-use crate::offsets::TopicPartition;
+use crate::offsets::{Completion, TopicPartition};
+use crate::policy::Verdict;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -56,7 +57,16 @@ pub(super) async fn run(
     // A batch call under way: the worker sees its messages through in order, each as soon as
     // the guest has finished it, before the queue is read again.
     let mut batch: Option<BatchRun> = None;
+    // At least once, a batch's messages that settle one after another move the commit point
+    // together: the run is finished before anything that can wait (the guest, a redelivery, a
+    // write), so a commit never lags behind what settled by more than that. Exactly once,
+    // each settles into the transaction as it comes.
+    let mut settled_run: Vec<(i64, Completion)> = Vec::new();
+    let runs_settle = transactions.is_none();
     loop {
+        if *failing_watch.borrow() != 0 {
+            finished_run(&shared, &tp, &mut settled_run);
+        }
         let recovered = tokio::select! {
             biased;
             _ = stop.cancelled() => false,
@@ -74,12 +84,20 @@ pub(super) async fn run(
         };
         let handler = delivery.call;
         let next = match &mut batch {
-            Some(run) => run.next(&handler).await,
+            Some(run) => {
+                if run.would_wait() {
+                    finished_run(&shared, &tp, &mut settled_run);
+                }
+                run.next(&handler).await
+            }
             None => None,
         };
         let (message, first_call) = match next {
             Some(next) => next,
-            None if batch.take().is_some() => continue,
+            None if batch.take().is_some() => {
+                finished_run(&shared, &tp, &mut settled_run);
+                continue;
+            }
             None => {
                 let commit_due = transactions.as_ref().and_then(|t| t.due_at());
                 let message = match next_message(&shared, &tp, &mut queue, &stop, commit_due).await
@@ -117,7 +135,21 @@ pub(super) async fn run(
             }
         };
         let offset = message.offset;
+        // Only a first call that committed or left its message settles without waiting.
+        let settles_now = first_call.as_ref().is_some_and(|(_, called)| {
+            matches!(called.settled.verdict, Verdict::Commit | Verdict::Leave) && !called.publishes
+        });
+        if !settles_now {
+            finished_run(&shared, &tp, &mut settled_run);
+        }
         let settled = delivery.until_settled(message, first_call).await;
+        if let Ok(Done { how, write: None }) = &settled {
+            if runs_settle && batch.is_some() {
+                settled_run.push((offset, *how));
+                continue;
+            }
+        }
+        finished_run(&shared, &tp, &mut settled_run);
         if let Ok(Done {
             how,
             write: Some(pending),
@@ -157,6 +189,7 @@ pub(super) async fn run(
             }
         }
     }
+    finished_run(&shared, &tp, &mut settled_run);
     release(&shared, &tp, batch.take());
     // Revoked, stopping or shutting down: writes under way finish (their retries stop), and
     // what settled commits with its outputs.
@@ -179,8 +212,25 @@ pub(super) fn release(shared: &PipelineState, tp: &TopicPartition, batch: Option
 pub(super) const MAX_BATCH_BYTES: usize = 64 * 1024;
 
 /// Adds to `batch` the messages already waiting in the partition's queue, without waiting,
-/// while the batch and the tenant's budget have room. Each is marked in flight.
+/// while the batch and the tenant's budget have room. They are marked in flight together.
 pub(super) fn take_waiting(
+    shared: &PipelineState,
+    tp: &TopicPartition,
+    queue: &mut PartitionQueue,
+    batch: &mut Vec<Message>,
+) {
+    let first_taken = batch.len();
+    take_waiting_unbegun(shared, tp, queue, batch);
+    let taken = &batch[first_taken..];
+    if !taken.is_empty() && !begin_all(shared, tp, taken) {
+        // Revoked meanwhile: these are not ours to handle.
+        shared.budget.messages_done(taken.len());
+        batch.truncate(first_taken);
+    }
+}
+
+/// The messages of [`take_waiting`], each admitted by the tenant's budget, not yet in flight.
+fn take_waiting_unbegun(
     shared: &PipelineState,
     tp: &TopicPartition,
     queue: &mut PartitionQueue,
@@ -195,7 +245,7 @@ pub(super) fn take_waiting(
         let Some(received) = queue.next_waiting(tp, max_batch - batch.len()) else {
             return;
         };
-        let m = match received {
+        let message = match received {
             Ok(m) => m,
             Err(e) => {
                 ConsumeFailed {
@@ -204,9 +254,6 @@ pub(super) fn take_waiting(
                 .emit(&shared.recorder);
                 return;
             }
-        };
-        let Some(message) = begin(shared, tp, m) else {
-            return;
         };
         admission.taken();
         bytes += message_bytes(&message);

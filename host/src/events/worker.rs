@@ -2,7 +2,7 @@
 //! broker, batch calls, waits after traps, redeliveries and pauses.
 
 use super::{Observers, Recorder};
-use crate::offsets::TopicPartition;
+use crate::offsets::{Completion, TopicPartition};
 use std::time::Duration;
 
 /// After this many nacks of one message, each further one is logged as a warning.
@@ -32,6 +32,33 @@ impl MessageDone<'_> {
         if self.settled {
             to.health.settled(self.tp, self.offset);
         }
+    }
+}
+
+/// Messages of one partition that settled one after another left their worker together.
+pub(crate) struct SettledRun<'a> {
+    pub(crate) tp: &'a TopicPartition,
+    pub(crate) offsets: &'a [(i64, Completion)],
+}
+
+impl SettledRun<'_> {
+    /// As a [`MessageDone`] for each, settled, in one pass.
+    pub(crate) fn emit(self, to: &Recorder) {
+        to.metrics.in_flight.decrement(self.offsets.len() as f64);
+        to.health
+            .settled_any(self.tp, self.offsets.iter().map(|&(offset, _)| offset));
+    }
+}
+
+/// Messages of a batch entered a worker together: each is in flight until its [`MessageDone`]
+/// or [`SettledRun`].
+pub(crate) struct MessagesTaken {
+    pub(crate) count: usize,
+}
+
+impl MessagesTaken {
+    pub(crate) fn emit(self, to: &Recorder) {
+        to.metrics.in_flight.increment(self.count as f64);
     }
 }
 
