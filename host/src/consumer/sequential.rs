@@ -14,6 +14,7 @@ use crate::events::ConsumeFailed;
 use crate::metrics::MessageMetrics;
 use crate::offsets::{Completion, TopicPartition};
 use crate::policy::Verdict;
+use crate::tenant::Admission;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -64,13 +65,18 @@ pub(super) async fn run(
     let mut settled_run: Vec<(i64, Completion)> = Vec::new();
     let runs_settle = transactions.is_none();
     loop {
-        if *failing_watch.borrow() != 0 {
+        let recovered = if stop.is_cancelled() {
+            false
+        } else if *failing_watch.borrow() == 0 {
+            true
+        } else {
+            // Waits for failing writes to recover: the run finishes first.
             finished_run(&shared, &tp, &mut settled_run);
-        }
-        let recovered = tokio::select! {
-            biased;
-            _ = stop.cancelled() => false,
-            recovered = failing_watch.wait_for(|failing| *failing == 0) => recovered.is_ok(),
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => false,
+                recovered = failing_watch.wait_for(|failing| *failing == 0) => recovered.is_ok(),
+            }
         };
         // Stopping still settles what a batch call under way handles, as a single call in
         // progress would be: no further message of it starts.
@@ -220,30 +226,34 @@ pub(super) fn take_waiting(
     batch: &mut Vec<Message>,
 ) {
     let first_taken = batch.len();
-    take_waiting_unbegun(shared, tp, queue, batch);
-    let taken = &batch[first_taken..];
-    if !taken.is_empty() && !begin_all(shared, tp, taken) {
-        // Revoked meanwhile: these are not ours to handle.
-        shared.budget.messages_done(taken.len());
+    let admissions = take_waiting_unbegun(shared, tp, queue, batch);
+    if admissions.is_empty() {
+        return;
+    }
+    if begin_all(shared, tp, &batch[first_taken..]) {
+        admissions.into_iter().for_each(Admission::taken);
+    } else {
+        // Revoked meanwhile: these are not ours to handle, and their admissions go back.
         batch.truncate(first_taken);
     }
 }
 
-/// The messages of [`take_waiting`], each admitted by the tenant's budget, not yet in flight.
-fn take_waiting_unbegun(
-    shared: &PipelineState,
+/// The messages of [`take_waiting`], not yet in flight, and the tenant's admission of each.
+fn take_waiting_unbegun<'a>(
+    shared: &'a PipelineState,
     tp: &TopicPartition,
     queue: &mut PartitionQueue,
     batch: &mut Vec<Message>,
-) {
+) -> Vec<Admission<'a>> {
+    let mut admissions = Vec::new();
     let max_batch = shared.config.max_batch;
     let mut bytes: usize = batch.iter().map(message_bytes).sum();
     while batch.len() < max_batch && bytes < MAX_BATCH_BYTES {
         let Some(admission) = shared.budget.try_admit_message() else {
-            return;
+            break;
         };
         let Some(received) = queue.next_waiting(tp, max_batch - batch.len()) else {
-            return;
+            break;
         };
         let message = match received {
             Ok(m) => m,
@@ -252,13 +262,14 @@ fn take_waiting_unbegun(
                     error: &format_args!("{tp}: {e}"),
                 }
                 .emit(&shared.recorder);
-                return;
+                break;
             }
         };
-        admission.taken();
+        admissions.push(admission);
         bytes += message_bytes(&message);
         batch.push(message);
     }
+    admissions
 }
 
 pub(super) fn message_bytes(message: &Message) -> usize {
