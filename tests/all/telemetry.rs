@@ -112,8 +112,14 @@ fn a_traced_record_is_one_trace_through_pipelines_outputs_and_dead_letters() {
     let spans = otlp.wait_for_spans(WAIT, |spans| {
         let has = |name: &str, t: &str| spans.iter().any(|s| s.name == name && s.trace_id == t);
 
-        // Each pipeline commits on its own schedule: the one looked at below is `first`'s.
-        has("process mid", trace)
+        // Every span looked at below. A `send` span (and the `process` span above it) ends
+        // once the broker confirmed the write, which can come after the next pipeline handled
+        // the record; each pipeline commits on its own schedule: the one looked at is `first`'s.
+        has("process in", trace)
+            && has("send mid", trace)
+            && has("process mid", trace)
+            && has("process in", trap_trace)
+            && has("send dlq", trap_trace)
             && has("process dlq", trap_trace)
             && spans.iter().any(|s| {
                 s.name == "commit"
