@@ -100,13 +100,11 @@ impl Health {
     /// The message at `offset` settled: if it was the one the partition was stuck on, the
     /// partition moves again.
     pub fn settled(&self, tp: &TopicPartition, offset: i64) {
-        let mut stuck = self.lock();
-        if stuck.get(tp).is_some_and(|s| s.offset == offset) {
-            stuck.remove(tp);
-        }
+        self.settled_any(tp, std::iter::once(offset));
     }
 
-    /// [`settled`](Self::settled) for each of `offsets`, under one lock.
+    /// The messages at `offsets` settled: if the partition was stuck on one of them, it moves
+    /// again.
     pub fn settled_any(&self, tp: &TopicPartition, mut offsets: impl Iterator<Item = i64>) {
         let mut stuck = self.lock();
         if stuck

@@ -8,9 +8,7 @@ use super::state::PipelineState;
 use super::{concurrent, sequential};
 use crate::bindings::Message;
 use crate::config::Ordering;
-use crate::events::{
-    ConsumeFailed, Consumed, MessageDone, MessageTaken, MessagesTaken, SettledRun,
-};
+use crate::events::{ConsumeFailed, Consumed, MessageDone, MessageTaken, SettledRun};
 use crate::offsets::{Completion, TopicPartition};
 use std::sync::Arc;
 use std::time::Instant;
@@ -136,15 +134,10 @@ pub(super) fn begin(
     tp: &TopicPartition,
     message: Message,
 ) -> Option<Message> {
-    Consumed.emit(&shared.recorder);
-    shared
-        .partitions
-        .with_progress(tp, |progress| progress.begin(message.offset))?;
-    MessageTaken.emit(&shared.recorder);
-    Some(message)
+    begin_all(shared, tp, std::slice::from_ref(&message)).then_some(message)
 }
 
-/// [`begin`] for messages taken together, under one lock of the pipeline's progress. `false` if
+/// Messages taken together, marked in flight under one lock of the pipeline's progress. `false` if
 /// the partition was revoked under the worker: none of them is ours to handle.
 pub(super) fn begin_all(shared: &PipelineState, tp: &TopicPartition, messages: &[Message]) -> bool {
     Consumed.emit(&shared.recorder);
@@ -157,7 +150,7 @@ pub(super) fn begin_all(shared: &PipelineState, tp: &TopicPartition, messages: &
         })
         .is_some();
     if begun {
-        MessagesTaken {
+        MessageTaken {
             count: messages.len(),
         }
         .emit(&shared.recorder);

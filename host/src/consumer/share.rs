@@ -411,7 +411,7 @@ async fn handle(
         partition: record.partition,
     };
     let call = HandlerCall::new(shared, &tp, metrics, stop, trap_streak, context);
-    MessageTaken.emit(&shared.recorder);
+    MessageTaken { count: 1 }.emit(&shared.recorder);
     let offset = record.offset;
     let ack = settle(&call, record).await;
     shared.budget.message_done();

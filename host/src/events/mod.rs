@@ -8,7 +8,7 @@
 //! | [`DeliveryEvent`] | a handler call on a message ended and was settled |
 //! | `BatchCalled`, `TrapCoolDown` | a `handle-batch` call started; a call waits after traps |
 //! | `MessageTaken`, `MessageDone` | a message entered a worker; it left, settled or not |
-//! | `MessagesTaken`, `SettledRun` | a batch's messages entered a worker; a run of them left it settled |
+//! | `SettledRun` | a run of a batch's messages left the worker settled |
 //! | `Redelivering`, `Paused`, `Resumed` | a message waits for its next delivery, or stops its partition |
 //! | `OutputsWritten`, `OutputWriteFailed`, `SendsRefused` | an attempt's outputs reached the broker, or did not |
 //! | `DeadLettered`, `DeadLetterFailed` | a dead letter was written, or its write failed |
@@ -32,8 +32,8 @@ pub(crate) use commits::{
 pub use delivery::DeliveryEvent;
 pub(crate) use share::{AcknowledgeRefused, ShareAcknowledged, ShareAcquired};
 pub(crate) use worker::{
-    BatchCalled, ConsumeFailed, Consumed, MessageDone, MessageTaken, MessagesTaken,
-    PartitionsAssigned, PartitionsRevoked, Paused, Redelivering, Resumed, SettledRun, TrapCoolDown,
+    BatchCalled, ConsumeFailed, Consumed, MessageDone, MessageTaken, PartitionsAssigned,
+    PartitionsRevoked, Paused, Redelivering, Resumed, SettledRun, TrapCoolDown,
 };
 pub(crate) use writes::{
     DeadLetterFailed, DeadLettered, OutputWriteFailed, OutputsWritten, SendsRefused,

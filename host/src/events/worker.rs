@@ -8,12 +8,14 @@ use std::time::Duration;
 /// After this many nacks of one message, each further one is logged as a warning.
 const REPEATED_FAILURE_WARN_AT: u32 = 3;
 
-/// A message entered a worker: it is in flight until its [`MessageDone`].
-pub(crate) struct MessageTaken;
+/// Messages entered a worker: each is in flight until its [`MessageDone`] or [`SettledRun`].
+pub(crate) struct MessageTaken {
+    pub(crate) count: usize,
+}
 
 impl MessageTaken {
     pub(crate) fn emit(self, to: &Recorder) {
-        to.metrics.in_flight.increment(1);
+        to.metrics.in_flight.increment(self.count as f64);
     }
 }
 
@@ -47,18 +49,6 @@ impl SettledRun<'_> {
         to.metrics.in_flight.decrement(self.offsets.len() as f64);
         to.health
             .settled_any(self.tp, self.offsets.iter().map(|&(offset, _)| offset));
-    }
-}
-
-/// Messages of a batch entered a worker together: each is in flight until its [`MessageDone`]
-/// or [`SettledRun`].
-pub(crate) struct MessagesTaken {
-    pub(crate) count: usize,
-}
-
-impl MessagesTaken {
-    pub(crate) fn emit(self, to: &Recorder) {
-        to.metrics.in_flight.increment(self.count as f64);
     }
 }
 
