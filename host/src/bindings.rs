@@ -39,3 +39,62 @@ impl From<WitDecision> for crate::outcome::Decision {
         }
     }
 }
+
+/// A consumed message's fields as the host reads them, wherever the message is kept: a
+/// [`Message`] of its own, or one still in librdkafka's fetch buffer that a batch packs for the
+/// guest without copying it first.
+pub trait MessageFields {
+    /// Its offset in its partition.
+    fn offset(&self) -> i64;
+    /// When it was produced or appended, in milliseconds since the epoch, if the broker says.
+    fn timestamp(&self) -> Option<i64>;
+    /// 1 for the first delivery, +1 for each redelivery.
+    fn attempt(&self) -> u32;
+    /// Its key, if it has one.
+    fn key(&self) -> Option<&[u8]>;
+    /// Its payload, if it is not a tombstone.
+    fn payload(&self) -> Option<&[u8]>;
+    /// Calls `each` with every header's name and value (`None` for a header without one), in
+    /// order. Kafka does not promise UTF-8 names; the WIT's are strings, so users of a name
+    /// convert it lossily.
+    fn for_each_header<'a>(&'a self, each: &mut dyn FnMut(&'a [u8], Option<&'a [u8]>));
+
+    /// The value of the first header named `name` (ASCII case ignored), if it has one.
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        let mut found = None;
+        self.for_each_header(&mut |key, value| {
+            if found.is_none() && key.eq_ignore_ascii_case(name.as_bytes()) {
+                found = Some(value);
+            }
+        });
+        found.flatten()
+    }
+}
+
+impl MessageFields for Message {
+    fn offset(&self) -> i64 {
+        self.offset
+    }
+
+    fn timestamp(&self) -> Option<i64> {
+        self.timestamp
+    }
+
+    fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+
+    fn payload(&self) -> Option<&[u8]> {
+        self.payload.as_deref()
+    }
+
+    fn for_each_header<'a>(&'a self, each: &mut dyn FnMut(&'a [u8], Option<&'a [u8]>)) {
+        for header in &self.headers {
+            each(header.key.as_bytes(), header.value.as_deref());
+        }
+    }
+}

@@ -4,7 +4,8 @@
 //! drains like the single calls it replaces.
 
 use super::handler_call::{message_span, Called, HandlerCall};
-use crate::bindings::Message;
+use super::partition_queue::Taken;
+use crate::bindings::{Message, MessageFields};
 use crate::events::BatchCalled;
 use crate::plugin::{BatchCall, BatchMessages, Finished, InstancePool, PackedBatch};
 use crate::telemetry::spans::DeliveryTrace;
@@ -34,18 +35,24 @@ impl BatchRun {
     pub fn start(
         handler: &HandlerCall<'_>,
         pool: Arc<InstancePool>,
-        messages: Vec<Message>,
+        mut messages: Vec<Taken>,
     ) -> Self {
         let shared = handler.shared.clone();
+        let tp = handler.tp;
         let version = pool.plugin().version_shared();
         let spans: Arc<[tracing::Span]> = messages
             .iter()
-            .map(|message| message_span(&shared, handler.tp, message, version))
+            .map(|message| message_span(&shared, tp, message, version))
             .collect();
-        let traces: Vec<DeliveryTrace> = messages
-            .iter()
-            .map(|message| DeliveryTrace::start(&handler.handler(version), message, None))
-            .collect();
+        // A traced delivery's span names the message's topic, size and key: with tracing on,
+        // each message is copied out of librdkafka for it.
+        let traces: Vec<DeliveryTrace> = match DeliveryTrace::on() {
+            true => messages
+                .iter_mut()
+                .map(|m| DeliveryTrace::start(&handler.handler(version), m.copy_out(tp), None))
+                .collect(),
+            false => messages.iter().map(|_| DeliveryTrace::default()).collect(),
+        };
         let contexts: Arc<[_]> = traces.iter().map(|t| t.context().cloned()).collect();
         BatchCalled {
             taken: messages.len() as u64,
@@ -60,15 +67,19 @@ impl BatchRun {
             sink,
         )
         .with_traces(contexts);
-        // A packed batch is all the call needs: the worker keeps the messages themselves.
+        // A packed batch is all the call needs: the worker keeps the messages themselves, and
+        // copies out only those it must see through further.
         let (messages, prepared) = if pool.packs() {
-            let packed = PackedBatch::of(&messages);
+            let packed = PackedBatch::of(&tp.topic, tp.partition, &messages);
             (
                 Held::Owned(messages.into_iter().map(Some).collect()),
                 Prepared::Packed(packed),
             )
         } else {
-            let messages: Arc<[Message]> = messages.into();
+            let messages: Arc<[Message]> = messages
+                .into_iter()
+                .map(|message| message.into_message(tp))
+                .collect();
             (Held::Shared(messages.clone()), Prepared::Listed(messages))
         };
         let call = {
@@ -110,12 +121,9 @@ impl BatchRun {
     /// The next message in order, with its first call, settled, when the batch handled it, or
     /// without one when the batch stopped before it (the worker calls the handler for it
     /// alone). Waits while the call is still on it. `None` when every message was given back.
-    pub async fn next(
-        &mut self,
-        handler: &HandlerCall<'_>,
-    ) -> Option<(Message, Option<FirstCall>)> {
+    pub async fn next(&mut self, handler: &HandlerCall<'_>) -> Option<(Taken, Option<FirstCall>)> {
         let index = self.next;
-        let Some(message) = self.messages.get(index) else {
+        if self.messages.offset(index).is_none() {
             // Every message is back, but the guest may still be running after its last
             // `finish`: the call ends before the worker goes on (bounded by the last message's
             // deadline), so its instance goes back to the pool instead of being dropped.
@@ -123,7 +131,7 @@ impl BatchRun {
                 call.await;
             }
             return None;
-        };
+        }
         let done = loop {
             match &mut self.call {
                 Some(call) => {
@@ -140,6 +148,7 @@ impl BatchRun {
         self.next += 1;
         let first = done.map(|done| {
             let version = self.pool.plugin().version_shared();
+            let message = self.messages.get(index).expect("not given back yet");
             let trace = std::mem::take(&mut self.traces[index]);
             let called = handler.record(version, message, &self.spans[index], trace, 1, done);
             (self.pool.clone(), called)
@@ -151,7 +160,7 @@ impl BatchRun {
     /// the messages not given back yet, which stay unsettled.
     pub fn abandon(self) -> impl Iterator<Item = i64> {
         let BatchRun { messages, next, .. } = self;
-        (next..messages.len()).filter_map(move |i| messages.get(i).map(|m| m.offset))
+        (next..messages.len()).filter_map(move |i| messages.offset(i))
     }
 }
 
@@ -164,7 +173,7 @@ enum Prepared {
 /// The messages of a batch, as the worker holds them until they are given back.
 enum Held {
     /// The call has them packed: each is given back as it is.
-    Owned(Vec<Option<Message>>),
+    Owned(Vec<Option<Taken>>),
     /// Shared with the call, which hands them to the guest as a list: each is given back as a
     /// copy.
     Shared(Arc<[Message]>),
@@ -178,19 +187,27 @@ impl Held {
         }
     }
 
-    /// The message at `index`, if it has not been given back.
-    fn get(&self, index: usize) -> Option<&Message> {
+    /// The offset of the message at `index`, if it has not been given back.
+    fn offset(&self, index: usize) -> Option<i64> {
         match self {
-            Held::Owned(messages) => messages.get(index)?.as_ref(),
-            Held::Shared(messages) => messages.get(index),
+            Held::Owned(messages) => messages.get(index)?.as_ref().map(Taken::offset),
+            Held::Shared(messages) => messages.get(index).map(|m| m.offset),
+        }
+    }
+
+    /// The message at `index`, if it has not been given back.
+    fn get(&self, index: usize) -> Option<&dyn MessageFields> {
+        match self {
+            Held::Owned(messages) => Some(messages.get(index)?.as_ref()?),
+            Held::Shared(messages) => Some(messages.get(index)?),
         }
     }
 
     /// Gives back the message at `index`, which [`get`](Self::get) found.
-    fn take(&mut self, index: usize) -> Message {
+    fn take(&mut self, index: usize) -> Taken {
         match self {
             Held::Owned(messages) => messages[index].take().expect("given back once"),
-            Held::Shared(messages) => messages[index].clone(),
+            Held::Shared(messages) => Taken::Copied(messages[index].clone()),
         }
     }
 }

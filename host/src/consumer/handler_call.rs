@@ -3,7 +3,7 @@
 //! and differ only in what they do with the [`Called`] settlement.
 
 use super::state::PipelineState;
-use crate::bindings::Message;
+use crate::bindings::{Message, MessageFields};
 use crate::deadletter::DeadLetter;
 use crate::events::{DeliveryEvent, Observers, SendsRefused, TrapCoolDown};
 use crate::metrics::MessageMetrics;
@@ -175,7 +175,7 @@ impl HandlerCall<'_> {
     pub fn record(
         &self,
         version: &Arc<str>,
-        message: &Message,
+        message: &dyn MessageFields,
         span: &tracing::Span,
         mut trace: DeliveryTrace,
         tries: u32,
@@ -290,7 +290,7 @@ pub(crate) fn settle_call(
     rules: &DeliveryRules,
     pipeline: &Arc<str>,
     tp: &TopicPartition,
-    message: &Message,
+    message: &dyn MessageFields,
     version: &Arc<str>,
     tries: u32,
     done: Finished,
@@ -301,13 +301,13 @@ pub(crate) fn settle_call(
         started,
         elapsed,
     } = done;
-    let settled = rules.settle(&outcome, tries, message.attempt);
+    let settled = rules.settle(&outcome, tries, message.attempt());
     let publishes = settled.publishes_outputs(&outcome) && !outputs.records.is_empty();
     let mut event = DeliveryEvent::new(
         pipeline,
         tp,
-        message.offset,
-        message.attempt,
+        message.offset(),
+        message.attempt(),
         version,
         outcome,
         settled,
@@ -329,7 +329,7 @@ pub(crate) fn settle_call(
 pub(crate) fn message_span(
     shared: &PipelineState,
     tp: &TopicPartition,
-    message: &Message,
+    message: &(impl MessageFields + ?Sized),
     version: &str,
 ) -> tracing::Span {
     use tracing::field::Empty;
@@ -339,20 +339,15 @@ pub(crate) fn message_span(
         pipeline = %shared.name,
         topic = %tp.topic,
         partition = tp.partition,
-        offset = message.offset,
-        attempt = message.attempt,
+        offset = message.offset(),
+        attempt = message.attempt(),
         plugin = version,
         outcome = Empty,
         trace_id = Empty,
         parent_id = Empty,
     );
     if !span.is_disabled() {
-        let parent = message
-            .headers
-            .iter()
-            .find(|h| h.key.eq_ignore_ascii_case("traceparent"))
-            .and_then(|h| h.value.as_deref())
-            .and_then(parse_traceparent);
+        let parent = message.header("traceparent").and_then(parse_traceparent);
         if let Some(parent) = parent {
             span.record("trace_id", parent.trace_id);
             span.record("parent_id", parent.parent_id);

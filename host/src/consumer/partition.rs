@@ -134,26 +134,28 @@ pub(super) fn begin(
     tp: &TopicPartition,
     message: Message,
 ) -> Option<Message> {
-    begin_all(shared, tp, std::slice::from_ref(&message)).then_some(message)
+    begin_all(shared, tp, std::iter::once(message.offset)).then_some(message)
 }
 
 /// Messages taken together, marked in flight under one lock of the pipeline's progress. `false` if
 /// the partition was revoked under the worker: none of them is ours to handle.
-pub(super) fn begin_all(shared: &PipelineState, tp: &TopicPartition, messages: &[Message]) -> bool {
+pub(super) fn begin_all(
+    shared: &PipelineState,
+    tp: &TopicPartition,
+    offsets: impl ExactSizeIterator<Item = i64>,
+) -> bool {
     Consumed.emit(&shared.recorder);
+    let count = offsets.len();
     let begun = shared
         .partitions
         .with_progress(tp, |progress| {
-            for message in messages {
-                progress.begin(message.offset);
+            for offset in offsets {
+                progress.begin(offset);
             }
         })
         .is_some();
     if begun {
-        MessageTaken {
-            count: messages.len(),
-        }
-        .emit(&shared.recorder);
+        MessageTaken { count }.emit(&shared.recorder);
     }
     begun
 }

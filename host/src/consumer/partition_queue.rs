@@ -1,15 +1,17 @@
 //! A partition's queue in librdkafka as its worker reads it: one message at a time while the
 //! worker waits (the stream wakes it), and every message a batch has room for at once when they
 //! are already waiting: one `rd_kafka_consume_batch_queue` call, where the stream would build an
-//! event and register a waker for each message. Each message is copied out of librdkafka once,
-//! into the record the guest gets.
+//! event and register a waker for each message. A message the worker waited for is copied out
+//! of librdkafka into a [`Message`]; one a batch took stays in librdkafka's fetch buffer
+//! ([`Taken`]), so packing the batch is its only copy unless the worker needs it whole.
 
-use crate::bindings::{Header, Message};
+use crate::bindings::{Header, Message, MessageFields};
 use crate::offsets::TopicPartition;
 use rdkafka::bindings as rd;
 use rdkafka::consumer::stream_consumer::{StreamConsumer, StreamPartitionQueue};
 use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use std::any::Any;
 use std::collections::VecDeque;
 use std::ffi::{CStr, CString};
 use std::ptr::NonNull;
@@ -25,6 +27,9 @@ pub(crate) struct PartitionQueue<C: ConsumerContext + 'static = super::rebalance
     /// A second handle on the queue `stream` reads, for popping many messages at once.
     native: NativeQueue,
     stream: StreamPartitionQueue<C>,
+    /// The consumer, which a message taken in place keeps alive: librdkafka's messages are
+    /// destroyed before their client.
+    consumer: Arc<dyn Any + Send + Sync>,
 }
 
 /// Scratch space for one pop's message pointers: empty between pops.
@@ -56,6 +61,7 @@ impl<C: ConsumerContext + 'static> PartitionQueue<C> {
             slots: PopSlots::default(),
             native,
             stream,
+            consumer: consumer.clone(),
         })
     }
 
@@ -71,17 +77,18 @@ impl<C: ConsumerContext + 'static> PartitionQueue<C> {
         Ok(unsafe { copy_message(&*received.ptr(), tp) })
     }
 
-    /// The next message already waiting, without waiting, copied for the guest: a popped one,
-    /// else one of up to `room` popped now in one call.
-    pub(crate) fn next_waiting(
-        &mut self,
-        tp: &TopicPartition,
-        room: usize,
-    ) -> Option<KafkaResult<Message>> {
+    /// The next message already waiting, without waiting, left where librdkafka keeps it: a
+    /// popped one, else one of up to `room` popped now in one call.
+    pub(crate) fn next_waiting(&mut self, room: usize) -> Option<KafkaResult<Taken>> {
         if self.popped.is_empty() {
             self.pop_waiting(room);
         }
-        self.take_popped(tp)
+        let popped = self.popped.pop_front()?;
+        Some(
+            popped
+                .checked()
+                .map(|popped| Taken::InPlace(InPlace::new(popped, self.consumer.clone()))),
+        )
     }
 
     /// Pops messages already waiting, without waiting, until `room` are popped.
@@ -108,7 +115,7 @@ impl<C: ConsumerContext + 'static> PartitionQueue<C> {
 
     /// The next popped message, copied for the guest.
     fn take_popped(&mut self, tp: &TopicPartition) -> Option<KafkaResult<Message>> {
-        self.popped.pop_front().map(|popped| popped.to_guest(tp))
+        self.popped.pop_front().map(|popped| popped.copied(tp))
     }
 
     /// Drops the popped messages: the partition was rewound, and the queue delivers them
@@ -143,15 +150,18 @@ impl PoppedMessage {
         unsafe { self.0.as_ref() }
     }
 
-    fn to_guest(&self, tp: &TopicPartition) -> KafkaResult<Message> {
-        let raw = self.raw();
-        if raw.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            return Err(KafkaError::MessageConsumption(RDKafkaErrorCode::from(
-                raw.err,
-            )));
+    /// The message, unless librdkafka popped an error in its place.
+    fn checked(self) -> KafkaResult<Self> {
+        match self.raw().err {
+            rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => Ok(self),
+            err => Err(KafkaError::MessageConsumption(RDKafkaErrorCode::from(err))),
         }
+    }
+
+    fn copied(self, tp: &TopicPartition) -> KafkaResult<Message> {
+        let popped = self.checked()?;
         // SAFETY: a live message with no error.
-        Ok(unsafe { copy_message(raw, tp) })
+        Ok(unsafe { copy_message(popped.raw(), tp) })
     }
 }
 
@@ -162,17 +172,158 @@ impl Drop for PoppedMessage {
     }
 }
 
+/// A message a batch took from the queue, on its first delivery.
+pub(crate) enum Taken {
+    /// Copied out already (the worker waited for it).
+    Copied(Message),
+    /// Still in librdkafka's fetch buffer.
+    InPlace(InPlace),
+}
+
+impl Taken {
+    /// The message as a [`Message`] of its own: copied out of librdkafka if it is still there.
+    pub(crate) fn into_message(self, tp: &TopicPartition) -> Message {
+        match self {
+            Taken::Copied(message) => message,
+            Taken::InPlace(in_place) => in_place.copy(tp),
+        }
+    }
+
+    /// Copies the message out of librdkafka now if it is still there, and returns it.
+    pub(crate) fn copy_out(&mut self, tp: &TopicPartition) -> &Message {
+        if let Taken::InPlace(in_place) = self {
+            *self = Taken::Copied(in_place.copy(tp));
+        }
+        match self {
+            Taken::Copied(message) => message,
+            Taken::InPlace(_) => unreachable!("copied out above"),
+        }
+    }
+
+    /// Bytes of its key, payload and headers.
+    pub(crate) fn bytes(&self) -> usize {
+        let mut headers = 0;
+        self.for_each_header(&mut |name, value| {
+            headers += name.len() + value.map_or(0, <[u8]>::len);
+        });
+        self.key().map_or(0, <[u8]>::len) + self.payload().map_or(0, <[u8]>::len) + headers
+    }
+}
+
+impl MessageFields for Taken {
+    fn offset(&self) -> i64 {
+        match self {
+            Taken::Copied(message) => message.offset,
+            Taken::InPlace(in_place) => in_place.raw().offset,
+        }
+    }
+
+    fn timestamp(&self) -> Option<i64> {
+        match self {
+            Taken::Copied(message) => message.timestamp,
+            // SAFETY: a live message without error.
+            Taken::InPlace(in_place) => unsafe { timestamp_of(in_place.raw()) },
+        }
+    }
+
+    fn attempt(&self) -> u32 {
+        match self {
+            Taken::Copied(message) => message.attempt,
+            Taken::InPlace(_) => 1,
+        }
+    }
+
+    fn key(&self) -> Option<&[u8]> {
+        match self {
+            Taken::Copied(message) => message.key.as_deref(),
+            Taken::InPlace(in_place) => {
+                let raw = in_place.raw();
+                // SAFETY: the key lives as long as the message, which `self` owns.
+                unsafe { slice(raw.key, raw.key_len) }
+            }
+        }
+    }
+
+    fn payload(&self) -> Option<&[u8]> {
+        match self {
+            Taken::Copied(message) => message.payload.as_deref(),
+            Taken::InPlace(in_place) => {
+                let raw = in_place.raw();
+                // SAFETY: the payload lives as long as the message, which `self` owns.
+                unsafe { slice(raw.payload, raw.len) }
+            }
+        }
+    }
+
+    fn for_each_header<'a>(&'a self, each: &mut dyn FnMut(&'a [u8], Option<&'a [u8]>)) {
+        match self {
+            Taken::Copied(message) => message.for_each_header(each),
+            Taken::InPlace(InPlace {
+                headers: Some(headers),
+                ..
+            }) => {
+                // SAFETY: the headers live as long as the message, which `self` owns.
+                unsafe { for_each_header(headers.as_ptr(), each) }
+            }
+            Taken::InPlace(_) => {}
+        }
+    }
+}
+
+/// A message without error, read where librdkafka keeps it.
+pub(crate) struct InPlace {
+    /// Its headers, looked up once: librdkafka parses them on every lookup of a message that
+    /// has none. `None`: it has none. They live as long as the message.
+    headers: Option<NonNull<rd::rd_kafka_headers_t>>,
+    message: PoppedMessage,
+    /// Destroyed after the message (fields drop in order).
+    _consumer: Arc<dyn Any + Send + Sync>,
+}
+
+// SAFETY: the headers belong to the message, which this value alone owns (see `PoppedMessage`).
+unsafe impl Send for InPlace {}
+
+impl InPlace {
+    fn new(message: PoppedMessage, consumer: Arc<dyn Any + Send + Sync>) -> Self {
+        // SAFETY: a live message without error.
+        let headers = unsafe { headers_of(message.raw()) };
+        InPlace {
+            headers: headers.and_then(|h| NonNull::new(h.cast_mut())),
+            message,
+            _consumer: consumer,
+        }
+    }
+
+    fn raw(&self) -> &rd::rd_kafka_message_t {
+        self.message.raw()
+    }
+
+    fn copy(&self, tp: &TopicPartition) -> Message {
+        let headers = self.headers.map(|h| h.as_ptr().cast_const());
+        // SAFETY: a live message without error, and its headers.
+        unsafe { copy_with_headers(self.raw(), headers, tp) }
+    }
+}
+
 /// Copies a consumed message into the guest's `message` record (on its first delivery).
 ///
 /// # Safety
 /// `raw` is a live message without error, consumed from `tp`.
 unsafe fn copy_message(raw: &rd::rd_kafka_message_t, tp: &TopicPartition) -> Message {
-    let mut ts_type = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
-    let timestamp = rd::rd_kafka_message_timestamp(raw, &mut ts_type);
-    let timestamp = (ts_type != rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE)
-        .then_some(timestamp);
+    copy_with_headers(raw, headers_of(raw), tp)
+}
+
+/// [`copy_message`] of a message whose headers (`None`: it has none) were looked up already.
+///
+/// # Safety
+/// As [`copy_message`]; `headers` are `raw`'s.
+unsafe fn copy_with_headers(
+    raw: &rd::rd_kafka_message_t,
+    headers_of_raw: Option<*const rd::rd_kafka_headers_t>,
+    tp: &TopicPartition,
+) -> Message {
     let mut headers = Vec::new();
-    if let Some(h) = headers_of(raw) {
+    if let Some(h) = headers_of_raw {
         headers.reserve_exact(rd::rd_kafka_header_cnt(h));
         for_each_header(h, |key, value| {
             headers.push(Header {
@@ -186,12 +337,23 @@ unsafe fn copy_message(raw: &rd::rd_kafka_message_t, tp: &TopicPartition) -> Mes
         topic: tp.topic.to_string(),
         partition: raw.partition,
         offset: raw.offset,
-        timestamp,
+        timestamp: timestamp_of(raw),
         key: slice(raw.key, raw.key_len).map(<[u8]>::to_vec),
         payload: slice(raw.payload, raw.len).map(<[u8]>::to_vec),
         headers,
         attempt: 1,
     }
+}
+
+/// The message's timestamp, if it has one.
+///
+/// # Safety
+/// `raw` is a live consumed message.
+unsafe fn timestamp_of(raw: &rd::rd_kafka_message_t) -> Option<i64> {
+    let mut ts_type = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+    let timestamp = rd::rd_kafka_message_timestamp(raw, &mut ts_type);
+    (ts_type != rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE)
+        .then_some(timestamp)
 }
 
 /// The message's headers, `None` when it has none.
@@ -209,9 +371,9 @@ unsafe fn headers_of(raw: &rd::rd_kafka_message_t) -> Option<*const rd::rd_kafka
 ///
 /// # Safety
 /// `headers` is live (owned by a live message).
-unsafe fn for_each_header(
+unsafe fn for_each_header<'a>(
     headers: *const rd::rd_kafka_headers_t,
-    mut each: impl FnMut(&[u8], Option<&[u8]>),
+    mut each: impl FnMut(&'a [u8], Option<&'a [u8]>),
 ) {
     for index in 0..rd::rd_kafka_header_cnt(headers) {
         let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0);
@@ -325,8 +487,8 @@ mod tests {
                 "only {} of {n} came",
                 taken.len()
             );
-            match queue.next_waiting(tp, n - taken.len()) {
-                Some(message) => taken.push(message.unwrap()),
+            match queue.next_waiting(n - taken.len()) {
+                Some(message) => taken.push(message.unwrap().into_message(tp)),
                 None => tokio::time::sleep(Duration::from_millis(5)).await,
             }
         }
@@ -353,6 +515,59 @@ mod tests {
         for (i, message) in taken.iter().enumerate() {
             assert_copied(message, i as i64, "popped");
         }
+    }
+
+    /// A message a batch takes stays in librdkafka's fetch buffer, and reads as its copy does:
+    /// the same fields, the same packed bytes (absent keys, headers, empty values), the same
+    /// size against the batch's bound, the same header lookup.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_taken_in_place_reads_and_packs_as_its_copy() {
+        let broker = broker_with("in-place", 30).await;
+        let (mut queue, _consumer) = queue_of(&broker, "in-place").await;
+        let tp = TopicPartition::new("in-place", 0);
+        let mut taken = vec![Taken::Copied(queue.recv(&tp).await.unwrap())];
+        let deadline = Instant::now() + WAIT;
+        while taken.len() < 30 {
+            assert!(Instant::now() < deadline, "only {} of 30 came", taken.len());
+            match queue.next_waiting(30 - taken.len()) {
+                Some(message) => taken.push(message.unwrap()),
+                None => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+        assert!(taken[1..].iter().all(|t| matches!(t, Taken::InPlace(_))));
+        let copies: Vec<Message> = taken
+            .iter()
+            .map(|t| match t {
+                Taken::Copied(message) => message.clone(),
+                Taken::InPlace(in_place) => in_place.copy(&tp),
+            })
+            .collect();
+        for (i, (in_place, copy)) in taken.iter().zip(&copies).enumerate() {
+            assert_copied(copy, i as i64, "in-place");
+            assert_eq!(in_place.offset(), copy.offset);
+            assert_eq!(in_place.timestamp(), copy.timestamp);
+            assert_eq!(in_place.attempt(), 1);
+            assert_eq!(in_place.key(), copy.key.as_deref());
+            assert_eq!(in_place.payload(), copy.payload.as_deref());
+            let expected_bytes = copy.key.as_ref().map_or(0, Vec::len)
+                + copy.payload.as_ref().map_or(0, Vec::len)
+                + copy
+                    .headers
+                    .iter()
+                    .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+                    .sum::<usize>();
+            assert_eq!(in_place.bytes(), expected_bytes, "offset {i}");
+            // The first header named `a` has an empty value; records 0, 3, 6... have none.
+            let expected_header = (i % 3 != 0).then_some(&b""[..]);
+            assert_eq!(in_place.header("A"), expected_header, "offset {i}");
+        }
+        use crate::plugin::PackedBatch;
+        assert_eq!(
+            PackedBatch::of("in-place", 0, &taken).records(),
+            PackedBatch::of("in-place", 0, &copies).records()
+        );
+        let given_back: Vec<Message> = taken.into_iter().map(|t| t.into_message(&tp)).collect();
+        assert_eq!(given_back, copies);
     }
 
     /// After a rewind (an aborted transaction seeks the partition back), the popped messages

@@ -5,15 +5,14 @@ use super::commits::{start_transactions, Flow, TransactionCommitter};
 use super::handler_call::call_context;
 use super::handler_call::HandlerCall;
 use super::partition::{begin_all, finished, finished_run, next_message, GroupMember, Next};
-use super::partition_queue::PartitionQueue;
+use super::partition_queue::{PartitionQueue, Taken};
 use super::state::PipelineState;
-use super::verdict::{confirm_write, Abandoned, Delivery, Done};
-use crate::bindings::Message;
+use super::verdict::{confirm_write, settled_outright, Abandoned, Delivery, Done};
+use crate::bindings::MessageFields;
 use crate::config::DeliveryGuarantee;
 use crate::events::ConsumeFailed;
 use crate::metrics::MessageMetrics;
 use crate::offsets::{Completion, TopicPartition};
-use crate::policy::Verdict;
 use crate::tenant::Admission;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
@@ -98,7 +97,7 @@ pub(super) async fn run(
             }
             None => None,
         };
-        let (message, first_call) = match next {
+        let (taken, first_call) = match next {
             Some(next) => next,
             None if batch.take().is_some() => {
                 finished_run(&shared, &tp, &mut settled_run);
@@ -121,16 +120,16 @@ pub(super) async fn run(
                 };
                 let pool = shared.plugin.for_partition(tp.partition);
                 if !pool.batches() || shared.config.max_batch == 1 {
-                    (message, None)
+                    (Taken::Copied(message), None)
                 } else {
-                    let mut messages = vec![message];
+                    let mut messages = vec![Taken::Copied(message)];
                     take_waiting(&shared, &tp, &mut queue, &mut messages);
                     if messages.len() == 1 {
                         (messages.pop().expect("one message"), None)
                     } else {
                         if !handler.cool_down_after_traps().await {
                             for message in &messages {
-                                finished(&shared, &tp, message.offset, None);
+                                finished(&shared, &tp, message.offset(), None);
                             }
                             break;
                         }
@@ -140,15 +139,17 @@ pub(super) async fn run(
                 }
             }
         };
-        let offset = message.offset;
-        // Only a first call that committed or left its message settles without waiting.
-        let settles_now = first_call.as_ref().is_some_and(|(_, called)| {
-            matches!(called.settled.verdict, Verdict::Commit | Verdict::Leave) && !called.publishes
-        });
-        if !settles_now {
-            finished_run(&shared, &tp, &mut settled_run);
-        }
-        let settled = delivery.until_settled(message, first_call).await;
+        let offset = taken.offset();
+        // A message whose first call settled it outright needs nothing more: not even a copy
+        // of its own. Any other waits (for a call, a redelivery, a write) once the run is out.
+        let settled = match first_call.as_ref().and_then(settled_outright) {
+            Some(how) => Ok(delivery.settled(offset, how)),
+            None => {
+                finished_run(&shared, &tp, &mut settled_run);
+                let message = taken.into_message(&tp);
+                delivery.until_settled(message, first_call).await
+            }
+        };
         if let Ok(Done { how, write: None }) = &settled {
             if runs_settle && batch.is_some() {
                 settled_run.push((offset, *how));
@@ -223,14 +224,14 @@ pub(super) fn take_waiting(
     shared: &PipelineState,
     tp: &TopicPartition,
     queue: &mut PartitionQueue,
-    batch: &mut Vec<Message>,
+    batch: &mut Vec<Taken>,
 ) {
     let first_taken = batch.len();
     let admissions = take_waiting_unbegun(shared, tp, queue, batch);
     if admissions.is_empty() {
         return;
     }
-    if begin_all(shared, tp, &batch[first_taken..]) {
+    if begin_all(shared, tp, batch[first_taken..].iter().map(Taken::offset)) {
         admissions.into_iter().for_each(Admission::taken);
     } else {
         // Revoked meanwhile: these are not ours to handle, and their admissions go back.
@@ -243,16 +244,16 @@ fn take_waiting_unbegun<'a>(
     shared: &'a PipelineState,
     tp: &TopicPartition,
     queue: &mut PartitionQueue,
-    batch: &mut Vec<Message>,
+    batch: &mut Vec<Taken>,
 ) -> Vec<Admission<'a>> {
     let mut admissions = Vec::new();
     let max_batch = shared.config.max_batch;
-    let mut bytes: usize = batch.iter().map(message_bytes).sum();
+    let mut bytes: usize = batch.iter().map(Taken::bytes).sum();
     while batch.len() < max_batch && bytes < MAX_BATCH_BYTES {
         let Some(admission) = shared.budget.try_admit_message() else {
             break;
         };
-        let Some(received) = queue.next_waiting(tp, max_batch - batch.len()) else {
+        let Some(received) = queue.next_waiting(max_batch - batch.len()) else {
             break;
         };
         let message = match received {
@@ -266,19 +267,8 @@ fn take_waiting_unbegun<'a>(
             }
         };
         admissions.push(admission);
-        bytes += message_bytes(&message);
+        bytes += message.bytes();
         batch.push(message);
     }
     admissions
-}
-
-pub(super) fn message_bytes(message: &Message) -> usize {
-    let headers: usize = message
-        .headers
-        .iter()
-        .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
-        .sum();
-    message.key.as_ref().map_or(0, Vec::len)
-        + message.payload.as_ref().map_or(0, Vec::len)
-        + headers
 }

@@ -68,7 +68,29 @@ pub(super) enum Abandoned {
     Rewound,
 }
 
+/// How a batch's first call settled its message if it needs nothing more, not even the message
+/// itself: it committed or left it, with nothing to publish.
+pub(super) fn settled_outright((_, called): &FirstCall) -> Option<Completion> {
+    if called.publishes {
+        return None;
+    }
+    match called.settled.verdict {
+        Verdict::Commit => Some(Completion::Settled),
+        Verdict::Leave => Some(Completion::Left),
+        _ => None,
+    }
+}
+
 impl Delivery<'_> {
+    /// The message at `offset` settled `how`, its outputs (if any) published: exactly once, it
+    /// is part of the open transaction.
+    pub(super) fn settled(&self, offset: i64, how: Completion) -> Done {
+        if let Some(c) = self.transactions {
+            c.transactions.settled(offset);
+        }
+        Done::now(how)
+    }
+
     /// Calls the handler until the message settles; `None` if the worker was stopped first.
     /// `first` is the first call's settlement when a batch call already handled it.
     ///
@@ -126,10 +148,7 @@ impl Delivery<'_> {
                             return Err(Abandoned::Stopped);
                         }
                     }
-                    if let Some(c) = self.transactions {
-                        c.transactions.settled(offset);
-                    }
-                    return Ok(Done::now(how));
+                    return Ok(self.settled(offset, how));
                 }
                 Verdict::DeadLetterThenCommit => {
                     let (Some(writer), Some(letter)) =

@@ -9,7 +9,7 @@
 //! the batch at the first message that does not simply commit (a nack waits for its
 //! redelivery before anything after it is handled).
 
-use crate::bindings::{HandlerError, Message, WitDecision};
+use crate::bindings::{HandlerError, MessageFields, WitDecision};
 use crate::outcome::{CallEnd, ErrorKind, Outcome};
 use crate::outputs::Outputs;
 use crate::policy::DeliveryRules;
@@ -80,8 +80,8 @@ impl BatchCall {
     /// A batch of `messages` (their `spans` for the guest's log lines), settled by `rules`
     /// to decide whether the next message may start, each finished message going to `sink`;
     /// the instance that runs it sets its deadline and fuel.
-    pub fn new(
-        messages: &[Message],
+    pub fn new<M: MessageFields>(
+        messages: &[M],
         spans: Arc<[tracing::Span]>,
         rules: DeliveryRules,
         stop: CancellationToken,
@@ -89,7 +89,7 @@ impl BatchCall {
     ) -> Self {
         let now = Instant::now();
         BatchCall {
-            messages: messages.iter().map(|m| (m.offset, m.attempt)).collect(),
+            messages: messages.iter().map(|m| (m.offset(), m.attempt())).collect(),
             spans,
             traces: Arc::new([]),
             rules,

@@ -124,7 +124,10 @@ impl InstancePool {
         context: &Arc<CallContext>,
     ) {
         if self.packs() {
-            let packed = PackedBatch::of(messages);
+            let (topic, partition) = messages
+                .first()
+                .map_or(("", 0), |m| (m.topic.as_str(), m.partition));
+            let packed = PackedBatch::of(topic, partition, messages);
             self.call_prepared_batch(BatchMessages::Packed(&packed), batch, context)
                 .await
         } else {

@@ -3,7 +3,7 @@
 //! of being lowered field by field with an allocation in the guest per key, payload, header and
 //! string. The layout is the contract's (`wit/ackbar.wit`); the SDKs decode it.
 
-use crate::bindings::Message;
+use crate::bindings::{Message, MessageFields};
 
 /// The export of world `packed-batch-handler`.
 pub const PACKED_EXPORT: &str = "handle-packed-batch";
@@ -49,47 +49,59 @@ pub struct PackedBatch {
 }
 
 impl PackedBatch {
-    /// `messages` (all of one partition) packed.
-    pub fn of(messages: &[Message]) -> Self {
-        let first = messages.first();
+    /// `messages` of `topic`'s `partition` packed, each copied once, straight from where it is
+    /// kept.
+    pub fn of<M: MessageFields>(topic: &str, partition: i32, messages: &[M]) -> Self {
         PackedBatch {
-            topic: first.map(|m| m.topic.clone()).unwrap_or_default(),
-            partition: first.map_or(0, |m| m.partition),
+            topic: topic.to_string(),
+            partition,
             count: u32::try_from(messages.len()).expect("a batch is bounded"),
             records: pack(messages),
-            first_offset: first.map(|m| m.offset),
+            first_offset: messages.first().map(M::offset),
         }
+    }
+}
+
+#[cfg(test)]
+impl PackedBatch {
+    pub(crate) fn records(&self) -> &[u8] {
+        &self.records
     }
 }
 
 /// `messages` in the layout of `handle-packed-batch`.
-fn pack(messages: &[Message]) -> Vec<u8> {
+fn pack<M: MessageFields>(messages: &[M]) -> Vec<u8> {
     let mut out = Vec::with_capacity(messages.iter().map(packed_len).sum());
     for message in messages {
-        out.extend_from_slice(&message.offset.to_le_bytes());
-        out.extend_from_slice(&message.timestamp.unwrap_or(NO_TIMESTAMP).to_le_bytes());
-        out.extend_from_slice(&message.attempt.to_le_bytes());
-        put_optional(&mut out, message.key.as_deref());
-        put_optional(&mut out, message.payload.as_deref());
-        out.extend_from_slice(&length(message.headers.len()).to_le_bytes());
-        for header in &message.headers {
-            put_optional(&mut out, Some(header.key.as_bytes()));
-            put_optional(&mut out, header.value.as_deref());
-        }
+        out.extend_from_slice(&message.offset().to_le_bytes());
+        out.extend_from_slice(&message.timestamp().unwrap_or(NO_TIMESTAMP).to_le_bytes());
+        out.extend_from_slice(&message.attempt().to_le_bytes());
+        put_optional(&mut out, message.key());
+        put_optional(&mut out, message.payload());
+        // The count goes before the headers; it is written once they are.
+        let count_at = out.len();
+        out.extend_from_slice(&0u32.to_le_bytes());
+        let mut count = 0;
+        message.for_each_header(&mut |name, value| {
+            put_optional(&mut out, Some(String::from_utf8_lossy(name).as_bytes()));
+            put_optional(&mut out, value);
+            count += 1;
+        });
+        out[count_at..count_at + 4].copy_from_slice(&length(count).to_le_bytes());
     }
     out
 }
 
-/// How many bytes `message` takes in the layout.
-fn packed_len(message: &Message) -> usize {
-    let headers: usize = message
-        .headers
-        .iter()
-        .map(|h| 8 + h.key.len() + h.value.as_ref().map_or(0, Vec::len))
-        .sum();
+/// How many bytes `message` takes in the layout (a header name that is not UTF-8 may take a
+/// few more).
+fn packed_len<M: MessageFields>(message: &M) -> usize {
+    let mut headers = 0;
+    message.for_each_header(&mut |name, value| {
+        headers += 8 + name.len() + value.map_or(0, <[u8]>::len);
+    });
     FIXED
-        + message.key.as_ref().map_or(0, Vec::len)
-        + message.payload.as_ref().map_or(0, Vec::len)
+        + message.key().map_or(0, <[u8]>::len)
+        + message.payload().map_or(0, <[u8]>::len)
         + headers
 }
 

@@ -56,6 +56,11 @@ pub(crate) struct DeliveryTrace {
 }
 
 impl DeliveryTrace {
+    /// Whether deliveries are traced: tracing is on in this process.
+    pub(crate) fn on() -> bool {
+        tracer().is_some()
+    }
+
     /// Starts the `process {topic}` span of `message`'s delivery, now or (for a message a batch
     /// call handled) at `started`.
     pub(crate) fn start(
