@@ -291,3 +291,82 @@ fn sampling_follows_the_producer_and_passes_the_decision_on() {
     seen.sort_unstable();
     assert_eq!(seen, ["process in", "process mid", "send mid"]);
 }
+
+/// Messages a batch call takes are traced as single calls are: each is its own `process` span,
+/// a child of its own producer's span, at its own offset. The records are all waiting before
+/// the pipeline starts, so its first calls take them in batches.
+#[test]
+fn each_message_a_batch_takes_is_traced_on_its_own() {
+    let otlp = OtlpReceiver::start().unwrap();
+    let cluster = crate::support::Cluster::new(1);
+    let trace_of = |i: usize| {
+        (
+            format!("{:032x}", 0xabc0_0000 + i),
+            format!("{:016x}", 0x5100 + i),
+        )
+    };
+    let records: Vec<ackbar::kafka::Record> = (0..20)
+        .map(|i| {
+            let (trace, span) = trace_of(i);
+            let mut record = ackbar::kafka::Record::new(0, b"ok");
+            record.headers = vec![("traceparent".into(), format!("00-{trace}-{span}-01").into())];
+            record
+        })
+        .collect();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(ackbar::kafka::produce(
+            &cluster.bootstrap,
+            &cluster.topic,
+            &records,
+        ))
+        .unwrap();
+    let config = format!(
+        r#"brokers = "{bootstrap}"
+[run]
+summary_interval_secs = 0
+metrics_addr = "127.0.0.1:0"
+[telemetry]
+endpoint = "{endpoint}"
+[[pipeline]]
+name = "batched"
+topics = ["{topic}"]
+group_id = "{group}"
+ack_policy = "ACK"
+plugin = "{plugin}"
+"#,
+        bootstrap = cluster.bootstrap,
+        endpoint = otlp.endpoint,
+        topic = cluster.topic,
+        group = cluster.group,
+        plugin = guest("fixture").display(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut run =
+        RunningAckbar::start_env(&config, dir.path(), &[("OTEL_BSP_SCHEDULE_DELAY", "100")]);
+    let ops = run.ops_address();
+    let spans = otlp.wait_for_spans(WAIT, |spans| {
+        (0..20).all(|i| spans.iter().any(|s| s.trace_id == trace_of(i).0))
+    });
+    for i in 0..20 {
+        let (trace, producer_span) = trace_of(i);
+        let process = one(&spans, &format!("process of record {i}"), |s| {
+            s.trace_id == trace
+        });
+        assert_eq!(process.name, format!("process {}", cluster.topic));
+        assert_eq!(process.parent_span_id, producer_span);
+        assert_eq!(attr(process, "messaging.kafka.offset"), i.to_string());
+        assert_eq!(attr(process, "ackbar.verdict"), "commit");
+    }
+    let served = http_get(&ops, "/metrics").1;
+    let batch_calls = served
+        .lines()
+        .find(|l| l.starts_with("ackbar_batch_calls_total{") && l.contains("pipeline=\"batched\""))
+        .unwrap_or_else(|| panic!("no batch calls in /metrics:\n{served}"));
+    assert!(
+        !batch_calls.ends_with(" 0"),
+        "no batch was taken: {batch_calls}"
+    );
+    run.signal("TERM");
+    assert!(run.wait_exit().success());
+}
