@@ -7,6 +7,7 @@ use super::handler_call::{message_span, Called, HandlerCall};
 use super::partition_queue::Taken;
 use crate::bindings::{Message, MessageFields};
 use crate::events::BatchCalled;
+use crate::offsets::TopicPartition;
 use crate::plugin::{BatchCall, BatchMessages, Finished, InstancePool, PackedBatch};
 use crate::telemetry::spans::DeliveryTrace;
 use std::future::Future;
@@ -154,6 +155,15 @@ impl BatchRun {
             (self.pool.clone(), called)
         });
         Some((self.messages.take(index), first))
+    }
+
+    /// Copies the messages not given back yet out of librdkafka (see [`Taken::copy_out`]).
+    pub fn copy_out_held(&mut self, tp: &TopicPartition) {
+        if let Held::Owned(messages) = &mut self.messages {
+            for message in messages.iter_mut().flatten() {
+                message.copy_out(tp);
+            }
+        }
     }
 
     /// Ends the call where it is (an aborted transaction rewound the partition): the offsets of

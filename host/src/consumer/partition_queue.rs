@@ -174,7 +174,7 @@ impl Drop for PoppedMessage {
 
 /// A message a batch took from the queue, on its first delivery.
 pub(crate) enum Taken {
-    /// Copied out already (the worker waited for it).
+    /// A [`Message`] of its own: the worker waited for it, or copied it out.
     Copied(Message),
     /// Still in librdkafka's fetch buffer.
     InPlace(InPlace),
@@ -272,8 +272,9 @@ impl MessageFields for Taken {
 
 /// A message without error, read where librdkafka keeps it.
 pub(crate) struct InPlace {
-    /// Its headers, looked up once: librdkafka parses them on every lookup of a message that
-    /// has none. `None`: it has none. They live as long as the message.
+    /// Its headers, looked up once: librdkafka parses a record's header section again on every
+    /// lookup when the record has no headers. `None`: it has none. They live as long as the
+    /// message.
     headers: Option<NonNull<rd::rd_kafka_headers_t>>,
     message: PoppedMessage,
     /// Destroyed after the message (fields drop in order).
@@ -370,7 +371,7 @@ unsafe fn headers_of(raw: &rd::rd_kafka_message_t) -> Option<*const rd::rd_kafka
 /// Calls `each` with every header's name and value (`None` for a header without one).
 ///
 /// # Safety
-/// `headers` is live (owned by a live message).
+/// `headers` is live (owned by a live message) for all of `'a`.
 unsafe fn for_each_header<'a>(
     headers: *const rd::rd_kafka_headers_t,
     mut each: impl FnMut(&'a [u8], Option<&'a [u8]>),

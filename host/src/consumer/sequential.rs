@@ -143,9 +143,19 @@ pub(super) async fn run(
         // A message whose first call settled it outright needs nothing more: not even a copy
         // of its own. Any other waits (for a call, a redelivery, a write) once the run is out.
         let settled = match first_call.as_ref().and_then(settled_outright) {
-            Some(how) => Ok(delivery.settled(offset, how)),
+            Some(how) => {
+                // Its spans end now, and librdkafka gets its message back.
+                drop((taken, first_call));
+                Ok(delivery.settled(offset, how))
+            }
             None => {
                 finished_run(&shared, &tp, &mut settled_run);
+                // It may wait: the batch's messages still held are copied out, so that a pause
+                // or a backoff does not hold librdkafka's fetch buffers, which its prefetch
+                // bound no longer counts.
+                if let Some(run) = &mut batch {
+                    run.copy_out_held(&tp);
+                }
                 let message = taken.into_message(&tp);
                 delivery.until_settled(message, first_call).await
             }
