@@ -10,6 +10,7 @@ use crate::stats::{tallied, Stats};
 use ::metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use anyhow::{Context, Result};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -258,6 +259,9 @@ pub struct MessageMetrics {
     pub batch_calls: Counter,
     /// `ackbar_batched_messages_total`: messages those calls took.
     pub batched_messages: Counter,
+    /// Deliveries of a batch that returned and committed, counted by
+    /// [`record_in_run`](Self::record_in_run) and not yet added to `ok` and `commit`.
+    ok_commits_in_run: AtomicU64,
 }
 
 impl MessageMetrics {
@@ -312,6 +316,31 @@ impl MessageMetrics {
                 "ackbar_batched_messages_total",
                 &stats.batched_messages,
             ),
+            ok_commits_in_run: AtomicU64::new(0),
+        }
+    }
+
+    /// [`record`](Self::record) for a delivery of a batch: one that returned and committed,
+    /// nearly every one, is added to its two counters with the rest of its run of settled
+    /// messages ([`finish_run`](Self::finish_run)) instead of on its own. Its duration is its
+    /// own, so the histogram still gets it now.
+    pub fn record_in_run(&self, outcome: &Outcome, action: Action, elapsed: Duration) {
+        if matches!(outcome.end, CallEnd::Returned(_)) && action == Action::Commit {
+            self.ok_commits_in_run.fetch_add(1, Ordering::Relaxed);
+            self.duration.record(elapsed.as_secs_f64());
+        } else {
+            self.record(outcome, action, elapsed);
+        }
+    }
+
+    /// Adds the deliveries [`record_in_run`](Self::record_in_run) counted to the series: the
+    /// worker does it where it finishes a run of settled messages, before anything that can
+    /// wait, so the series never lag behind by more than a run.
+    pub fn finish_run(&self) {
+        let count = self.ok_commits_in_run.swap(0, Ordering::Relaxed);
+        if count > 0 {
+            self.ok.increment(count);
+            self.commit.increment(count);
         }
     }
 
@@ -335,6 +364,13 @@ impl MessageMetrics {
             Action::Nothing => self.nothing.increment(1),
         }
         self.duration.record(elapsed.as_secs_f64());
+    }
+}
+
+impl Drop for MessageMetrics {
+    /// A worker that stops mid-run still counts what it handled.
+    fn drop(&mut self) {
+        self.finish_run();
     }
 }
 

@@ -169,4 +169,35 @@ mod tests {
             (2, 1, 1, 1, 1, 1)
         );
     }
+
+    /// A batch's deliveries that returned and committed count once their run is finished (or
+    /// the worker's series are dropped); any other counts at once.
+    #[test]
+    fn a_runs_deliveries_count_when_the_run_is_finished() {
+        let pipeline = PipelineMetrics::new("shop", "orders");
+        let orders = pipeline.message_metrics("orders");
+        let counted = || {
+            let s = pipeline.stats().snapshot();
+            (s.ok, s.commit_actions, s.errors, s.redeliver_actions)
+        };
+        for _ in 0..3 {
+            orders.record_in_run(&Outcome::returned(None), Action::Commit, Duration::ZERO);
+        }
+        let failed = Outcome {
+            explicit: None,
+            end: CallEnd::Failed {
+                kind: ErrorKind::Retry,
+                message: String::new(),
+            },
+        };
+        orders.record_in_run(&failed, Action::Redeliver, Duration::ZERO);
+        assert_eq!(counted(), (0, 0, 1, 1));
+        orders.finish_run();
+        assert_eq!(counted(), (3, 3, 1, 1));
+        orders.finish_run();
+        assert_eq!(counted(), (3, 3, 1, 1), "counted once");
+        orders.record_in_run(&Outcome::returned(None), Action::Commit, Duration::ZERO);
+        drop(orders);
+        assert_eq!(counted(), (4, 4, 1, 1));
+    }
 }

@@ -247,6 +247,7 @@ impl Invoker {
                 outputs,
                 started,
                 elapsed: started.elapsed(),
+                batched: false,
             };
             let tp = TopicPartition::new(&message.topic, message.partition);
             // Settled exactly as a pipeline's worker settles it; only the recording differs.

@@ -156,6 +156,7 @@ impl HandlerCall<'_> {
             outputs,
             started,
             elapsed,
+            batched: false,
         };
         Some(self.record(version, message, &span, trace, tries, done))
     }
@@ -300,6 +301,7 @@ pub(crate) fn settle_call(
         outputs,
         started,
         elapsed,
+        batched,
     } = done;
     let settled = rules.settle(&outcome, tries, message.attempt());
     let publishes = settled.publishes_outputs(&outcome) && !outputs.records.is_empty();
@@ -316,6 +318,7 @@ pub(crate) fn settle_call(
     );
     event.outputs = outputs.records.len();
     event.outputs_published = publishes;
+    event.batched = batched;
     SettledCall {
         settled,
         event,

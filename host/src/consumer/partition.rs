@@ -9,6 +9,7 @@ use super::{concurrent, sequential};
 use crate::bindings::Message;
 use crate::config::Ordering;
 use crate::events::{ConsumeFailed, Consumed, MessageDone, MessageTaken, SettledRun};
+use crate::metrics::MessageMetrics;
 use crate::offsets::{Completion, TopicPartition};
 use std::sync::Arc;
 use std::time::Instant;
@@ -161,12 +162,15 @@ pub(super) fn begin_all(
 }
 
 /// [`finished`] for messages that settled one after another: the commit point moves once for
-/// the run, under one lock. Empties `run`.
+/// the run, under one lock, and the run's deliveries are added to the worker's series
+/// (`metrics`) at once. Empties `run`.
 pub(super) fn finished_run(
     shared: &PipelineState,
     tp: &TopicPartition,
     run: &mut Vec<(i64, Completion)>,
+    metrics: &MessageMetrics,
 ) {
+    metrics.finish_run();
     if run.is_empty() {
         return;
     }

@@ -70,7 +70,7 @@ pub(super) async fn run(
             true
         } else {
             // Waits for failing writes to recover: the run finishes first.
-            finished_run(&shared, &tp, &mut settled_run);
+            finished_run(&shared, &tp, &mut settled_run, &metrics);
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => false,
@@ -91,7 +91,7 @@ pub(super) async fn run(
         let next = match &mut batch {
             Some(run) => {
                 if run.would_wait() {
-                    finished_run(&shared, &tp, &mut settled_run);
+                    finished_run(&shared, &tp, &mut settled_run, &metrics);
                 }
                 run.next(&handler).await
             }
@@ -100,7 +100,7 @@ pub(super) async fn run(
         let (taken, first_call) = match next {
             Some(next) => next,
             None if batch.take().is_some() => {
-                finished_run(&shared, &tp, &mut settled_run);
+                finished_run(&shared, &tp, &mut settled_run, &metrics);
                 continue;
             }
             None => {
@@ -149,7 +149,7 @@ pub(super) async fn run(
                 Ok(delivery.settled(offset, how))
             }
             None => {
-                finished_run(&shared, &tp, &mut settled_run);
+                finished_run(&shared, &tp, &mut settled_run, &metrics);
                 // It may wait: the batch's messages still held are copied out, so that a pause
                 // or a backoff does not hold librdkafka's fetch buffers, which its prefetch
                 // bound no longer counts.
@@ -166,7 +166,7 @@ pub(super) async fn run(
                 continue;
             }
         }
-        finished_run(&shared, &tp, &mut settled_run);
+        finished_run(&shared, &tp, &mut settled_run, &metrics);
         if let Ok(Done {
             how,
             write: Some(pending),
@@ -206,7 +206,7 @@ pub(super) async fn run(
             }
         }
     }
-    finished_run(&shared, &tp, &mut settled_run);
+    finished_run(&shared, &tp, &mut settled_run, &metrics);
     release(&shared, &tp, batch.take());
     // Revoked, stopping or shutting down: writes under way finish (their retries stop), and
     // what settled commits with its outputs.

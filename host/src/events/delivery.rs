@@ -42,6 +42,8 @@ pub struct DeliveryEvent {
     /// Wall-clock time of the handler call, creating an instance included when none was idle.
     /// Charged to the tenant's guest time.
     pub elapsed: Duration,
+    /// A `handle-batch` call handled it.
+    pub batched: bool,
 }
 
 impl DeliveryEvent {
@@ -73,13 +75,20 @@ impl DeliveryEvent {
             outputs_published: false,
             started,
             elapsed,
+            batched: false,
         }
     }
 
     /// Records the delivery in the metrics and the log (inside `span`, the message's span),
     /// then hands it to the sink if there is one.
     pub(crate) fn emit(self, to: &Observers<'_>, span: &tracing::Span) {
-        to.topic.record(&self.outcome, self.action, self.elapsed);
+        match self.batched {
+            // Counted with the rest of its run, once the run is finished.
+            true => to
+                .topic
+                .record_in_run(&self.outcome, self.action, self.elapsed),
+            false => to.topic.record(&self.outcome, self.action, self.elapsed),
+        }
         let recent = &to.recorder.health().recent;
         recent.handled_by(&self.plugin_version);
         if let CallEnd::Trapped { .. } | CallEnd::Failed { .. } = &self.outcome.end {

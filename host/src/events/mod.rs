@@ -1,7 +1,9 @@
 //! What happened, recorded once. Everything a pipeline does that someone may watch is a typed
 //! event, and an event's `emit` is the only place that feeds the pipeline's Prometheus series
 //! (and through them its `Stats`), its log lines, its [`Health`] and the
-//! event stream that `ackbar demo` and the tests read. Workers decide; events record.
+//! event stream that `ackbar demo` and the tests read. Workers decide; events record. (A
+//! batch's deliveries that returned and committed are counted when the worker finishes their
+//! run: [`MessageMetrics::finish_run`].)
 //!
 //! | event | when |
 //! |---|---|

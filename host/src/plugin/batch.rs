@@ -41,6 +41,8 @@ pub struct Finished {
     pub started: Instant,
     /// How long it took.
     pub elapsed: Duration,
+    /// A `handle-batch` call handled it.
+    pub batched: bool,
 }
 
 /// Where a batch's messages go as the guest finishes them.
@@ -174,6 +176,7 @@ impl BatchCall {
             outputs,
             started: self.started,
             elapsed,
+            batched: true,
         });
         self.stopped = true;
     }
@@ -186,6 +189,7 @@ impl BatchCall {
             outputs: Outputs::default(),
             started: self.started,
             elapsed: self.started.elapsed(),
+            batched: true,
         });
     }
 

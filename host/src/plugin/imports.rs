@@ -359,6 +359,7 @@ fn batch_finish(mut store: StoreContextMut<'_, HostState>, result: HandleResult)
         outputs: std::mem::take(&mut call.outputs),
         started,
         elapsed: now - started,
+        batched: true,
     });
     let Some(&(next_offset, _)) = batch.messages.get(batch.finished) else {
         batch.stopped = true;
