@@ -154,16 +154,20 @@ pub struct Judgement {
     pub reason: String,
 }
 
-/// Whether a canary with `canary_deliveries` so far, started at `started_ms`, is due a verdict
-/// at `now_ms`: after `messages` deliveries on the canary, or `max_ms` after its start.
+/// Whether a canary started at `started_ms` is due a verdict at `now_ms`: once both versions
+/// have had `messages` deliveries in its window (`canary` and `stable` so far), or `max_ms`
+/// after its start. The running version's count matters too: members report their counts on
+/// their own schedules, and a comparison against a few of its deliveries could not tell a
+/// failing canary from a good one.
 pub fn due(
-    canary_deliveries: u64,
+    canary: u64,
+    stable: u64,
     messages: u64,
     started_ms: u64,
     max_ms: u64,
     now_ms: u64,
 ) -> bool {
-    canary_deliveries >= messages || now_ms.saturating_sub(started_ms) >= max_ms
+    (canary >= messages && stable >= messages) || now_ms.saturating_sub(started_ms) >= max_ms
 }
 
 /// The rule of this module's documentation, over one window of both versions.
@@ -328,9 +332,13 @@ mod tests {
     }
 
     #[test]
-    fn a_verdict_is_due_after_the_messages_or_the_time() {
-        assert!(!due(999, 1_000, 0, 60_000, 59_999));
-        assert!(due(1_000, 1_000, 0, 60_000, 1));
-        assert!(due(0, 1_000, 0, 60_000, 60_000));
+    fn a_verdict_is_due_after_the_messages_on_both_versions_or_the_time() {
+        assert!(!due(999, 5_000, 1_000, 0, 60_000, 59_999));
+        assert!(
+            !due(5_000, 999, 1_000, 0, 60_000, 59_999),
+            "the running version's too"
+        );
+        assert!(due(1_000, 1_000, 1_000, 0, 60_000, 1));
+        assert!(due(0, 0, 1_000, 0, 60_000, 60_000));
     }
 }

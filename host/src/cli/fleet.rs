@@ -100,7 +100,8 @@ pub struct DeployArgs {
     /// decision and fails on a rollback.
     #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
     pub canary: Option<u32>,
-    /// Deliveries on the canary after which the decision is taken.
+    /// Deliveries on the canary (and at least as many on the deployed version) after which the
+    /// decision is taken.
     #[arg(long, default_value_t = 1000, requires = "canary")]
     pub canary_messages: u64,
     /// Minutes after which the decision is taken with fewer deliveries.
@@ -310,7 +311,7 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
         bytes.len(),
         match &desired.canary {
             Some(c) => format!(
-                ", a canary on {}% of the partitions beside plugin {} until {} deliveries or {} min",
+                ", a canary on {}% of the partitions beside plugin {} until {} deliveries on each or {} min",
                 c.percent, desired.plugin, c.messages, canary_max_minutes
             ),
             None => String::new(),

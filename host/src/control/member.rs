@@ -407,7 +407,8 @@ impl Member {
             }
             let seen =
                 self.canaries_seen[&(tenant.clone(), desired.pipeline.clone(), desired.generation)];
-            if !canary::due(on_canary.deliveries, plan.messages, seen, plan.max_ms, now) {
+            let (canary, stable) = (on_canary.deliveries, on_stable.deliveries);
+            if !canary::due(canary, stable, plan.messages, seen, plan.max_ms, now) {
                 continue;
             }
             // A leader that took over a moment ago may not have read its predecessor's last
