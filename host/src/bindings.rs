@@ -59,6 +59,15 @@ pub trait MessageFields {
     /// convert it lossily.
     fn for_each_header<'a>(&'a self, each: &mut dyn FnMut(&'a [u8], Option<&'a [u8]>));
 
+    /// Bytes of its key, payload and headers.
+    fn bytes(&self) -> usize {
+        let mut headers = 0;
+        self.for_each_header(&mut |name, value| {
+            headers += name.len() + value.map_or(0, <[u8]>::len);
+        });
+        self.key().map_or(0, <[u8]>::len) + self.payload().map_or(0, <[u8]>::len) + headers
+    }
+
     /// The value of the first header named `name` (ASCII case ignored), if it has one.
     fn header(&self, name: &str) -> Option<&[u8]> {
         let mut found = None;

@@ -138,6 +138,16 @@ mod tests {
     use crate::policy::Action;
     use std::time::Duration;
 
+    fn retryable_error() -> Outcome {
+        Outcome {
+            explicit: None,
+            end: CallEnd::Failed {
+                kind: ErrorKind::Retry,
+                message: String::new(),
+            },
+        }
+    }
+
     /// The totals are the counters' own: recording a delivery in a topic's series moves them.
     #[test]
     fn stats_read_the_counters_of_every_topic() {
@@ -147,13 +157,7 @@ mod tests {
             pipeline.message_metrics("returns"),
         );
         orders.record(&Outcome::returned(None), Action::Commit, Duration::ZERO);
-        let failed = Outcome {
-            explicit: None,
-            end: CallEnd::Failed {
-                kind: ErrorKind::Retry,
-                message: String::new(),
-            },
-        };
+        let failed = retryable_error();
         returns.record(&failed, Action::Redeliver, Duration::ZERO);
         pipeline.commits.increment(1);
         let s = pipeline.stats().snapshot();
@@ -183,13 +187,7 @@ mod tests {
         for _ in 0..3 {
             orders.record_in_run(&Outcome::returned(None), Action::Commit, Duration::ZERO);
         }
-        let failed = Outcome {
-            explicit: None,
-            end: CallEnd::Failed {
-                kind: ErrorKind::Retry,
-                message: String::new(),
-            },
-        };
+        let failed = retryable_error();
         orders.record_in_run(&failed, Action::Redeliver, Duration::ZERO);
         assert_eq!(counted(), (0, 0, 1, 1));
         orders.finish_run();

@@ -124,7 +124,7 @@ impl BatchRun {
     /// alone). Waits while the call is still on it. `None` when every message was given back.
     pub async fn next(&mut self, handler: &HandlerCall<'_>) -> Option<(Taken, Option<FirstCall>)> {
         let index = self.next;
-        if self.messages.offset(index).is_none() {
+        if self.messages.get(index).is_none() {
             // Every message is back, but the guest may still be running after its last
             // `finish`: the call ends before the worker goes on (bounded by the last message's
             // deadline), so its instance goes back to the pool instead of being dropped.
@@ -170,7 +170,7 @@ impl BatchRun {
     /// the messages not given back yet, which stay unsettled.
     pub fn abandon(self) -> impl Iterator<Item = i64> {
         let BatchRun { messages, next, .. } = self;
-        (next..messages.len()).filter_map(move |i| messages.offset(i))
+        (next..messages.len()).filter_map(move |i| messages.get(i).map(|m| m.offset()))
     }
 }
 
@@ -194,14 +194,6 @@ impl Held {
         match self {
             Held::Owned(messages) => messages.len(),
             Held::Shared(messages) => messages.len(),
-        }
-    }
-
-    /// The offset of the message at `index`, if it has not been given back.
-    fn offset(&self, index: usize) -> Option<i64> {
-        match self {
-            Held::Owned(messages) => messages.get(index)?.as_ref().map(Taken::offset),
-            Held::Shared(messages) => messages.get(index).map(|m| m.offset),
         }
     }
 

@@ -199,15 +199,6 @@ impl Taken {
             Taken::InPlace(_) => unreachable!("copied out above"),
         }
     }
-
-    /// Bytes of its key, payload and headers.
-    pub(crate) fn bytes(&self) -> usize {
-        let mut headers = 0;
-        self.for_each_header(&mut |name, value| {
-            headers += name.len() + value.map_or(0, <[u8]>::len);
-        });
-        self.key().map_or(0, <[u8]>::len) + self.payload().map_or(0, <[u8]>::len) + headers
-    }
 }
 
 impl MessageFields for Taken {

@@ -96,13 +96,8 @@ fn pack<M: MessageFields>(messages: &[M]) -> Vec<u8> {
 /// few more).
 fn packed_len<M: MessageFields>(message: &M) -> usize {
     let mut headers = 0;
-    message.for_each_header(&mut |name, value| {
-        headers += 8 + name.len() + value.map_or(0, <[u8]>::len);
-    });
-    FIXED
-        + message.key().map_or(0, <[u8]>::len)
-        + message.payload().map_or(0, <[u8]>::len)
-        + headers
+    message.for_each_header(&mut |_, _| headers += 1);
+    FIXED + message.bytes() + 8 * headers
 }
 
 fn put_optional(into: &mut Vec<u8>, bytes: Option<&[u8]>) {
